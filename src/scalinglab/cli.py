@@ -1,0 +1,264 @@
+"""The `scalinglab` command: plan, run, fit, plot. Bad input: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from . import planner, results, spec
+from .fit import FitError, fit_all, from_columns
+from .spec import EXECUTORS, SpecError
+
+DEFAULT_RESULTS = "results"
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+# ---- plan -------------------------------------------------------------------------------------
+
+
+def plan_table(runs: list[spec.RunSpec]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "run_id": r.run_id,
+                "n_layers": r.n_layers,
+                "d_model": r.d_model,
+                "n_heads": r.n_heads,
+                "N": r.N,
+                "N_total": r.N_total,
+                "D": r.D,
+                "tokens_per_param": r.D / r.N,
+                "steps": r.steps,
+                "seed": r.seed,
+                "flops_per_token": r.flops_per_token,
+                "C": r.C,
+            }
+            for r in runs
+        ]
+    )
+
+
+def _print_plan(sweep: spec.SweepSpec, runs: list[spec.RunSpec], console: Console) -> None:
+    from .launch import max_parallel  # noqa: PLC0415  (submitit import only where needed)
+
+    table = Table(title=f"sweep {sweep.name}: {len(runs)} runs")
+    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", "steps", "seed", "C"):
+        table.add_column(col, justify="right")
+    for r in runs:
+        table.add_row(
+            r.run_id, str(r.n_layers), str(r.d_model), str(r.n_heads), f"{r.N:,}", f"{r.N_total:,}",
+            f"{r.D:,}", f"{r.D / r.N:.1f}", f"{r.steps:,}", str(r.seed), f"{r.C:.3g}",
+        )  # fmt: skip
+    console.print(table)
+    parallel = max_parallel(sweep.launch, len(runs))
+    est = planner.estimate_seconds(runs, parallel)
+    console.print(
+        f"runs {len(runs)} · total C {sum(r.C for r in runs):.3g} FLOPs · "
+        f"estimated wall time here {est / 60:.1f} min ({parallel} job(s) at once, {sweep.launch.executor})"
+    )
+    console.print("C = FLOPs per token x D; FLOPs per token = 6(N + d_model*vocab) + 12*n_layers*seq_len*d_model")
+
+
+def cmd_plan(args, console: Console) -> int:
+    sweep = spec.with_launch(spec.load(args.sweep), executor=args.executor)
+    runs = planner.plan(sweep)
+    _print_plan(sweep, runs, console)
+    table = plan_table(runs)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        console.print(f"wrote {args.csv}")
+    if args.json:
+        Path(args.json).write_text(table.to_json(orient="records", indent=1))
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+# ---- run --------------------------------------------------------------------------------------
+
+
+def _check_data(sweep: spec.SweepSpec) -> None:
+    """Reads the corpus once before anything is written, so bad data fails fast with exit 2."""
+    from . import data  # noqa: PLC0415  (numpy only; kept out of `fit`/`plot` start-up)
+
+    corpus = data.split(data.corpus_bytes(sweep.data.source, sweep.data.path), sweep.data.val_fraction)
+    data.val_windows(corpus.val, sweep.model.seq_len, sweep.data.val_tokens)
+    data.batch(corpus.train, sweep.model.seq_len, 1, 0, 0)
+
+
+def cmd_run(args, console: Console) -> int:
+    from .launch import launch  # noqa: PLC0415
+
+    sweep = spec.with_launch(
+        spec.load(args.sweep),
+        executor=args.executor,
+        max_parallel=args.max_parallel,
+        threads_per_job=args.threads_per_job,
+    )
+    runs = planner.plan(sweep)
+    _check_data(sweep)
+    sweep_dir = Path(args.results) / sweep.name
+    console.print(f"sweep {sweep.name}: {len(runs)} runs -> {sweep_dir}/ ({sweep.launch.executor} executor)")
+    results.write_json(sweep_dir / "sweep.json", sweep.model_dump(mode="json"))
+    t0 = time.perf_counter()
+    outcome = launch(runs, sweep.launch, sweep_dir, console)
+    console.print(
+        f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
+    try:
+        _report(sweep_dir, console)
+    except FitError as e:
+        console.print(f"no fit yet: {e}")
+    return 1 if outcome.failed else 0
+
+
+# ---- fit and plot -----------------------------------------------------------------------------
+
+
+def _finished_runs(sweep_dir: Path) -> pd.DataFrame:
+    try:
+        df = results.load(sweep_dir)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    done = df[df["status"] == "done"] if "status" in df else df.iloc[0:0]
+    if done.empty:
+        raise FitError(f"{sweep_dir}: no finished runs yet")
+    return done
+
+
+def _huber_delta(sweep_dir: Path) -> float:
+    saved = results.read_json(Path(sweep_dir) / "sweep.json")
+    return saved["fit"]["huber_delta"] if saved else spec.FitSpec().huber_delta
+
+
+def _report(sweep_dir: Path, console: Console, write_figures: bool = True) -> dict:
+    """Fits the finished runs of a sweep, saves fit.json, prints the laws, regenerates figures."""
+    from .plot import plot_all  # noqa: PLC0415  (matplotlib only when figures are made)
+
+    runs = _finished_runs(sweep_dir)
+    fits = fit_all(runs, _huber_delta(sweep_dir))
+    results.write_json(Path(sweep_dir) / "fit.json", fits)
+    _print_fits(fits, console)
+    if write_figures:
+        evals = results.load(sweep_dir, per_eval=True)
+        evals = evals[evals["run_id"].isin(runs["run_id"])] if "L" in evals else None
+        for path in plot_all(runs, fits, Path(sweep_dir) / "figures", evals):
+            console.print(f"wrote {path}")
+    return fits
+
+
+def _print_fits(fits: dict, console: Console) -> None:
+    if "alpha" in fits:
+        console.print(
+            f"L(N,D) = E + A/N^alpha + B/D^beta over {fits['n_points']} runs:\n"
+            f"  E = {fits['E']:.4g}  A = {fits['A']:.4g}  B = {fits['B']:.4g}  "
+            f"alpha = {fits['alpha']:.4f}  beta = {fits['beta']:.4f}"
+        )
+    else:
+        console.print(f"L(N,D) not fitted: {fits['skipped']}")
+    for law in fits["power_laws"]:
+        e = f"E = {law['E']:.4g}  " if law["E"] else ""
+        console.print(f"{law['form']:<18} {e}a = {law['a']:.4g}  b = {law['b']:.4f}  ({law['at']}, {law['n_points']} runs)")
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    mapping = {}
+    for item in items:
+        ours, sep, theirs = item.partition("=")
+        if not sep or ours not in ("N", "D", "C", "L"):
+            raise UsageError(f"--map {item}: expected N=COLUMN, D=COLUMN, C=COLUMN or L=COLUMN")
+        mapping[ours] = theirs
+    return mapping
+
+
+def cmd_fit(args, console: Console) -> int:
+    if (args.path is None) == (args.csv is None):
+        raise UsageError("scalinglab fit: give a results/<sweep> folder or --csv FILE, not both or neither")
+    if args.csv:
+        if not Path(args.csv).is_file():
+            raise UsageError(f"--csv {args.csv}: no such file")
+        table = from_columns(pd.read_csv(args.csv), _parse_map(args.map))
+        fits = fit_all(table, args.huber_delta or spec.FitSpec().huber_delta)
+        if not args.json:
+            _print_fits(fits, console)
+    else:
+        if args.map:
+            raise UsageError("--map only applies with --csv")
+        quiet = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115
+        fits = _report(Path(args.path), quiet, write_figures=False)
+        if not args.json:
+            console.print(f"wrote {Path(args.path) / 'fit.json'}")
+    if args.json:
+        print(json.dumps(fits, indent=1))
+    return 0
+
+
+def cmd_plot(args, console: Console) -> int:
+    _report(Path(args.path), console)
+    return 0
+
+
+# ---- entry point ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="scalinglab", description="Scaling-law sweeps: plan, train, fit, plot.")
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    plan = sub.add_parser("plan", help="print a sweep's runs and what they cost")
+    plan.add_argument("sweep", help="sweep YAML file")
+    plan.add_argument("--csv", metavar="FILE", help="also write the run table as CSV")
+    plan.add_argument("--json", metavar="FILE", help="also write the run table as JSON")
+    plan.add_argument("--executor", choices=EXECUTORS, help="executor for the wall-time estimate")
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="train every run not yet done, then fit and plot")
+    run.add_argument("sweep", help="sweep YAML file")
+    run.add_argument("--executor", choices=EXECUTORS, help="override launch.executor")
+    run.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help="runs go to DIR/<name>/ (default: results)")
+    run.add_argument("--max-parallel", type=int, metavar="N", help="override launch.max_parallel")
+    run.add_argument("--threads-per-job", type=int, metavar="N", help="override launch.threads_per_job")
+    run.set_defaults(func=cmd_run)
+
+    fit = sub.add_parser("fit", help="fit scaling laws to a sweep's results or to a CSV")
+    fit.add_argument("path", nargs="?", help="results/<sweep> folder")
+    fit.add_argument("--csv", metavar="FILE", help="fit a table with columns N, D (or C) and L instead")
+    fit.add_argument("--map", action="append", default=[], metavar="X=COLUMN", help='CSV column for N, D, C or L, e.g. --map N="Model Size"')
+    fit.add_argument("--huber-delta", type=float, help="Huber threshold for --csv fits (default 1e-3)")
+    fit.add_argument("--json", action="store_true", help="print the fit as JSON (E, A, B, alpha, beta, power_laws)")
+    fit.set_defaults(func=cmd_fit)
+
+    plot = sub.add_parser("plot", help="regenerate a sweep's figures from results/ alone")
+    plot.add_argument("path", help="results/<sweep> folder")
+    plot.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes: no wrapped tables
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args, console)
+    except (SpecError, FitError, UsageError, pd.errors.ParserError) as e:
+        print(f"scalinglab: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import pytest
+# submitit configures logging at import (logging.config.dictConfig), which closes existing
+# handlers; absl's handler, created when JAX is imported during collection, would then close
+# pytest's captured stderr. Importing submitit first avoids that.
+import submitit  # noqa: F401
+import yaml
+
+
+def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
+    """A sweep small enough to train in seconds: 2 shapes x 2 data sizes on the stdlib corpus."""
+    doc = {
+        "name": "tiny",
+        "data": {"val_tokens": 1024},
+        "model": {"seq_len": 32},
+        "grid": {
+            "shapes": [{"n_layers": 1, "d_model": 16, "n_heads": 2}, {"n_layers": 1, "d_model": 32, "n_heads": 2}],
+            "D": [2560, 5120],
+        },
+        "train": {"batch_size": 4, "lr": 1e-2, "n_evals": 2},
+        "launch": {"executor": executor},
+    }
+    for key, value in sections.items():
+        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    return lambda **kw: tiny_sweep(tmp_path, **kw)

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalinglab.fit import FitError, fit_all, fit_chinchilla, fit_power_law, from_columns, frontier
+
+# Hoffmann et al. 2022 Fig. 4 as extracted by Epoch AI (Besiroglu et al. 2024); see tests/data/README.md
+CHINCHILLA_CSV = Path(__file__).parent / "data" / "chinchilla_fig4_points.csv"
+
+
+def test_power_law_recovers_exponent_from_noisy_data():
+    rng = np.random.default_rng(0)
+    x = np.geomspace(1e4, 1e8, 30)
+    L = 50 * x**-0.3 * np.exp(rng.normal(0, 0.01, x.size))
+    law = fit_power_law(x, L, name="N")
+    assert law.b == pytest.approx(-0.3, abs=0.01)
+    assert law.a == pytest.approx(50, rel=0.15)
+    assert law.E == 0
+
+
+def test_power_law_with_irreducible_term_recovers_all_three():
+    rng = np.random.default_rng(1)
+    x = np.geomspace(1e15, 1e21, 40)
+    L = 1.7 + 2000 * x**-0.2 * np.exp(rng.normal(0, 0.005, x.size))
+    law = fit_power_law(x, L, irreducible=True, name="C")
+    assert law.E == pytest.approx(1.7, rel=0.05)
+    assert law.b == pytest.approx(-0.2, abs=0.02)
+
+
+def test_chinchilla_law_recovers_known_parameters_from_noisy_synthetic_runs():
+    rng = np.random.default_rng(2)
+    N, D = (g.ravel() for g in np.meshgrid(np.geomspace(1e6, 1e9, 8), np.geomspace(1e8, 1e11, 8)))
+    truth = dict(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.37)
+    L = (truth["E"] + truth["A"] / N ** truth["alpha"] + truth["B"] / D ** truth["beta"]) * np.exp(rng.normal(0, 0.005, N.size))
+    law = fit_chinchilla(N, D, L)
+    assert law.alpha == pytest.approx(0.34, abs=0.03)
+    assert law.beta == pytest.approx(0.37, abs=0.03)
+    assert law.E == pytest.approx(1.8, rel=0.03)
+    held_out = truth["E"] + truth["A"] / 1e10 ** 0.34 + truth["B"] / 1e12 ** 0.37
+    assert law(1e10, 1e12) == pytest.approx(held_out, rel=0.02)  # extrapolates 10x beyond the data
+
+
+def test_chinchilla_fig4_reproduces_the_published_approach_3_fit():
+    table = from_columns(pd.read_csv(CHINCHILLA_CSV), {"N": "Model Size", "C": "Training FLOP", "L": "loss"})
+    table = table.sort_values("L").iloc[:-5]  # Epoch drops the 5 highest-loss points
+    law = fit_chinchilla(table["N"], table["D"], table["L"])
+    assert law.n_points == 240
+    assert law.E == pytest.approx(1.8172, rel=0.01)
+    assert law.alpha == pytest.approx(0.3473, rel=0.01)
+    assert law.beta == pytest.approx(0.3672, rel=0.01)
+    assert law.A == pytest.approx(477.8, rel=0.05)
+    assert law.B == pytest.approx(2143, rel=0.05)
+
+
+def test_fit_all_and_frontier():
+    rng = np.random.default_rng(3)
+    N, D = (g.ravel() for g in np.meshgrid([1e4, 3e4, 1e5, 3e5], [1e6, 2e6, 4e6, 8e6]))
+    L = (1.5 + 30 / N**0.3 + 200 / D**0.35) * np.exp(rng.normal(0, 0.002, N.size))
+    df = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "L": L})
+    fits = fit_all(df)
+    assert {"E", "A", "B", "alpha", "beta"} <= set(fits)
+    xs = {(law["x"], law["E"] > 0) for law in fits["power_laws"]}
+    assert xs == {(x, irr) for x in "NDC" for irr in (False, True)}
+    front = frontier(df)
+    assert (np.diff(front.sort_values("C")["L"].to_numpy()) < 0).all()
+
+
+def test_too_little_data_says_what_is_missing():
+    with pytest.raises(FitError, match="need at least 2 distinct N"):
+        fit_chinchilla([1e5] * 5, [1e6, 2e6, 3e6, 4e6, 5e6], [3, 2.9, 2.8, 2.7, 2.6])
+    with pytest.raises(FitError, match="no column for N"):
+        from_columns(pd.DataFrame({"size": [1.0], "L": [2.0], "D": [3.0]}), {})

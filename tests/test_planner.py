@@ -1,0 +1,68 @@
+import json
+
+import pytest
+from flax import nnx
+
+from scalinglab import planner, spec
+from scalinglab.cli import main
+from scalinglab.model import TransformerLM, count_params
+
+SHAPES = [(1, 8, 1, 32), (1, 16, 2, 40), (2, 32, 4, 128), (3, 48, 3, 100), (4, 64, 8, 256), (2, 96, 6, 384), (6, 128, 4, 512), (3, 200, 5, 333)]
+
+
+@pytest.mark.parametrize("n_layers,d_model,n_heads,d_ff", SHAPES)
+def test_planner_N_equals_real_parameter_tree(n_layers, d_model, n_heads, d_ff):
+    seq_len, vocab = 64, planner.VOCAB_SIZE
+    model = TransformerLM(n_layers, d_model, n_heads, d_ff, seq_len, vocab, rngs=nnx.Rngs(0))
+    N = planner.count_N(n_layers, d_model, d_ff)
+    assert count_params(model) == N
+    assert count_params(model, non_embedding=False) == planner.count_N_total(N, d_model, seq_len, vocab)
+
+
+def test_planned_runs_match_their_models():
+    sweep = spec.parse({"name": "s", "grid": {"N": [1e4, 1e5, 1e6, 1e7], "tokens_per_param": [20]}})
+    for run in planner.plan(sweep):
+        model = TransformerLM(run.n_layers, run.d_model, run.n_heads, run.d_ff, run.seq_len, run.vocab_size, rngs=nnx.Rngs(0))
+        assert count_params(model) == run.N
+        assert run.D == run.steps * run.batch_size * run.seq_len
+        assert abs(run.D / run.N - 20) / 20 < 0.05
+
+
+@pytest.mark.parametrize("target", [2e4, 1e5, 3e5, 1e6, 1e7, 1e8])
+def test_shape_rule_lands_near_target_with_the_aspect_ratio(target):
+    model = spec.ModelSpec(d_head=32, aspect_ratio=32)
+    s = planner.shape_for(target, model)
+    N = planner.count_N(s.n_layers, s.d_model, s.d_ff)
+    assert 0.6 < N / target < 1.6
+    assert s.d_model == s.n_heads * 32
+    if target >= 1e6:  # deep enough for the ratio to be meaningful
+        assert 16 <= s.d_model / s.n_layers <= 64
+
+
+def test_run_ids_are_deterministic_and_distinct():
+    doc = {"name": "s", "grid": {"N": [2e4, 8e4], "D": [1e5, 2e5]}, "seeds": [0, 1]}
+    a, b = planner.plan(spec.parse(doc)), planner.plan(spec.parse(doc))
+    assert [r.run_id for r in a] == [r.run_id for r in b]
+    assert len({r.run_id for r in a}) == 8
+    changed = planner.plan(spec.parse({**doc, "train": {"lr": 1e-3}}))
+    assert not {r.run_id for r in changed} & {r.run_id for r in a}
+
+
+def test_flops_convention():
+    run = planner.plan(spec.parse({"name": "s", "grid": {"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 2}], "D": [1e5]}}))[0]
+    assert run.flops_per_token == 6 * (run.N + 64 * 256) + 12 * 2 * run.seq_len * 64
+    assert run.C == run.flops_per_token * run.D
+
+
+def test_same_shape_twice_is_rejected():
+    with pytest.raises(spec.SpecError, match=r"grid.N\[1\]: gives the same shape as grid.N\[0\]"):
+        planner.plan(spec.parse({"name": "s", "grid": {"N": [1e5, 1.01e5], "D": [1e5]}}))
+
+
+def test_plan_command_prints_totals_and_writes_csv_and_json(sweep_file, tmp_path, capsys):
+    assert main(["plan", str(sweep_file()), "--csv", str(tmp_path / "p.csv"), "--json", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "runs 4" in out and "total C" in out and "estimated wall time" in out
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert len(rows) == 4 and {"run_id", "N", "N_total", "D", "steps", "flops_per_token", "C"} <= set(rows[0])
+    assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("run_id,")

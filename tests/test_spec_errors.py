@@ -1,0 +1,79 @@
+"""Bad sweep YAML: exit code 2, one line naming the YAML path, no traceback, nothing written."""
+
+import pytest
+import yaml
+
+from scalinglab.cli import main
+from scalinglab.spec import SpecError, load, parse
+
+BASE = {"name": "s", "grid": {"N": [1e5], "D": [1e6]}}
+
+
+def with_(**sections):
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    for key, value in sections.items():
+        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
+    return doc
+
+
+CASES = [
+    (with_(model={"n_layer": 2}), "model.n_layer: unknown key; did you mean 'seq_len'?|model.n_layer: unknown key"),
+    (with_(train={"learning_rate": 1e-3}), r"train.learning_rate: unknown key"),
+    (with_(trian={"lr": 1e-3}), r"trian: unknown key; did you mean 'train'\?"),
+    (with_(grid={"N": [1e5], "D": [1e6], "shapes": None, "tokens_per_parm": [20]}), r"grid.tokens_per_parm: unknown key; did you mean 'tokens_per_param'\?"),
+    (with_(train={"batch_size": "big"}), r"train.batch_size: Input should be a valid integer.*'big'"),
+    (with_(train={"lr": -1}), r"train.lr: Input should be greater than 0"),
+    (with_(train={"b2": 1.5}), r"train.b2: Input should be less than 1"),
+    (with_(grid={"N": None, "D": [1e6], "shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 4}, {"n_layers": 2, "d_model": 100, "n_heads": 3}]}),
+     r"^grid.shapes\[1\].n_heads: d_model 100 is not divisible by n_heads 3$"),
+    (with_(grid={"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 4}]}), r"grid: give exactly one of 'N' \(target sizes\) or 'shapes'"),
+    (with_(grid={"D": None}), r"grid: give exactly one of 'D' \(tokens\) or 'tokens_per_param'"),
+    (with_(launch={"executor": "kubernetes"}), r"launch.executor: Input should be 'debug', 'local' or 'slurm'"),
+    ({"grid": {"N": [1e5], "D": [1e6]}}, r"^name: required, but missing$"),
+    (with_(data={"source": "text", "path": "/nonexistent/corpus"}), r"data.path: /nonexistent/corpus does not exist"),
+    (with_(seeds=[0, 0]), r"seeds: \[0, 0\] repeats a seed"),
+]
+
+
+@pytest.mark.parametrize("doc,message", CASES)
+def test_bad_sweep_is_rejected_with_a_path_precise_line(doc, message):
+    with pytest.raises(SpecError, match=message):
+        parse(doc)
+
+
+@pytest.mark.parametrize("verb", ["plan", "run"])
+def test_cli_bad_input_exit_2_one_line_nothing_written(verb, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(with_(grid={"N": None, "D": [1e6], "shapes": [{"n_layers": 2, "d_model": 100, "n_heads": 3}]})))
+    assert main([verb, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "scalinglab: error: grid.shapes[0].n_heads: d_model 100 is not divisible by n_heads 3\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_missing_file_and_broken_yaml(tmp_path, capsys):
+    assert main(["plan", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: no such sweep file" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\ngrid: [1, 2\n")
+    with pytest.raises(SpecError, match=r"broken.yaml:\d+:\d+: not valid YAML"):
+        load(broken)
+
+
+def test_bad_command_line_is_one_line_exit_2(capsys):
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the following arguments are required: sweep" in err
+
+
+def test_empty_text_corpus_is_rejected_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(with_(data={"source": "text", "path": str(tmp_path / "corpus")})))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scalinglab: error: data.path:") and err.rstrip().endswith("is empty")
+    assert not (tmp_path / "results").exists()
