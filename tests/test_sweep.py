@@ -3,6 +3,7 @@
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -38,6 +39,11 @@ def test_tiny_sweep_end_to_end(executor, sweep_file, tmp_path, capsys):
     df = check_sweep(sweep_dir)
     out = capsys.readouterr().out
     assert "4 trained, 0 already done, 0 failed" in out
+    if executor == "debug":  # in this process
+        assert set(df["pid"]) == {os.getpid()}
+    else:  # one subprocess per run, one core each, both cores in use
+        assert len(set(df["pid"])) == 4 and os.getpid() not in set(df["pid"])
+        assert sorted({tuple(c) for c in df["cpu_cores"]}) == [(0,), (1,)]
 
     # Re-running skips every completed run and trains nothing.
     mtimes = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("runs/*/summary.json")}
@@ -45,13 +51,6 @@ def test_tiny_sweep_end_to_end(executor, sweep_file, tmp_path, capsys):
     assert "0 trained, 4 already done, 0 failed" in capsys.readouterr().out
     assert mtimes == {p: p.stat().st_mtime_ns for p in sweep_dir.glob("runs/*/summary.json")}
     assert len(results.load(sweep_dir)) == len(df)
-
-
-def test_local_jobs_run_in_subprocesses_pinned_to_their_own_cores(sweep_file, tmp_path):
-    path = sweep_file(executor="local", launch={"max_parallel": 2, "threads_per_job": 1})
-    assert main(["run", str(path), "--results", str(tmp_path)]) == 0
-    logs = list((tmp_path / "tiny" / "logs").glob("*_log.out"))
-    assert len(logs) == 4  # one submitit job, one process, per run
 
 
 @pytest.mark.parametrize("executor", ["debug", "local"])

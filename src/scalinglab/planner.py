@@ -22,8 +22,8 @@ VOCAB_SIZE = 256  # byte-level tokens
 # Effective training rate of one single-threaded CPU job, in FLOP/s of the convention above,
 # and a job's fixed cost (interpreter, JAX import, compilation, data load), both measured with
 # sweeps/quickstart.yaml on a 2-core AVX2 machine. Only used for the wall-time estimate.
-CPU_FLOPS_PER_JOB = 12e9
-JOB_OVERHEAD_S = 8.0
+CPU_FLOPS_PER_JOB = 16e9
+JOB_OVERHEAD_S = 10.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only: works with no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .fit import Chinchilla, PowerLaw  # noqa: E402
 
@@ -99,7 +99,12 @@ def _finish(ax, xlabel: str, title: str) -> None:
     plain = FuncFormatter(lambda v, _: f"{v:.3g}")
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(plain)
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = ax.get_xlim()
+    if hi / lo < 100:  # under two decades: too few major ticks to read values off
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e")))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel("L (validation loss, nats/token)")
     ax.set_title(title, fontsize=9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -123,6 +124,8 @@ def train(run: RunSpec, run_path: Path, log=print) -> dict:
         "wall_s": time.perf_counter() - t_start,
         "val_tokens_scored": int(windows.shape[0] * windows.shape[1] * run.seq_len),
         "device": jax.devices()[0].platform,
+        "pid": os.getpid(),
+        "cpu_cores": sorted(os.sched_getaffinity(0)),
     }
     results.write_json(run_path / "summary.json", summary)
     return summary
