@@ -17,10 +17,13 @@ def with_(**sections):
 
 
 CASES = [
-    (with_(model={"n_layer": 2}), "model.n_layer: unknown key; did you mean 'seq_len'?|model.n_layer: unknown key"),
+    (with_(model={"n_layer": 2}), r"^model.n_layer: unknown key; known keys: seq_len, mlp_ratio, d_head, aspect_ratio$"),
     (with_(train={"learning_rate": 1e-3}), r"train.learning_rate: unknown key"),
     (with_(trian={"lr": 1e-3}), r"trian: unknown key; did you mean 'train'\?"),
     (with_(grid={"N": [1e5], "D": [1e6], "shapes": None, "tokens_per_parm": [20]}), r"grid.tokens_per_parm: unknown key; did you mean 'tokens_per_param'\?"),
+    (with_(grid={"N": None, "D": [1e6], "shapes": [{"n_layer": 2, "d_model": 64, "n_heads": 4}]}),
+     r"^grid.shapes\[0\].n_layer: unknown key; did you mean 'n_layers'\?$"),
+    (with_(launch={"slurm": {"partion": "gpu"}}), r"launch.slurm.partion: unknown key; did you mean 'partition'\?"),
     (with_(train={"batch_size": "big"}), r"train.batch_size: Input should be a valid integer.*'big'"),
     (with_(train={"lr": -1}), r"train.lr: Input should be greater than 0"),
     (with_(train={"b2": 1.5}), r"train.b2: Input should be less than 1"),

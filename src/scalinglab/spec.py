@@ -190,7 +190,9 @@ def parse(data: object, origin: str = "sweep") -> SweepSpec:
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(_error_line(e.errors()[0])) from None
+        # A misspelt key also makes its correct spelling "missing": report the typo.
+        first = min(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        raise SpecError(_error_line(first)) from None
     _check_consistency(spec)
     return spec
 
