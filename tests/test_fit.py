@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.fit import FitError, fit_all, fit_chinchilla, fit_power_law, from_columns, frontier
+from scalinglab.fit import FitError, fit_chinchilla, fit_power_law, from_columns, frontier, power_laws
 
 # Hoffmann et al. 2022 Fig. 4 as extracted by Epoch AI (Besiroglu et al. 2024); see tests/data/README.md
 CHINCHILLA_CSV = Path(__file__).parent / "data" / "chinchilla_fig4_points.csv"
@@ -54,14 +54,12 @@ def test_chinchilla_fig4_reproduces_the_published_approach_3_fit():
     assert law.B == pytest.approx(2143, rel=0.05)
 
 
-def test_fit_all_and_frontier():
+def test_power_laws_and_frontier():
     rng = np.random.default_rng(3)
     N, D = (g.ravel() for g in np.meshgrid([1e4, 3e4, 1e5, 3e5], [1e6, 2e6, 4e6, 8e6]))
     L = (1.5 + 30 / N**0.3 + 200 / D**0.35) * np.exp(rng.normal(0, 0.002, N.size))
     df = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "L": L})
-    fits = fit_all(df)
-    assert {"E", "A", "B", "alpha", "beta"} <= set(fits)
-    xs = {(law["x"], law["E"] > 0) for law in fits["power_laws"]}
+    xs = {(law["x"], law["E"] > 0) for law in power_laws(df)}
     assert xs == {(x, irr) for x in "NDC" for irr in (False, True)}
     front = frontier(df)
     assert (np.diff(front.sort_values("C")["L"].to_numpy()) < 0).all()

@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from . import planner, results, spec
-from .fit import FitError, fit_all, from_columns
+from .analysis import analyze
+from .fit import FitError, from_columns
 from .spec import EXECUTORS, SpecError
 
 DEFAULT_RESULTS = "results"
@@ -122,7 +124,7 @@ def cmd_run(args, console: Console) -> int:
         f"in {time.perf_counter() - t0:.0f} s"
     )
     try:
-        _report(sweep_dir, console)
+        _report(sweep_dir, sweep.fit, console)
     except FitError as e:
         console.print(f"no fit yet: {e}")
     return 1 if outcome.failed else 0
@@ -131,7 +133,8 @@ def cmd_run(args, console: Console) -> int:
 # ---- fit and plot -----------------------------------------------------------------------------
 
 
-def _finished_runs(sweep_dir: Path) -> pd.DataFrame:
+def _finished_runs(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The done runs of a sweep, and their evaluations with C_seen (FLOPs so far)."""
     try:
         df = results.load(sweep_dir)
     except FileNotFoundError as e:
@@ -139,42 +142,73 @@ def _finished_runs(sweep_dir: Path) -> pd.DataFrame:
     done = df[df["status"] == "done"] if "status" in df else df.iloc[0:0]
     if done.empty:
         raise FitError(f"{sweep_dir}: no finished runs yet")
-    return done
+    evals = results.load(sweep_dir, per_eval=True)
+    evals = evals[evals["run_id"].isin(done["run_id"])].copy()
+    evals["C_seen"] = evals["tokens"] * evals["flops_per_token"]
+    return done, evals
 
 
-def _huber_delta(sweep_dir: Path) -> float:
-    saved = results.read_json(Path(sweep_dir) / "sweep.json")
-    return saved["fit"]["huber_delta"] if saved else spec.FitSpec().huber_delta
+def _fit_spec(sweep_dir: Path | None, args) -> spec.FitSpec:
+    """The sweep's fit section (or the defaults), with command-line flags on top."""
+    saved = results.read_json(Path(sweep_dir) / "sweep.json") if sweep_dir else None
+    base = saved["fit"] if saved else {}
+    flags = {"huber_delta": args.huber_delta, "method": args.method, "bootstrap": args.bootstrap,
+             "holdout_fraction": args.holdout}
+    try:
+        return spec.FitSpec.model_validate({**base, **{k: v for k, v in flags.items() if v is not None}})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UsageError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
 
 
-def _report(sweep_dir: Path, console: Console, write_figures: bool = True) -> dict:
+def _report(sweep_dir: Path, fit: spec.FitSpec, console: Console, predictions=(), write_figures: bool = True) -> dict:
     """Fits the finished runs of a sweep, saves fit.json, prints the laws, regenerates figures."""
     from .plot import plot_all  # noqa: PLC0415  (matplotlib only when figures are made)
 
-    runs = _finished_runs(sweep_dir)
-    fits = fit_all(runs, _huber_delta(sweep_dir))
+    runs, evals = _finished_runs(sweep_dir)
+    fits = analyze(runs, evals, fit, predictions)
     results.write_json(Path(sweep_dir) / "fit.json", fits)
     _print_fits(fits, console)
     if write_figures:
-        evals = results.load(sweep_dir, per_eval=True)
-        evals = evals[evals["run_id"].isin(runs["run_id"])] if "L" in evals else None
         for path in plot_all(runs, fits, Path(sweep_dir) / "figures", evals):
             console.print(f"wrote {path}")
     return fits
 
 
+def _ci(fits: dict, key: str) -> str:
+    ci = fits.get("ci", {}).get(key)
+    return f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+
+
 def _print_fits(fits: dict, console: Console) -> None:
     if "alpha" in fits:
-        console.print(
-            f"L(N,D) = E + A/N^alpha + B/D^beta over {fits['n_points']} runs:\n"
-            f"  E = {fits['E']:.4g}  A = {fits['A']:.4g}  B = {fits['B']:.4g}  "
-            f"alpha = {fits['alpha']:.4f}  beta = {fits['beta']:.4f}"
-        )
+        level = f", {fits['level']:.0%} bootstrap intervals over {fits['n_bootstrap']} resamples" if fits["ci"] else ""
+        console.print(f"L(N,D) = E + A/N^alpha + B/D^beta over {fits['n_points']} runs ({fits['method']}{level}):")
+        for k in ("E", "A", "B", "alpha", "beta"):
+            console.print(f"  {k:<5} = {fits[k]:.4g}{_ci(fits, k)}")
+        console.print(f"  compute-optimal (C = 6ND): N_opt ~ C^{fits['a']:.3f}{_ci(fits, 'a')}, D_opt ~ C^{fits['b']:.3f}{_ci(fits, 'b')}")
     else:
         console.print(f"L(N,D) not fitted: {fits['skipped']}")
     for law in fits["power_laws"]:
         e = f"E = {law['E']:.4g}  " if law["E"] else ""
         console.print(f"{law['form']:<18} {e}a = {law['a']:.4g}  b = {law['b']:.4f}  ({law['at']}, {law['n_points']} runs)")
+    iso = fits["isoflop"]
+    if "skipped" not in iso:
+        console.print(f"IsoFLOP (Approach 2, {len(iso['budgets'])} budgets): N_opt ~ C^{iso['N_opt']['a']:.3f}, D_opt ~ C^{iso['D_opt']['b']:.3f}")
+    env = fits.get("envelope", {})
+    if env and "skipped" not in env:
+        console.print(f"envelope (Approach 1): N_opt ~ C^{env['N_opt_law']['a']:.3f}")
+    ext = fits["extrapolation"]
+    if "skipped" not in ext:
+        console.print(
+            f"extrapolation check: fitted on {ext['n_fit']} runs, predicted the {len(ext['held_out'])} largest by {ext['by']}: "
+            f"mean |error| {ext['mean_abs_rel_error']:.2%}, max {ext['max_abs_rel_error']:.2%}"
+        )
+    for p in fits.get("predictions", []):
+        at = f"C = {p['C']:.3g}" if "C" in p else f"N = {p['N']:.3g}, D = {p['D']:.3g}"
+        parts = [f"{k} = {v['value']:.4g}" + (f" [{v['ci'][0]:.4g}, {v['ci'][1]:.4g}]" if v["ci"] else "")
+                 for k, v in p.items() if isinstance(v, dict)]
+        console.print(f"predict at {at}: " + ", ".join(parts))
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
@@ -187,34 +221,53 @@ def _parse_map(items: list[str]) -> dict[str, str]:
     return mapping
 
 
+def _parse_predict(item: str) -> dict:
+    """'C=1e21' or 'N=1e9,D=2e10' -> {'C': 1e21} or {'N': 1e9, 'D': 2e10}."""
+    try:
+        point = {k.strip(): float(v) for k, v in (part.split("=") for part in item.split(","))}
+    except ValueError:
+        point = {}
+    if set(point) not in ({"C"}, {"N", "D"}) or min(point.values()) <= 0:
+        raise UsageError(f"--predict {item}: expected C=FLOPS or N=PARAMS,D=TOKENS with positive numbers")
+    return point
+
+
 def cmd_fit(args, console: Console) -> int:
     if (args.path is None) == (args.csv is None):
         raise UsageError("scalinglab fit: give a results/<sweep> folder or --csv FILE, not both or neither")
+    predictions = [_parse_predict(p) for p in args.predict]
+    out = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115
     if args.csv:
         if not Path(args.csv).is_file():
             raise UsageError(f"--csv {args.csv}: no such file")
         table = from_columns(pd.read_csv(args.csv), _parse_map(args.map))
-        fits = fit_all(table, args.huber_delta or spec.FitSpec().huber_delta)
-        if not args.json:
-            _print_fits(fits, console)
+        fits = analyze(table, None, _fit_spec(None, args), predictions)
+        _print_fits(fits, out)
     else:
         if args.map:
             raise UsageError("--map only applies with --csv")
-        quiet = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115
-        fits = _report(Path(args.path), quiet, write_figures=False)
-        if not args.json:
-            console.print(f"wrote {Path(args.path) / 'fit.json'}")
+        fits = _report(Path(args.path), _fit_spec(Path(args.path), args), out, predictions, write_figures=False)
+        out.print(f"wrote {Path(args.path) / 'fit.json'}")
     if args.json:
         print(json.dumps(fits, indent=1))
     return 0
 
 
 def cmd_plot(args, console: Console) -> int:
-    _report(Path(args.path), console)
+    path = Path(args.path)
+    _report(path, _fit_spec(path, args), console)
     return 0
 
 
 # ---- entry point ------------------------------------------------------------------------------
+
+
+def _fit_flags(p: argparse.ArgumentParser) -> None:
+    """Overrides of the sweep's fit section (or of the defaults, for --csv)."""
+    p.add_argument("--method", choices=spec.FitSpec.model_fields["method"].annotation.__args__, help="L(N,D) solver (default varpro)")
+    p.add_argument("--bootstrap", type=int, metavar="K", help="bootstrap resamples for intervals (default 200; 0: none)")
+    p.add_argument("--holdout", type=float, metavar="FRACTION", help="extrapolation check: share of largest-C runs held out (default 0.2)")
+    p.add_argument("--huber-delta", type=float, help="Huber threshold on log-loss residuals (default 1e-3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,12 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("path", nargs="?", help="results/<sweep> folder")
     fit.add_argument("--csv", metavar="FILE", help="fit a table with columns N, D (or C) and L instead")
     fit.add_argument("--map", action="append", default=[], metavar="X=COLUMN", help='CSV column for N, D, C or L, e.g. --map N="Model Size"')
-    fit.add_argument("--huber-delta", type=float, help="Huber threshold for --csv fits (default 1e-3)")
-    fit.add_argument("--json", action="store_true", help="print the fit as JSON (E, A, B, alpha, beta, power_laws)")
+    fit.add_argument("--predict", action="append", default=[], metavar="C=X | N=X,D=Y",
+                     help="N_opt, D_opt and loss at compute C, or the loss at (N, D), with intervals; repeatable")
+    fit.add_argument("--json", action="store_true", help="print the fit as JSON (E, A, B, alpha, beta, ci, frontier, ...)")
+    _fit_flags(fit)
     fit.set_defaults(func=cmd_fit)
 
-    plot = sub.add_parser("plot", help="regenerate a sweep's figures from results/ alone")
+    plot = sub.add_parser("plot", help="regenerate a sweep's figures (and fit.json) from results/ alone")
     plot.add_argument("path", help="results/<sweep> folder")
+    _fit_flags(plot)
     plot.set_defaults(func=cmd_plot)
     return p
 

@@ -1,4 +1,6 @@
-"""Figures from a results DataFrame and the fits: loss vs N, D and C, and training curves. No JAX."""
+"""Figures from a results DataFrame and the fits (analysis.analyze's dict): loss vs N, D and C,
+training curves, IsoFLOP parabolas, the compute-optimal frontier with its bootstrap band, L(N,D)
+contours, residuals and the extrapolation check. No JAX."""
 
 from __future__ import annotations
 
@@ -92,6 +94,108 @@ def _curves(evals: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _isoflop(df: pd.DataFrame, iso: dict, path: Path) -> Path:
+    """Approach 2: loss against N within each compute budget, its parabola and minimum."""
+    budgets = iso["budgets"]
+    colors = plt.cm.plasma(np.linspace(0, 0.85, len(budgets)))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for b, color in zip(budgets, colors):
+        rows = df[np.abs(np.log10(df["C"] / b["C"])) < 0.05]
+        ax.scatter(rows["N"], rows["L"], color=color, s=18, zorder=3)
+        lN = np.linspace(np.log(rows["N"].min()), np.log(rows["N"].max()), 50)
+        ax.plot(np.exp(lN), np.polyval(b["parabola"], lN), color=color, lw=1.2, label=f"C = {b['C']:.2g}")
+        ax.plot(b["N_opt"], b["L_min"], "k*", ms=9, zorder=4)
+    ax.plot([], [], "k*", label="minimum: N_opt")
+    _finish(ax, "N (non-embedding parameters)", f"IsoFLOP curves (Approach 2): N_opt ~ C^{iso['N_opt']['a']:.3f}")
+    return _save(fig, path)
+
+
+def _frontier(fits: dict, path: Path) -> Path:
+    """N_opt(C) and D_opt(C) from L(N,D), with bootstrap bands and any Approach 1/2 estimates."""
+    fr = fits["frontier"]
+    C = np.array(fr["C"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, exp in ((axes[0], "N_opt", "a"), (axes[1], "D_opt", "b")):
+        ax.plot(C, fr[key], "C0", lw=1.5, label=f"L(N,D) fit: {key} ~ C^{fits[exp]:.3f}")
+        if f"{key}_ci" in fr:
+            band = np.array(fr[f"{key}_ci"])
+            ax.fill_between(C, band[:, 0], band[:, 1], color="C0", alpha=0.2, label=f"{fits['level']:.0%} bootstrap band")
+        iso = fits.get("isoflop", {})
+        if "budgets" in iso:
+            ax.scatter([b["C"] for b in iso["budgets"]], [b[key] for b in iso["budgets"]], color="C3", zorder=3, label="IsoFLOP minima (Approach 2)")
+        env = fits.get("envelope", {})
+        if key == "N_opt" and "N_opt" in env:
+            ax.scatter(env["C"], env["N_opt"], color="C2", s=10, zorder=3, label="training-curve envelope (Approach 1)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"C (training FLOPs, {fr['convention']})")
+        ax.set_ylabel(key)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("compute-optimal allocation", fontsize=10)
+    return _save(fig, path)
+
+
+def _contours(df: pd.DataFrame, fits: dict, path: Path) -> Path:
+    """Iso-loss contours of L(N,D) over the (N, D) plane, the runs, and the C = 6ND frontier."""
+    law = _chinchilla(fits)
+    N = np.geomspace(df["N"].min() / 3, df["N"].max() * 10, 120)
+    D = np.geomspace(df["D"].min() / 3, df["D"].max() * 10, 120)
+    NN, DD = np.meshgrid(N, D)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    cs = ax.contour(NN, DD, law(NN, DD), levels=12, cmap="viridis", linewidths=0.8)
+    ax.clabel(cs, fontsize=6, fmt="%.3g")
+    sc = ax.scatter(df["N"], df["D"], c=df["L"], cmap="viridis", edgecolors="k", zorder=3)
+    fig.colorbar(sc, ax=ax, label="L (runs)")
+    fr = fits["frontier"]
+    ax.plot(fr["N_opt"], fr["D_opt"], "r--", lw=1, label="compute-optimal (C = 6ND)")
+    ax.set_xlim(N[0], N[-1])
+    ax.set_ylim(D[0], D[-1])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N")
+    ax.set_ylabel("D")
+    ax.set_title(f"L(N,D) contours\n{_law_title(law)}", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _residuals(df: pd.DataFrame, fits: dict, path: Path) -> Path:
+    law = _chinchilla(fits)
+    rel = law(df["N"], df["D"]) / df["L"] - 1
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    sc = ax.scatter(df["C"], 100 * rel, c=np.log10(df["N"]), cmap="viridis")
+    fig.colorbar(sc, ax=ax, label="log10 N")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("C (training FLOPs)")
+    ax.set_ylabel("L(N,D) fit / L - 1  (%)")
+    ax.set_title(f"residuals of the L(N,D) fit (RMS {100 * np.sqrt(np.mean(rel ** 2)):.2f}%)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def _extrapolation(df: pd.DataFrame, ext: dict, path: Path) -> Path:
+    """Fit on the smaller runs, predict the held-out larger ones: predicted against actual."""
+    law = Chinchilla(**ext["law"], objective=float("nan"), n_points=ext["n_fit"])
+    held = pd.DataFrame(ext["held_out"])
+    fit_rows = df[~df.set_index(["N", "D"]).index.isin(held.set_index(["N", "D"]).index)]
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    ax.scatter(fit_rows["L"], law(fit_rows["N"], fit_rows["D"]), color="C0", s=14, label=f"runs in the fit ({len(fit_rows)})")
+    ax.scatter(held["L"], held["L_pred"], color="C3", s=28, label=f"held out: the largest by {ext['by']} ({len(held)})")
+    lims = [min(df["L"].min(), held["L_pred"].min()) * 0.98, max(df["L"].max(), held["L_pred"].max()) * 1.02]
+    ax.plot(lims, lims, "k-", lw=0.8)
+    ax.set_xlim(lims)
+    ax.set_ylim(lims)
+    ax.set_xlabel("L measured")
+    ax.set_ylabel("L predicted")
+    ax.set_title(f"extrapolation check: held-out |error| mean {ext['mean_abs_rel_error']:.2%}, "
+                 f"max {ext['max_abs_rel_error']:.2%}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def _finish(ax, xlabel: str, title: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -120,7 +224,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_all(runs: pd.DataFrame, fits: dict, out_dir: Path, evals: pd.DataFrame | None = None) -> list[Path]:
-    """Writes every figure the data supports into out_dir; returns their paths."""
+    """Writes every figure the data and fits support into out_dir; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [
@@ -130,4 +234,11 @@ def plot_all(runs: pd.DataFrame, fits: dict, out_dir: Path, evals: pd.DataFrame 
     ]
     if evals is not None and len(evals):
         paths.append(_curves(evals, out_dir / "training_curves.png"))
+    if "alpha" in fits:
+        paths += [_frontier(fits, out_dir / "frontier.png"), _contours(runs, fits, out_dir / "contours.png"),
+                  _residuals(runs, fits, out_dir / "residuals.png")]
+    if "budgets" in fits.get("isoflop", {}):
+        paths.append(_isoflop(runs, fits["isoflop"], out_dir / "isoflop.png"))
+    if "held_out" in fits.get("extrapolation", {}):
+        paths.append(_extrapolation(runs, fits["extrapolation"], out_dir / "extrapolation.png"))
     return paths

@@ -105,6 +105,13 @@ class LaunchSpec(_Section):
 class FitSpec(_Section):
     huber_delta: float = Field(1e-3, gt=0)
     """Huber threshold on log-loss residuals for the L(N,D) fit (Hoffmann et al. 2022)."""
+    method: Literal["varpro", "grid"] = "varpro"
+    """varpro: variable projection (fast); grid: L-BFGS-B from Hoffmann's 4,500 starts (minutes)."""
+    bootstrap: int = Field(200, ge=0)
+    """Bootstrap resamples of the runs for confidence intervals (0: none)."""
+    holdout_fraction: float = Field(0.2, ge=0, lt=1)
+    """Extrapolation check: the largest runs by `holdout_by` held out of the fit and predicted."""
+    holdout_by: Literal["C", "N", "D"] = "C"
 
 
 class SweepSpec(_Section):
