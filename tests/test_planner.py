@@ -66,3 +66,15 @@ def test_plan_command_prints_totals_and_writes_csv_and_json(sweep_file, tmp_path
     rows = json.loads((tmp_path / "p.json").read_text())
     assert len(rows) == 4 and {"run_id", "N", "N_total", "D", "steps", "flops_per_token", "C"} <= set(rows[0])
     assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("run_id,")
+
+
+def test_isoflop_design_spends_each_budget_on_every_size():
+    doc = {"name": "s", "grid": {"N": [2e4, 8e4, 3e5], "C": [1e12, 4e12]}}
+    runs = planner.plan(spec.parse(doc))
+    assert len(runs) == 6
+    for budget in (1e12, 4e12):
+        at = [r for r in runs if abs(r.C / budget - 1) < 0.02]
+        assert len(at) == 3 and len({r.N for r in at}) == 3
+        assert all(r.D == r.steps * r.batch_size * r.seq_len for r in at)
+    with pytest.raises(spec.SpecError, match=r"grid.C: budgets 1e\+12 and 1.1e\+12 are closer than 1.25x"):
+        spec.parse({"name": "s", "grid": {"N": [2e4], "C": [1e12, 1.1e12]}})

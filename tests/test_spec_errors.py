@@ -30,7 +30,7 @@ CASES = [
     (with_(grid={"N": None, "D": [1e6], "shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 4}, {"n_layers": 2, "d_model": 100, "n_heads": 3}]}),
      r"^grid.shapes\[1\].n_heads: d_model 100 is not divisible by n_heads 3$"),
     (with_(grid={"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 4}]}), r"grid: give exactly one of 'N' \(target sizes\) or 'shapes'"),
-    (with_(grid={"D": None}), r"grid: give exactly one of 'D' \(tokens\) or 'tokens_per_param'"),
+    (with_(grid={"D": None}), r"grid: give exactly one of 'D' \(tokens\), 'tokens_per_param' or 'C'"),
     (with_(launch={"executor": "kubernetes"}), r"launch.executor: Input should be 'debug', 'local' or 'slurm'"),
     ({"grid": {"N": [1e5], "D": [1e6]}}, r"^name: required, but missing$"),
     (with_(data={"source": "text", "path": "/nonexistent/corpus"}), r"data.path: /nonexistent/corpus does not exist"),

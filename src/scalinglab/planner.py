@@ -92,10 +92,15 @@ def plan(spec: SweepSpec) -> list[RunSpec]:
     runs = []
     for s in sorted(shapes(spec), key=lambda s: count_N(s.n_layers, s.d_model, s.d_ff)):
         N = count_N(s.n_layers, s.d_model, s.d_ff)
-        D_targets = g.D if g.D is not None else [tpp * N for tpp in g.tokens_per_param]
+        fpt = flops_per_token(N, s.n_layers, s.d_model, m.seq_len)
+        if g.D is not None:
+            D_targets = g.D
+        elif g.tokens_per_param is not None:
+            D_targets = [tpp * N for tpp in g.tokens_per_param]
+        else:  # IsoFLOP: each size gets the tokens that spend the budget
+            D_targets = [C / fpt for C in g.C]
         for D_target in D_targets:
             steps = max(1, round(D_target / tokens_per_step))
-            fpt = flops_per_token(N, s.n_layers, s.d_model, m.seq_len)
             for seed in spec.seeds:
                 runs.append(
                     RunSpec(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 BUILTIN_CORPORA = ("stdlib",)
 EXECUTORS = ("debug", "local", "slurm")
+ISOFLOP_MIN_RATIO = 1.25
 
 
 class SpecError(ValueError):
@@ -68,6 +69,8 @@ class GridSpec(_Section):
     """Training tokens."""
     tokens_per_param: list[Positive] | None = None
     """Training tokens as a multiple of each model's N, instead of D."""
+    C: list[Positive] | None = None
+    """IsoFLOP design, instead of D: compute budgets (FLOPs); every size trains to each budget."""
 
 
 class TrainSpec(_Section):
@@ -170,11 +173,15 @@ def _check_consistency(spec: SweepSpec) -> None:
     g = spec.grid
     if (g.N is None) == (g.shapes is None):
         raise SpecError("grid: give exactly one of 'N' (target sizes) or 'shapes'")
-    if (g.D is None) == (g.tokens_per_param is None):
-        raise SpecError("grid: give exactly one of 'D' (tokens) or 'tokens_per_param'")
-    for key in ("N", "shapes", "D", "tokens_per_param"):
+    if sum(x is not None for x in (g.D, g.tokens_per_param, g.C)) != 1:
+        raise SpecError("grid: give exactly one of 'D' (tokens), 'tokens_per_param' or 'C' (IsoFLOP budgets)")
+    for key in ("N", "shapes", "D", "tokens_per_param", "C"):
         if getattr(g, key) == []:
             raise SpecError(f"grid.{key}: empty list; give at least one value")
+    budgets = sorted(g.C or [])
+    for lo, hi in zip(budgets, budgets[1:]):
+        if hi < ISOFLOP_MIN_RATIO * lo:  # runs are grouped into budgets by gaps in C
+            raise SpecError(f"grid.C: budgets {lo:.3g} and {hi:.3g} are closer than {ISOFLOP_MIN_RATIO}x; space them further apart")
     for i, s in enumerate(g.shapes or []):
         if s.d_model % s.n_heads:
             raise SpecError(
