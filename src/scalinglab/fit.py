@@ -233,9 +233,9 @@ def fit_isoflop(df: pd.DataFrame) -> dict:
             continue
         lN = np.log(g["N"].to_numpy())
         p2, p1, p0 = np.polyfit(lN, g["L"].to_numpy(), 2)
-        if p2 <= 0:  # no interior minimum: this budget does not bracket N_opt
+        x = -p1 / (2 * p2) if p2 > 0 else np.nan
+        if not lN.min() < x < lN.max():  # no minimum inside the sizes tried: N_opt not bracketed
             continue
-        x = -p1 / (2 * p2)
         slope, icpt = np.polyfit(lN, np.log(g["D"].to_numpy()), 1)
         budgets.append({"C": float(np.exp(np.log(g["C"]).mean())), "N_opt": float(np.exp(x)),
                         "D_opt": float(np.exp(icpt + slope * x)), "L_min": float(p0 + p1 * x + p2 * x * x),

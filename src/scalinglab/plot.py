@@ -122,10 +122,10 @@ def _frontier(fits: dict, path: Path) -> Path:
             ax.fill_between(C, band[:, 0], band[:, 1], color="C0", alpha=0.2, label=f"{fits['level']:.0%} bootstrap band")
         iso = fits.get("isoflop", {})
         if "budgets" in iso:
-            ax.scatter([b["C"] for b in iso["budgets"]], [b[key] for b in iso["budgets"]], color="C3", zorder=3, label="IsoFLOP minima (Approach 2)")
+            ax.scatter([b["C"] for b in iso["budgets"]], [b[key] for b in iso["budgets"]], color="C3", zorder=3, label="IsoFLOP minima (Approach 2, runs' own C)")
         env = fits.get("envelope", {})
         if key == "N_opt" and "N_opt" in env:
-            ax.scatter(env["C"], env["N_opt"], color="C2", s=10, zorder=3, label="training-curve envelope (Approach 1)")
+            ax.scatter(env["C"], env["N_opt"], color="C2", s=10, zorder=3, label="training-curve envelope (Approach 1, runs' own C)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"C (training FLOPs, {fr['convention']})")
