@@ -158,3 +158,12 @@ def test_every_analysis_figure_is_drawn(tmp_path):
     assert {p.name for p in paths} == {"loss_vs_N.png", "loss_vs_D.png", "loss_vs_C.png", "training_curves.png", "frontier.png",
                                        "contours.png", "residuals.png", "isoflop.png", "extrapolation.png"}
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_isoflop_budget_that_does_not_bracket_its_optimum_is_skipped():
+    runs = isoflop_runs()
+    top = runs["C"].max()
+    N_opt_top, _ = compute_optimal(TRUTH, top)
+    lopsided = runs[(runs["C"] < top) | (runs["N"] > 1.5 * N_opt_top)]  # only sizes above N_opt
+    iso = fit_isoflop(lopsided)
+    assert len(iso["budgets"]) == 4 and max(b["C"] for b in iso["budgets"]) < top
