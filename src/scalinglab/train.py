@@ -86,10 +86,9 @@ def train(run: RunSpec, run_path: Path, log=print) -> dict:
             t_interval = time.perf_counter()
         else:
             steps_in_interval += 1
+        train_losses.append(loss)  # stays on device: no sync between eval points
         if step not in evals:
-            train_losses.append(loss)  # stays on device: no sync between eval points
             continue
-        train_losses.append(loss)
         interval_losses = np.asarray(jax.device_get(train_losses), dtype=np.float64)
         train_losses = []
         dt = time.perf_counter() - t_interval
