@@ -11,7 +11,7 @@ import pandas as pd
 
 from .fit import FitError, compute_optimal, fit_chinchilla, fit_envelope, fit_isoflop, power_laws
 from .spec import FitSpec
-from .uncertainty import bootstrap, extrapolation_check, interval, predict, summarize
+from .uncertainty import PARAMS, bootstrap, extrapolation_check, interval, predict, summarize
 
 FRONTIER_POINTS = 30
 FRONTIER_REACH = 100  # the frontier is drawn to 100x the largest budget in the data
@@ -35,7 +35,7 @@ def _extrapolation(runs: pd.DataFrame, fit: FitSpec) -> dict:
         "by": fit.holdout_by,
         "fraction": fit.holdout_fraction,
         "n_fit": held.attrs["n_fit"],
-        "law": {k: getattr(law, k) for k in ("E", "A", "B", "alpha", "beta")},
+        "law": {k: getattr(law, k) for k in PARAMS},
         "held_out": held.to_dict(orient="records"),
         "mean_abs_rel_error": float(held["rel_error"].abs().mean()),
         "max_abs_rel_error": float(held["rel_error"].abs().max()),

@@ -179,10 +179,15 @@ def fit_chinchilla(N, D, L, huber_delta: float = 1e-3, method: str = "varpro") -
     )
 
 
+def frontier_exponents(law: Chinchilla) -> tuple[float, float]:
+    """a, b of N_opt ~ C^a and D_opt ~ C^b under C = 6ND: beta/(alpha+beta), alpha/(alpha+beta)."""
+    return law.beta / (law.alpha + law.beta), law.alpha / (law.alpha + law.beta)
+
+
 def compute_optimal(law: Chinchilla, C):
     """N_opt, D_opt minimising law(N, D) subject to C = 6 N D (Hoffmann et al. 2022, eq. 4)."""
     C = np.asarray(C, dtype=float)
-    a = law.beta / (law.alpha + law.beta)
+    a, _ = frontier_exponents(law)
     G = (law.alpha * law.A / (law.beta * law.B)) ** (1 / (law.alpha + law.beta))
     N_opt = G * (C / 6) ** a
     return N_opt, C / (6 * N_opt)
@@ -239,7 +244,8 @@ def fit_isoflop(df: pd.DataFrame) -> dict:
         slope, icpt = np.polyfit(lN, np.log(g["D"].to_numpy()), 1)
         budgets.append({"C": float(np.exp(np.log(g["C"]).mean())), "N_opt": float(np.exp(x)),
                         "D_opt": float(np.exp(icpt + slope * x)), "L_min": float(p0 + p1 * x + p2 * x * x),
-                        "parabola": [float(p2), float(p1), float(p0)], "n_runs": len(g)})
+                        "parabola": [float(p2), float(p1), float(p0)],
+                        "N": g["N"].tolist(), "L": g["L"].tolist()})  # the runs it was fitted on
     if len(budgets) < 2:
         raise FitError(f"IsoFLOP: need 2 budgets with >= 3 model sizes and a minimum, found {len(budgets)}")
     C = [b["C"] for b in budgets]

@@ -94,15 +94,14 @@ def _curves(evals: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _isoflop(df: pd.DataFrame, iso: dict, path: Path) -> Path:
+def _isoflop(iso: dict, path: Path) -> Path:
     """Approach 2: loss against N within each compute budget, its parabola and minimum."""
     budgets = iso["budgets"]
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(budgets)))
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for b, color in zip(budgets, colors):
-        rows = df[np.abs(np.log10(df["C"] / b["C"])) < 0.05]
-        ax.scatter(rows["N"], rows["L"], color=color, s=18, zorder=3)
-        lN = np.linspace(np.log(rows["N"].min()), np.log(rows["N"].max()), 50)
+        ax.scatter(b["N"], b["L"], color=color, s=18, zorder=3)
+        lN = np.linspace(np.log(min(b["N"])), np.log(max(b["N"])), 50)
         ax.plot(np.exp(lN), np.polyval(b["parabola"], lN), color=color, lw=1.2, label=f"C = {b['C']:.2g}")
         ax.plot(b["N_opt"], b["L_min"], "k*", ms=9, zorder=4)
     ax.plot([], [], "k*", label="minimum: N_opt")
@@ -238,7 +237,7 @@ def plot_all(runs: pd.DataFrame, fits: dict, out_dir: Path, evals: pd.DataFrame 
         paths += [_frontier(fits, out_dir / "frontier.png"), _contours(runs, fits, out_dir / "contours.png"),
                   _residuals(runs, fits, out_dir / "residuals.png")]
     if "budgets" in fits.get("isoflop", {}):
-        paths.append(_isoflop(runs, fits["isoflop"], out_dir / "isoflop.png"))
+        paths.append(_isoflop(fits["isoflop"], out_dir / "isoflop.png"))
     if "held_out" in fits.get("extrapolation", {}):
         paths.append(_extrapolation(runs, fits["extrapolation"], out_dir / "extrapolation.png"))
     return paths

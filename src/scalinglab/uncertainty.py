@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
-from .fit import Chinchilla, FitError, compute_optimal, fit_chinchilla
+from .fit import Chinchilla, FitError, compute_optimal, fit_chinchilla, frontier_exponents
 
 LEVEL = 0.95
 PARAMS = ("E", "A", "B", "alpha", "beta")
@@ -75,13 +75,12 @@ def interval(values, level: float = LEVEL) -> list[float]:
 def summarize(law: Chinchilla, boots: list[Chinchilla]) -> dict:
     """Point estimates and bootstrap intervals of the parameters and of the compute-optimal
     exponents N_opt ~ C^a, D_opt ~ C^b (a = beta/(alpha+beta), b = alpha/(alpha+beta))."""
-    a = lambda m: m.beta / (m.alpha + m.beta)  # noqa: E731
-    b = lambda m: m.alpha / (m.alpha + m.beta)  # noqa: E731
-    out = {"n_bootstrap": len(boots), "level": LEVEL, "a": a(law), "b": b(law), "ci": {}}
+    a, b = frontier_exponents(law)
+    out = {"n_bootstrap": len(boots), "level": LEVEL, "a": a, "b": b, "ci": {}}
     if boots:
         out["ci"] = {k: interval([getattr(m, k) for m in boots]) for k in PARAMS}
-        out["ci"]["a"] = interval([a(m) for m in boots])
-        out["ci"]["b"] = interval([b(m) for m in boots])
+        exponents = np.array([frontier_exponents(m) for m in boots])
+        out["ci"]["a"], out["ci"]["b"] = interval(exponents[:, 0]), interval(exponents[:, 1])
     return out
 
 
