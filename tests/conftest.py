@@ -31,3 +31,19 @@ def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
 @pytest.fixture
 def sweep_file(tmp_path):
     return lambda **kw: tiny_sweep(tmp_path, **kw)
+
+
+def tiny_runs(shapes=((1, 32, 2),), D=(4 * 32 * 60,), **sections):
+    """Planned runs of a one-section-at-a-time tiny sweep: shapes (n_layers, d_model, n_heads)."""
+    from scalinglab import planner, spec  # noqa: PLC0415
+
+    doc = {
+        "name": "t",
+        "data": {"val_tokens": 2048},
+        "model": {"seq_len": 32},
+        "grid": {"shapes": [{"n_layers": l, "d_model": d, "n_heads": h} for l, d, h in shapes], "D": list(D)},
+        "train": {"batch_size": 4, "lr": 1e-2, "n_evals": 3},
+    }
+    for key, value in sections.items():
+        doc[key] = {**doc.get(key, {}), **value}
+    return planner.plan(spec.parse(doc))

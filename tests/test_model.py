@@ -26,7 +26,7 @@ def test_no_gradient_flows_from_a_position_to_earlier_inputs():
         m = nnx.merge(graphdef, state)
         h = x_BLD + m.pos[:8]
         for block in m.blocks:
-            h = block(h)
+            h = block(h, 0)
         return m.embed.attend(m.ln_f(h))[0, t].sum()
 
     for t in range(8):

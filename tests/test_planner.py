@@ -12,7 +12,7 @@ SHAPES = [(1, 8, 1, 32), (1, 16, 2, 40), (2, 32, 4, 128), (3, 48, 3, 100), (4, 6
 
 @pytest.mark.parametrize("n_layers,d_model,n_heads,d_ff", SHAPES)
 def test_planner_N_equals_real_parameter_tree(n_layers, d_model, n_heads, d_ff):
-    seq_len, vocab = 64, planner.VOCAB_SIZE
+    seq_len, vocab = 64, 256
     model = TransformerLM(n_layers, d_model, n_heads, d_ff, seq_len, vocab, rngs=nnx.Rngs(0))
     N = planner.count_N(n_layers, d_model, d_ff)
     assert count_params(model) == N

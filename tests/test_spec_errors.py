@@ -17,7 +17,7 @@ def with_(**sections):
 
 
 CASES = [
-    (with_(model={"n_layer": 2}), r"^model.n_layer: unknown key; known keys: seq_len, mlp_ratio, d_head, aspect_ratio$"),
+    (with_(model={"n_layer": 2}), r"^model.n_layer: unknown key; known keys: seq_len, mlp_ratio, d_head, aspect_ratio, parametrization, base_width$"),
     (with_(train={"learning_rate": 1e-3}), r"train.learning_rate: unknown key"),
     (with_(trian={"lr": 1e-3}), r"trian: unknown key; did you mean 'train'\?"),
     (with_(grid={"N": [1e5], "D": [1e6], "shapes": None, "tokens_per_parm": [20]}), r"grid.tokens_per_parm: unknown key; did you mean 'tokens_per_param'\?"),

@@ -48,30 +48,41 @@ def plan_table(runs: list[spec.RunSpec]) -> pd.DataFrame:
                 "tokens_per_param": r.D / r.N,
                 "steps": r.steps,
                 "seed": r.seed,
+                "role": _role(r),
                 "flops_per_token": r.flops_per_token,
                 "C": r.C,
+                "job_flops": r.job_flops,
             }
             for r in runs
         ]
     )
 
 
+def _role(r: spec.RunSpec) -> str:
+    if r.role == "trunk":
+        return "trunk"
+    return f"branch@{r.decay_start}" if r.trunk_id else "run"
+
+
 def _print_plan(sweep: spec.SweepSpec, runs: list[spec.RunSpec], console: Console) -> None:
     from .launch import max_parallel  # noqa: PLC0415  (submitit import only where needed)
 
     table = Table(title=f"sweep {sweep.name}: {len(runs)} runs")
-    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", "steps", "seed", "C"):
+    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", "steps", "seed", "role", "C"):
         table.add_column(col, justify="right")
     for r in runs:
         table.add_row(
             r.run_id, str(r.n_layers), str(r.d_model), str(r.n_heads), f"{r.N:,}", f"{r.N_total:,}",
-            f"{r.D:,}", f"{r.D / r.N:.1f}", f"{r.steps:,}", str(r.seed), f"{r.C:.3g}",
+            f"{r.D:,}", f"{r.D / r.N:.1f}", f"{r.steps:,}", str(r.seed), _role(r), f"{r.C:.3g}",
         )  # fmt: skip
     console.print(table)
     parallel = max_parallel(sweep.launch, len(runs))
     est = planner.estimate_seconds(runs, parallel)
+    spent = sum(r.job_flops for r in runs)
+    independent = sum(r.C for r in planner.grid_points(runs))
+    shared = f" (independent runs: {independent:.3g}, {1 - spent / independent:.0%} saved by cooldown branches)" if spent < independent else ""
     console.print(
-        f"runs {len(runs)} · total C {sum(r.C for r in runs):.3g} FLOPs · "
+        f"runs {len(planner.grid_points(runs))} · total C {spent:.3g} FLOPs{shared} · "
         f"estimated wall time here {est / 60:.1f} min ({parallel} job(s) at once, {sweep.launch.executor})"
     )
     console.print("C = FLOPs per token x D; FLOPs per token = 6(N + d_model*vocab) + 12*n_layers*seq_len*d_model")
@@ -95,10 +106,12 @@ def cmd_plan(args, console: Console) -> int:
 
 
 def _check_data(sweep: spec.SweepSpec) -> None:
-    """Reads the corpus once before anything is written, so bad data fails fast with exit 2."""
+    """Reads the corpus once before anything is written, so bad data fails fast with exit 2; this
+    also trains and caches a BPE tokenizer once, before the jobs start."""
     from . import data  # noqa: PLC0415  (numpy only; kept out of `fit`/`plot` start-up)
 
-    corpus = data.split(data.corpus_bytes(sweep.data.source, sweep.data.path), sweep.data.val_fraction)
+    d = sweep.data
+    corpus = data.load_corpus(d.source, d.path, d.text_field, d.tokenizer, d.vocab_size, d.val_fraction)
     data.val_windows(corpus.val, sweep.model.seq_len, sweep.data.val_tokens)
     data.batch(corpus.train, sweep.model.seq_len, 1, 0, 0)
 

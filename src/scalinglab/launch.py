@@ -24,6 +24,9 @@ from .spec import LaunchSpec, RunSpec
 POLL_S = 0.5
 
 
+COMPILE_CACHE = "jax_cache"
+
+
 def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
     """The job body. A training error is kept in the run's summary.json, which is returned
     (status 'failed'), so every executor reports it the same way and the sweep goes on."""
@@ -34,7 +37,8 @@ def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
     try:
         from .train import train  # noqa: PLC0415  (after pinning, see above)
 
-        return train(RunSpec.from_dict(run), Path(run_path))
+        sweep_dir = Path(run_path).parent.parent
+        return train(RunSpec.from_dict(run), Path(run_path), compile_cache=sweep_dir / COMPILE_CACHE)
     except Exception as e:  # noqa: BLE001
         return record_failure(Path(run_path), f"{type(e).__name__}: {e}", traceback.format_exc())
 
@@ -97,7 +101,18 @@ class Outcome:
 def _progress_flops(run: RunSpec, run_path: Path) -> float:
     """FLOPs a running job has done so far, from the evaluations it has written."""
     metrics = results.read_metrics(run_path)
-    return run.C * metrics[-1]["step"] / run.steps if metrics else 0.0
+    return run.C * max(0, metrics[-1]["step"] - run.start_step) / run.steps if metrics else 0.0
+
+
+def _ready(run: RunSpec, sweep_dir: Path) -> bool | None:
+    """Whether a run can start now: a cooldown branch waits for its trunk's checkpoint at its
+    branch point. None: it never can, because the trunk ended without reaching it."""
+    if run.trunk_id is None:
+        return True
+    trunk = results.run_dir(sweep_dir, run.trunk_id)
+    if (trunk / results.BRANCH_DIR / str(run.decay_start)).is_dir():
+        return True
+    return None if results.status(trunk) in ("done", "diverged", "failed") else False
 
 
 def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, console: Console | None = None) -> Outcome:
@@ -123,9 +138,10 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
     threads = launch_spec.threads_per_job
     n_cores = len(os.sched_getaffinity(0))
     free_slots = list(range(parallel))
-    queue = sorted(todo, key=lambda t: -t[0].C)  # longest first: no lone long job at the end
+    # Longest first, so no long job runs alone at the end; trunks before their branches.
+    queue = sorted(todo, key=lambda t: (t[0].role != "trunk", -t[0].job_flops))
     running: dict = {}  # job -> (run, path, slot)
-    total_flops = sum(r.C for r, _ in todo)
+    total_flops = sum(r.job_flops for r, _ in todo)
     finished_flops = 0.0
 
     def cores_for(slot: int) -> list[int] | None:
@@ -154,20 +170,40 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
             )
 
         if launch_spec.executor == "slurm":
-            jobs = executor.map_array(run_job, [r.to_dict() for r, _ in queue], [str(p) for _, p in queue], [None] * len(queue))
-            running.update({job: (r, p, None) for job, (r, p) in zip(jobs, queue)})
+            # One array for trunks and independent runs, then one for cooldown branches that
+            # starts when the first has ended (a branch fails clearly if its trunk did not get there).
+            first = [(r, p) for r, p in queue if r.trunk_id is None]
+            branches = [(r, p) for r, p in queue if r.trunk_id is not None]
+            jobs = executor.map_array(run_job, [r.to_dict() for r, _ in first], [str(p) for _, p in first], [None] * len(first))
+            if branches:
+                extra = {**launch_spec.slurm.extra, "dependency": "afterany:" + ":".join(j.job_id for j in jobs)}
+                executor.update_parameters(slurm_additional_parameters=extra)
+                jobs += executor.map_array(
+                    run_job, [r.to_dict() for r, _ in branches], [str(p) for _, p in branches], [None] * len(branches)
+                )
+            running.update({job: (r, p, None) for job, (r, p) in zip(jobs, first + branches)})
             queue.clear()
         while queue or running:
-            while queue and free_slots:
-                run, path = queue.pop(0)
-                slot = free_slots.pop(0)
-                running[executor.submit(run_job, run.to_dict(), str(path), cores_for(slot))] = (run, path, slot)
+            for item in list(queue):
+                if not free_slots:
+                    break
+                run, path = item
+                ready = _ready(run, sweep_dir)
+                if ready is None:  # its trunk is finished without the checkpoint it needs
+                    queue.remove(item)
+                    summary = record_failure(path, f"trunk run {run.trunk_id} ended before step {run.decay_start}")
+                    out.failed += 1
+                    console.print(f"[red]failed[/] {run.run_id}  N={run.N:,} D={run.D:,}: {summary['error']}")
+                elif ready:
+                    queue.remove(item)
+                    slot = free_slots.pop(0)
+                    running[executor.submit(run_job, run.to_dict(), str(path), cores_for(slot))] = (run, path, slot)
                 refresh()
             for job in [j for j in running if j.done()]:
                 run, path, slot = running.pop(job)
                 if slot is not None:
                     free_slots.append(slot)
-                finished_flops += run.C
+                finished_flops += run.job_flops
                 try:
                     summary = job.result()
                 except Exception as e:  # noqa: BLE001  the job process died (killed, out of memory)

@@ -1,4 +1,5 @@
-"""A decoder-only Transformer LM in Flax NNX: pre-LN blocks, causal self-attention, GELU MLP.
+"""A Transformer LM in Flax NNX: pre-LN blocks, self-attention (causal, or bidirectional for the
+masked objective), GELU MLP; init scales and multipliers from parametrization.rules.
 
 Linear layers have no biases and the output layer is tied to the token embedding, so the
 non-embedding parameter count is exactly planner.count_N (tested).
@@ -6,49 +7,75 @@ non-embedding parameter count is exactly planner.count_N (tested).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from .parametrization import Rules, rules
 
 EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
 
 
 class Block(nnx.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, n_layers: int, *, rngs: nnx.Rngs):
-        init = nnx.initializers.normal(0.02)
-        # GPT-2: residual-branch outputs scaled down with depth so the residual stream stays O(1).
-        out_init = nnx.initializers.normal(0.02 / (2 * n_layers) ** 0.5)
-        self.n_heads = n_heads
-        self.ln1 = nnx.LayerNorm(d_model, rngs=rngs)
-        self.qkv = nnx.Linear(d_model, 3 * d_model, use_bias=False, kernel_init=init, rngs=rngs)
-        self.out = nnx.Linear(d_model, d_model, use_bias=False, kernel_init=out_init, rngs=rngs)
-        self.ln2 = nnx.LayerNorm(d_model, rngs=rngs)
-        self.up = nnx.Linear(d_model, d_ff, use_bias=False, kernel_init=init, rngs=rngs)
-        self.down = nnx.Linear(d_ff, d_model, use_bias=False, kernel_init=out_init, rngs=rngs)
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, r: Rules, causal: bool, *, rngs: nnx.Rngs):
+        def linear(kind: str, d_in: int, d_out: int) -> nnx.Linear:
+            init = nnx.initializers.normal(r.hidden_std[kind])
+            return nnx.Linear(d_in, d_out, use_bias=False, kernel_init=init, rngs=rngs)
 
-    def __call__(self, x_BLD: jax.Array) -> jax.Array:
+        self.n_heads, self.r, self.causal = n_heads, r, causal
+        self.ln1 = nnx.LayerNorm(d_model, rngs=rngs)
+        self.qkv = linear("qkv", d_model, 3 * d_model)
+        self.out = linear("out", d_model, d_model)
+        self.ln2 = nnx.LayerNorm(d_model, rngs=rngs)
+        self.up = linear("up", d_model, d_ff)
+        self.down = linear("down", d_ff, d_model)
+
+    def __call__(self, x_BLD: jax.Array, index: int) -> jax.Array:
         B, L, D = x_BLD.shape
-        qkv_BL3HK = self.qkv(self.ln1(x_BLD)).reshape(B, L, 3, self.n_heads, D // self.n_heads)
+        m = self.r.hidden_mult
+        qkv_BL3HK = (m["qkv"] * self.qkv(self.ln1(x_BLD))).reshape(B, L, 3, self.n_heads, D // self.n_heads)
         q_BLHK, k_BLHK, v_BLHK = (qkv_BL3HK[:, :, i] for i in range(3))
-        att_BLHK = jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, is_causal=True)
-        x_BLD = x_BLD + self.out(att_BLHK.reshape(B, L, D))
-        return x_BLD + self.down(jax.nn.gelu(self.up(self.ln2(x_BLD))))
+        att_BLHK = jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=self.r.attn_scale, is_causal=self.causal)
+        x_BLD = self.residual(x_BLD, m["out"] * self.out(att_BLHK.reshape(B, L, D)), 2 * index)
+        h_BLF = self.r.gelu_mult * jax.nn.gelu(m["up"] * self.up(self.ln2(x_BLD)))
+        return self.residual(x_BLD, m["down"] * self.down(h_BLF), 2 * index + 1)
+
+    def residual(self, x_BLD: jax.Array, f_BLD: jax.Array, k: int) -> jax.Array:
+        if not self.r.unit_residual:
+            return x_BLD + f_BLD
+        # x_k holds the embedding and k branches with equal weight at unit variance; add branch k+1.
+        return (math.sqrt(k + 1) * x_BLD + f_BLD) / math.sqrt(k + 2)
 
 
 class TransformerLM(nnx.Module):
     def __init__(
-        self, n_layers: int, d_model: int, n_heads: int, d_ff: int, seq_len: int, vocab_size: int, *, rngs: nnx.Rngs
+        self,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        seq_len: int,
+        vocab_size: int,
+        *,
+        parametrization: str = "sp",
+        base_width: int = 64,
+        causal: bool = True,
+        rngs: nnx.Rngs,
     ):
-        self.embed = nnx.Embed(vocab_size, d_model, embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
-        self.pos = nnx.Param(nnx.initializers.normal(0.01)(rngs.params(), (seq_len, d_model)))
-        self.blocks = nnx.List([Block(d_model, n_heads, d_ff, n_layers, rngs=rngs) for _ in range(n_layers)])
+        r = rules(parametrization, d_model, d_ff, n_layers, d_model // n_heads, base_width)
+        self.r = r
+        self.embed = nnx.Embed(vocab_size, d_model, embedding_init=nnx.initializers.normal(r.embed_std), rngs=rngs)
+        self.pos = nnx.Param(nnx.initializers.normal(r.pos_std)(rngs.params(), (seq_len, d_model)))
+        self.blocks = nnx.List([Block(d_model, n_heads, d_ff, r, causal, rngs=rngs) for _ in range(n_layers)])
         self.ln_f = nnx.LayerNorm(d_model, rngs=rngs)
 
     def __call__(self, tokens_BL: jax.Array) -> jax.Array:
-        x_BLD = self.embed(tokens_BL) + self.pos[: tokens_BL.shape[1]]
-        for block in self.blocks:
-            x_BLD = block(x_BLD)
-        return self.embed.attend(self.ln_f(x_BLD))  # logits_BLV, tied output layer
+        x_BLD = self.r.embed_mult * (self.embed(tokens_BL) + self.pos[: tokens_BL.shape[1]])
+        for i, block in enumerate(self.blocks):
+            x_BLD = block(x_BLD, i)
+        return self.r.readout_mult * self.embed.attend(self.ln_f(x_BLD))  # logits_BLV, tied output layer
 
 
 def count_params(model: nnx.Module, non_embedding: bool = True) -> int:

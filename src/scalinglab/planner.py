@@ -15,9 +15,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from . import data, objective
 from .spec import ModelSpec, RunSpec, SpecError, SweepSpec
-
-VOCAB_SIZE = 256  # byte-level tokens
 
 # Effective training rate of one single-threaded CPU job, in FLOP/s of the convention above,
 # and a job's fixed cost (interpreter, JAX import, compilation, data load), both measured with
@@ -39,11 +38,11 @@ def count_N(n_layers: int, d_model: int, d_ff: int) -> int:
     return n_layers * per_layer + 2 * d_model
 
 
-def count_N_total(N: int, d_model: int, seq_len: int, vocab_size: int = VOCAB_SIZE) -> int:
+def count_N_total(N: int, d_model: int, seq_len: int, vocab_size: int) -> int:
     return N + vocab_size * d_model + seq_len * d_model
 
 
-def flops_per_token(N: int, n_layers: int, d_model: int, seq_len: int, vocab_size: int = VOCAB_SIZE) -> int:
+def flops_per_token(N: int, n_layers: int, d_model: int, seq_len: int, vocab_size: int) -> int:
     return 6 * (N + d_model * vocab_size) + 12 * n_layers * seq_len * d_model
 
 
@@ -85,57 +84,124 @@ def shapes(spec: SweepSpec) -> list[ShapeChoice]:
     return out
 
 
+def _eval_steps(first: int, last: int, n: int) -> tuple[int, ...]:
+    """n evaluations evenly spaced over steps (first, last], the last at `last`."""
+    return tuple(sorted({max(first + 1, first + round((last - first) * (i + 1) / n)) for i in range(n)}))
+
+
 def plan(spec: SweepSpec) -> list[RunSpec]:
-    """Every (shape, data size, seed) of the sweep, smallest model first."""
-    t, m, g = spec.train, spec.model, spec.grid
+    """Every (shape, data size, seed) of the sweep, smallest model first; with cooldown branches,
+    each (shape, seed)'s trunk comes before its branches."""
+    t, m, g, d = spec.train, spec.model, spec.grid, spec.data
     tokens_per_step = t.batch_size * m.seq_len
+    tokenizer_vocab = data.tokenizer_vocab(d.tokenizer, d.vocab_size)
+    vocab = objective.model_vocab(t.objective, tokenizer_vocab)
     runs = []
     for s in sorted(shapes(spec), key=lambda s: count_N(s.n_layers, s.d_model, s.d_ff)):
         N = count_N(s.n_layers, s.d_model, s.d_ff)
-        fpt = flops_per_token(N, s.n_layers, s.d_model, m.seq_len)
+        fpt = flops_per_token(N, s.n_layers, s.d_model, m.seq_len, vocab)
         if g.D is not None:
             D_targets = g.D
         elif g.tokens_per_param is not None:
             D_targets = [tpp * N for tpp in g.tokens_per_param]
         else:  # IsoFLOP: each size gets the tokens that spend the budget
             D_targets = [C / fpt for C in g.C]
-        for D_target in D_targets:
-            steps = max(1, round(D_target / tokens_per_step))
-            for seed in spec.seeds:
+        all_steps = sorted({max(1, round(D / tokens_per_step)) for D in D_targets})
+
+        def run_spec(steps: int, seed: int, warmup: int, **fields) -> RunSpec:
+            defaults = {
+                "decay_start": {"wsd": steps - round(t.cooldown_fraction * steps), "constant": steps}.get(t.schedule, warmup),
+                "eval_steps": _eval_steps(0, steps, t.n_evals),
+                "role": "run",
+                "trunk_id": None,
+                "branch_steps": (),
+            }
+            return RunSpec(
+                n_layers=s.n_layers,
+                d_model=s.d_model,
+                n_heads=s.n_heads,
+                d_ff=s.d_ff,
+                seq_len=m.seq_len,
+                vocab_size=vocab,
+                parametrization=m.parametrization,
+                base_width=m.base_width,
+                objective=t.objective,
+                mask_fraction=t.mask_fraction,
+                batch_size=t.batch_size,
+                steps=steps,
+                lr=t.lr,
+                schedule=t.schedule,
+                warmup_steps=warmup,
+                cooldown_shape=t.cooldown_shape,
+                min_lr_ratio=t.min_lr_ratio,
+                weight_decay=t.weight_decay,
+                grad_clip=t.grad_clip,
+                b1=t.b1,
+                b2=t.b2,
+                precision=t.precision,
+                data_source=d.source,
+                data_path=str(os.path.abspath(d.path)) if d.path else None,
+                text_field=d.text_field,
+                tokenizer=d.tokenizer,
+                tokenizer_vocab=tokenizer_vocab,
+                val_fraction=d.val_fraction,
+                val_tokens=d.val_tokens,
+                seed=seed,
+                checkpoint_interval_s=t.checkpoint_interval_s,
+                N=N,
+                N_total=count_N_total(N, s.d_model, m.seq_len, vocab),
+                D=steps * tokens_per_step,
+                flops_per_token=fpt,
+                C=float(fpt * steps * tokens_per_step),
+                **{**defaults, **fields},
+            )
+
+        def warmup_for(steps: int) -> int:
+            return t.warmup_steps if t.warmup_steps is not None else round(t.warmup_fraction * steps)
+
+        for seed in spec.seeds:
+            if not t.cooldown_branches:
+                runs += [run_spec(steps, seed, warmup_for(steps)) for steps in all_steps]
+                continue
+            # One stable-phase trunk to the last branch point; each data size cools down from its own.
+            warmup = warmup_for(all_steps[0])  # the same warmup for every branch of the trunk
+            starts = {steps: steps - round(t.cooldown_fraction * steps) for steps in all_steps}
+            branched = [steps for steps in all_steps if starts[steps] > warmup]
+            runs += [run_spec(steps, seed, warmup) for steps in all_steps if steps not in branched]
+            if not branched:
+                continue
+            points = tuple(sorted({starts[steps] for steps in branched}))
+            trunk = run_spec(
+                points[-1],
+                seed,
+                warmup,
+                role="trunk",
+                decay_start=points[-1],
+                branch_steps=points,
+                eval_steps=tuple(sorted(set(_eval_steps(0, points[-1], t.n_evals)) | set(points))),
+            )
+            runs.append(trunk)
+            for steps in branched:
                 runs.append(
-                    RunSpec(
-                        n_layers=s.n_layers,
-                        d_model=s.d_model,
-                        n_heads=s.n_heads,
-                        d_ff=s.d_ff,
-                        seq_len=m.seq_len,
-                        vocab_size=VOCAB_SIZE,
-                        batch_size=t.batch_size,
-                        steps=steps,
-                        lr=t.lr,
-                        warmup_steps=round(t.warmup_fraction * steps),
-                        min_lr_ratio=t.min_lr_ratio,
-                        weight_decay=t.weight_decay,
-                        grad_clip=t.grad_clip,
-                        b1=t.b1,
-                        b2=t.b2,
-                        eval_steps=tuple(sorted({max(1, round(steps * (i + 1) / t.n_evals)) for i in range(t.n_evals)})),
-                        data_source=spec.data.source,
-                        data_path=str(os.path.abspath(spec.data.path)) if spec.data.path else None,
-                        val_fraction=spec.data.val_fraction,
-                        val_tokens=spec.data.val_tokens,
-                        seed=seed,
-                        N=N,
-                        N_total=count_N_total(N, s.d_model, m.seq_len),
-                        D=steps * tokens_per_step,
-                        flops_per_token=fpt,
-                        C=float(fpt * steps * tokens_per_step),
+                    run_spec(
+                        steps,
+                        seed,
+                        warmup,
+                        decay_start=starts[steps],
+                        trunk_id=trunk.run_id,
+                        eval_steps=tuple(e for e in trunk.eval_steps if e <= starts[steps])
+                        + _eval_steps(starts[steps], steps, t.n_evals),
                     )
                 )
     return runs
 
 
+def grid_points(runs: list[RunSpec]) -> list[RunSpec]:
+    """The runs that are points of the N x D grid (not cooldown trunks)."""
+    return [r for r in runs if r.role == "run"]
+
+
 def estimate_seconds(runs: list[RunSpec], parallel: int) -> float:
     """Rough wall time of the runs on this kind of CPU machine with `parallel` jobs at once."""
-    work = sum(r.C / CPU_FLOPS_PER_JOB + JOB_OVERHEAD_S for r in runs)
+    work = sum(r.job_flops / CPU_FLOPS_PER_JOB + JOB_OVERHEAD_S for r in runs)
     return work / max(1, min(parallel, len(runs)))

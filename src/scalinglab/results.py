@@ -1,5 +1,5 @@
 """The results folder is the database: results/<sweep>/runs/<run_id>/{run.json, metrics.jsonl,
-summary.json}, each file replaced atomically. Loading needs pandas only, never JAX."""
+summary.json} (and ckpt/ while a run is unfinished), each file replaced atomically. Loading needs pandas only, never JAX."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 RUNS = "runs"
+RESUME_DIR = "ckpt"  # a run's latest checkpoint, while it is unfinished
+BRANCH_DIR = "branch_points"  # a cooldown trunk's checkpoints at its branch points
 COMPLETE = ("done", "diverged")  # a re-run would end the same way: skip them
 
 
@@ -44,6 +46,13 @@ def append_metrics(run_path: Path, record: dict) -> None:
     write_text_atomic(path, old + json.dumps(record, sort_keys=True) + "\n")
 
 
+def keep_metrics(run_path: Path, keep) -> None:
+    """Drops the evaluations for which keep(record) is false (those a resumed run will redo)."""
+    path = Path(run_path) / "metrics.jsonl"
+    if path.exists():
+        write_text_atomic(path, "".join(json.dumps(m, sort_keys=True) + "\n" for m in read_metrics(run_path) if keep(m)))
+
+
 def read_json(path: Path) -> dict | None:
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else None
@@ -72,6 +81,8 @@ def load(path: str | Path, per_eval: bool = False) -> pd.DataFrame:
     rows = []
     for d in sorted(p for p in runs_path.iterdir() if (p / "run.json").exists()):
         spec = read_json(d / "run.json")
+        if spec.get("role") == "trunk":  # the shared stable phase of cooldown branches, not a grid point
+            continue
         summary = read_json(d / "summary.json") or {"status": "pending"}
         row = {"run_id": d.name, **spec, **summary}
         if per_eval:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 BUILTIN_CORPORA = ("stdlib",)
+MIN_BPE_VOCAB = 258  # 256 byte symbols, <|endoftext|>, one merge
 EXECUTORS = ("debug", "local", "slurm")
 ISOFLOP_MIN_RATIO = 1.25
 
@@ -33,12 +34,21 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class DataSpec(_Section):
-    source: Literal["stdlib", "text"] = "stdlib"
-    """stdlib: the running Python's standard-library sources (no download); text: `path`."""
+    source: Literal["stdlib", "text", "jsonl", "parquet", "hf"] = "stdlib"
+    """stdlib: the running Python's standard-library sources (no download); text, jsonl, parquet, hf: `path`."""
     path: str | None = None
-    """For source text: a UTF-8 text file, or a folder searched recursively for *.txt, *.md, *.py."""
+    """text: a UTF-8 file, or a folder searched recursively for *.txt, *.md, *.py, *.rst; jsonl, parquet:
+    a file, or a folder searched for *.jsonl, *.parquet; hf: a folder written by datasets' save_to_disk
+    (of a DatasetDict, its train split)."""
+    text_field: str = "text"
+    """jsonl, parquet, hf: the key (column) holding each document's text."""
+    tokenizer: Literal["byte", "bpe"] = "byte"
+    """byte: UTF-8 bytes, 256 ids; bpe: byte-level BPE trained on the training split, cached in
+    $SCALINGLAB_CACHE (default ~/.cache/scalinglab)."""
+    vocab_size: int = 4096
+    """bpe: token ids, including the <|endoftext|> separator between documents."""
     val_fraction: float = Field(0.05, gt=0, lt=0.5)
-    """Fraction of the corpus held out for validation (every k-th block of bytes)."""
+    """Fraction of the corpus held out for validation (every k-th block of bytes, cut before tokenizing)."""
     val_tokens: int = Field(32_768, ge=1)
     """Held-out tokens scored at every evaluation; the same tokens for every run."""
 
@@ -51,6 +61,11 @@ class ModelSpec(_Section):
     """Shape rule: n_heads = d_model / d_head."""
     aspect_ratio: float = Field(32.0, gt=0)
     """Shape rule: d_model ~ aspect_ratio * n_layers."""
+    parametrization: Literal["sp", "mup", "u-mup"] = "sp"
+    """sp: standard; mup: maximal update (muP), learning rate transfers across width from base_width;
+    u-mup: unit-scaled muP (Blake et al. 2024), unit-variance weights, base lr near 1."""
+    base_width: int = Field(64, ge=1)
+    """mup: the d_model at which muP equals the standard init and learning rate."""
 
 
 class Shape(_Section):
@@ -74,11 +89,30 @@ class GridSpec(_Section):
 
 
 class TrainSpec(_Section):
+    objective: Literal["causal", "masked"] = "causal"
+    """causal: next-token LM; masked: BERT-style masked LM (bidirectional attention)."""
+    mask_fraction: float = Field(0.15, gt=0, lt=1)
+    """masked: share of positions predicted (80% [MASK], 10% random token, 10% unchanged)."""
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0)
+    """Peak learning rate (base learning rate under mup and u-mup)."""
+    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
+    """After warmup: cosine or linear decay to lr * min_lr_ratio, constant, or warmup-stable-decay."""
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    """Warmup length in steps, instead of warmup_fraction of each run's steps."""
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    """Cosine decay ends at lr * min_lr_ratio."""
+    """Decay ends at lr * min_lr_ratio."""
+    cooldown_fraction: float = Field(0.2, gt=0, le=0.5)
+    """wsd: the final share of steps in which the learning rate decays."""
+    cooldown_shape: Literal["linear", "1-sqrt"] = "1-sqrt"
+    """wsd: decay shape; 1-sqrt is Hagele et al. 2024's."""
+    cooldown_branches: bool = False
+    """wsd: one stable run per model size, with a cooldown branched from it for every data size."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: bfloat16 compute with float32 master weights and optimizer state."""
+    checkpoint_interval_s: float = Field(600.0, ge=0)
+    """Save a checkpoint (orbax) when this many seconds have passed since the last; 0: every step."""
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     b1: float = Field(0.9, ge=0, lt=1)
@@ -187,13 +221,26 @@ def _check_consistency(spec: SweepSpec) -> None:
             raise SpecError(
                 f"grid.shapes[{i}].n_heads: d_model {s.d_model} is not divisible by n_heads {s.n_heads}"
             )
-    if spec.data.source == "text":
-        if spec.data.path is None:
-            raise SpecError("data.path: required when data.source is 'text'; give a file or folder")
-        if not Path(spec.data.path).exists():
-            raise SpecError(f"data.path: {spec.data.path} does not exist")
-    elif spec.data.path is not None:
-        raise SpecError("data.path: only used with data.source 'text'; remove it or set source: text")
+    d = spec.data
+    if d.source == "stdlib":
+        if d.path is not None:
+            raise SpecError("data.path: not used with data.source 'stdlib'; remove it or set a source that reads it")
+    elif d.path is None:
+        raise SpecError(f"data.path: required when data.source is '{d.source}'; give a file or folder")
+    elif not Path(d.path).exists():
+        raise SpecError(f"data.path: {d.path} does not exist")
+    default = DataSpec()  # a default value is not an error: a dumped spec must parse again
+    if d.source in ("stdlib", "text") and d.text_field != default.text_field:
+        raise SpecError(f"data.text_field: not used with data.source '{d.source}', only with jsonl, parquet or hf")
+    if d.tokenizer != "bpe" and d.vocab_size != default.vocab_size:
+        raise SpecError("data.vocab_size: only used with data.tokenizer 'bpe'; remove it or set tokenizer: bpe")
+    if d.vocab_size < MIN_BPE_VOCAB:
+        raise SpecError(
+            f"data.vocab_size: {d.vocab_size} is too small; BPE needs at least {MIN_BPE_VOCAB} "
+            "(256 bytes, <|endoftext|> and one merge)"
+        )
+    if spec.train.cooldown_branches and spec.train.schedule != "wsd":
+        raise SpecError("train.cooldown_branches: needs train.schedule 'wsd' (a stable phase to branch from)")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds: {spec.seeds} repeats a seed")
 
@@ -233,6 +280,10 @@ def with_launch(spec: SweepSpec, **changes) -> SweepSpec:
     return spec.model_copy(update={"launch": launch})
 
 
+# RunSpec fields that do not change what a run computes: left out of its id.
+_NOT_IDENTITY = ("checkpoint_interval_s",)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """Everything one job needs to train, evaluate and write a run. Made by the planner."""
@@ -243,21 +294,41 @@ class RunSpec:
     d_ff: int
     seq_len: int
     vocab_size: int
+    """Token ids the model embeds: the tokenizer's, plus [MASK] for the masked objective."""
+    parametrization: str
+    base_width: int
+    objective: str
+    mask_fraction: float
     batch_size: int
     steps: int
     lr: float
+    schedule: str
     warmup_steps: int
+    decay_start: int
+    """wsd: the step the cooldown starts; its branch point when branched."""
+    cooldown_shape: str
     min_lr_ratio: float
     weight_decay: float
     grad_clip: float
     b1: float
     b2: float
+    precision: str
     eval_steps: tuple[int, ...]
     data_source: str
     data_path: str | None
+    text_field: str
+    tokenizer: str
+    tokenizer_vocab: int
     val_fraction: float
     val_tokens: int
     seed: int
+    role: str
+    """run: a point of the grid; trunk: the shared stable phase of cooldown branches (not a point)."""
+    trunk_id: str | None
+    """For a cooldown branch: the trunk run it starts from, at step decay_start."""
+    branch_steps: tuple[int, ...]
+    """For a trunk: the steps its branches start from; kept as checkpoints."""
+    checkpoint_interval_s: float
     # Derived from the fields above (kept so results are readable without the planner).
     N: int
     N_total: int
@@ -268,8 +339,18 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """A deterministic hash of the resolved spec: same spec, same id, same folder."""
-        blob = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        identity = {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def start_step(self) -> int:
+        """The step training starts from: a branch begins where it leaves its trunk."""
+        return self.decay_start if self.trunk_id else 0
+
+    @property
+    def job_flops(self) -> float:
+        """FLOPs this run's own job spends: a branch shares its first decay_start steps with its trunk."""
+        return self.C * (self.steps - self.start_step) / self.steps
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -277,4 +358,4 @@ class RunSpec:
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:
         d = {k: v for k, v in d.items() if k != "run_id"}
-        return cls(**{**d, "eval_steps": tuple(d["eval_steps"])})
+        return cls(**{**d, "eval_steps": tuple(d["eval_steps"]), "branch_steps": tuple(d["branch_steps"])})
