@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,22 @@ def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
     }
     for key, value in sections.items():
         doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
-    path = tmp_path / "tiny.yaml"
+    path = tmp_path / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scalinglab_cache(tmp_path_factory):
+    """Tokenized corpora and the measured CPU peak go to a folder of the test session, never ~/.cache
+    (subprocesses inherit it)."""
+    old = os.environ.get("SCALINGLAB_CACHE")
+    os.environ["SCALINGLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        del os.environ["SCALINGLAB_CACHE"]
+    else:
+        os.environ["SCALINGLAB_CACHE"] = old
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""A run uses every local device (data parallel), optionally computes in bf16, and a sweep's jobs
+share one persistent compilation cache."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import tiny_runs
+
+from scalinglab.cli import main
+from scalinglab.train import train
+
+CHILD = """
+import json, sys
+from scalinglab.spec import RunSpec
+from scalinglab.train import train
+print(json.dumps(train(RunSpec.from_dict(json.loads(sys.argv[1])), sys.argv[2], log=lambda _: None)))
+"""
+
+
+def train_on(n_devices: int, run, path) -> dict:
+    """Trains in a fresh process whose CPU is split into n_devices XLA devices."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(run.to_dict()), str(path)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_data_parallel_over_local_devices_matches_one_device(tmp_path):
+    run = tiny_runs()[0]
+    one = train_on(1, run, tmp_path / "one")
+    two = train_on(2, run, tmp_path / "two")
+    assert one["n_devices"] == 1 and two["n_devices"] == 2
+    assert two["L"] == pytest.approx(one["L"], rel=1e-4)  # the same batch, split in two
+
+
+def test_a_batch_that_does_not_split_over_the_devices_fails_clearly(tmp_path):
+    run = tiny_runs(train={"batch_size": 3})[0]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(run.to_dict()), str(tmp_path)], env=env, capture_output=True, text=True)
+    assert "train.batch_size 3 does not divide over 2 devices" in out.stderr
+
+
+def test_bf16_compute_trains_close_to_fp32(tmp_path):
+    fp32 = train(tiny_runs()[0], tmp_path / "fp32", log=lambda _: None)
+    bf16 = train(tiny_runs(train={"precision": "bf16"})[0], tmp_path / "bf16", log=lambda _: None)
+    assert bf16["status"] == "done" and bf16["L"] == pytest.approx(fp32["L"], rel=0.03)
+    assert bf16["L"] != fp32["L"]
+
+
+CACHE_CHILD = """
+import json, sys
+import jax
+from scalinglab.spec import RunSpec
+from scalinglab.train import train
+hits = []
+jax.monitoring.register_event_listener(lambda event, **_: hits.append(event) if event.endswith("cache_hits") else None)
+train(RunSpec.from_dict(json.loads(sys.argv[1])), sys.argv[2], log=lambda _: None, compile_cache=sys.argv[3])
+print(len(hits))
+"""
+
+
+def test_the_jobs_of_a_sweep_share_a_compilation_cache(sweep_file, tmp_path):
+    path = sweep_file(executor="local")
+    assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 0
+    cache = tmp_path / "res" / "tiny" / "jax_cache"
+    assert os.listdir(cache)  # compiled steps and evaluations, written by the jobs
+    run = json.loads(next((tmp_path / "res" / "tiny" / "runs").glob("*/run.json")).read_text())
+
+    def hits(cache_dir) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", CACHE_CHILD, json.dumps(run), str(tmp_path / "again"), str(cache_dir)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.strip().splitlines()[-1])
+
+    assert hits(cache) >= 2  # a new job of the same shape compiles nothing: step and evaluation
+    assert hits(tmp_path / "empty_cache") == 0
