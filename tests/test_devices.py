@@ -9,6 +9,7 @@ import sys
 import pytest
 from conftest import tiny_runs
 
+from scalinglab import results
 from scalinglab.cli import main
 from scalinglab.train import train
 
@@ -81,3 +82,11 @@ def test_the_jobs_of_a_sweep_share_a_compilation_cache(sweep_file, tmp_path):
 
     assert hits(cache) >= 2  # a new job of the same shape compiles nothing: step and evaluation
     assert hits(tmp_path / "empty_cache") == 0
+
+
+def test_local_jobs_get_disjoint_gpus(sweep_file, tmp_path):
+    """submitit's local executor hides every GPU unless told which: each job slot gets its own."""
+    path = sweep_file(executor="local", launch={"gpus_per_job": 1, "max_parallel": 2})
+    assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 0
+    df = results.load(tmp_path / "res" / "tiny")
+    assert sorted(set(df["cuda_visible_devices"])) == ["0", "1"]

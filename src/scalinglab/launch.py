@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import time
 import traceback
 from dataclasses import dataclass
@@ -30,17 +31,22 @@ COMPILE_CACHE = "jax_cache"
 def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
     """The job body. A training error is kept in the run's summary.json, which is returned
     (status 'failed'), so every executor reports it the same way and the sweep goes on."""
-    if cores is not None:
-        # Before JAX loads: XLA sizes its thread pools from the CPUs this process may use.
-        os.sched_setaffinity(0, cores)
-    keep_freed_memory()
+    setup_job(cores)
     try:
-        from .train import train  # noqa: PLC0415  (after pinning, see above)
+        from .train import train  # noqa: PLC0415  (after setup_job, see there)
 
         sweep_dir = Path(run_path).parent.parent
         return train(RunSpec.from_dict(run), Path(run_path), compile_cache=sweep_dir / COMPILE_CACHE)
     except Exception as e:  # noqa: BLE001
         return record_failure(Path(run_path), f"{type(e).__name__}: {e}", traceback.format_exc())
+
+
+def setup_job(cores: list[int] | None) -> None:
+    """Process settings of a training job; they must be made before JAX is imported."""
+    if cores is not None:
+        # XLA sizes its thread pools from the CPUs this process may use.
+        os.sched_setaffinity(0, cores)
+    keep_freed_memory()
 
 
 def keep_freed_memory() -> None:
@@ -65,17 +71,32 @@ def record_failure(run_path: Path, error: str, detail: str = "") -> dict:
     return summary
 
 
+def local_gpus() -> int:
+    """GPUs on this machine, without importing JAX (nvidia-smi -L prints one line each)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+
+
 def max_parallel(launch: LaunchSpec, n_runs: int) -> int:
     if launch.max_parallel is not None:
         return launch.max_parallel
+    if launch.executor == "local" and launch.gpus_per_job:
+        return max(1, local_gpus() // launch.gpus_per_job)
     if launch.executor == "local":
         return max(1, len(os.sched_getaffinity(0)) // launch.threads_per_job)
     return 1 if launch.executor == "debug" else max(1, n_runs)
 
 
 def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Executor:
-    executor = submitit.AutoExecutor(folder=folder, cluster=launch.executor)
     timeout_min = launch.slurm.time_min
+    if launch.executor == "local":  # not through AutoExecutor, which cannot say which GPUs a job gets
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=timeout_min)
+        return executor
+    executor = submitit.AutoExecutor(folder=folder, cluster=launch.executor)
     if launch.executor == "slurm":
         s = launch.slurm
         executor.update_parameters(
@@ -83,11 +104,10 @@ def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Exe
             cpus_per_task=s.cpus_per_task,
             slurm_partition=s.partition,
             slurm_array_parallelism=max_parallel(launch, n_runs),
+            gpus_per_node=launch.gpus_per_job,
             slurm_additional_parameters=dict(s.extra),
             **({"mem_gb": s.mem_gb} if s.mem_gb else {}),
         )
-    elif launch.executor == "local":
-        executor.update_parameters(timeout_min=timeout_min)
     return executor
 
 
@@ -197,6 +217,9 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                 elif ready:
                     queue.remove(item)
                     slot = free_slots.pop(0)
+                    if launch_spec.executor == "local":  # submitit hides every GPU unless told which
+                        g = launch_spec.gpus_per_job
+                        executor.update_parameters(gpus_per_node=g, visible_gpus=tuple(range(slot * g, (slot + 1) * g)))
                     running[executor.submit(run_job, run.to_dict(), str(path), cores_for(slot))] = (run, path, slot)
                 refresh()
             for job in [j for j in running if j.done()]:

@@ -136,6 +136,8 @@ class LaunchSpec(_Section):
     """Jobs at once; default: cores // threads_per_job (local), 1 (debug), unlimited (slurm)."""
     threads_per_job: int = Field(1, ge=1)
     """CPU threads per local job. One job per core was measured fastest on 2 cores."""
+    gpus_per_job: int = Field(0, ge=0)
+    """GPUs per job (local: disjoint GPUs per job; slurm: gpus per node); a job uses all it gets."""
     slurm: SlurmSpec = SlurmSpec()
 
 

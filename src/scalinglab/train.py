@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -49,20 +50,18 @@ def lr_schedule(run: RunSpec):
 
 def optimizer(run: RunSpec, params) -> optax.GradientTransformation:
     """AdamW with the parametrization's learning-rate multiplier per parameter kind; weight decay
-    on matrices only, not on LayerNorm scales and biases."""
+    on matrices only, not on LayerNorm scales and biases. One AdamW over the whole tree, with the
+    multipliers and the decay mask as trees: fewer and larger XLA ops than one AdamW per kind."""
     r = rules(run.parametrization, run.d_model, run.d_ff, run.n_layers, run.d_model // run.n_heads, run.base_width)
-    schedule = lr_schedule(run)
     kinds = jax.tree_util.tree_map_with_path(lambda path, _: param_kind(_keys(path)), params)
-    per_kind = {
-        kind: optax.adamw(
-            lambda t, s=scale: s * schedule(t),
-            b1=run.b1,
-            b2=run.b2,
-            weight_decay=0.0 if kind == "vector" else run.weight_decay,
-        )
-        for kind, scale in r.lr_scale.items()
-    }
-    return optax.chain(optax.clip_by_global_norm(run.grad_clip), optax.multi_transform(per_kind, kinds))
+    lr_scale = jax.tree.map(lambda kind: r.lr_scale[kind], kinds)
+    return optax.chain(
+        optax.clip_by_global_norm(run.grad_clip),
+        optax.scale_by_adam(b1=run.b1, b2=run.b2),
+        optax.add_decayed_weights(run.weight_decay, mask=jax.tree.map(lambda kind: kind != "vector", kinds)),
+        optax.stateless(lambda updates, _: jax.tree.map(jnp.multiply, updates, lr_scale)),
+        optax.scale_by_learning_rate(lr_schedule(run)),
+    )
 
 
 def _keys(path) -> tuple:
@@ -84,6 +83,33 @@ def build(run: RunSpec) -> TransformerLM:
         causal=run.objective == "causal",
         rngs=nnx.Rngs(run.seed),
     )
+
+
+def make_loss_fn(run: RunSpec, graphdef: nnx.GraphDef):
+    """(params, inputs, targets, weights) -> the weighted mean cross-entropy, in run.precision."""
+    compute_dtype = jnp.bfloat16 if run.precision == "bf16" else jnp.float32
+
+    def loss_fn(params, inputs, targets, weights):
+        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)  # master weights stay fp32
+        logits = nnx.merge(graphdef, params)(inputs)
+        return (cross_entropy(logits, targets) * weights).sum() / weights.sum()
+
+    return loss_fn
+
+
+def make_train_step(run: RunSpec, graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
+    """The jitted step of every run: (params, opt_state), inputs, targets, weights -> new state, loss.
+    The state's buffers are donated: XLA updates them in place."""
+    loss_fn = make_loss_fn(run, graphdef)
+
+    @partial(jax.jit, donate_argnums=0)
+    def train_step(train_state, inputs, targets, weights):
+        params, opt_state = train_state
+        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, targets, weights)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    return train_step
 
 
 def enable_compile_cache(directory: Path) -> None:
@@ -147,19 +173,8 @@ def train(run: RunSpec, run_path: Path, log=print, compile_cache: Path | None = 
     graphdef, params = nnx.split(build(run))
     tx = optimizer(run, params)
     train_state = jax.device_put((params, tx.init(params)), replicated)
-    compute_dtype = jnp.bfloat16 if run.precision == "bf16" else jnp.float32
-
-    def loss_fn(params, inputs, targets, weights):
-        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)  # master weights stay fp32
-        logits = nnx.merge(graphdef, params)(inputs)
-        return (cross_entropy(logits, targets) * weights).sum() / weights.sum()
-
-    @jax.jit
-    def train_step(train_state, inputs, targets, weights):
-        params, opt_state = train_state
-        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, targets, weights)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+    train_step = make_train_step(run, graphdef, tx)
+    loss_fn = make_loss_fn(run, graphdef)
 
     @jax.jit
     def val_loss(params):
@@ -245,6 +260,7 @@ def train(run: RunSpec, run_path: Path, log=print, compile_cache: Path | None = 
         "val_tokens_scored": int(val[2].sum()),
         "device": devices[0].platform,
         "n_devices": len(devices),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "pid": os.getpid(),
         "cpu_cores": sorted(os.sched_getaffinity(0)),
     }
