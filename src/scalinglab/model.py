@@ -3,6 +3,11 @@ masked objective), GELU MLP; init scales and multipliers from parametrization.ru
 
 Linear layers have no biases and the output layer is tied to the token embedding, so the
 non-embedding parameter count is exactly planner.count_N (tested).
+
+The forward pass is written for XLA on CPU (experiments/bench_throughput.py measures it): weight
+gradients put the transposed copy XLA needs on the smaller operand (`dense`), attention works in
+a heads-major layout and skips the score blocks a causal mask removes entirely, and the loss
+takes the target logit with a one-hot product, whose gradient needs no scatter.
 """
 
 from __future__ import annotations
@@ -16,6 +21,56 @@ from flax import nnx
 from .parametrization import Rules, rules
 
 EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
+ATTENTION_BLOCK = 64  # query/key block of causal attention: blocks above the diagonal are skipped
+MASKED = -1e30  # score of a masked key: exp underflows to 0 without inf - inf = nan
+
+
+@jax.custom_vjp
+def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x @ kernel, as nnx.Linear without bias."""
+    return x @ kernel
+
+
+def _dense_fwd(x, kernel):
+    return x @ kernel, (x, kernel)
+
+
+def _dense_bwd(res, g):
+    x, kernel = res
+    d_in, d_out = kernel.shape
+    x2, g2 = x.reshape(-1, d_in), g.reshape(-1, d_out)
+    # XLA's CPU dot wants the right operand of x^T g transposed in memory, and otherwise puts
+    # that copy on g: the MLP's up projection then copies its 4x wider gradient, fused into the
+    # GELU backward and slow. Computing (g^T x)^T copies the narrower operand instead.
+    d_kernel = (g2.T @ x2).T if d_out > d_in else x2.T @ g2
+    return g @ kernel.T, d_kernel
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def attention(q_BHLK: jax.Array, k_BHLK: jax.Array, v_BHLK: jax.Array, scale: float, causal: bool) -> jax.Array:
+    """Softmax attention in the heads-major layout (batch and head dimensions lead, as XLA's
+    batched dot wants them). Causal: query block i attends to key blocks 0..i only."""
+    L = q_BHLK.shape[2]
+    q_BHLK = q_BHLK * scale  # on q: fewer elements than the scores
+    if not causal or L <= ATTENTION_BLOCK:
+        return _attend(q_BHLK, k_BHLK, v_BHLK, 0 if causal else None)
+    outs = []
+    for start in range(0, L, ATTENTION_BLOCK):
+        end = min(start + ATTENTION_BLOCK, L)
+        outs.append(_attend(q_BHLK[:, :, start:end], k_BHLK[:, :, :end], v_BHLK[:, :, :end], start))
+    return jnp.concatenate(outs, axis=2)
+
+
+def _attend(q_BHQK, k_BHSK, v_BHSK, offset: int | None):
+    """Attention of queries at positions offset.. to keys 0..; offset None: no mask."""
+    s_BHQS = jnp.einsum("bhqk,bhsk->bhqs", q_BHQK, k_BHSK)
+    if offset is not None:
+        Q, S = s_BHQS.shape[-2:]
+        visible = jnp.arange(S)[None, :] <= offset + jnp.arange(Q)[:, None]
+        s_BHQS = jnp.where(visible, s_BHQS, MASKED)
+    return jnp.einsum("bhqs,bhsk->bhqk", jax.nn.softmax(s_BHQS, axis=-1), v_BHSK)
 
 
 class Block(nnx.Module):
@@ -34,13 +89,14 @@ class Block(nnx.Module):
 
     def __call__(self, x_BLD: jax.Array, index: int) -> jax.Array:
         B, L, D = x_BLD.shape
-        m = self.r.hidden_mult
-        qkv_BL3HK = (m["qkv"] * self.qkv(self.ln1(x_BLD))).reshape(B, L, 3, self.n_heads, D // self.n_heads)
-        q_BLHK, k_BLHK, v_BLHK = (qkv_BL3HK[:, :, i] for i in range(3))
-        att_BLHK = jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=self.r.attn_scale, is_causal=self.causal)
-        x_BLD = self.residual(x_BLD, m["out"] * self.out(att_BLHK.reshape(B, L, D)), 2 * index)
-        h_BLF = self.r.gelu_mult * jax.nn.gelu(m["up"] * self.up(self.ln2(x_BLD)))
-        return self.residual(x_BLD, m["down"] * self.down(h_BLF), 2 * index + 1)
+        m, H = self.r.hidden_mult, self.n_heads
+        qkv_BLD3 = m["qkv"] * dense(self.ln1(x_BLD), self.qkv.kernel[...])
+        q_BHLK, k_BHLK, v_BHLK = qkv_BLD3.reshape(B, L, 3, H, D // H).transpose(2, 0, 3, 1, 4)
+        att_BHLK = attention(q_BHLK, k_BHLK, v_BHLK, self.r.attn_scale, self.causal)
+        att_BLD = att_BHLK.transpose(0, 2, 1, 3).reshape(B, L, D)
+        x_BLD = self.residual(x_BLD, m["out"] * dense(att_BLD, self.out.kernel[...]), 2 * index)
+        h_BLF = self.r.gelu_mult * jax.nn.gelu(m["up"] * dense(self.ln2(x_BLD), self.up.kernel[...]))
+        return self.residual(x_BLD, m["down"] * dense(h_BLF, self.down.kernel[...]), 2 * index + 1)
 
     def residual(self, x_BLD: jax.Array, f_BLD: jax.Array, k: int) -> jax.Array:
         if not self.r.unit_residual:
@@ -90,5 +146,6 @@ def count_params(model: nnx.Module, non_embedding: bool = True) -> int:
 
 def cross_entropy(logits_BLV: jax.Array, targets_BL: jax.Array) -> jax.Array:
     """Per-token loss in nats, computed in float32."""
-    logp_BLV = jax.nn.log_softmax(logits_BLV.astype(jnp.float32))
-    return -jnp.take_along_axis(logp_BLV, targets_BL[..., None], axis=-1)[..., 0]
+    logits_BLV = logits_BLV.astype(jnp.float32)
+    target_BL = jnp.sum(logits_BLV * jax.nn.one_hot(targets_BL, logits_BLV.shape[-1], dtype=jnp.float32), axis=-1)
+    return jax.nn.logsumexp(logits_BLV, axis=-1) - target_BL
