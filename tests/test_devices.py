@@ -55,6 +55,8 @@ def test_bf16_compute_trains_close_to_fp32(tmp_path):
 
 CACHE_CHILD = """
 import json, sys
+from scalinglab.launch import setup_job
+setup_job(None)  # a job's process settings: XLA flags are part of the cache key
 import jax
 from scalinglab.spec import RunSpec
 from scalinglab.train import train
@@ -65,9 +67,11 @@ print(len(hits))
 """
 
 
-def test_the_jobs_of_a_sweep_share_a_compilation_cache(sweep_file, tmp_path):
-    path = sweep_file(executor="local")
+def test_local_jobs_get_their_own_gpus_and_share_a_compilation_cache(sweep_file, tmp_path):
+    path = sweep_file(executor="local", launch={"gpus_per_job": 1, "max_parallel": 2})
     assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 0
+    # submitit's local executor hides every GPU unless told which: each job slot gets its own.
+    assert sorted(set(results.load(tmp_path / "res" / "tiny")["cuda_visible_devices"])) == ["0", "1"]
     cache = tmp_path / "res" / "tiny" / "jax_cache"
     assert os.listdir(cache)  # compiled steps and evaluations, written by the jobs
     run = json.loads(next((tmp_path / "res" / "tiny" / "runs").glob("*/run.json")).read_text())
@@ -83,10 +87,3 @@ def test_the_jobs_of_a_sweep_share_a_compilation_cache(sweep_file, tmp_path):
     assert hits(cache) >= 2  # a new job of the same shape compiles nothing: step and evaluation
     assert hits(tmp_path / "empty_cache") == 0
 
-
-def test_local_jobs_get_disjoint_gpus(sweep_file, tmp_path):
-    """submitit's local executor hides every GPU unless told which: each job slot gets its own."""
-    path = sweep_file(executor="local", launch={"gpus_per_job": 1, "max_parallel": 2})
-    assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 0
-    df = results.load(tmp_path / "res" / "tiny")
-    assert sorted(set(df["cuda_visible_devices"])) == ["0", "1"]

@@ -290,4 +290,5 @@ def _resume(run: RunSpec, run_path: Path, like, log) -> tuple[object, _State]:
     for record in history:
         results.append_metrics(run_path, record)
     log(f"branching from trunk {run.trunk_id} at step {run.decay_start}")
-    return state, _State({**meta, "wall_s": 0.0})
+    # Its step count and pending training losses continue the trunk's; its timings are its own.
+    return state, _State({**meta, "rates": [], "compile_s": None, "wall_s": 0.0})
