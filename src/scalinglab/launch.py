@@ -41,12 +41,21 @@ def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
         return record_failure(Path(run_path), f"{type(e).__name__}: {e}", traceback.format_exc())
 
 
+# XLA flags of every job, unless XLA_FLAGS already sets them. No YNNPACK fusions: XLA's own dot
+# and loop emitters were faster for this model on 2 cores of an AVX2 CPU, step time (2, 64) -30%,
+# (4, 128) ... (8, 512) -2 to -5% (experiments/bench_throughput_compare.py, in lockstep).
+JOB_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+
+
 def setup_job(cores: list[int] | None) -> None:
     """Process settings of a training job; they must be made before JAX is imported."""
     if cores is not None:
         # XLA sizes its thread pools from the CPUs this process may use.
         os.sched_setaffinity(0, cores)
     keep_freed_memory()
+    flags = os.environ.get("XLA_FLAGS", "")
+    own = [f for f in JOB_XLA_FLAGS if f.split("=")[0] not in flags]
+    os.environ["XLA_FLAGS"] = " ".join([flags, *own]).strip()
 
 
 def keep_freed_memory() -> None:

@@ -1,0 +1,107 @@
+"""Two training-step benchmarks in lockstep on the same cores: by default bench_throughput.py
+(JAX) against bench_throughput_torch.py (PyTorch eager, from a separate environment). Each shape
+is set up in both processes, then their steps alternate (A, B, A, B, ...), so load from other
+processes on the machine hits both alike; reported are each side's median tokens/s and MFU (both
+over A's peak, scalinglab's measured CPU peak) and the median of the per-round B/A step-time ratios.
+
+B can instead be the JAX benchmark under other settings, e.g. an XLA flag:
+    .venv/bin/python experiments/bench_throughput_compare.py \
+        --b ".venv/bin/python experiments/bench_throughput.py" --b-env XLA_FLAGS=--xla_cpu_...
+
+Usage (from the repository root; PyTorch installed in /tmp/torchvenv, see bench_throughput_torch.py):
+    .venv/bin/python experiments/bench_throughput_compare.py --steps 10 [--json] [--shapes 2x64,4x128]
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+
+DEFAULT_SHAPES = "2x64,4x128,4x256,6x384,8x512"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--a", default=f"{sys.executable} experiments/bench_throughput.py", help="command of side A")
+    p.add_argument("--b", default="/tmp/torchvenv/bin/python experiments/bench_throughput_torch.py", help="command of side B")
+    p.add_argument("--a-env", action="append", default=[], help="NAME=VALUE for side A (repeatable)")
+    p.add_argument("--b-env", action="append", default=[], help="NAME=VALUE for side B (repeatable)")
+    p.add_argument("--json", action="store_true", help="one JSON object per shape and line")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per shape and side")
+    p.add_argument("--shapes", default=DEFAULT_SHAPES, help="n_layers x d_model, comma separated")
+    return p.parse_args(argv)
+
+
+class Side:
+    """A benchmark process in --serve mode."""
+
+    def __init__(self, command: str, env: list[str], args: argparse.Namespace):
+        extra = ["--serve", "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
+        env = {**os.environ, **dict(e.split("=", 1) for e in env)}
+        self.proc = subprocess.Popen(shlex.split(command) + extra, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"benchmark process {self.proc.args} ended; see its stderr above")
+        return answer
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def load_average() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def compare(a: Side, b: Side, shape: str, steps: int) -> dict:
+    info_a, info_b = json.loads(a.ask(shape)), json.loads(b.ask(shape))
+    times_a, times_b, loads = [], [], []
+    for _ in range(steps):
+        times_a.append(float(a.ask("step")))
+        times_b.append(float(b.ask("step")))
+        loads.append(load_average())
+    n_layers, d_model = map(int, shape.split("x"))
+    row = {"n_layers": n_layers, "d_model": d_model}
+    for name, info, times in (("a", info_a, times_a), ("b", info_b, times_b)):
+        tokens_per_s = info["tokens_per_step"] / statistics.median(times)
+        row[f"{name}_tokens_per_s"] = round(tokens_per_s, 1)
+        row[f"{name}_mfu"] = round(tokens_per_s * info["flops_per_token"] / info_a["peak"], 4)
+    row["b_over_a_step_time"] = round(statistics.median(tb / ta for ta, tb in zip(times_a, times_b)), 3)
+    row["load_avg"] = round(statistics.median(loads), 2)
+    return row
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    a, b = Side(args.a, args.a_env, args), Side(args.b, args.b_env, args)
+    if not args.json:
+        print(f"A: {args.a} {' '.join(args.a_env)}\nB: {args.b} {' '.join(args.b_env)}")
+        print(f"{'n_layers':>8} {'d_model':>7} {'A tok/s':>9} {'A mfu':>6} {'B tok/s':>9} {'B mfu':>6} {'B/A time':>8} {'load':>5}")
+    try:
+        for shape in args.shapes.split(","):
+            row = compare(a, b, shape, args.steps)
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print(
+                    f"{row['n_layers']:>8} {row['d_model']:>7} {row['a_tokens_per_s']:>9,.0f} {row['a_mfu']:>6.3f} "
+                    f"{row['b_tokens_per_s']:>9,.0f} {row['b_mfu']:>6.3f} {row['b_over_a_step_time']:>8.3f} {row['load_avg']:>5.2f}",
+                    flush=True,
+                )
+    finally:
+        a.close()
+        b.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The model of bench_throughput.py in PyTorch eager, for a comparison on the same machine: pre-LN
+blocks, fused q/k/v and linear layers without biases, tanh GELU MLP, learned positions, tied
+embedding and readout, causal scaled_dot_product_attention, AdamW (weight decay on matrices)
+after global-norm clipping; fp32. Same arguments and output as bench_throughput.py; MFU uses
+scalinglab's FLOP convention and its cached matmul peak for this CPU and core count (--peak
+overrides it).
+
+PyTorch is not a dependency of scalinglab; run this from a separate environment, e.g.
+    python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy
+    /tmp/torchvenv/bin/python experiments/bench_throughput_torch.py --json
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULT_SHAPES = "2x64,4x128,4x256,6x384,8x512"
+D_HEAD, VOCAB, MLP_RATIO = 64, 256, 4
+WARMUP_STEPS = 2
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="one JSON object per shape and line")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per shape")
+    p.add_argument("--shapes", default=DEFAULT_SHAPES, help="n_layers x d_model, comma separated")
+    p.add_argument("--peak", type=float, help="FLOP/s for MFU; default: scalinglab's cached CPU peak")
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # see serve()
+    return p.parse_args(argv)
+
+
+class Block(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.n_heads = d // D_HEAD
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.up = nn.Linear(d, MLP_RATIO * d, bias=False)
+        self.down = nn.Linear(MLP_RATIO * d, d, bias=False)
+
+    def forward(self, x):
+        B, L, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.n_heads, D_HEAD).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.out(att.transpose(1, 2).reshape(B, L, D))
+        return x + self.down(F.gelu(self.up(self.ln2(x)), approximate="tanh"))
+
+
+class LM(nn.Module):
+    def __init__(self, n_layers: int, d: int, seq_len: int):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, d)
+        self.pos = nn.Parameter(torch.randn(seq_len, d) * 0.01)
+        self.blocks = nn.ModuleList(Block(d) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+
+    def forward(self, tokens):
+        x = self.embed(tokens) + self.pos[: tokens.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x) @ self.embed.weight.T
+
+
+def flops_per_token(n_layers: int, d: int, seq_len: int) -> int:
+    """scalinglab.planner.flops_per_token: 6 (N + d vocab) + 12 n_layers seq_len d."""
+    N = n_layers * (4 * d * d + 2 * d * MLP_RATIO * d + 4 * d) + 2 * d
+    return 6 * (N + d * VOCAB) + 12 * n_layers * seq_len * d
+
+
+def cached_peak() -> float | None:
+    """The CPU peak scalinglab.throughput.cpu_peak() measured and cached for this CPU and core count."""
+    with open("/proc/cpuinfo") as f:
+        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    path = Path(os.environ.get("SCALINGLAB_CACHE", Path.home() / ".cache" / "scalinglab")) / "cpu_peak.json"
+    try:
+        return json.loads(path.read_text()).get(f"{cpu}|{len(os.sched_getaffinity(0))} cores")
+    except (OSError, ValueError):
+        return None
+
+
+def make_stepper(n_layers: int, d: int, batch_size: int, seq_len: int):
+    """A function that trains one step on random bytes and returns its wall time."""
+    torch.manual_seed(0)
+    model = LM(n_layers, d, seq_len)
+    matrices = [p for p in model.parameters() if p.dim() == 2 and p is not model.pos and p is not model.embed.weight]
+    others = [p for p in model.parameters() if all(p is not m for m in matrices)]
+    opt = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.1}, {"params": others, "weight_decay": 0.0}], lr=1e-3)
+    windows = torch.randint(0, VOCAB, (batch_size, seq_len + 1))
+    inputs, targets = windows[:, :-1], windows[:, 1:]
+
+    def one_step() -> float:
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss.item()
+        return time.perf_counter() - t0
+
+    for _ in range(WARMUP_STEPS):
+        one_step()
+    return one_step
+
+
+def serve(args, peak: float | None) -> None:
+    """Lockstep mode for bench_throughput_compare.py, as in bench_throughput.serve."""
+    one_step = None
+    for line in sys.stdin:
+        if line.strip() == "step":
+            print(one_step(), flush=True)
+            continue
+        n_layers, d_model = map(int, line.split("x"))
+        one_step = make_stepper(n_layers, d_model, args.batch_size, args.seq_len)
+        fpt = flops_per_token(n_layers, d_model, args.seq_len)
+        print(json.dumps({"tokens_per_step": args.batch_size * args.seq_len, "flops_per_token": fpt, "peak": peak}), flush=True)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    peak = args.peak or cached_peak()
+    if args.serve:
+        return serve(args, peak)
+    if not args.json:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, peak {(peak or 0) / 1e9:.1f} GFLOP/s", file=sys.stderr)
+        print(f"{'n_layers':>8} {'d_model':>7} {'step_s':>7} {'tokens/s':>9} {'mfu':>5}")
+    for shape in args.shapes.split(","):
+        n_layers, d_model = map(int, shape.split("x"))
+        one_step = make_stepper(n_layers, d_model, args.batch_size, args.seq_len)
+        median = statistics.median([one_step() for _ in range(args.steps)])
+        tokens_per_s = args.batch_size * args.seq_len / median
+        mfu = tokens_per_s * flops_per_token(n_layers, d_model, args.seq_len) / peak if peak else None
+        row = {
+            "n_layers": n_layers,
+            "d_model": d_model,
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len,
+            "tokens_per_s": round(tokens_per_s, 1),
+            "mfu": None if mfu is None else round(mfu, 4),
+        }
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{n_layers:>8} {d_model:>7} {median:>7.3f} {tokens_per_s:>9,.0f} {mfu or 0:>5.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
