@@ -1,7 +1,9 @@
 """Two training-step benchmarks in lockstep on the same cores: by default bench_throughput.py
 (JAX) against bench_throughput_torch.py (PyTorch eager, from a separate environment). Each shape
 is set up in both processes, then their steps alternate (A, B, A, B, ...), so load from other
-processes on the machine hits both alike; reported are each side's median tokens/s and MFU (both
+processes on the machine hits both alike. Between steps each side pauses (--pause): worker threads
+spin for a while after a step (PyTorch's OpenMP, XLA's thread pool) and would otherwise take the
+cores from the other side's next step. Reported are each side's median tokens/s and MFU (both
 over A's peak, scalinglab's measured CPU peak) and the median of the per-round B/A step-time ratios.
 
 B can instead be the JAX benchmark under other settings, e.g. an XLA flag:
@@ -19,6 +21,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 
 DEFAULT_SHAPES = "2x64,4x128,4x256,6x384,8x512"
 
@@ -33,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--steps", type=int, default=10, help="timed steps per shape and side")
+    p.add_argument("--pause", type=float, default=0.2, help="seconds between steps, for spinning threads to sleep")
     p.add_argument("--shapes", default=DEFAULT_SHAPES, help="n_layers x d_model, comma separated")
     return p.parse_args(argv)
 
@@ -63,12 +67,14 @@ def load_average() -> float:
         return float(f.read().split()[0])
 
 
-def compare(a: Side, b: Side, shape: str, steps: int) -> dict:
+def compare(a: Side, b: Side, shape: str, steps: int, pause: float) -> dict:
     info_a, info_b = json.loads(a.ask(shape)), json.loads(b.ask(shape))
     times_a, times_b, loads = [], [], []
     for _ in range(steps):
         times_a.append(float(a.ask("step")))
+        time.sleep(pause)
         times_b.append(float(b.ask("step")))
+        time.sleep(pause)
         loads.append(load_average())
     n_layers, d_model = map(int, shape.split("x"))
     row = {"n_layers": n_layers, "d_model": d_model}
@@ -89,7 +95,7 @@ def main(argv=None) -> None:
         print(f"{'n_layers':>8} {'d_model':>7} {'A tok/s':>9} {'A mfu':>6} {'B tok/s':>9} {'B mfu':>6} {'B/A time':>8} {'load':>5}")
     try:
         for shape in args.shapes.split(","):
-            row = compare(a, b, shape, args.steps)
+            row = compare(a, b, shape, args.steps, args.pause)
             if args.json:
                 print(json.dumps(row), flush=True)
             else:

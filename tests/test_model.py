@@ -1,9 +1,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
-from scalinglab.model import TransformerLM
+from scalinglab.model import TransformerLM, attention, cross_entropy, dense
 
 
 def test_changing_a_later_token_never_changes_earlier_logits():
@@ -33,3 +34,31 @@ def test_no_gradient_flows_from_a_position_to_earlier_inputs():
         g = jax.grad(logit_at)(x, t)
         assert np.all(np.asarray(g[0, t + 1 :]) == 0)
         assert np.any(np.asarray(g[0, : t + 1]) != 0)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("L", [256, 100, 32])  # whole blocks, a partial last block, a single block
+def test_attention_equals_jax_dot_product_attention(causal, L):
+    q, k, v = (jax.random.normal(key, (2, 3, L, 16)) for key in jax.random.split(jax.random.key(0), 3))
+    out = attention(q, k, v, 0.25, causal)
+    t = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731  (B, H, L, K) <-> (B, L, H, K)
+    expected = t(jax.nn.dot_product_attention(t(q), t(k), t(v), scale=0.25, is_causal=causal))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("d_in, d_out", [(8, 32), (32, 8)])
+def test_dense_gradients_equal_autodiff_of_matmul(d_in, d_out):
+    x, w, g = (jax.random.normal(key, shape) for key, shape in zip(jax.random.split(jax.random.key(0), 3), [(2, 5, d_in), (d_in, d_out), (2, 5, d_out)]))
+    got = jax.vjp(dense, x, w)[1](g)
+    expected = jax.vjp(lambda x, w: x @ w, x, w)[1](g)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_cross_entropy_is_minus_the_target_log_probability():
+    logits = 3 * jax.random.normal(jax.random.key(0), (2, 7, 11))
+    targets = jax.random.randint(jax.random.key(1), (2, 7), 0, 11)
+    expected = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(cross_entropy(logits, targets), expected, rtol=1e-5, atol=1e-5)
+    grad = jax.grad(lambda z: cross_entropy(z, targets).sum())(logits)
+    np.testing.assert_allclose(grad, jax.nn.softmax(logits) - jax.nn.one_hot(targets, 11), atol=1e-6)

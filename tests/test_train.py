@@ -1,11 +1,15 @@
 import json
 import math
 
+import jax
 import numpy as np
+import optax
 import pytest
 from conftest import tiny_runs
+from flax import nnx
 
-from scalinglab.train import lr_schedule, train
+from scalinglab.parametrization import param_kind, rules
+from scalinglab.train import _keys, build, lr_schedule, make_train_step, optimizer, train
 
 
 def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
@@ -56,3 +60,42 @@ def test_a_diverging_run_stops_and_is_marked_diverged(tmp_path):
     run = tiny_runs(train={"lr": 1e6, "grad_clip": 1e9, "weight_decay": 0.0})[0]
     summary = train(run, tmp_path, log=lambda _: None)
     assert summary["status"] == "diverged" and summary["L"] is None
+
+
+def _adamw_per_kind(run, params):
+    """The reference: one optax.adamw per parameter kind, each with its learning-rate multiplier."""
+    r = rules(run.parametrization, run.d_model, run.d_ff, run.n_layers, run.d_model // run.n_heads, run.base_width)
+    schedule = lr_schedule(run)
+    per_kind = {
+        kind: optax.adamw(lambda t, s=scale: s * schedule(t), b1=run.b1, b2=run.b2, weight_decay=0.0 if kind == "vector" else run.weight_decay)
+        for kind, scale in r.lr_scale.items()
+    }
+    kinds = jax.tree_util.tree_map_with_path(lambda path, _: param_kind(_keys(path)), params)
+    return optax.chain(optax.clip_by_global_norm(run.grad_clip), optax.multi_transform(per_kind, kinds))
+
+
+@pytest.mark.parametrize("parametrization", ["sp", "u-mup"])
+def test_optimizer_is_adamw_with_a_learning_rate_multiplier_per_kind(parametrization):
+    run = tiny_runs(shapes=((2, 64, 2),), model={"parametrization": parametrization}, train={"weight_decay": 0.1, "warmup_steps": 2})[0]
+    params = nnx.split(build(run))[1]
+    results = []
+    for tx in (optimizer(run, params), _adamw_per_kind(run, params)):
+        p, state = params, tx.init(params)
+        for i in range(4):
+            grads = jax.tree.map(lambda x, i=i: jax.random.normal(jax.random.key(i), x.shape), params)
+            updates, state = tx.update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+        results.append(p)
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_the_train_step_updates_its_state_in_place():
+    run = tiny_runs()[0]
+    graphdef, params = nnx.split(build(run))
+    tx = optimizer(run, params)
+    state = (params, tx.init(params))
+    tokens = np.zeros((run.batch_size, run.seq_len), np.int32)
+    _, loss = make_train_step(run, graphdef, tx)(state, tokens, tokens, np.ones(tokens.shape, np.float32))
+    assert np.isfinite(loss)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))  # donated: no copy of the state

@@ -40,7 +40,7 @@ def _cpu_model() -> str:
         return platform.processor()
 
 
-def measure_cpu_peak(seconds: float = 0.5) -> float:
+def measure_cpu_peak(seconds: float = 2.0) -> float:
     """Best fp32 FLOP/s of an N x N matmul over `seconds`, on the cores this process may use."""
     a = jax.random.normal(jax.random.key(0), (MATMUL_N, MATMUL_N), jnp.float32)
     matmul = jax.jit(lambda x: x @ x)
