@@ -1,4 +1,5 @@
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,25 @@ def tiny_runs(shapes=((1, 32, 2),), D=(4 * 32 * 60,), **sections):
     for key, value in sections.items():
         doc[key] = {**doc.get(key, {}), **value}
     return planner.plan(spec.parse(doc))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM with accounting (tests/slurm/cluster.sh), 4 CPUs on this machine's
+    cores. SLURM_CONF points at it for this process and its children. Never skipped: a machine
+    where it cannot start fails the tests that need it (.ci/run installs SLURM)."""
+    base = tmp_path_factory.mktemp("slurm")
+    script = Path(__file__).parent / "slurm" / "cluster.sh"
+    started = subprocess.run([str(script), "start", str(base), "4"], capture_output=True, text=True, timeout=300)
+    try:
+        assert started.returncode == 0, f"SLURM did not start: {started.stderr.strip()}"
+        old = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = str(base / "etc" / "slurm.conf")
+        yield base
+    finally:
+        subprocess.run([str(script), "stop", str(base)], timeout=300)
+        if "old" in locals():
+            if old is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = old

@@ -132,8 +132,9 @@ def cmd_run(args, console: Console) -> int:
     results.write_json(sweep_dir / "sweep.json", sweep.model_dump(mode="json"))
     t0 = time.perf_counter()
     outcome = launch(runs, sweep.launch, sweep_dir, console)
+    cancelled = f", {outcome.cancelled} cancelled" if outcome.cancelled else ""
     console.print(
-        f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed "
+        f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed{cancelled} "
         f"in {time.perf_counter() - t0:.0f} s"
     )
     try:
@@ -141,6 +142,57 @@ def cmd_run(args, console: Console) -> int:
     except FitError as e:
         console.print(f"no fit yet: {e}")
     return 1 if outcome.failed else 0
+
+
+# ---- status and cancel ------------------------------------------------------------------------
+
+
+def _sweep_runs(path: str) -> tuple[Path, list[dict]]:
+    """The run specs of a results/<sweep> folder, as written when its runs were submitted."""
+    sweep_dir = Path(path)
+    runs_dir = sweep_dir / results.RUNS
+    if not runs_dir.is_dir():
+        raise UsageError(f"{path}: no {results.RUNS}/ folder; give a results/<sweep> folder that `scalinglab run` wrote")
+    runs = [{**results.read_json(d / "run.json"), "run_id": d.name} for d in runs_dir.iterdir() if (d / "run.json").exists()]
+    return sweep_dir, sorted(runs, key=lambda r: (r["N"], r["D"], r["seed"]))
+
+
+def cmd_status(args, console: Console) -> int:
+    from . import scheduler  # noqa: PLC0415
+
+    sweep_dir, runs = _sweep_runs(args.path)
+    try:
+        states = {s.run_id: s for s in scheduler.run_states(sweep_dir, [r["run_id"] for r in runs])}
+    except scheduler.SchedulerError as e:
+        raise UsageError(f"{args.path}: {e}") from e
+    table = Table(title=f"{sweep_dir.name}: {len(runs)} runs")
+    for col in ("run_id", "N", "D", "role", "state", "job", "detail"):
+        table.add_column(col, justify="left" if col in ("state", "detail") else "right")
+    colors = {"done": "green", "running": "cyan", "failed": "red", "diverged": "red", "cancelled": "yellow", "preempted": "yellow"}
+    for r in runs:
+        st = states[r["run_id"]]
+        state = f"[{colors[st.state]}]{st.state}[/]" if st.state in colors else st.state
+        role = "trunk" if r.get("role") == "trunk" else "branch" if r.get("trunk_id") else ""
+        table.add_row(r["run_id"], f"{r['N']:,}", f"{r['D']:,}", role, state, st.job_id or "", st.detail)
+    console.print(table)
+    counts = {state: sum(s.state == state for s in states.values()) for state in scheduler.STATES}
+    console.print(" · ".join(f"{n} {state}" for state, n in counts.items() if n))
+    return 0
+
+
+def cmd_cancel(args, console: Console) -> int:
+    from . import scheduler  # noqa: PLC0415
+
+    sweep_dir, runs = _sweep_runs(args.path)
+    try:
+        cancelled = scheduler.cancel(sweep_dir, [r["run_id"] for r in runs])
+    except scheduler.SchedulerError as e:
+        raise UsageError(f"{args.path}: {e}") from e
+    if not cancelled:
+        console.print("no queued or running SLURM jobs in this sweep (local jobs stop with Ctrl-C on their `scalinglab run`)")
+        return 0
+    console.print(f"cancelled {len(cancelled)} job(s): {', '.join(s.job_id for s in cancelled)}; `scalinglab run` trains their runs again")
+    return 0
 
 
 # ---- fit and plot -----------------------------------------------------------------------------
@@ -301,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-parallel", type=int, metavar="N", help="override launch.max_parallel")
     run.add_argument("--threads-per-job", type=int, metavar="N", help="override launch.threads_per_job")
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="every run's state (pending, running, preempted, done, failed, ...) from results/ and the scheduler")
+    status.add_argument("path", help="results/<sweep> folder")
+    status.set_defaults(func=cmd_status)
+
+    cancel = sub.add_parser("cancel", help="cancel a sweep's queued and running SLURM jobs")
+    cancel.add_argument("path", help="results/<sweep> folder")
+    cancel.set_defaults(func=cmd_cancel)
 
     fit = sub.add_parser("fit", help="fit scaling laws to a sweep's results or to a CSV")
     fit.add_argument("path", nargs="?", help="results/<sweep> folder")

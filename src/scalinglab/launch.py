@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ import submitit
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import results
+from . import results, scheduler
 from .spec import LaunchSpec, RunSpec
 
 POLL_S = 0.5
+SACCT_POLL_S = 5.0  # submitit alone asks sacct ever more rarely, up to every 10 min
 
 
 COMPILE_CACHE = "jax_cache"
+LOGS = "logs"  # submitit's folder in results/<sweep>/: job scripts, pickles, stdout and stderr
 
 
 def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
@@ -41,9 +44,34 @@ def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
         return record_failure(Path(run_path), f"{type(e).__name__}: {e}", traceback.format_exc())
 
 
-# XLA flags of every job, unless XLA_FLAGS already sets them. No YNNPACK fusions: XLA's own dot
-# and loop emitters were faster for this model on 2 cores of an AVX2 CPU, step time (2, 64) -30%,
-# (4, 128) ... (8, 512) -2 to -5% (experiments/bench_throughput_compare.py, in lockstep).
+class TrainJob(submitit.helpers.Checkpointable):
+    """The job body as submitit runs it on SLURM. On preemption or near its time limit SLURM
+    signals the job (USR2, 90 s ahead); submitit then calls checkpoint(), which saves the training
+    state and has the same call requeued; the requeued job resumes from that checkpoint. After
+    max_requeues the run ends as failed instead."""
+
+    def __init__(self, max_requeues: int):
+        self.max_requeues = max_requeues
+
+    def __call__(self, run: dict, run_path: str, cores: list[int] | None) -> dict:
+        return run_job(run, run_path, cores)
+
+    def checkpoint(self, run: dict, run_path: str, cores: list[int] | None):
+        path = Path(run_path)
+        count = (results.read_json(path / scheduler.REQUEUES) or {}).get("count", 0)
+        if count >= self.max_requeues:  # raised into the step loop: run_job records the run as failed
+            raise RuntimeError(f"stopped by the scheduler (preempted or out of time) {count + 1} times; launch.slurm.max_requeues is {self.max_requeues}")
+        train = sys.modules.get(f"{__package__}.train")  # absent: the job had not started training
+        step = train.save_for_requeue() if train else None
+        results.write_json(path / scheduler.REQUEUES, {"count": count + 1, "saved_step": step})
+        return submitit.helpers.DelayedSubmission(self, run, run_path, cores)
+
+
+# XLA flags of every job, unless XLA_FLAGS already sets them, measured on 2 cores of an AVX2 CPU
+# with experiments/bench_throughput_compare.py. No YNNPACK fusions: XLA's own emitters were faster
+# for this model, step time (2, 64) -30%, (4, 128) ... (8, 512) -2 to -5%. (Matmuls through oneDNN,
+# --xla_cpu_use_onednn, were 13% faster at (8, 512) but are not used: jobs aborted in XLA when
+# freeing oneDNN executables, and such executables cannot enter the persistent compilation cache.)
 JOB_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 
 
@@ -62,16 +90,19 @@ def keep_freed_memory() -> None:
     """Stops glibc from handing freed memory back to the OS after every step. XLA on CPU allocates
     and frees its step buffers each step, from its worker thread's arena; with glibc's defaults
     every step touches fresh pages (~1.7M page faults, ~20% sys time). One arena that keeps its
-    memory, measured here on one core: (2, 64) 15.7k -> 22.6k tokens/s, (3, 96) 6.4k -> 10.9k."""
+    memory, measured here on one core: (2, 64) 15.7k -> 22.6k tokens/s, (3, 96) 6.4k -> 10.9k.
+    Blocks above 32 MB (glibc's largest mmap threshold) were still mapped and unmapped each step;
+    without mmap and trimming, on two cores (interleaved runs): (4, 256) 120k -> 48k page faults
+    a step while the heap still grows, step time -14%; (8, 512) 471k -> 0.3k, step time -20%."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc: nothing to tune
         return
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX, M_ARENA_MAX = -1, -2, -4, -8
     mallopt(M_ARENA_MAX, 1)
-    mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    mallopt(M_TRIM_THRESHOLD, -1)  # never
     mallopt(M_TOP_PAD, 1 << 28)
-    mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's upper limit on 64-bit
+    mallopt(M_MMAP_MAX, 0)  # large blocks come from the heap too, and stay there
 
 
 def record_failure(run_path: Path, error: str, detail: str = "") -> dict:
@@ -105,17 +136,20 @@ def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Exe
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=timeout_min)
         return executor
-    executor = submitit.AutoExecutor(folder=folder, cluster=launch.executor)
+    s = launch.slurm
+    executor = submitit.AutoExecutor(folder=folder, cluster=launch.executor, slurm_max_num_timeout=s.max_requeues)
     if launch.executor == "slurm":
-        s = launch.slurm
+        optional = {"slurm_partition": s.partition, "slurm_account": s.account, "slurm_qos": s.qos, "slurm_constraint": s.constraint, "mem_gb": s.mem_gb}
         executor.update_parameters(
             timeout_min=timeout_min,
+            nodes=s.nodes,
+            tasks_per_node=1,
             cpus_per_task=s.cpus_per_task,
-            slurm_partition=s.partition,
-            slurm_array_parallelism=max_parallel(launch, n_runs),
             gpus_per_node=launch.gpus_per_job,
+            slurm_array_parallelism=max_parallel(launch, n_runs),
+            slurm_setup=list(s.setup),
             slurm_additional_parameters=dict(s.extra),
-            **({"mem_gb": s.mem_gb} if s.mem_gb else {}),
+            **{k: v for k, v in optional.items() if v is not None},
         )
     return executor
 
@@ -125,6 +159,7 @@ class Outcome:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    cancelled: int = 0
 
 
 def _progress_flops(run: RunSpec, run_path: Path) -> float:
@@ -142,6 +177,42 @@ def _ready(run: RunSpec, sweep_dir: Path) -> bool | None:
     if (trunk / results.BRANCH_DIR / str(run.decay_start)).is_dir():
         return True
     return None if results.status(trunk) in ("done", "diverged", "failed") else False
+
+
+def _submit_slurm(executor, todo: list, launch_spec: LaunchSpec, sweep_dir: Path, console: Console) -> dict:
+    """Submits the runs of `todo` as job arrays, except runs whose earlier job is still queued or
+    running, which are watched instead of trained twice. One array for trunks and independent
+    runs, then one for cooldown branches that starts once the jobs it needs have ended (a branch
+    fails clearly if its trunk did not get to its branch point). Returns job -> (run, path)."""
+    jobs_before = scheduler.read_jobs(sweep_dir)
+    states = {s.run_id: s for s in scheduler.run_states(sweep_dir, [r.run_id for r, _ in todo])}
+    watched, new = {}, []
+    for run, path in todo:
+        state = states[run.run_id]
+        if state.live and jobs_before.get(run.run_id, {}).get("executor") == "slurm":
+            watched[submitit.SlurmJob(folder=Path(sweep_dir) / LOGS, job_id=state.job_id)] = (run, path)
+        else:
+            new.append((run, path))
+    if watched:
+        console.print(f"watching {len(watched)} run(s) already queued or running: {', '.join(sorted(j.job_id for j in watched))}")
+    job = TrainJob(launch_spec.slurm.max_requeues)
+    submitted = {}
+    first = [(r, p) for r, p in new if r.trunk_id is None]
+    branches = [(r, p) for r, p in new if r.trunk_id is not None]
+    if first:
+        jobs = executor.map_array(job, [r.to_dict() for r, _ in first], [str(p) for _, p in first], [None] * len(first))
+        submitted.update(zip(jobs, first))
+    if branches:
+        before = [j.job_id for j, (r, _) in {**watched, **submitted}.items() if r.trunk_id is None]
+        if before:
+            executor.update_parameters(slurm_additional_parameters={**launch_spec.slurm.extra, "dependency": "afterany:" + ":".join(before)})
+        jobs = executor.map_array(job, [r.to_dict() for r, _ in branches], [str(p) for _, p in branches], [None] * len(branches))
+        submitted.update(zip(jobs, branches))
+    scheduler.record_jobs(sweep_dir, "slurm", {r.run_id: j.job_id for j, (r, _) in submitted.items()})
+    if submitted:
+        array_ids = sorted({j.job_id.split("_")[0] for j in submitted})
+        console.print(f"submitted {len(submitted)} run(s) to SLURM as job array(s) {', '.join(array_ids)}")
+    return {**watched, **submitted}
 
 
 def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, console: Console | None = None) -> Outcome:
@@ -163,7 +234,7 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
         return out
 
     parallel = max_parallel(launch_spec, len(todo))
-    executor = make_executor(launch_spec, Path(sweep_dir) / "logs", len(todo))
+    executor = make_executor(launch_spec, Path(sweep_dir) / LOGS, len(todo))
     threads = launch_spec.threads_per_job
     n_cores = len(os.sched_getaffinity(0))
     free_slots = list(range(parallel))
@@ -172,6 +243,7 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
     running: dict = {}  # job -> (run, path, slot)
     total_flops = sum(r.job_flops for r, _ in todo)
     finished_flops = 0.0
+    last_sacct = time.time()
 
     def cores_for(slot: int) -> list[int] | None:
         # Local jobs get disjoint cores; debug runs in this process and slurm places jobs itself.
@@ -195,22 +267,11 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
             progress.update(
                 task,
                 completed=finished_flops + partial,
-                description=f"runs {out.done} done · {len(running)} running · {out.failed} failed · {len(queue)} queued",
+                description=f"runs {out.done} done · {len(running)} running or queued · {out.failed} failed · {len(queue)} waiting",
             )
 
         if launch_spec.executor == "slurm":
-            # One array for trunks and independent runs, then one for cooldown branches that
-            # starts when the first has ended (a branch fails clearly if its trunk did not get there).
-            first = [(r, p) for r, p in queue if r.trunk_id is None]
-            branches = [(r, p) for r, p in queue if r.trunk_id is not None]
-            jobs = executor.map_array(run_job, [r.to_dict() for r, _ in first], [str(p) for _, p in first], [None] * len(first))
-            if branches:
-                extra = {**launch_spec.slurm.extra, "dependency": "afterany:" + ":".join(j.job_id for j in jobs)}
-                executor.update_parameters(slurm_additional_parameters=extra)
-                jobs += executor.map_array(
-                    run_job, [r.to_dict() for r, _ in branches], [str(p) for _, p in branches], [None] * len(branches)
-                )
-            running.update({job: (r, p, None) for job, (r, p) in zip(jobs, first + branches)})
+            running.update({job: (r, p, None) for job, (r, p) in _submit_slurm(executor, queue, launch_spec, sweep_dir, console).items()})
             queue.clear()
         while queue or running:
             for item in list(queue):
@@ -229,18 +290,26 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                     if launch_spec.executor == "local":  # submitit hides every GPU unless told which
                         g = launch_spec.gpus_per_job
                         executor.update_parameters(gpus_per_node=g, visible_gpus=tuple(range(slot * g, (slot + 1) * g)))
-                    running[executor.submit(run_job, run.to_dict(), str(path), cores_for(slot))] = (run, path, slot)
+                    job = executor.submit(run_job, run.to_dict(), str(path), cores_for(slot))
+                    scheduler.record_jobs(sweep_dir, launch_spec.executor, {run.run_id: job.job_id})
+                    running[job] = (run, path, slot)
                 refresh()
             for job in [j for j in running if j.done()]:
                 run, path, slot = running.pop(job)
                 if slot is not None:
                     free_slots.append(slot)
                 finished_flops += run.job_flops
+                if isinstance(job, submitit.SlurmJob) and job.state.startswith("CANCELLED"):
+                    out.cancelled += 1  # not failed: `scalinglab run` trains it again
+                    console.print(f"[yellow]cancelled[/] {run.run_id}  N={run.N:,} D={run.D:,}")
+                    continue
                 try:
                     summary = job.result()
                 except Exception as e:  # noqa: BLE001  the job process died (killed, out of memory)
                     last_line = (str(e).strip().splitlines() or [""])[-1]
-                    summary = record_failure(path, f"{type(e).__name__}: {last_line}")
+                    summary = results.read_json(path / "summary.json")  # the job's own account, if it wrote one
+                    if not summary or summary["status"] != "failed":
+                        summary = record_failure(path, f"{type(e).__name__}: {last_line}")
                 if summary["status"] == "failed":
                     out.failed += 1
                     console.print(f"[red]failed[/] {run.run_id}  N={run.N:,} D={run.D:,}: {summary['error']}")
@@ -253,5 +322,8 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                 )
                 refresh()
             time.sleep(POLL_S if running else 0)
+            if launch_spec.executor == "slurm" and time.time() - last_sacct > SACCT_POLL_S:
+                submitit.SlurmJob.watcher.update()  # one sacct for all jobs: sees cancelled and killed ones
+                last_sacct = time.time()
             refresh()
     return out

@@ -122,12 +122,24 @@ class TrainSpec(_Section):
 
 
 class SlurmSpec(_Section):
+    """sbatch resources of each job of a sweep (one job array per sweep)."""
+
     partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
     time_min: int = Field(60, ge=1)
+    """Time limit of a job; a job that reaches it saves a checkpoint and is requeued."""
+    nodes: Literal[1] = 1
+    """Nodes per job: 1 (a run is data parallel over one node's devices; multi-node runs are not supported)."""
     cpus_per_task: int = Field(1, ge=1)
     mem_gb: float | None = Field(None, gt=0)
+    constraint: str | None = None
+    setup: list[str] = []
+    """Shell lines run before each job, e.g. [module load cuda/12.4, source ~/venv/bin/activate]."""
     extra: dict[str, str] = {}
-    """Further sbatch flags, e.g. {account: myproj, qos: high}."""
+    """Further sbatch flags, without the dashes, e.g. {mail-user: me@lab.org, exclusive: user}."""
+    max_requeues: int = Field(3, ge=0)
+    """Times a run is requeued after preemption or its time limit before it is marked failed."""
 
 
 class LaunchSpec(_Section):
@@ -137,7 +149,7 @@ class LaunchSpec(_Section):
     threads_per_job: int = Field(1, ge=1)
     """CPU threads per local job. One job per core was measured fastest on 2 cores."""
     gpus_per_job: int = Field(0, ge=0)
-    """GPUs per job (local: disjoint GPUs per job; slurm: gpus per node); a job uses all it gets."""
+    """GPUs per job (local: disjoint GPUs per job; slurm: --gpus-per-node); a job uses all it gets."""
     slurm: SlurmSpec = SlurmSpec()
 
 

@@ -146,6 +146,17 @@ class _State:
         }
 
 
+_save_now = None  # while train() runs: saves its latest state (see save_for_requeue)
+
+
+def save_for_requeue() -> int | None:
+    """Saves the running training's latest state to its checkpoint; called from the job's
+    preemption/timeout signal handler (launch.TrainJob.checkpoint), between two Python bytecodes
+    of the step loop. Returns the step saved, or None when there was no consistent state to save:
+    the requeued run then resumes from its last periodic checkpoint."""
+    return _save_now() if _save_now else None
+
+
 def train(run: RunSpec, run_path: Path, log=print, compile_cache: Path | None = None) -> dict:
     """Trains `run`, appending an evaluation to metrics.jsonl at each of run.eval_steps, and writes
     summary.json. Resumes from the run's latest checkpoint, or for a cooldown branch from its
@@ -190,6 +201,25 @@ def train(run: RunSpec, run_path: Path, log=print, compile_cache: Path | None = 
     status, pending = "done", []
     t_session = time.perf_counter()
     t_interval, steps_in_interval, t_ckpt, first = t_session, 0, t_session, True
+    # (state, step, loss_sum, loss_count, pending, len(pending)): replaced whole after each step,
+    # so a signal handler sees one consistent snapshot; `pending` is only appended to or replaced.
+    snapshot, saving = None, False
+
+    def save_snapshot() -> int | None:
+        if snapshot is None or saving:  # nothing yet, or a save is under way (orbax is not re-entrant)
+            return None
+        state, step, loss_sum, loss_count, losses, n = snapshot
+        if any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):  # donated to the step under way
+            return None
+        losses = np.asarray(jax.device_get(losses[:n]), dtype=np.float64)
+        if not np.all(np.isfinite(losses)):
+            return None
+        meta = {**st.meta(time.perf_counter() - t_start), "step": step, "loss_sum": loss_sum + float(losses.sum()), "loss_count": loss_count + n}
+        checkpoint.save(run_path / results.RESUME_DIR, step, state, meta)
+        return step
+
+    global _save_now
+    _save_now = save_snapshot
 
     for step in range(st.step + 1, run.steps + 1):
         inputs, targets, weights = (
@@ -198,6 +228,7 @@ def train(run: RunSpec, run_path: Path, log=print, compile_cache: Path | None = 
         train_state, loss = train_step(train_state, inputs, targets, weights)
         st.step = step
         pending.append(loss)  # stays on device: no sync between evaluations and checkpoints
+        snapshot = (train_state, step, st.loss_sum, st.loss_count, pending, len(pending))
         if first:  # the first step of a session compiles: keep it out of the throughput figures
             loss.block_until_ready()
             st.compile_s = st.compile_s if st.compile_s is not None else time.perf_counter() - t_start
@@ -237,12 +268,16 @@ def train(run: RunSpec, run_path: Path, log=print, compile_cache: Path | None = 
             st.loss_sum, st.loss_count = 0.0, 0
             t_interval, steps_in_interval = time.perf_counter(), 0
         meta = st.meta(time.perf_counter() - t_start)
+        saving = True
         if step in keep:
             checkpoint.save(run_path / results.BRANCH_DIR, step, train_state, meta, keep=None)
         if save and step < run.steps:
             checkpoint.save(run_path / results.RESUME_DIR, step, train_state, meta)
             t_ckpt = time.perf_counter()
+        saving = False
+        snapshot = (train_state, step, st.loss_sum, st.loss_count, pending, 0)
 
+    _save_now = None
     checkpoint.remove(run_path / results.RESUME_DIR)  # finished: nothing left to resume
     last = (results.read_metrics(run_path) or [{}])[-1]
     rate = float(np.median(st.rates)) if st.rates else None
@@ -261,6 +296,7 @@ def train(run: RunSpec, run_path: Path, log=print, compile_cache: Path | None = 
         "device": devices[0].platform,
         "n_devices": len(devices),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "pid": os.getpid(),
         "cpu_cores": sorted(os.sched_getaffinity(0)),
     }

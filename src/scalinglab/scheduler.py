@@ -1,0 +1,124 @@
+"""Where a sweep's jobs are: results/<sweep>/jobs.json names each run's latest job, and the
+scheduler (sacct for SLURM, the process table for local jobs) says what became of it. Together
+with results/ this gives every run's state for `status`, `cancel`, and `run` on a sweep that
+already has jobs in the queue. No JAX here."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import results
+
+JOBS = "jobs.json"
+REQUEUES = "requeues.json"  # in a run's folder: how often its job was preempted or timed out
+
+STATES = ("pending", "running", "preempted", "done", "diverged", "failed", "cancelled")
+
+# sacct states of a job that has not ended, and of one that ended without a summary.
+_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "PREEMPTED"}
+_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
+
+
+class SchedulerError(RuntimeError):
+    """The scheduler could not be asked (sacct missing or failing)."""
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    state: str
+    job_id: str | None = None
+    detail: str = ""
+    live: bool = False  # a queued or running job will still train the run
+
+
+def read_jobs(sweep_dir: Path) -> dict[str, dict]:
+    """run_id -> {"job_id", "executor"} of the latest job submitted for each run."""
+    return results.read_json(Path(sweep_dir) / JOBS) or {}
+
+
+def record_jobs(sweep_dir: Path, executor: str, job_ids: dict[str, str]) -> None:
+    jobs = read_jobs(sweep_dir)
+    jobs.update({run_id: {"job_id": job_id, "executor": executor} for run_id, job_id in job_ids.items()})
+    results.write_json(Path(sweep_dir) / JOBS, jobs)
+
+
+def _ask(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SchedulerError(f"could not run {cmd[0]} ({e}); is SLURM's client installed here?") from e
+    if out.returncode != 0:
+        raise SchedulerError(f"{cmd[0]} failed: {(out.stderr.strip().splitlines() or ['exit code ' + str(out.returncode)])[-1]}")
+    return out.stdout
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """job_id -> SLURM state (e.g. RUNNING, CANCELLED), for jobs and array tasks: squeue for jobs
+    the controller still holds (a job just submitted may not be in accounting yet), else sacct."""
+    if not job_ids:
+        return {}
+    from submitit.slurm.slurm import SlurmInfoWatcher  # noqa: PLC0415  (the parser of array ids)
+
+    queued = dict(line.split("|") for line in _ask(["squeue", "-h", "-r", "-o", "%i|%T"]).split())
+    done = SlurmInfoWatcher().read_info(_ask(["sacct", "-X", "--parsable2", "-o", "JobID,State", "-j", ",".join(sorted(set(job_ids)))]))
+    states = {job_id: done[job_id]["State"].split()[0] for job_id in job_ids if job_id in done}
+    return {**states, **{job_id: queued[job_id] for job_id in job_ids if job_id in queued}}
+
+
+def _local_alive(pid: str) -> bool:
+    """A local submitit job process (its id is its PID) still running."""
+    try:
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b"submitit" in cmdline
+
+
+def run_states(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
+    """Every run's state, from its summary when it has one, else from its job."""
+    sweep_dir = Path(sweep_dir)
+    jobs = read_jobs(sweep_dir)
+    slurm = slurm_states([jobs[r]["job_id"] for r in run_ids if r in jobs and jobs[r]["executor"] == "slurm"])
+    states = []
+    for run_id in run_ids:
+        path = results.run_dir(sweep_dir, run_id)
+        summary = results.read_json(path / "summary.json")
+        job = jobs.get(run_id, {})
+        job_id = job.get("job_id")
+        requeues = (results.read_json(path / REQUEUES) or {}).get("count", 0)
+        if summary:
+            state, detail = summary["status"], summary.get("error") or ""
+            if summary.get("L") is not None:
+                detail = f"L={summary['L']:.4f}"
+            states.append(RunState(run_id, state, job_id, detail))
+            continue
+        metrics = results.read_metrics(path)
+        progress = f"step {metrics[-1]['step']}" if metrics else ""
+        live = False
+        sacct = slurm.get(job_id) if job.get("executor") == "slurm" else None
+        if sacct in _RUNNING or (job.get("executor") == "local" and _local_alive(job_id)):
+            state, detail, live = "running", progress, True
+        elif sacct in _QUEUED:
+            state, live = ("preempted" if requeues or sacct == "PREEMPTED" else "pending"), True
+            detail = f"requeued {requeues}x, from {progress}" if requeues else ""
+        elif sacct and sacct.startswith("CANCELLED"):
+            state, detail = "cancelled", progress
+        elif sacct:  # FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ... or COMPLETED without a summary
+            state, detail = "failed", f"job {sacct.lower()}"
+        else:  # never submitted, or its job is gone (a local sweep stopped, a job unknown to sacct)
+            state, detail = "pending", "not running: `scalinglab run` trains it" if job_id or metrics else "not submitted"
+        states.append(RunState(run_id, state, job_id, detail, live))
+    return states
+
+
+def cancel(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
+    """Cancels the queued and running SLURM jobs of these runs; returns their states before.
+    Local jobs belong to the `scalinglab run` process that started them (Ctrl-C stops them)."""
+    jobs = read_jobs(sweep_dir)
+    live = [s for s in run_states(sweep_dir, run_ids) if s.live and jobs.get(s.run_id, {}).get("executor") == "slurm"]
+    if live:
+        _ask(["scancel", *[s.job_id for s in live]])
+    return live
