@@ -1,5 +1,8 @@
 """Bad sweep YAML: exit code 2, one line naming the YAML path, no traceback, nothing written."""
 
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -80,3 +83,24 @@ def test_empty_text_corpus_is_rejected_before_anything_runs(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert err.startswith("scalinglab: error: data.path:") and err.rstrip().endswith("is empty")
     assert not (tmp_path / "results").exists()
+
+
+BAD_SWEEPS = sorted((Path(__file__).parent / "data" / "bad_sweeps").glob("*.yaml"))
+
+
+def test_the_corpus_of_bad_sweeps_is_large():
+    assert len(BAD_SWEEPS) >= 25
+
+
+@pytest.mark.parametrize("path", BAD_SWEEPS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("verb", ["plan", "run"])
+def test_each_bad_sweep_exits_2_with_one_line_and_writes_nothing(path, verb, tmp_path, capsys, monkeypatch):
+    """tests/data/bad_sweeps/*.yaml: syntax errors, wrong types, bad sizes, unsafe names and tags,
+    duplicate keys, too many runs, missing data; each file's first line is the expected error."""
+    expected = path.read_bytes().split(b"\n", 1)[0].decode().removeprefix("# error: ")
+    monkeypatch.chdir(tmp_path)
+    assert main([verb, str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("scalinglab: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(expected, err.removeprefix("scalinglab: error: ")), err
+    assert list(tmp_path.iterdir()) == []  # no results/, nothing else

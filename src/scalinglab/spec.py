@@ -30,7 +30,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Positive = Annotated[float, Field(gt=0)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class DataSpec(_Section):
@@ -144,6 +144,8 @@ class SlurmSpec(_Section):
 
 class LaunchSpec(_Section):
     executor: Literal["debug", "local", "slurm"] = "local"
+    max_runs: int = Field(1000, ge=1)
+    """Refuse a grid of more runs than this (a typo such as D: [1e6, 2e6, ...] of 1,000 values)."""
     max_parallel: int | None = Field(None, ge=1)
     """Jobs at once; default: cores // threads_per_job (local), 1 (debug), unlimited (slurm)."""
     threads_per_job: int = Field(1, ge=1)
@@ -166,7 +168,8 @@ class FitSpec(_Section):
 
 
 class SweepSpec(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", max_length=100)
+    """The results folder's name: letters, digits, '_', '-', '.'; not starting with '.'."""
     data: DataSpec = DataSpec()
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
@@ -255,11 +258,30 @@ def _check_consistency(spec: SweepSpec) -> None:
         )
     if spec.train.cooldown_branches and spec.train.schedule != "wsd":
         raise SpecError("train.cooldown_branches: needs train.schedule 'wsd' (a stable phase to branch from)")
+    n_runs = len(g.N or g.shapes) * len(g.D or g.tokens_per_param or g.C) * len(spec.seeds)
+    if n_runs > spec.launch.max_runs:
+        raise SpecError(f"grid: {n_runs:,} runs (sizes x data sizes x seeds) is more than launch.max_runs {spec.launch.max_runs:,}; shorten the lists or raise the limit")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds: {spec.seeds} repeats a seed")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python objects from tags), refusing a key given twice in one mapping
+    instead of silently keeping the last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def parse(data: object, origin: str = "sweep") -> SweepSpec:
+    if data is None:
+        raise SpecError(f"{origin}: empty; a sweep needs at least name and grid")
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: expected a mapping of sections (name, data, model, ...), got {type(data).__name__}")
     try:
@@ -277,7 +299,11 @@ def load(path: str | Path) -> SweepSpec:
     if not path.is_file():
         raise SpecError(f"{path}: no such sweep file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not UTF-8 text (byte {e.start}); save the sweep as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
