@@ -66,7 +66,25 @@ def test_power_laws_and_frontier():
 
 
 def test_too_little_data_says_what_is_missing():
-    with pytest.raises(FitError, match="need at least 2 distinct N"):
+    with pytest.raises(FitError, match=r"need at least 2 distinct N, 2 distinct D and 5 runs \(5 parameters\); got 1 N, 5 D, 5 runs"):
         fit_chinchilla([1e5] * 5, [1e6, 2e6, 3e6, 4e6, 5e6], [3, 2.9, 2.8, 2.7, 2.6])
+    with pytest.raises(FitError, match="L vs N: need at least 2 distinct N values, got 1"):
+        fit_power_law([1e5, 1e5], [3.0, 2.9], name="N")
+    with pytest.raises(FitError, match="positive and finite"):
+        fit_power_law([1e4, 1e5, 1e6], [3.0, float("nan"), 2.0], name="N")
+    with pytest.raises(FitError, match="positive and finite"):
+        fit_chinchilla([1e4, 1e5] * 3, [1e6] * 3 + [2e6] * 3, [3.0, 2.0, 0.0, 2.5, 2.2, 2.1])
     with pytest.raises(FitError, match="no column for N"):
         from_columns(pd.DataFrame({"size": [1.0], "L": [2.0], "D": [3.0]}), {})
+
+
+def test_diverged_runs_are_left_out_by_name_and_all_diverged_is_a_clear_error(sweep_file, tmp_path, capsys):
+    from scalinglab.cli import main
+
+    path = sweep_file(train={"lr": 1e6, "grad_clip": 1e9})  # every run diverges at once
+    res = tmp_path / "res"
+    assert main(["run", str(path), "--results", str(res)]) == 0  # diverging is an outcome, not a failure
+    out = capsys.readouterr().out
+    assert "warning: 4 diverged run(s) left out of the fits:" in out and "N=" in out
+    assert main(["fit", str(res / "tiny")]) == 2
+    assert capsys.readouterr().err == f"scalinglab: error: {res / 'tiny'}: all 4 finished runs diverged; nothing to fit\n"

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 from rich.console import Console
@@ -198,15 +199,28 @@ def cmd_cancel(args, console: Console) -> int:
 # ---- fit and plot -----------------------------------------------------------------------------
 
 
-def _finished_runs(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The done runs of a sweep, and their evaluations with C_seen (FLOPs so far)."""
+def _finished_runs(sweep_dir: Path, console: Console) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The done runs of a sweep with a usable final loss, and their evaluations with C_seen (FLOPs
+    so far). Diverged runs and runs whose loss is not a positive number are left out, by name."""
     try:
         df = results.load(sweep_dir)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
-    done = df[df["status"] == "done"] if "status" in df else df.iloc[0:0]
+    status = df["status"] if "status" in df else pd.Series("pending", index=df.index)
+    diverged = df[status == "diverged"]
+    if len(diverged):
+        console.print(f"[yellow]warning[/]: {len(diverged)} diverged run(s) left out of the fits: " + ", ".join(
+            f"{r.run_id} (N={r.N:,}, D={r.D:,})" for r in diverged.itertuples()))
+    done = df[status == "done"]
+    L = pd.to_numeric(done["L"], errors="coerce") if "L" in done else pd.Series(dtype=float)
+    bad = done[~(L > 0) | ~np.isfinite(L)]
+    if len(bad):
+        console.print(f"[yellow]warning[/]: {len(bad)} run(s) with a final loss that is not a positive number left out of the fits: "
+                      + ", ".join(f"{r.run_id} (L={r.L})" for r in bad.itertuples()))
+    done = done.drop(bad.index)
     if done.empty:
-        raise FitError(f"{sweep_dir}: no finished runs yet")
+        what = f"all {len(diverged)} finished runs diverged" if len(diverged) and not len(bad) else "no finished runs with a usable loss yet"
+        raise FitError(f"{sweep_dir}: {what}; nothing to fit")
     evals = results.load(sweep_dir, per_eval=True)
     evals = evals[evals["run_id"].isin(done["run_id"])].copy()
     evals["C_seen"] = evals["tokens"] * evals["flops_per_token"]
@@ -230,7 +244,7 @@ def _report(sweep_dir: Path, fit: spec.FitSpec, console: Console, predictions=()
     """Fits the finished runs of a sweep, saves fit.json, prints the laws, regenerates figures."""
     from .plot import plot_all  # noqa: PLC0415  (matplotlib only when figures are made)
 
-    runs, evals = _finished_runs(sweep_dir)
+    runs, evals = _finished_runs(sweep_dir, console)
     fits = analyze(runs, evals, fit, predictions)
     results.write_json(Path(sweep_dir) / "fit.json", fits)
     _print_fits(fits, console)

@@ -74,7 +74,8 @@ class Chinchilla:
 
 
 def _logs(*cols) -> list[np.ndarray]:
-    out = [np.log(np.asarray(c, dtype=float)) for c in cols]
+    with np.errstate(divide="ignore", invalid="ignore"):  # reported below, as one error
+        out = [np.log(np.asarray(c, dtype=float)) for c in cols]
     if not all(np.all(np.isfinite(c)) for c in out):
         raise FitError("every value must be positive and finite")
     return out
@@ -168,7 +169,10 @@ def _varpro(lN, lD, lL, delta):
 def fit_chinchilla(N, D, L, huber_delta: float = 1e-3, method: str = "varpro") -> Chinchilla:
     lN, lD, lL = _logs(N, D, L)
     if len(np.unique(lN)) < 2 or len(np.unique(lD)) < 2 or len(lL) < 5:
-        raise FitError("L(N,D): need at least 2 distinct N, 2 distinct D and 5 runs")
+        raise FitError(
+            f"L(N,D): need at least 2 distinct N, 2 distinct D and 5 runs (5 parameters); got "
+            f"{len(np.unique(lN))} N, {len(np.unique(lD))} D, {len(lL)} runs"
+        )
     if method not in METHODS:
         raise FitError(f"L(N,D): method {method!r} is not one of {', '.join(METHODS)}")
     solver = _varpro if method == "varpro" else _grid_recipe
