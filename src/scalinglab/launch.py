@@ -31,17 +31,30 @@ COMPILE_CACHE = "jax_cache"
 LOGS = "logs"  # submitit's folder in results/<sweep>/: job scripts, pickles, stdout and stderr
 
 
+BUSY = "busy"  # run_job's status when another process holds the run's lock
+
+
 def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
     """The job body. A training error is kept in the run's summary.json, which is returned
-    (status 'failed'), so every executor reports it the same way and the sweep goes on."""
-    setup_job(cores)
+    (status 'failed'), so every executor reports it the same way and the sweep goes on. A run
+    another process is training (its lock is held) is left alone: status 'busy'."""
+    Path(run_path).mkdir(parents=True, exist_ok=True)
+    lock = results.lock_run(Path(run_path))
+    if lock is None:
+        return {"status": BUSY}
+    if results.is_complete(Path(run_path)):  # finished by another process before this one got the lock
+        os.close(lock)
+        return results.read_json(Path(run_path) / "summary.json")
     try:
+        setup_job(cores)
         from .train import train  # noqa: PLC0415  (after setup_job, see there)
 
         sweep_dir = Path(run_path).parent.parent
         return train(RunSpec.from_dict(run), Path(run_path), compile_cache=sweep_dir / COMPILE_CACHE)
     except Exception as e:  # noqa: BLE001
         return record_failure(Path(run_path), f"{type(e).__name__}: {e}", traceback.format_exc())
+    finally:
+        os.close(lock)
 
 
 class TrainJob(submitit.helpers.Checkpointable):
@@ -219,18 +232,22 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
     """Trains every run of `runs` not already complete under sweep_dir; returns the counts."""
     console = console or Console()
     out = Outcome()
-    todo = []
+    todo, elsewhere = [], []  # to train here; being trained by another process (its lock is held)
     for run in runs:
         path = results.run_dir(sweep_dir, run.run_id)
         if results.is_complete(path):
             out.skipped += 1
-            continue
-        results.write_json(path / "run.json", run.to_dict())
-        (path / "summary.json").unlink(missing_ok=True)
-        todo.append((run, path))
+        elif results.is_locked(path):
+            elsewhere.append((run, path))
+        else:
+            results.write_json(path / "run.json", run.to_dict())
+            (path / "summary.json").unlink(missing_ok=True)
+            todo.append((run, path))
     if out.skipped:
         console.print(f"skipping {out.skipped} completed run(s)")
-    if not todo:
+    if elsewhere:
+        console.print(f"waiting for {len(elsewhere)} run(s) that another process is training")
+    if not todo and not elsewhere:
         return out
 
     parallel = max_parallel(launch_spec, len(todo))
@@ -273,7 +290,16 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
         if launch_spec.executor == "slurm":
             running.update({job: (r, p, None) for job, (r, p) in _submit_slurm(executor, queue, launch_spec, sweep_dir, console).items()})
             queue.clear()
-        while queue or running:
+        while queue or running or elsewhere:
+            for run, path in [item for item in elsewhere if not results.is_locked(item[1])]:
+                elsewhere.remove((run, path))  # its other process has ended
+                if results.is_complete(path):
+                    out.skipped += 1
+                    console.print(f"[green]{results.status(path)}[/] {run.run_id}  (trained by another process)")
+                elif launch_spec.executor == "slurm":
+                    running.update({job: (r, p, None) for job, (r, p) in _submit_slurm(executor, [(run, path)], launch_spec, sweep_dir, console).items()})
+                else:  # it stopped unfinished: train it here, from its checkpoint
+                    queue.append((run, path))
             for item in list(queue):
                 if not free_slots:
                     break
@@ -310,6 +336,10 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                     summary = results.read_json(path / "summary.json")  # the job's own account, if it wrote one
                     if not summary or summary["status"] != "failed":
                         summary = record_failure(path, f"{type(e).__name__}: {last_line}")
+                if summary["status"] == BUSY:  # another process took the run first: wait for it
+                    finished_flops -= run.job_flops
+                    elsewhere.append((run, path))
+                    continue
                 if summary["status"] == "failed":
                     out.failed += 1
                     console.print(f"[red]failed[/] {run.run_id}  N={run.N:,} D={run.D:,}: {summary['error']}")
@@ -321,7 +351,7 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                     f"L={'-' if L is None else f'{L:.4f}'}  tokens/s={summary['tokens_per_s'] or 0:,.0f}"
                 )
                 refresh()
-            time.sleep(POLL_S if running else 0)
+            time.sleep(POLL_S if running or elsewhere else 0)
             if launch_spec.executor == "slurm" and time.time() - last_sacct > SACCT_POLL_S:
                 submitit.SlurmJob.watcher.update()  # one sacct for all jobs: sees cancelled and killed ones
                 last_sacct = time.time()

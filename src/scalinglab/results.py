@@ -3,6 +3,7 @@ summary.json} (and ckpt/ while a run is unfinished), each file replaced atomical
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -61,6 +62,29 @@ def read_json(path: Path) -> dict | None:
 def read_metrics(run_path: Path) -> list[dict]:
     path = Path(run_path) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def lock_run(run_path: Path) -> int | None:
+    """Takes the run's lock, an flock on its folder, so that no two processes train it at once;
+    returns the descriptor that holds it (close it to release), or None if another process holds
+    it. The kernel releases the lock when its holder dies, even by kill -9."""
+    fd = os.open(run_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def is_locked(run_path: Path) -> bool:
+    """Whether a live process is training the run now."""
+    if not Path(run_path).is_dir():
+        return False
+    fd = lock_run(run_path)
+    if fd is not None:
+        os.close(fd)
+    return fd is None
 
 
 def status(run_path: Path) -> str:

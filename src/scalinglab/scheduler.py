@@ -1,7 +1,7 @@
-"""Where a sweep's jobs are: results/<sweep>/jobs.json names each run's latest job, and the
-scheduler (sacct for SLURM, the process table for local jobs) says what became of it. Together
-with results/ this gives every run's state for `status`, `cancel`, and `run` on a sweep that
-already has jobs in the queue. No JAX here."""
+"""Where a sweep's jobs are: results/<sweep>/jobs.json names each run's latest job; the scheduler
+(squeue and sacct for SLURM) and the run's lock (held by the process training it) say what became
+of it. With results/ this gives every run's state for `status`, `cancel`, and `run` on a sweep
+that already has jobs in the queue. No JAX here."""
 
 from __future__ import annotations
 
@@ -68,15 +68,6 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
     return {**states, **{job_id: queued[job_id] for job_id in job_ids if job_id in queued}}
 
 
-def _local_alive(pid: str) -> bool:
-    """A local submitit job process (its id is its PID) still running."""
-    try:
-        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
-    return b"submitit" in cmdline
-
-
 def run_states(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
     """Every run's state, from its summary when it has one, else from its job."""
     sweep_dir = Path(sweep_dir)
@@ -99,7 +90,7 @@ def run_states(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
         progress = f"step {metrics[-1]['step']}" if metrics else ""
         live = False
         sacct = slurm.get(job_id) if job.get("executor") == "slurm" else None
-        if sacct in _RUNNING or (job.get("executor") == "local" and _local_alive(job_id)):
+        if sacct in _RUNNING or results.is_locked(path):  # a job process holds the run's lock
             state, detail, live = "running", progress, True
         elif sacct in _QUEUED:
             state, live = ("preempted" if requeues or sacct == "PREEMPTED" else "pending"), True
