@@ -131,6 +131,12 @@ def test_a_second_run_watches_queued_jobs_and_cancel_stops_them(slurm_cluster, t
     jobs = scheduler.read_jobs(sweep_dir)
 
     second = start_run(path, res)  # while the first's jobs are queued and running
+    seen = ""
+    while "watching" not in seen:  # the second has looked at the queue
+        line = second.stdout.readline()
+        assert line, f"the second run ended early: {seen}"
+        seen += line
+    assert "watching 2 run(s) already queued or running" in seen
     wait_for(lambda: "running" in {s.state for s in scheduler.run_states(sweep_dir, list(jobs))}, "a running job")
     assert main(["status", str(sweep_dir)]) == 0
     assert "1 pending · 1 running" in capsys.readouterr().out
@@ -141,9 +147,10 @@ def test_a_second_run_watches_queued_jobs_and_cancel_stops_them(slurm_cluster, t
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
         assert "0 trained, 0 already done, 0 failed, 2 cancelled" in out, out
-    assert "watching 2 run(s) already queued or running" in out and "submitted" not in out  # the second
+    assert "submitted" not in seen + out  # the second
     assert scheduler.read_jobs(sweep_dir) == jobs  # nothing submitted twice
-    assert {s.state for s in scheduler.run_states(sweep_dir, list(jobs))} == {"cancelled"}
+    # A cancelled job is COMPLETING until its process is gone (KillWait).
+    wait_for(lambda: {s.state for s in scheduler.run_states(sweep_dir, list(jobs))} == {"cancelled"}, "cancelled runs", 30)
     main(["status", str(sweep_dir)])
     assert "2 cancelled" in capsys.readouterr().out
 

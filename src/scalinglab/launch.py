@@ -31,7 +31,7 @@ COMPILE_CACHE = "jax_cache"
 LOGS = "logs"  # submitit's folder in results/<sweep>/: job scripts, pickles, stdout and stderr
 
 
-BUSY = "busy"  # run_job's status when another process holds the run's lock
+BUSY = "busy"  # run_job's status when another process holds the run's lock, or has finished it
 
 
 def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
@@ -44,7 +44,7 @@ def run_job(run: dict, run_path: str, cores: list[int] | None) -> dict:
         return {"status": BUSY}
     if results.is_complete(Path(run_path)):  # finished by another process before this one got the lock
         os.close(lock)
-        return results.read_json(Path(run_path) / "summary.json")
+        return {"status": BUSY}
     try:
         setup_job(cores)
         from .train import train  # noqa: PLC0415  (after setup_job, see there)
@@ -237,7 +237,7 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
         path = results.run_dir(sweep_dir, run.run_id)
         if results.is_complete(path):
             out.skipped += 1
-        elif results.is_locked(path):
+        elif launch_spec.executor != "slurm" and results.is_locked(path):  # slurm: its queued and running jobs are watched
             elsewhere.append((run, path))
         else:
             results.write_json(path / "run.json", run.to_dict())

@@ -90,7 +90,7 @@ def run_states(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
         progress = f"step {metrics[-1]['step']}" if metrics else ""
         live = False
         sacct = slurm.get(job_id) if job.get("executor") == "slurm" else None
-        if sacct in _RUNNING or results.is_locked(path):  # a job process holds the run's lock
+        if sacct in _RUNNING:
             state, detail, live = "running", progress, True
         elif sacct in _QUEUED:
             state, live = ("preempted" if requeues or sacct == "PREEMPTED" else "pending"), True
@@ -99,6 +99,8 @@ def run_states(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
             state, detail = "cancelled", progress
         elif sacct:  # FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ... or COMPLETED without a summary
             state, detail = "failed", f"job {sacct.lower()}"
+        elif results.is_locked(path):  # a local job process holds the run's lock
+            state, detail, live = "running", progress, True
         else:  # never submitted, or its job is gone (a local sweep stopped, a job unknown to sacct)
             state, detail = "pending", "not running: `scalinglab run` trains it" if job_id or metrics else "not submitted"
         states.append(RunState(run_id, state, job_id, detail, live))
