@@ -107,6 +107,11 @@ def test_kill_9_of_the_sweep_and_a_job_then_run_again(tmp_path):
     summary = results.read_json(victim_dir / "summary.json")
     assert summary["resumed_from"] > 0
 
-    # The resumed run ends where an uninterrupted run of the same spec ends.
-    reference = run_job(results.read_json(victim_dir / "run.json"), str(tmp_path / "ref" / "runs" / victim), None)
+    # The resumed run ends where an uninterrupted run of the same spec ends, on one core like a
+    # local job (XLA's results depend on its thread count).
+    cores = os.sched_getaffinity(0)
+    try:
+        reference = run_job(results.read_json(victim_dir / "run.json"), str(tmp_path / "ref" / "runs" / victim), [0])
+    finally:
+        os.sched_setaffinity(0, cores)  # run_job pins the process it runs in
     assert summary["L"] == pytest.approx(reference["L"], rel=1e-6)
