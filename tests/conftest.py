@@ -1,5 +1,7 @@
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,24 @@ def slurm_cluster(tmp_path_factory):
                 os.environ.pop("SLURM_CONF", None)
             else:
                 os.environ["SLURM_CONF"] = old
+
+
+_JOB = """
+import json, sys
+from scalinglab.launch import run_job
+summary = run_job(json.loads(sys.argv[1]), sys.argv[2], [0])
+print(json.dumps(summary))
+"""
+
+
+def start_job(run: dict, run_path: Path) -> subprocess.Popen:
+    """The job body in a fresh process pinned to core 0, like a local job: its XLA flags and
+    thread count are a job's, whatever this test process has already set up."""
+    Path(run_path).mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-c", _JOB, json.dumps(run), str(run_path)], stdout=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0
+    return json.loads(out.strip().splitlines()[-1])

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_sweep
+from conftest import finish, start_job, tiny_sweep
 
 from scalinglab import results, scheduler
-from scalinglab.launch import run_job
 
 D = [4 * 32 * 300, 4 * 32 * 400]  # 300 and 400 steps: a few seconds each
 
@@ -107,11 +106,6 @@ def test_kill_9_of_the_sweep_and_a_job_then_run_again(tmp_path):
     summary = results.read_json(victim_dir / "summary.json")
     assert summary["resumed_from"] > 0
 
-    # The resumed run ends where an uninterrupted run of the same spec ends, on one core like a
-    # local job (XLA's results depend on its thread count).
-    cores = os.sched_getaffinity(0)
-    try:
-        reference = run_job(results.read_json(victim_dir / "run.json"), str(tmp_path / "ref" / "runs" / victim), [0])
-    finally:
-        os.sched_setaffinity(0, cores)  # run_job pins the process it runs in
+    # The resumed run ends where an uninterrupted job of the same spec ends.
+    reference = finish(start_job(results.read_json(victim_dir / "run.json"), tmp_path / "ref" / "runs" / victim))
     assert summary["L"] == pytest.approx(reference["L"], rel=1e-6)
