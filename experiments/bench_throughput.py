@@ -12,28 +12,12 @@ Usage (from the repository root):
     taskset -c 0 .venv/bin/python experiments/bench_throughput.py    # one core
 """
 
-import argparse
-import json
-import statistics
 import sys
 import time
 
+from bench_harness import D_HEAD, parse_args, report, serve, warmed_up
+
 from scalinglab import launch
-
-DEFAULT_SHAPES = "2x64,4x128,4x256,6x384,8x512"
-D_HEAD = 64
-WARMUP_STEPS = 2
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--json", action="store_true", help="one JSON object per shape and line")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--steps", type=int, default=10, help="timed steps per shape")
-    p.add_argument("--shapes", default=DEFAULT_SHAPES, help="n_layers x d_model, comma separated")
-    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # see serve()
-    return p.parse_args(argv)
 
 
 def run_spec(n_layers: int, d_model: int, batch_size: int, seq_len: int, steps: int):
@@ -69,54 +53,25 @@ def make_stepper(run):
         loss.block_until_ready()
         return time.perf_counter() - t0
 
-    for _ in range(WARMUP_STEPS):  # the first compiles
-        one_step()
-    return one_step
+    return warmed_up(one_step)
 
 
-def serve(args, peak: float) -> None:
-    """Lockstep mode for bench_throughput_compare.py: a line 'NxD' sets up that shape and answers
-    its FLOPs per step; a line 'step' trains one step and answers its seconds."""
-    one_step = None
-    for line in sys.stdin:
-        if line.strip() == "step":
-            print(one_step(), flush=True)
-            continue
-        n_layers, d_model = map(int, line.split("x"))
-        run = run_spec(n_layers, d_model, args.batch_size, args.seq_len, args.steps)
-        one_step = make_stepper(run)
-        print(json.dumps({"tokens_per_step": run.batch_size * run.seq_len, "flops_per_token": run.flops_per_token, "peak": peak}), flush=True)
+def setup(n_layers: int, d_model: int, args):
+    run = run_spec(n_layers, d_model, args.batch_size, args.seq_len, args.steps)
+    return make_stepper(run), run.flops_per_token
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = parse_args(__doc__.splitlines()[0], argv)
     launch.setup_job(cores=None)
     from scalinglab import throughput  # noqa: PLC0415
 
     peak = throughput.cpu_peak()
     if args.serve:
-        return serve(args, peak)
+        return serve(setup, args, peak)
     if not args.json:
         print(f"peak {peak / 1e9:.1f} GFLOP/s (fp32 matmul, cached per CPU and core count)", file=sys.stderr)
-        print(f"{'n_layers':>8} {'d_model':>7} {'step_s':>7} {'tokens/s':>9} {'mfu':>5}")
-    for shape in args.shapes.split(","):
-        n_layers, d_model = map(int, shape.split("x"))
-        run = run_spec(n_layers, d_model, args.batch_size, args.seq_len, args.steps)
-        one_step = make_stepper(run)
-        median = statistics.median([one_step() for _ in range(args.steps)])
-        tokens_per_s = run.batch_size * run.seq_len / median
-        row = {
-            "n_layers": n_layers,
-            "d_model": d_model,
-            "batch_size": run.batch_size,
-            "seq_len": run.seq_len,
-            "tokens_per_s": round(tokens_per_s, 1),
-            "mfu": round(throughput.mfu(tokens_per_s, run.flops_per_token, peak), 4),
-        }
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            print(f"{n_layers:>8} {d_model:>7} {median:>7.3f} {tokens_per_s:>9,.0f} {row['mfu']:>5.2f}", flush=True)
+    report(setup, args, peak)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-DEFAULT_SHAPES = "2x64,4x128,4x256,6x384,8x512"
+from bench_harness import DEFAULT_SHAPES
 
 
 def parse_args(argv=None) -> argparse.Namespace:

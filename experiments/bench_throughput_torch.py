@@ -10,33 +10,18 @@ PyTorch is not a dependency of scalinglab; run this from a separate environment,
     /tmp/torchvenv/bin/python experiments/bench_throughput_torch.py --json
 """
 
-import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_harness import D_HEAD, parse_args, report, serve, warmed_up
 from torch import nn
 
-DEFAULT_SHAPES = "2x64,4x128,4x256,6x384,8x512"
-D_HEAD, VOCAB, MLP_RATIO = 64, 256, 4
-WARMUP_STEPS = 2
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--json", action="store_true", help="one JSON object per shape and line")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--steps", type=int, default=10, help="timed steps per shape")
-    p.add_argument("--shapes", default=DEFAULT_SHAPES, help="n_layers x d_model, comma separated")
-    p.add_argument("--peak", type=float, help="FLOP/s for MFU; default: scalinglab's cached CPU peak")
-    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # see serve()
-    return p.parse_args(argv)
+VOCAB, MLP_RATIO = 256, 4
 
 
 class Block(nn.Module):
@@ -112,51 +97,22 @@ def make_stepper(n_layers: int, d: int, batch_size: int, seq_len: int):
         loss.item()
         return time.perf_counter() - t0
 
-    for _ in range(WARMUP_STEPS):
-        one_step()
-    return one_step
+    return warmed_up(one_step)
 
 
-def serve(args, peak: float | None) -> None:
-    """Lockstep mode for bench_throughput_compare.py, as in bench_throughput.serve."""
-    one_step = None
-    for line in sys.stdin:
-        if line.strip() == "step":
-            print(one_step(), flush=True)
-            continue
-        n_layers, d_model = map(int, line.split("x"))
-        one_step = make_stepper(n_layers, d_model, args.batch_size, args.seq_len)
-        fpt = flops_per_token(n_layers, d_model, args.seq_len)
-        print(json.dumps({"tokens_per_step": args.batch_size * args.seq_len, "flops_per_token": fpt, "peak": peak}), flush=True)
+def setup(n_layers: int, d_model: int, args):
+    return make_stepper(n_layers, d_model, args.batch_size, args.seq_len), flops_per_token(n_layers, d_model, args.seq_len)
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = parse_args(__doc__.splitlines()[0], argv, peak_flag=True)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     peak = args.peak or cached_peak()
     if args.serve:
-        return serve(args, peak)
+        return serve(setup, args, peak)
     if not args.json:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, peak {(peak or 0) / 1e9:.1f} GFLOP/s", file=sys.stderr)
-        print(f"{'n_layers':>8} {'d_model':>7} {'step_s':>7} {'tokens/s':>9} {'mfu':>5}")
-    for shape in args.shapes.split(","):
-        n_layers, d_model = map(int, shape.split("x"))
-        one_step = make_stepper(n_layers, d_model, args.batch_size, args.seq_len)
-        median = statistics.median([one_step() for _ in range(args.steps)])
-        tokens_per_s = args.batch_size * args.seq_len / median
-        mfu = tokens_per_s * flops_per_token(n_layers, d_model, args.seq_len) / peak if peak else None
-        row = {
-            "n_layers": n_layers,
-            "d_model": d_model,
-            "batch_size": args.batch_size,
-            "seq_len": args.seq_len,
-            "tokens_per_s": round(tokens_per_s, 1),
-            "mfu": None if mfu is None else round(mfu, 4),
-        }
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            print(f"{n_layers:>8} {d_model:>7} {median:>7.3f} {tokens_per_s:>9,.0f} {mfu or 0:>5.2f}", flush=True)
+    report(setup, args, peak)
 
 
 if __name__ == "__main__":
