@@ -148,14 +148,17 @@ def cmd_run(args, console: Console) -> int:
 # ---- status and cancel ------------------------------------------------------------------------
 
 
+def _load(path: str | Path, **kwargs) -> pd.DataFrame:
+    try:
+        return results.load(path, **kwargs)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+
+
 def _sweep_runs(path: str) -> tuple[Path, list[dict]]:
-    """The run specs of a results/<sweep> folder, as written when its runs were submitted."""
-    sweep_dir = Path(path)
-    runs_dir = sweep_dir / results.RUNS
-    if not runs_dir.is_dir():
-        raise UsageError(f"{path}: no {results.RUNS}/ folder; give a results/<sweep> folder that `scalinglab run` wrote")
-    runs = [{**results.read_json(d / "run.json"), "run_id": d.name} for d in runs_dir.iterdir() if (d / "run.json").exists()]
-    return sweep_dir, sorted(runs, key=lambda r: (r["N"], r["D"], r["seed"]))
+    """Every run of a results/<sweep> folder, cooldown trunks included, by N, D and seed."""
+    runs = _load(path, trunks=True).to_dict("records")
+    return Path(path), sorted(runs, key=lambda r: (r["N"], r["D"], r["seed"]))
 
 
 def cmd_status(args, console: Console) -> int:
@@ -202,10 +205,7 @@ def cmd_cancel(args, console: Console) -> int:
 def _finished_runs(sweep_dir: Path, console: Console) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The done runs of a sweep with a usable final loss, and their evaluations with C_seen (FLOPs
     so far). Diverged runs and runs whose loss is not a positive number are left out, by name."""
-    try:
-        df = results.load(sweep_dir)
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from None
+    df = _load(sweep_dir)
     status = df["status"] if "status" in df else pd.Series("pending", index=df.index)
     diverged = df[status == "diverged"]
     if len(diverged):

@@ -203,7 +203,7 @@ def _submit_slurm(executor, todo: list, launch_spec: LaunchSpec, sweep_dir: Path
     for run, path in todo:
         state = states[run.run_id]
         if state.live and jobs_before.get(run.run_id, {}).get("executor") == "slurm":
-            watched[submitit.SlurmJob(folder=Path(sweep_dir) / LOGS, job_id=state.job_id)] = (run, path)
+            watched[submitit.SlurmJob(folder=executor.folder, job_id=state.job_id)] = (run, path)
         else:
             new.append((run, path))
     if watched:
@@ -287,8 +287,12 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                 description=f"runs {out.done} done · {len(running)} running or queued · {out.failed} failed · {len(queue)} waiting",
             )
 
+        def submit_to_slurm(items: list) -> None:
+            jobs = _submit_slurm(executor, items, launch_spec, sweep_dir, console)
+            running.update({job: (r, p, None) for job, (r, p) in jobs.items()})
+
         if launch_spec.executor == "slurm":
-            running.update({job: (r, p, None) for job, (r, p) in _submit_slurm(executor, queue, launch_spec, sweep_dir, console).items()})
+            submit_to_slurm(queue)
             queue.clear()
         while queue or running or elsewhere:
             for run, path in [item for item in elsewhere if not results.is_locked(item[1])]:
@@ -297,7 +301,7 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                     out.skipped += 1
                     console.print(f"[green]{results.status(path)}[/] {run.run_id}  (trained by another process)")
                 elif launch_spec.executor == "slurm":
-                    running.update({job: (r, p, None) for job, (r, p) in _submit_slurm(executor, [(run, path)], launch_spec, sweep_dir, console).items()})
+                    submit_to_slurm([(run, path)])
                 else:  # it stopped unfinished: train it here, from its checkpoint
                     queue.append((run, path))
             for item in list(queue):
@@ -324,8 +328,8 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                 run, path, slot = running.pop(job)
                 if slot is not None:
                     free_slots.append(slot)
-                finished_flops += run.job_flops
                 if isinstance(job, submitit.SlurmJob) and job.state.startswith("CANCELLED"):
+                    finished_flops += run.job_flops
                     out.cancelled += 1  # not failed: `scalinglab run` trains it again
                     console.print(f"[yellow]cancelled[/] {run.run_id}  N={run.N:,} D={run.D:,}")
                     continue
@@ -337,9 +341,9 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                     if not summary or summary["status"] != "failed":
                         summary = record_failure(path, f"{type(e).__name__}: {last_line}")
                 if summary["status"] == BUSY:  # another process took the run first: wait for it
-                    finished_flops -= run.job_flops
                     elsewhere.append((run, path))
                     continue
+                finished_flops += run.job_flops
                 if summary["status"] == "failed":
                     out.failed += 1
                     console.print(f"[red]failed[/] {run.run_id}  N={run.N:,} D={run.D:,}: {summary['error']}")

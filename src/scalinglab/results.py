@@ -96,16 +96,17 @@ def is_complete(run_path: Path) -> bool:
     return status(run_path) in COMPLETE
 
 
-def load(path: str | Path, per_eval: bool = False) -> pd.DataFrame:
+def load(path: str | Path, per_eval: bool = False, trunks: bool = False) -> pd.DataFrame:
     """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics), or
-    with per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss)."""
+    with per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss).
+    Cooldown trunks are left out unless `trunks`: they are shared stable phases, not grid points."""
     runs_path = Path(path) / RUNS
     if not runs_path.is_dir():
         raise FileNotFoundError(f"{path}: no {RUNS}/ folder; is this a results/<sweep> folder?")
     rows = []
     for d in sorted(p for p in runs_path.iterdir() if (p / "run.json").exists()):
         spec = read_json(d / "run.json")
-        if spec.get("role") == "trunk":  # the shared stable phase of cooldown branches, not a grid point
+        if spec.get("role") == "trunk" and not trunks:
             continue
         summary = read_json(d / "summary.json") or {"status": "pending"}
         row = {"run_id": d.name, **spec, **summary}
