@@ -31,6 +31,10 @@ def _frontier(law, boots, C_data: pd.Series) -> dict:
 def _extrapolation(runs: pd.DataFrame, fit: FitSpec) -> dict:
     held = extrapolation_check(runs, fit.holdout_fraction, fit.holdout_by, fit.huber_delta, fit.method)
     law = held.attrs["law"]
+    # The interval of each prediction: the law refitted on resamples of the runs in the fit.
+    boots = bootstrap(runs.drop(held.index), fit.bootstrap, fit.huber_delta, fit.method) if fit.bootstrap else []
+    if boots:
+        held["L_pred_ci"] = [interval([m(n, d) for m in boots]) for n, d in zip(held["N"], held["D"])]
     return {
         "by": fit.holdout_by,
         "fraction": fit.holdout_fraction,

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,8 @@ def _load(path: str | Path, **kwargs) -> pd.DataFrame:
 def _sweep_runs(path: str) -> tuple[Path, list[dict]]:
     """Every run of a results/<sweep> folder, cooldown trunks included, by N, D and seed."""
     runs = _load(path, trunks=True).to_dict("records")
-    return Path(path), sorted(runs, key=lambda r: (r["N"], r["D"], r["seed"]))
+    damaged = [r for r in runs if r["status"] == results.DAMAGED]  # their N and D may be unknown
+    return Path(path), sorted((r for r in runs if r not in damaged), key=lambda r: (r["N"], r["D"], r["seed"])) + damaged
 
 
 def cmd_status(args, console: Console) -> int:
@@ -172,12 +174,14 @@ def cmd_status(args, console: Console) -> int:
     table = Table(title=f"{sweep_dir.name}: {len(runs)} runs")
     for col in ("run_id", "N", "D", "role", "state", "job", "detail"):
         table.add_column(col, justify="left" if col in ("state", "detail") else "right")
-    colors = {"done": "green", "running": "cyan", "failed": "red", "diverged": "red", "cancelled": "yellow", "preempted": "yellow"}
+    colors = {"done": "green", "running": "cyan", "failed": "red", "diverged": "red", "damaged": "red", "cancelled": "yellow",
+              "preempted": "yellow"}
     for r in runs:
         st = states[r["run_id"]]
         state = f"[{colors[st.state]}]{st.state}[/]" if st.state in colors else st.state
         role = "trunk" if r.get("role") == "trunk" else "branch" if r.get("trunk_id") else ""
-        table.add_row(r["run_id"], f"{r['N']:,}", f"{r['D']:,}", role, state, st.job_id or "", st.detail)
+        size = [f"{int(r[k]):,}" if pd.notna(r.get(k)) else "?" for k in ("N", "D")]
+        table.add_row(r["run_id"], *size, role, state, st.job_id or "", st.detail)
     console.print(table)
     counts = {state: sum(s.state == state for s in states.values()) for state in scheduler.STATES}
     console.print(" · ".join(f"{n} {state}" for state, n in counts.items() if n))
@@ -283,6 +287,9 @@ def _print_fits(fits: dict, console: Console) -> None:
             f"extrapolation check: fitted on {ext['n_fit']} runs, predicted the {len(ext['held_out'])} largest by {ext['by']}: "
             f"mean |error| {ext['mean_abs_rel_error']:.2%}, max {ext['max_abs_rel_error']:.2%}"
         )
+        for h in ext["held_out"]:
+            ci = f" [{h['L_pred_ci'][0]:.4f}, {h['L_pred_ci'][1]:.4f}]" if h.get("L_pred_ci") else ""
+            console.print(f"  N = {h['N']:,.0f}, D = {h['D']:,.0f}: L = {h['L']:.4f}, predicted {h['L_pred']:.4f}{ci} ({h['rel_error']:+.2%})")
     for p in fits.get("predictions", []):
         at = f"C = {p['C']:.3g}" if "C" in p else f"N = {p['N']:.3g}, D = {p['D']:.3g}"
         parts = [f"{k} = {v['value']:.4g}" + (f" [{v['ci'][0]:.4g}, {v['ci'][1]:.4g}]" if v["ci"] else "")
@@ -393,14 +400,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn_on_stderr() -> None:
+    """Damaged results files: one line each on stderr (stdout may be JSON), once per message."""
+    shown, original = set(), warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, results.DamagedResults):
+            return original(message, category, *args, **kwargs)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"scalinglab: warning: {message}", file=sys.stderr)
+
+    warnings.simplefilter("always", results.DamagedResults)
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes: no wrapped tables
-    try:
-        args = build_parser().parse_args(argv)
-        return args.func(args, console)
-    except (SpecError, FitError, UsageError, pd.errors.ParserError) as e:
-        print(f"scalinglab: error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        _warn_on_stderr()
+        try:
+            args = build_parser().parse_args(argv)
+            return args.func(args, console)
+        except (SpecError, FitError, UsageError, pd.errors.ParserError) as e:
+            print(f"scalinglab: error: {e}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

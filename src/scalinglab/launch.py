@@ -337,7 +337,7 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
                     summary = job.result()
                 except Exception as e:  # noqa: BLE001  the job process died (killed, out of memory)
                     last_line = (str(e).strip().splitlines() or [""])[-1]
-                    summary = results.read_json(path / "summary.json")  # the job's own account, if it wrote one
+                    summary = results.read_summary(path)  # the job's own account, if it wrote one
                     if not summary or summary["status"] != "failed":
                         summary = record_failure(path, f"{type(e).__name__}: {last_line}")
                 if summary["status"] == BUSY:  # another process took the run first: wait for it

@@ -181,7 +181,13 @@ def _extrapolation(df: pd.DataFrame, ext: dict, path: Path) -> Path:
     fit_rows = df[~df.set_index(["N", "D"]).index.isin(held.set_index(["N", "D"]).index)]
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     ax.scatter(fit_rows["L"], law(fit_rows["N"], fit_rows["D"]), color="C0", s=14, label=f"runs in the fit ({len(fit_rows)})")
-    ax.scatter(held["L"], held["L_pred"], color="C3", s=28, label=f"held out: the largest by {ext['by']} ({len(held)})")
+    label = f"held out: the largest by {ext['by']} ({len(held)})"
+    if "L_pred_ci" in held:  # bootstrap interval of each prediction
+        ci = np.array(held["L_pred_ci"].tolist())
+        ax.errorbar(held["L"], held["L_pred"], yerr=[held["L_pred"] - ci[:, 0], ci[:, 1] - held["L_pred"]], fmt="o",
+                    color="C3", ms=5, capsize=3, label=label + ", 95% intervals")
+    else:
+        ax.scatter(held["L"], held["L_pred"], color="C3", s=28, label=label)
     lims = [min(df["L"].min(), held["L_pred"].min()) * 0.98, max(df["L"].max(), held["L_pred"].max()) * 1.02]
     ax.plot(lims, lims, "k-", lw=0.8)
     ax.set_xlim(lims)

@@ -3,10 +3,12 @@ summary.json} (and ckpt/ while a run is unfinished), each file replaced atomical
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,16 @@ RUNS = "runs"
 RESUME_DIR = "ckpt"  # a run's latest checkpoint, while it is unfinished
 BRANCH_DIR = "branch_points"  # a cooldown trunk's checkpoints at its branch points
 COMPLETE = ("done", "diverged")  # a re-run would end the same way: skip them
+DAMAGED = "damaged"  # the status of a run whose run.json or summary.json cannot be read
+FILES = ("run.json", "metrics.jsonl", "summary.json", "requeues.json", RESUME_DIR, BRANCH_DIR)
+
+
+class DamagedResults(UserWarning):
+    """A results file that cannot be read as written. Readers report it and go on with the rest."""
+
+
+def report_damage(path: Path, what: str) -> None:
+    warnings.warn(f"{path}: {what}", DamagedResults, stacklevel=3)
 
 
 def run_dir(sweep_dir: Path, run_id: str) -> Path:
@@ -60,8 +72,35 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_metrics(run_path: Path) -> list[dict]:
+    """The run's evaluations; a line that is not a whole record (truncated, overwritten) is
+    reported and skipped."""
     path = Path(run_path) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = []
+    for i, line in enumerate(path.read_bytes().splitlines() if path.exists() else [], 1):
+        try:
+            record = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+        elif line.strip():
+            report_damage(path, f"line {i} is not a whole evaluation record (truncated?); skipped")
+    return records
+
+
+def read_summary(run_path: Path) -> dict | None:
+    """The run's summary.json, None if it has none. One that cannot be read is reported and
+    reads as status "damaged": not complete, so `scalinglab run` trains the run again."""
+    path = Path(run_path) / "summary.json"
+    try:
+        summary = read_json(path)
+    except ValueError as e:  # not JSON, or not UTF-8
+        summary = e
+    if summary is None or isinstance(summary, dict) and isinstance(summary.get("status"), str):
+        return summary
+    what = f"not JSON ({summary})" if isinstance(summary, ValueError) else "no status in it"
+    report_damage(path, f"{what}; the run counts as damaged")
+    return {"status": DAMAGED, "error": f"summary.json: {what}"}
 
 
 def lock_run(run_path: Path) -> int | None:
@@ -77,6 +116,18 @@ def lock_run(run_path: Path) -> int | None:
     return fd
 
 
+@contextlib.contextmanager
+def folder_lock(path: Path):
+    """Holds an flock on a folder for the block, waiting for any other holder: for the
+    read-modify-write of a file that several processes update (a sweep's jobs.json)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def is_locked(run_path: Path) -> bool:
     """Whether a live process is training the run now."""
     if not Path(run_path).is_dir():
@@ -88,7 +139,7 @@ def is_locked(run_path: Path) -> bool:
 
 
 def status(run_path: Path) -> str:
-    summary = read_json(Path(run_path) / "summary.json")
+    summary = read_summary(run_path)
     return summary["status"] if summary else "pending"
 
 
@@ -96,22 +147,47 @@ def is_complete(run_path: Path) -> bool:
     return status(run_path) in COMPLETE
 
 
+def _read_run(d: Path) -> dict:
+    """One run folder as a row: run.json, then summary.json, reporting what is damaged or foreign."""
+    for p in sorted(d.iterdir()):
+        if p.name not in FILES and not any(p.name.startswith(f".{f}.") for f in FILES):  # not a write in progress
+            report_damage(p, "not a scalinglab file; ignored")
+    try:
+        spec = read_json(d / "run.json")
+    except ValueError as e:
+        spec = e
+    if not isinstance(spec, dict) or not {"N", "D", "seed"} <= spec.keys():
+        what = f"not JSON ({spec})" if isinstance(spec, ValueError) else "not a run spec"
+        report_damage(d / "run.json", f"{what}; the run counts as damaged until `scalinglab run` rewrites it")
+        return {"status": DAMAGED, "error": f"run.json: {what}"}
+    summary = read_summary(d)
+    if summary is None and not (d / RESUME_DIR).exists() and not is_locked(d):
+        metrics = read_metrics(d)
+        if metrics:
+            report_damage(d, f"evaluations up to step {metrics[-1]['step']} of {spec.get('steps')} but no summary.json and no "
+                       "checkpoint (interrupted, or its summary was lost); left out until `scalinglab run` trains it again")
+    return {**spec, **(summary or {"status": "pending"})}
+
+
 def load(path: str | Path, per_eval: bool = False, trunks: bool = False) -> pd.DataFrame:
     """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics), or
     with per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss).
-    Cooldown trunks are left out unless `trunks`: they are shared stable phases, not grid points."""
+    Cooldown trunks are left out unless `trunks`: they are shared stable phases, not grid points.
+    Damaged and foreign files are reported as DamagedResults warnings, each naming its file;
+    a run whose run.json or summary.json cannot be read has status "damaged"."""
     runs_path = Path(path) / RUNS
     if not runs_path.is_dir():
         raise FileNotFoundError(f"{path}: no {RUNS}/ folder; is this a results/<sweep> folder?")
     rows = []
-    for d in sorted(p for p in runs_path.iterdir() if (p / "run.json").exists()):
-        spec = read_json(d / "run.json")
-        if spec.get("role") == "trunk" and not trunks:
+    for d in sorted(runs_path.iterdir()):
+        if not d.is_dir() or not (d / "run.json").exists():
+            report_damage(d, "not a run folder (no run.json); ignored")
             continue
-        summary = read_json(d / "summary.json") or {"status": "pending"}
-        row = {"run_id": d.name, **spec, **summary}
+        row = {"run_id": d.name, **_read_run(d)}
+        if row.get("role") == "trunk" and not trunks:
+            continue
         if per_eval:
-            rows += [{**row, **m} for m in read_metrics(d)]
+            rows += [{**row, **m} for m in read_metrics(d)] if row["status"] != DAMAGED else []
         else:
             rows.append(row)
     return pd.DataFrame(rows)

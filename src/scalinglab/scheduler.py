@@ -14,7 +14,7 @@ from . import results
 JOBS = "jobs.json"
 REQUEUES = "requeues.json"  # in a run's folder: how often its job was preempted or timed out
 
-STATES = ("pending", "running", "preempted", "done", "diverged", "failed", "cancelled")
+STATES = ("pending", "running", "preempted", "done", "diverged", "failed", "cancelled", results.DAMAGED)
 
 # sacct states of a job that has not ended, and of one that ended without a summary.
 _QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "PREEMPTED"}
@@ -35,14 +35,26 @@ class RunState:
 
 
 def read_jobs(sweep_dir: Path) -> dict[str, dict]:
-    """run_id -> {"job_id", "executor"} of the latest job submitted for each run."""
-    return results.read_json(Path(sweep_dir) / JOBS) or {}
+    """run_id -> {"job_id", "executor"} of the latest job submitted for each run. A damaged
+    jobs.json is reported and read as empty: runs are then judged by their files and locks."""
+    path = Path(sweep_dir) / JOBS
+    try:
+        jobs = results.read_json(path) or {}
+    except ValueError as e:  # not JSON, or not UTF-8
+        results.report_damage(path, f"not JSON ({e}); ignored")
+        return {}
+    if not isinstance(jobs, dict) or not all(isinstance(j, dict) and "job_id" in j for j in jobs.values()):
+        results.report_damage(path, "not a table of jobs; ignored")
+        return {}
+    return jobs
 
 
 def record_jobs(sweep_dir: Path, executor: str, job_ids: dict[str, str]) -> None:
-    jobs = read_jobs(sweep_dir)
-    jobs.update({run_id: {"job_id": job_id, "executor": executor} for run_id, job_id in job_ids.items()})
-    results.write_json(Path(sweep_dir) / JOBS, jobs)
+    """Adds jobs to jobs.json; the sweep folder's lock keeps two launchers from losing each other's."""
+    with results.folder_lock(sweep_dir):
+        jobs = read_jobs(sweep_dir)
+        jobs.update({run_id: {"job_id": job_id, "executor": executor} for run_id, job_id in job_ids.items()})
+        results.write_json(Path(sweep_dir) / JOBS, jobs)
 
 
 def _ask(cmd: list[str]) -> str:
@@ -76,7 +88,7 @@ def run_states(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
     states = []
     for run_id in run_ids:
         path = results.run_dir(sweep_dir, run_id)
-        summary = results.read_json(path / "summary.json")
+        summary = results.read_summary(path)
         job = jobs.get(run_id, {})
         job_id = job.get("job_id")
         requeues = (results.read_json(path / REQUEUES) or {}).get("count", 0)

@@ -1,0 +1,134 @@
+"""Damaged results on disk: a truncated metrics line, a lost or corrupt summary, a foreign file.
+load, fit, plot and status name each damaged file and go on with the rest; run trains again
+the runs that lost their summaries."""
+
+import json
+import multiprocessing
+import shutil
+
+import pytest
+
+from scalinglab import results
+from scalinglab.cli import main
+
+GRID = {"D": [2560, 5120, 7680, 10240]}  # 8 runs: 6 are left for the 5 parameters of L(N,D)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import tiny_sweep  # noqa: PLC0415
+
+    tmp = tmp_path_factory.mktemp("trained")
+    path = tiny_sweep(tmp, grid=GRID)
+    assert main(["run", str(path), "--results", str(tmp / "res")]) == 0
+    return path, tmp / "res" / "tiny"
+
+
+@pytest.fixture
+def damaged(trained, tmp_path):
+    """A copy of the trained sweep, damaged in five ways; returns (sweep yaml, folder, run ids)."""
+    path, sweep_dir = trained
+    copy = tmp_path / "tiny"
+    shutil.copytree(sweep_dir, copy)
+    runs = sorted(p for p in (copy / "runs").iterdir())
+    truncated, lost, corrupt, foreign = runs[:4]
+    metrics = (truncated / "metrics.jsonl").read_text()
+    (truncated / "metrics.jsonl").write_text(metrics[: len(metrics) - 20])  # the last line cut short
+    (lost / "summary.json").unlink()
+    summary = (corrupt / "summary.json").read_text()
+    (corrupt / "summary.json").write_text(summary[: len(summary) // 2])
+    (foreign / "notes.txt").write_text("my notes\n")
+    (copy / "runs" / "stray.csv").write_text("a,b\n")
+    return path, copy, {"truncated": truncated.name, "lost": lost.name, "corrupt": corrupt.name, "foreign": foreign.name}
+
+
+def test_load_reports_each_damaged_file_and_keeps_the_rest(damaged):
+    _, sweep_dir, ids = damaged
+    with pytest.warns(results.DamagedResults) as caught:
+        df = results.load(sweep_dir).set_index("run_id")
+    messages = [str(w.message) for w in caught]
+    expect = [
+        f"{ids['lost']}: evaluations up to step",
+        f"{ids['corrupt']}/summary.json: not JSON",
+        f"{ids['foreign']}/notes.txt: not a scalinglab file",
+        "runs/stray.csv: not a run folder",
+    ]
+    for text in expect:
+        assert sum(text in m for m in messages) == 1, (text, messages)
+    assert len(messages) == len(expect)
+    assert len(df) == 8
+    assert df.loc[ids["lost"], "status"] == "pending"
+    assert df.loc[ids["corrupt"], "status"] == "damaged"
+    assert (df.drop([ids["lost"], ids["corrupt"]])["status"] == "done").all()
+    with pytest.warns(results.DamagedResults) as caught:
+        evals = results.load(sweep_dir, per_eval=True)  # the evaluations are read only now
+    truncated = f"{ids['truncated']}/metrics.jsonl: line 2 is not a whole evaluation record"
+    assert sum(truncated in str(w.message) for w in caught) == 1
+    per_run = evals.groupby("run_id").size()
+    assert per_run[ids["truncated"]] == 1 and per_run[ids["foreign"]] == 2  # the whole line before the cut is kept
+    assert ids["corrupt"] not in per_run
+
+
+def test_fit_plot_and_status_warn_per_run_and_go_on(damaged, capsys):
+    _, sweep_dir, ids = damaged
+    assert main(["fit", str(sweep_dir), "--json", "--bootstrap", "0"]) == 0
+    out, err = capsys.readouterr()
+    fit = json.loads(out)  # the warnings went to stderr, not into the JSON
+    assert fit["n_runs"] == 6 and "alpha" in fit
+    lines = err.splitlines()
+    assert all(line.startswith("scalinglab: warning: ") for line in lines)
+    for run_id in ids.values():
+        assert sum(run_id in line for line in lines) == 1, (run_id, lines)  # once, though read twice
+    assert sum("stray.csv" in line for line in lines) == 1
+
+    for png in (sweep_dir / "figures").iterdir():
+        png.unlink()
+    assert main(["plot", str(sweep_dir), "--bootstrap", "0"]) == 0
+    assert len(list((sweep_dir / "figures").iterdir())) >= 4
+    assert ids["corrupt"] in capsys.readouterr().err
+
+    assert main(["status", str(sweep_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 pending · 6 done · 1 damaged" in out
+    assert "summary.json: not JSON" in out  # the damaged run's detail in the table
+    assert ids["corrupt"] in err and ids["lost"] in err
+
+
+def test_run_trains_again_the_runs_whose_summary_was_lost_or_damaged(damaged, capsys):
+    path, sweep_dir, ids = damaged
+    assert main(["run", str(path), "--results", str(sweep_dir.parent)]) == 0
+    assert "2 trained, 6 already done, 0 failed" in capsys.readouterr().out
+    with pytest.warns(results.DamagedResults, match="not a scalinglab file"):  # foreign files stay
+        df = results.load(sweep_dir)
+    assert (df["status"] == "done").all() and len(df) == 8
+
+
+def _record(sweep_dir, worker):
+    from scalinglab import scheduler  # noqa: PLC0415
+
+    for i in range(40):
+        scheduler.record_jobs(sweep_dir, "local", {f"run-{worker}-{i}": str(i)})
+
+
+def test_concurrent_launchers_keep_every_job_in_jobs_json(tmp_path):
+    """Four processes record jobs at once: the sweep folder's lock loses none of them."""
+    from scalinglab import scheduler  # noqa: PLC0415
+
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_record, args=(tmp_path, w)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert all(w.exitcode == 0 for w in workers)
+    assert len(scheduler.read_jobs(tmp_path)) == 4 * 40
+
+
+def test_a_damaged_jobs_json_is_reported_and_the_sweep_goes_on(tmp_path, capsys):
+    from scalinglab import scheduler  # noqa: PLC0415
+
+    (tmp_path / scheduler.JOBS).write_text('{"abc": {"job_id": "12')
+    with pytest.warns(results.DamagedResults, match="jobs.json: not JSON"):
+        assert scheduler.read_jobs(tmp_path) == {}
+    scheduler.record_jobs(tmp_path, "local", {"abc": "7"})  # the next job recorded repairs it
+    assert scheduler.read_jobs(tmp_path) == {"abc": {"job_id": "7", "executor": "local"}}
