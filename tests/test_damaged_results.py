@@ -124,7 +124,7 @@ def test_concurrent_launchers_keep_every_job_in_jobs_json(tmp_path):
     assert len(scheduler.read_jobs(tmp_path)) == 4 * 40
 
 
-def test_a_damaged_jobs_json_is_reported_and_the_sweep_goes_on(tmp_path, capsys):
+def test_a_damaged_jobs_json_or_requeue_record_is_reported_and_the_sweep_goes_on(tmp_path, capsys):
     from scalinglab import scheduler  # noqa: PLC0415
 
     (tmp_path / scheduler.JOBS).write_text('{"abc": {"job_id": "12')
@@ -132,3 +132,6 @@ def test_a_damaged_jobs_json_is_reported_and_the_sweep_goes_on(tmp_path, capsys)
         assert scheduler.read_jobs(tmp_path) == {}
     scheduler.record_jobs(tmp_path, "local", {"abc": "7"})  # the next job recorded repairs it
     assert scheduler.read_jobs(tmp_path) == {"abc": {"job_id": "7", "executor": "local"}}
+    (tmp_path / results.REQUEUES).write_text("[1, 2")
+    with pytest.warns(results.DamagedResults, match="requeues.json: not a requeue record"):
+        assert scheduler.requeue_count(tmp_path) == 0

@@ -103,7 +103,7 @@ def test_a_sweep_survives_preemption_and_a_dead_job(slurm_cluster, tmp_path, cap
 
     long = results.read_json(long_dir / "summary.json")
     assert long["status"] == "done" and long["resumed_from"] > 0
-    assert results.read_json(long_dir / scheduler.REQUEUES)["count"] == 1
+    assert results.read_json(long_dir / results.REQUEUES)["count"] == 1
     assert [m["step"] for m in results.read_metrics(long_dir)] == json.loads((long_dir / "run.json").read_text())["eval_steps"]
     assert long["slurm_job_id"] is not None and long["n_devices"] == 1
     dead = results.read_json(results.run_dir(sweep_dir, run_ids_by_D(sweep_dir)[victim]) / "summary.json")
@@ -161,6 +161,6 @@ def test_requeues_are_bounded(tmp_path):
     job = TrainJob(max_requeues=1)
     delayed = job.checkpoint({}, str(run_path), None)  # first preemption: requeue the same call
     assert delayed.function is job and delayed.args == ({}, str(run_path), None)
-    assert results.read_json(run_path / scheduler.REQUEUES)["count"] == 1
+    assert results.read_json(run_path / results.REQUEUES)["count"] == 1
     with pytest.raises(RuntimeError, match="2 times; launch.slurm.max_requeues is 1"):
         job.checkpoint({}, str(run_path), None)

@@ -71,12 +71,12 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, run: dict, run_path: str, cores: list[int] | None):
         path = Path(run_path)
-        count = (results.read_json(path / scheduler.REQUEUES) or {}).get("count", 0)
+        count = scheduler.requeue_count(path)
         if count >= self.max_requeues:  # raised into the step loop: run_job records the run as failed
             raise RuntimeError(f"stopped by the scheduler (preempted or out of time) {count + 1} times; launch.slurm.max_requeues is {self.max_requeues}")
         train = sys.modules.get(f"{__package__}.train")  # absent: the job had not started training
         step = train.save_for_requeue() if train else None
-        results.write_json(path / scheduler.REQUEUES, {"count": count + 1, "saved_step": step})
+        results.write_json(path / results.REQUEUES, {"count": count + 1, "saved_step": step})
         return submitit.helpers.DelayedSubmission(self, run, run_path, cores)
 
 

@@ -16,9 +16,10 @@ import pandas as pd
 RUNS = "runs"
 RESUME_DIR = "ckpt"  # a run's latest checkpoint, while it is unfinished
 BRANCH_DIR = "branch_points"  # a cooldown trunk's checkpoints at its branch points
+REQUEUES = "requeues.json"  # how often the run's job was preempted or timed out, and the step it saved
 COMPLETE = ("done", "diverged")  # a re-run would end the same way: skip them
 DAMAGED = "damaged"  # the status of a run whose run.json or summary.json cannot be read
-FILES = ("run.json", "metrics.jsonl", "summary.json", "requeues.json", RESUME_DIR, BRANCH_DIR)
+FILES = ("run.json", "metrics.jsonl", "summary.json", REQUEUES, RESUME_DIR, BRANCH_DIR)
 
 
 class DamagedResults(UserWarning):

@@ -12,7 +12,6 @@ from pathlib import Path
 from . import results
 
 JOBS = "jobs.json"
-REQUEUES = "requeues.json"  # in a run's folder: how often its job was preempted or timed out
 
 STATES = ("pending", "running", "preempted", "done", "diverged", "failed", "cancelled", results.DAMAGED)
 
@@ -57,6 +56,17 @@ def record_jobs(sweep_dir: Path, executor: str, job_ids: dict[str, str]) -> None
         results.write_json(Path(sweep_dir) / JOBS, jobs)
 
 
+def requeue_count(run_path: Path) -> int:
+    """How often the run's job was requeued (preempted or timed out); a damaged record is reported, 0."""
+    path = Path(run_path) / results.REQUEUES
+    try:
+        count = (results.read_json(path) or {}).get("count", 0)
+    except (ValueError, AttributeError) as e:  # not JSON, or not an object
+        results.report_damage(path, f"not a requeue record ({e}); counted as 0")
+        return 0
+    return count
+
+
 def _ask(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -91,7 +101,7 @@ def run_states(sweep_dir: Path, run_ids: list[str]) -> list[RunState]:
         summary = results.read_summary(path)
         job = jobs.get(run_id, {})
         job_id = job.get("job_id")
-        requeues = (results.read_json(path / REQUEUES) or {}).get("count", 0)
+        requeues = requeue_count(path)
         if summary:
             state, detail = summary["status"], summary.get("error") or ""
             if summary.get("L") is not None:
