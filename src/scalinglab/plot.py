@@ -175,29 +175,49 @@ def _residuals(df: pd.DataFrame, fits: dict, path: Path) -> Path:
 
 
 def _extrapolation(df: pd.DataFrame, ext: dict, path: Path) -> Path:
-    """Fit on the smaller runs, predict the held-out larger ones: predicted against actual."""
+    """Fit on the smaller runs, predict the held-out larger ones. Left: that law's curves, one
+    per data size (or model size), carried out to the held-out runs (hollow, with the bootstrap
+    interval of each prediction). Right: predicted against measured."""
     law = Chinchilla(**ext["law"], objective=float("nan"), n_points=ext["n_fit"])
     held = pd.DataFrame(ext["held_out"])
     fit_rows = df[~df.set_index(["N", "D"]).index.isin(held.set_index(["N", "D"]).index)]
-    fig, ax = plt.subplots(figsize=(5.6, 5.0))
-    ax.scatter(fit_rows["L"], law(fit_rows["N"], fit_rows["D"]), color="C0", s=14, label=f"runs in the fit ({len(fit_rows)})")
-    label = f"held out: the largest by {ext['by']} ({len(held)})"
-    if "L_pred_ci" in held:  # bootstrap interval of each prediction
+    yerr = None
+    if "L_pred_ci" in held:
         ci = np.array(held["L_pred_ci"].tolist())
-        ax.errorbar(held["L"], held["L_pred"], yerr=[held["L_pred"] - ci[:, 0], ci[:, 1] - held["L_pred"]], fmt="o",
-                    color="C3", ms=5, capsize=3, label=label + ", 95% intervals")
+        yerr = [held["L_pred"] - ci[:, 0], ci[:, 1] - held["L_pred"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8))
+
+    x, by = ("D", "N") if ext["by"] == "D" else ("N", "D")
+    groups = sorted(df[by].unique())
+    colors = dict(zip(groups, plt.cm.viridis(np.linspace(0, 0.9, len(groups)))))
+    xs = _span(df[x], pad=1.2)
+    for value in groups:
+        rows, out = fit_rows[fit_rows[by] == value], held[held[by] == value]
+        left.scatter(rows[x], rows["L"], color=colors[value], zorder=3, label=f"{by} = {value:.3g}")
+        left.scatter(out[x], out["L"], facecolors="none", edgecolors=colors[value], s=90, lw=1.5, zorder=4)
+        left.plot(xs, law(xs, value) if x == "N" else law(value, xs), color=colors[value], lw=1.2)
+    left.scatter([], [], facecolors="none", edgecolors="k", s=90, lw=1.5, label="held out: measured")
+    if yerr is not None:
+        left.errorbar(held[x], held["L_pred"], yerr=yerr, fmt="_", color="k", ms=12, capsize=3, lw=1, zorder=5,
+                      label="held out: predicted, 95% interval")
+    _finish(left, x, f"fitted on {ext['n_fit']} runs, carried out to the held-out largest by {ext['by']}\n{_law_title(law)}")
+
+    right.scatter(fit_rows["L"], law(fit_rows["N"], fit_rows["D"]), color="C0", s=14, label=f"runs in the fit ({len(fit_rows)})")
+    label = f"held out: the largest by {ext['by']} ({len(held)})"
+    if yerr is not None:
+        right.errorbar(held["L"], held["L_pred"], yerr=yerr, fmt="o", color="C3", ms=5, capsize=3, label=label + ", 95% intervals")
     else:
-        ax.scatter(held["L"], held["L_pred"], color="C3", s=28, label=label)
+        right.scatter(held["L"], held["L_pred"], color="C3", s=28, label=label)
     lims = [min(df["L"].min(), held["L_pred"].min()) * 0.98, max(df["L"].max(), held["L_pred"].max()) * 1.02]
-    ax.plot(lims, lims, "k-", lw=0.8)
-    ax.set_xlim(lims)
-    ax.set_ylim(lims)
-    ax.set_xlabel("L measured")
-    ax.set_ylabel("L predicted")
-    ax.set_title(f"extrapolation check: held-out |error| mean {ext['mean_abs_rel_error']:.2%}, "
-                 f"max {ext['max_abs_rel_error']:.2%}", fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    right.plot(lims, lims, "k-", lw=0.8)
+    right.set_xlim(lims)
+    right.set_ylim(lims)
+    right.set_xlabel("L measured")
+    right.set_ylabel("L predicted")
+    right.set_title(f"extrapolation check: held-out |error| mean {ext['mean_abs_rel_error']:.2%}, "
+                    f"max {ext['max_abs_rel_error']:.2%}", fontsize=9)
+    right.grid(True, alpha=0.3)
+    right.legend(fontsize=7)
     return _save(fig, path)
 
 
