@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from . import data, objective
 from .spec import ModelSpec, RunSpec, SpecError, SweepSpec
 
-# Effective training rate of one single-threaded CPU job, in FLOP/s of the convention above,
-# and a job's fixed cost (interpreter, JAX import, compilation, data load), both measured with
-# sweeps/quickstart.yaml on a 2-core AVX2 machine. Only used for the wall-time estimate.
-CPU_FLOPS_PER_JOB = 16e9
+# Effective training rate of one single-threaded CPU job, in FLOP/s of the convention above. It
+# rises with the model's FLOPs per token f, as fixed costs per step matter less:
+# CPU_JOB_FLOPS * f / (f + CPU_HALF_RATE_FLOPS_PER_TOKEN), fitted to the runs of results/cpu-study
+# (12k to 1.5M parameters, within 10%) on a 2-core AVX2 machine. JOB_OVERHEAD_S: a job's fixed
+# cost (interpreter, JAX import, compilation, data load). Only used for the wall-time estimate.
+CPU_JOB_FLOPS = 30e9
+CPU_HALF_RATE_FLOPS_PER_TOKEN = 2.7e5
 JOB_OVERHEAD_S = 10.0
 
 
@@ -203,5 +206,8 @@ def grid_points(runs: list[RunSpec]) -> list[RunSpec]:
 
 def estimate_seconds(runs: list[RunSpec], parallel: int) -> float:
     """Rough wall time of the runs on this kind of CPU machine with `parallel` jobs at once."""
-    work = sum(r.job_flops / CPU_FLOPS_PER_JOB + JOB_OVERHEAD_S for r in runs)
+    def rate(r: RunSpec) -> float:
+        return CPU_JOB_FLOPS * r.flops_per_token / (r.flops_per_token + CPU_HALF_RATE_FLOPS_PER_TOKEN)
+
+    work = sum(r.job_flops / rate(r) + JOB_OVERHEAD_S for r in runs)
     return work / max(1, min(parallel, len(runs)))
