@@ -1,17 +1,19 @@
-"""Damaged results on disk: a truncated metrics line, a lost or corrupt summary, a foreign file.
-load, fit, plot and status name each damaged file and go on with the rest; run trains again
-the runs that lost their summaries."""
+"""Damaged results on disk: a truncated metrics line, a lost or corrupt summary, a corrupt run.json,
+foreign files, a damaged jobs.json. load, fit, plot and status name each damaged file and go on
+with the rest; run rewrites a run.json and trains again the runs that lost their summaries."""
 
 import json
 import multiprocessing
 import shutil
+import warnings
+from pathlib import Path
 
 import pytest
 
 from scalinglab import results
 from scalinglab.cli import main
 
-GRID = {"D": [2560, 5120, 7680, 10240]}  # 8 runs: 6 are left for the 5 parameters of L(N,D)
+GRID = {"D": [2560, 5120, 7680, 10240, 12800]}  # 10 runs: 7 are left for the 5 parameters of L(N,D)
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +28,32 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def damaged(trained, tmp_path):
-    """A copy of the trained sweep, damaged in five ways; returns (sweep yaml, folder, run ids)."""
+    """A copy of the trained sweep, damaged in six ways; returns (sweep yaml, folder, run ids)."""
     path, sweep_dir = trained
     copy = tmp_path / "tiny"
     shutil.copytree(sweep_dir, copy)
     runs = sorted(p for p in (copy / "runs").iterdir())
-    truncated, lost, corrupt, foreign = runs[:4]
+    truncated, lost, corrupt, foreign, spec = runs[:5]
     metrics = (truncated / "metrics.jsonl").read_text()
     (truncated / "metrics.jsonl").write_text(metrics[: len(metrics) - 20])  # the last line cut short
     (lost / "summary.json").unlink()
     summary = (corrupt / "summary.json").read_text()
     (corrupt / "summary.json").write_text(summary[: len(summary) // 2])
     (foreign / "notes.txt").write_text("my notes\n")
+    (spec / "run.json").write_text('["not", "a", "spec"]')
     (copy / "runs" / "stray.csv").write_text("a,b\n")
-    return path, copy, {"truncated": truncated.name, "lost": lost.name, "corrupt": corrupt.name, "foreign": foreign.name}
+    ids = {"truncated": truncated, "lost": lost, "corrupt": corrupt, "foreign": foreign, "spec": spec}
+    return path, copy, {k: v.name for k, v in ids.items()}
+
+
+def test_a_healthy_sweep_loads_without_a_warning(trained, tmp_path):
+    _, sweep_dir = trained
+    copy = Path(shutil.copytree(sweep_dir, tmp_path / "tiny"))
+    run = next((copy / "runs").iterdir())
+    (run / ".summary.json.x1y2z3").write_text("{")  # left by a write that was killed: not a foreign file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", results.DamagedResults)
+        assert len(results.load(copy)) == 10 and len(results.load(copy, per_eval=True)) == 20
 
 
 def test_load_reports_each_damaged_file_and_keeps_the_rest(damaged):
@@ -51,22 +65,23 @@ def test_load_reports_each_damaged_file_and_keeps_the_rest(damaged):
         f"{ids['lost']}: evaluations up to step",
         f"{ids['corrupt']}/summary.json: not JSON",
         f"{ids['foreign']}/notes.txt: not a scalinglab file",
+        f"{ids['spec']}/run.json: not a JSON object",
         "runs/stray.csv: not a run folder",
     ]
     for text in expect:
         assert sum(text in m for m in messages) == 1, (text, messages)
     assert len(messages) == len(expect)
-    assert len(df) == 8
+    assert len(df) == 10
     assert df.loc[ids["lost"], "status"] == "pending"
-    assert df.loc[ids["corrupt"], "status"] == "damaged"
-    assert (df.drop([ids["lost"], ids["corrupt"]])["status"] == "done").all()
+    assert df.loc[ids["corrupt"], "status"] == "damaged" and df.loc[ids["spec"], "status"] == "damaged"
+    assert (df.drop([ids["lost"], ids["corrupt"], ids["spec"]])["status"] == "done").all()
     with pytest.warns(results.DamagedResults) as caught:
         evals = results.load(sweep_dir, per_eval=True)  # the evaluations are read only now
     truncated = f"{ids['truncated']}/metrics.jsonl: line 2 is not a whole evaluation record"
     assert sum(truncated in str(w.message) for w in caught) == 1
     per_run = evals.groupby("run_id").size()
     assert per_run[ids["truncated"]] == 1 and per_run[ids["foreign"]] == 2  # the whole line before the cut is kept
-    assert ids["corrupt"] not in per_run
+    assert ids["corrupt"] not in per_run and ids["spec"] not in per_run
 
 
 def test_fit_plot_and_status_warn_per_run_and_go_on(damaged, capsys):
@@ -74,7 +89,7 @@ def test_fit_plot_and_status_warn_per_run_and_go_on(damaged, capsys):
     assert main(["fit", str(sweep_dir), "--json", "--bootstrap", "0"]) == 0
     out, err = capsys.readouterr()
     fit = json.loads(out)  # the warnings went to stderr, not into the JSON
-    assert fit["n_runs"] == 6 and "alpha" in fit
+    assert fit["n_runs"] == 7 and "alpha" in fit
     lines = err.splitlines()
     assert all(line.startswith("scalinglab: warning: ") for line in lines)
     for run_id in ids.values():
@@ -89,23 +104,24 @@ def test_fit_plot_and_status_warn_per_run_and_go_on(damaged, capsys):
 
     assert main(["status", str(sweep_dir)]) == 0
     out, err = capsys.readouterr()
-    assert "1 pending · 6 done · 1 damaged" in out
-    assert "summary.json: not JSON" in out  # the damaged run's detail in the table
+    assert "1 pending · 7 done · 2 damaged" in out
+    assert "summary.json: not JSON" in out and "run.json: damaged" in out  # the damaged runs' detail in the table
     assert ids["corrupt"] in err and ids["lost"] in err
 
 
-def test_run_trains_again_the_runs_whose_summary_was_lost_or_damaged(damaged, capsys):
+def test_run_repairs_what_it_can_and_trains_again_the_runs_whose_summary_was_lost_or_damaged(damaged, capsys):
     path, sweep_dir, ids = damaged
     assert main(["run", str(path), "--results", str(sweep_dir.parent)]) == 0
-    assert "2 trained, 6 already done, 0 failed" in capsys.readouterr().out
+    assert "2 trained, 8 already done, 0 failed" in capsys.readouterr().out  # run.json rewritten, not retrained
     with pytest.warns(results.DamagedResults, match="not a scalinglab file"):  # foreign files stay
         df = results.load(sweep_dir)
-    assert (df["status"] == "done").all() and len(df) == 8
+    assert (df["status"] == "done").all() and len(df) == 10
 
 
-def _record(sweep_dir, worker):
+def _record(sweep_dir, worker, start):
     from scalinglab import scheduler  # noqa: PLC0415
 
+    start.wait()  # all at once
     for i in range(40):
         scheduler.record_jobs(sweep_dir, "local", {f"run-{worker}-{i}": str(i)})
 
@@ -115,7 +131,8 @@ def test_concurrent_launchers_keep_every_job_in_jobs_json(tmp_path):
     from scalinglab import scheduler  # noqa: PLC0415
 
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_record, args=(tmp_path, w)) for w in range(4)]
+    start = ctx.Barrier(4)
+    workers = [ctx.Process(target=_record, args=(tmp_path, w, start)) for w in range(4)]
     for w in workers:
         w.start()
     for w in workers:
@@ -133,5 +150,5 @@ def test_a_damaged_jobs_json_or_requeue_record_is_reported_and_the_sweep_goes_on
     scheduler.record_jobs(tmp_path, "local", {"abc": "7"})  # the next job recorded repairs it
     assert scheduler.read_jobs(tmp_path) == {"abc": {"job_id": "7", "executor": "local"}}
     (tmp_path / results.REQUEUES).write_text("[1, 2")
-    with pytest.warns(results.DamagedResults, match="requeues.json: not a requeue record"):
+    with pytest.warns(results.DamagedResults, match="requeues.json: not JSON"):
         assert scheduler.requeue_count(tmp_path) == 0

@@ -171,6 +171,9 @@ def cmd_status(args, console: Console) -> int:
         states = {s.run_id: s for s in scheduler.run_states(sweep_dir, [r["run_id"] for r in runs])}
     except scheduler.SchedulerError as e:
         raise UsageError(f"{args.path}: {e}") from e
+    for r in runs:  # a damaged run.json: whatever its summary says, the run is not usable as it is
+        if r["status"] == results.DAMAGED:
+            states[r["run_id"]] = scheduler.RunState(r["run_id"], results.DAMAGED, states[r["run_id"]].job_id, r["error"])
     table = Table(title=f"{sweep_dir.name}: {len(runs)} runs")
     for col in ("run_id", "N", "D", "role", "state", "job", "detail"):
         table.add_column(col, justify="left" if col in ("state", "detail") else "right")
@@ -179,7 +182,7 @@ def cmd_status(args, console: Console) -> int:
     for r in runs:
         st = states[r["run_id"]]
         state = f"[{colors[st.state]}]{st.state}[/]" if st.state in colors else st.state
-        role = "trunk" if r.get("role") == "trunk" else "branch" if r.get("trunk_id") else ""
+        role = "trunk" if r.get("role") == "trunk" else "branch" if pd.notna(r.get("trunk_id")) else ""
         size = [f"{int(r[k]):,}" if pd.notna(r.get(k)) else "?" for k in ("N", "D")]
         table.add_row(r["run_id"], *size, role, state, st.job_id or "", st.detail)
     console.print(table)
@@ -206,7 +209,7 @@ def cmd_cancel(args, console: Console) -> int:
 # ---- fit and plot -----------------------------------------------------------------------------
 
 
-def _finished_runs(sweep_dir: Path, console: Console) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _finished_runs(sweep_dir: Path, console: Console) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The done runs of a sweep with a usable final loss, and their evaluations with C_seen (FLOPs
     so far). Diverged runs and runs whose loss is not a positive number are left out, by name."""
     df = _load(sweep_dir)
@@ -226,6 +229,8 @@ def _finished_runs(sweep_dir: Path, console: Console) -> tuple[pd.DataFrame, pd.
         what = f"all {len(diverged)} finished runs diverged" if len(diverged) and not len(bad) else "no finished runs with a usable loss yet"
         raise FitError(f"{sweep_dir}: {what}; nothing to fit")
     evals = results.load(sweep_dir, per_eval=True)
+    if evals.empty:  # every evaluation record damaged: the final losses still fit
+        return done, None
     evals = evals[evals["run_id"].isin(done["run_id"])].copy()
     evals["C_seen"] = evals["tokens"] * evals["flops_per_token"]
     return done, evals
@@ -233,7 +238,9 @@ def _finished_runs(sweep_dir: Path, console: Console) -> tuple[pd.DataFrame, pd.
 
 def _fit_spec(sweep_dir: Path | None, args) -> spec.FitSpec:
     """The sweep's fit section (or the defaults), with command-line flags on top."""
-    saved = results.read_json(Path(sweep_dir) / "sweep.json") if sweep_dir else None
+    saved, problem = results.read_record(Path(sweep_dir) / "sweep.json", {"fit"}) if sweep_dir else (None, None)
+    if problem is not None:
+        results.report_damage(Path(sweep_dir) / "sweep.json", f"{problem}; fitting with the default fit settings")
     base = saved["fit"] if saved else {}
     flags = {"huber_delta": args.huber_delta, "method": args.method, "bootstrap": args.bootstrap,
              "holdout_fraction": args.holdout}

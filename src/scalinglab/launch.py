@@ -236,6 +236,8 @@ def launch(runs: list[RunSpec], launch_spec: LaunchSpec, sweep_dir: Path, consol
     for run in runs:
         path = results.run_dir(sweep_dir, run.run_id)
         if results.is_complete(path):
+            if results.read_spec(path) is None:  # lost or damaged: the plan knows what it said
+                results.write_json(path / "run.json", run.to_dict())
             out.skipped += 1
         elif launch_spec.executor != "slurm" and results.is_locked(path):  # slurm: its queued and running jobs are watched
             elsewhere.append((run, path))

@@ -184,7 +184,9 @@ def _extrapolation(df: pd.DataFrame, ext: dict, path: Path) -> Path:
     yerr = None
     if "L_pred_ci" in held:
         ci = np.array(held["L_pred_ci"].tolist())
-        yerr = [held["L_pred"] - ci[:, 0], ci[:, 1] - held["L_pred"]]
+        # The point prediction is the fit to the runs themselves, not the resamples' median: it
+        # may lie outside their interval, and matplotlib takes no negative bar lengths.
+        yerr = np.clip([held["L_pred"] - ci[:, 0], ci[:, 1] - held["L_pred"]], 0, None)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8))
 
     x, by = ("D", "N") if ext["by"] == "D" else ("N", "D")

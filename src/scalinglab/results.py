@@ -19,6 +19,8 @@ BRANCH_DIR = "branch_points"  # a cooldown trunk's checkpoints at its branch poi
 REQUEUES = "requeues.json"  # how often the run's job was preempted or timed out, and the step it saved
 COMPLETE = ("done", "diverged")  # a re-run would end the same way: skip them
 DAMAGED = "damaged"  # the status of a run whose run.json or summary.json cannot be read
+SPEC_KEYS = {"N", "D", "C", "seed", "steps", "flops_per_token"}  # what fits and status read from run.json
+EVAL_KEYS = {"step", "tokens", "L"}  # what every evaluation record holds
 FILES = ("run.json", "metrics.jsonl", "summary.json", REQUEUES, RESUME_DIR, BRANCH_DIR)
 
 
@@ -82,26 +84,44 @@ def read_metrics(run_path: Path) -> list[dict]:
             record = json.loads(line)
         except ValueError:  # not JSON, or not UTF-8
             record = None
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
+        if isinstance(record, dict) and EVAL_KEYS <= record.keys() and isinstance(record["step"], int):
             records.append(record)
         elif line.strip():
             report_damage(path, f"line {i} is not a whole evaluation record (truncated?); skipped")
     return records
 
 
+def read_record(path: Path, keys: set[str]) -> tuple[dict | None, str | None]:
+    """A JSON object file that must hold `keys`: (the object, None), (None, None) if there is no
+    such file, or (None, what is wrong with it)."""
+    try:
+        obj = read_json(path)
+    except ValueError as e:  # not JSON, or not UTF-8
+        return None, f"not JSON ({e})"
+    if obj is None or isinstance(obj, dict) and keys <= obj.keys():
+        return obj, None
+    missing = sorted(keys - obj.keys()) if isinstance(obj, dict) else None
+    return None, f"no {', '.join(missing)} in it" if missing else "not a JSON object"
+
+
 def read_summary(run_path: Path) -> dict | None:
     """The run's summary.json, None if it has none. One that cannot be read is reported and
     reads as status "damaged": not complete, so `scalinglab run` trains the run again."""
     path = Path(run_path) / "summary.json"
-    try:
-        summary = read_json(path)
-    except ValueError as e:  # not JSON, or not UTF-8
-        summary = e
-    if summary is None or isinstance(summary, dict) and isinstance(summary.get("status"), str):
+    summary, problem = read_record(path, {"status"})
+    if problem is None:
         return summary
-    what = f"not JSON ({summary})" if isinstance(summary, ValueError) else "no status in it"
-    report_damage(path, f"{what}; the run counts as damaged")
-    return {"status": DAMAGED, "error": f"summary.json: {what}"}
+    report_damage(path, f"{problem}; the run counts as damaged")
+    return {"status": DAMAGED, "error": f"summary.json: {problem}"}
+
+
+def read_spec(run_path: Path) -> dict | None:
+    """The run's run.json; None if it is missing or damaged (reported: the launcher rewrites it)."""
+    path = Path(run_path) / "run.json"
+    spec, problem = read_record(path, SPEC_KEYS)
+    if problem is not None:
+        report_damage(path, f"{problem}; the run counts as damaged until `scalinglab run` rewrites it")
+    return spec
 
 
 def lock_run(run_path: Path) -> int | None:
@@ -151,22 +171,19 @@ def is_complete(run_path: Path) -> bool:
 def _read_run(d: Path) -> dict:
     """One run folder as a row: run.json, then summary.json, reporting what is damaged or foreign."""
     for p in sorted(d.iterdir()):
-        if p.name not in FILES and not any(p.name.startswith(f".{f}.") for f in FILES):  # not a write in progress
+        in_progress = any(p.name.startswith(f".{f}.") for f in FILES) or p.name.startswith(".nfs")  # atomic writes, NFS
+        if p.name not in FILES and not in_progress:
             report_damage(p, "not a scalinglab file; ignored")
-    try:
-        spec = read_json(d / "run.json")
-    except ValueError as e:
-        spec = e
-    if not isinstance(spec, dict) or not {"N", "D", "seed"} <= spec.keys():
-        what = f"not JSON ({spec})" if isinstance(spec, ValueError) else "not a run spec"
-        report_damage(d / "run.json", f"{what}; the run counts as damaged until `scalinglab run` rewrites it")
-        return {"status": DAMAGED, "error": f"run.json: {what}"}
+    spec = read_spec(d)
+    if spec is None:
+        return {"status": DAMAGED, "error": "run.json: damaged"}
     summary = read_summary(d)
-    if summary is None and not (d / RESUME_DIR).exists() and not is_locked(d):
+    if summary is None and not (d / RESUME_DIR).exists():
         metrics = read_metrics(d)
-        if metrics:
-            report_damage(d, f"evaluations up to step {metrics[-1]['step']} of {spec.get('steps')} but no summary.json and no "
-                       "checkpoint (interrupted, or its summary was lost); left out until `scalinglab run` trains it again")
+        if metrics and not is_locked(d):  # the lock only where there is something to say: a job may be starting
+            report_damage(d, f"evaluations up to step {metrics[-1]['step']} of {spec['steps']} but no summary.json and no "
+                             "checkpoint (interrupted before its first checkpoint, or its summary was lost); not in the fits "
+                             "until it is trained again")
     return {**spec, **(summary or {"status": "pending"})}
 
 

@@ -37,13 +37,12 @@ def read_jobs(sweep_dir: Path) -> dict[str, dict]:
     """run_id -> {"job_id", "executor"} of the latest job submitted for each run. A damaged
     jobs.json is reported and read as empty: runs are then judged by their files and locks."""
     path = Path(sweep_dir) / JOBS
-    try:
-        jobs = results.read_json(path) or {}
-    except ValueError as e:  # not JSON, or not UTF-8
-        results.report_damage(path, f"not JSON ({e}); ignored")
-        return {}
-    if not isinstance(jobs, dict) or not all(isinstance(j, dict) and "job_id" in j for j in jobs.values()):
-        results.report_damage(path, "not a table of jobs; ignored")
+    jobs, problem = results.read_record(path, set())
+    jobs = jobs or {}
+    if problem is None and not all(isinstance(j, dict) and {"job_id", "executor"} <= j.keys() for j in jobs.values()):
+        problem = "not a table of jobs"
+    if problem is not None:
+        results.report_damage(path, f"{problem}; ignored")
         return {}
     return jobs
 
@@ -59,12 +58,10 @@ def record_jobs(sweep_dir: Path, executor: str, job_ids: dict[str, str]) -> None
 def requeue_count(run_path: Path) -> int:
     """How often the run's job was requeued (preempted or timed out); a damaged record is reported, 0."""
     path = Path(run_path) / results.REQUEUES
-    try:
-        count = (results.read_json(path) or {}).get("count", 0)
-    except (ValueError, AttributeError) as e:  # not JSON, or not an object
-        results.report_damage(path, f"not a requeue record ({e}); counted as 0")
-        return 0
-    return count
+    record, problem = results.read_record(path, {"count"})
+    if problem is not None:
+        results.report_damage(path, f"{problem}; counted as 0")
+    return record["count"] if record else 0
 
 
 def _ask(cmd: list[str]) -> str:
