@@ -23,6 +23,7 @@ def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
             "D": [2560, 5120],
         },
         "train": {"batch_size": 4, "lr": 1e-2, "n_evals": 2},
+        "fit": {"bootstrap": 0},  # the fit at the end of `run`: intervals are tested in test_analysis
         "launch": {"executor": executor},
     }
     for key, value in sections.items():
