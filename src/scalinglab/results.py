@@ -124,26 +124,30 @@ def read_spec(run_path: Path) -> dict | None:
     return spec
 
 
-def lock_run(run_path: Path) -> int | None:
-    """Takes the run's lock, an flock on its folder, so that no two processes train it at once;
-    returns the descriptor that holds it (close it to release), or None if another process holds
-    it. The kernel releases the lock when its holder dies, even by kill -9."""
-    fd = os.open(run_path, os.O_RDONLY | os.O_DIRECTORY)
+def _flock(path: Path, flags: int) -> int | None:
+    """An flock on a folder: the descriptor that holds it, or None if LOCK_NB and it is taken."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, flags)
     except BlockingIOError:
         os.close(fd)
         return None
     return fd
 
 
+def lock_run(run_path: Path) -> int | None:
+    """Takes the run's lock, an flock on its folder, so that no two processes train it at once;
+    returns the descriptor that holds it (close it to release), or None if another process holds
+    it. The kernel releases the lock when its holder dies, even by kill -9."""
+    return _flock(run_path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 @contextlib.contextmanager
 def folder_lock(path: Path):
     """Holds an flock on a folder for the block, waiting for any other holder: for the
     read-modify-write of a file that several processes update (a sweep's jobs.json)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = _flock(path, fcntl.LOCK_EX)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
