@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scalinglab.model import TransformerLM, attention, cross_entropy, dense
+from scalinglab.model import LayerNorm, TransformerLM, attention, cross_entropy, dense
 
 
 def test_changing_a_later_token_never_changes_earlier_logits():
@@ -53,6 +53,20 @@ def test_dense_gradients_equal_autodiff_of_matmul(d_in, d_out):
     expected = jax.vjp(lambda x, w: x @ w, x, w)[1](g)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_and_its_gradients_equal_flax():
+    ours, flax_ln = LayerNorm(48, rngs=nnx.Rngs(0)), nnx.LayerNorm(48, rngs=nnx.Rngs(0))
+    k = jax.random.split(jax.random.key(0), 4)
+    for m in (ours, flax_ln):
+        m.scale[...], m.bias[...] = 1 + jax.random.normal(k[0], (48,)), jax.random.normal(k[1], (48,))
+    x, w = 3 * jax.random.normal(k[2], (2, 5, 48)) + 1, jax.random.normal(k[3], (2, 5, 48))
+    loss = lambda m, x: jnp.sum(m(x) * w)  # noqa: E731
+    np.testing.assert_allclose(ours(x), flax_ln(x), rtol=1e-5, atol=1e-5)
+    (g_ours, gx_ours), (g_flax, gx_flax) = (nnx.grad(loss, argnums=(0, 1))(m, x) for m in (ours, flax_ln))
+    np.testing.assert_allclose(gx_ours, gx_flax, rtol=1e-5, atol=1e-5)
+    for name in ("scale", "bias"):
+        np.testing.assert_allclose(getattr(g_ours, name)[...], getattr(g_flax, name)[...], rtol=1e-5, atol=1e-5)
 
 
 def test_cross_entropy_is_minus_the_target_log_probability():
