@@ -1,7 +1,9 @@
 """Two training-step benchmarks in lockstep on the same cores: by default bench_throughput.py
 (JAX) against bench_throughput_torch.py (PyTorch eager, from a separate environment). Each shape
-is set up in both processes, then their steps alternate (A, B, A, B, ...), so load from other
-processes on the machine hits both alike. Between steps each side pauses (--pause): worker threads
+is set up in both processes, then their steps alternate (A B, B A, A B, ...), so load from other
+processes on the machine hits both alike and neither always goes first. Even so, the same JAX
+benchmark on both sides (an A/A run) has given B/A 0.84 for one setup of a shape and 0.99 for the
+next: one run's ratio is good to about 15%; compare medians over runs, with A and B swapped. Between steps each side pauses (--pause): worker threads
 spin for a while after a step (PyTorch's OpenMP, XLA's thread pool) and would otherwise take the
 cores from the other side's next step. Reported are each side's median tokens/s and MFU (both
 over A's peak, scalinglab's measured CPU peak) and the median of the per-round B/A step-time ratios.
@@ -70,11 +72,10 @@ def load_average() -> float:
 def compare(a: Side, b: Side, shape: str, steps: int, pause: float) -> dict:
     info_a, info_b = json.loads(a.ask(shape)), json.loads(b.ask(shape))
     times_a, times_b, loads = [], [], []
-    for _ in range(steps):
-        times_a.append(float(a.ask("step")))
-        time.sleep(pause)
-        times_b.append(float(b.ask("step")))
-        time.sleep(pause)
+    for i in range(steps):
+        for side, times in ((a, times_a), (b, times_b))[:: 1 if i % 2 == 0 else -1]:  # A B, B A, ...
+            times.append(float(side.ask("step")))
+            time.sleep(pause)
         loads.append(load_average())
     n_layers, d_model = map(int, shape.split("x"))
     row = {"n_layers": n_layers, "d_model": d_model}
