@@ -38,12 +38,15 @@ def test_no_gradient_flows_from_a_position_to_earlier_inputs():
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("L", [256, 100, 32])  # whole blocks, a partial last block, a single block
-def test_attention_equals_jax_dot_product_attention(causal, L):
-    q, k, v = (jax.random.normal(key, (2, 3, L, 16)) for key in jax.random.split(jax.random.key(0), 3))
-    out = attention(q, k, v, 0.25, causal)
+def test_attention_and_its_gradients_equal_jax_dot_product_attention(causal, L):
+    q, k, v, w = (jax.random.normal(key, (2, 3, L, 16)) for key in jax.random.split(jax.random.key(0), 4))
     t = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731  (B, H, L, K) <-> (B, L, H, K)
-    expected = t(jax.nn.dot_product_attention(t(q), t(k), t(v), scale=0.25, is_causal=causal))
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    ours = lambda q, k, v: attention(q, k, v, 0.25, causal)  # noqa: E731
+    reference = lambda q, k, v: t(jax.nn.dot_product_attention(t(q), t(k), t(v), scale=0.25, is_causal=causal))  # noqa: E731
+    np.testing.assert_allclose(ours(q, k, v), reference(q, k, v), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda *qkv, f=f: jnp.sum(f(*qkv) * w), argnums=(0, 1, 2))(q, k, v) for f in (ours, reference)]
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("d_in, d_out", [(8, 32), (32, 8)])

@@ -6,8 +6,9 @@ non-embedding parameter count is exactly planner.count_N (tested).
 
 The forward pass is written for XLA on CPU (experiments/bench_throughput.py measures it): weight
 gradients put the transposed copy XLA needs on the smaller operand (`dense`), attention works in
-a heads-major layout and skips the score blocks a causal mask removes entirely, and the loss
-takes the target logit with a one-hot product, whose gradient needs no scatter.
+a heads-major layout and skips the score blocks a causal mask removes entirely, layer norm does
+its reductions as matrix-vector products, and the loss takes the target logit with a one-hot
+product, whose gradient needs no scatter.
 """
 
 from __future__ import annotations
