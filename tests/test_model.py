@@ -44,6 +44,8 @@ def test_attention_and_its_gradients_equal_jax_dot_product_attention(causal, L):
     ours = lambda q, k, v: attention(q, k, v, 0.25, causal)  # noqa: E731
     reference = lambda q, k, v: t(jax.nn.dot_product_attention(t(q), t(k), t(v), scale=0.25, is_causal=causal))  # noqa: E731
     np.testing.assert_allclose(ours(q, k, v), reference(q, k, v), rtol=1e-5, atol=1e-5)
+    if L != 100:  # gradients once, on several blocks and a partial one: each check compiles for seconds
+        return
     grads = [jax.grad(lambda *qkv, f=f: jnp.sum(f(*qkv) * w), argnums=(0, 1, 2))(q, k, v) for f in (ours, reference)]
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
