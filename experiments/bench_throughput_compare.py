@@ -3,10 +3,11 @@
 is set up in both processes, then their steps alternate (A B, B A, A B, ...), so load from other
 processes on the machine hits both alike and neither always goes first. Even so, the same JAX
 benchmark on both sides (an A/A run) has given B/A 0.84 for one setup of a shape and 0.99 for the
-next: one run's ratio is good to about 15%; compare medians over runs, with A and B swapped. Between steps each side pauses (--pause): worker threads
-spin for a while after a step (PyTorch's OpenMP, XLA's thread pool) and would otherwise take the
-cores from the other side's next step. Reported are each side's median tokens/s and MFU (both
-over A's peak, scalinglab's measured CPU peak) and the median of the per-round B/A step-time ratios.
+next: one run's ratio is good to about 15%; compare medians over runs, with A and B swapped.
+Between steps each side pauses (--pause): worker threads spin for a while after a step
+(PyTorch's OpenMP, XLA's thread pool) and would otherwise take the cores from the other side's
+next step. Reported are each side's median tokens/s and MFU (both over A's peak, scalinglab's
+measured CPU peak) and the median of the per-round B/A step-time ratios.
 
 B can instead be the JAX benchmark under other settings, e.g. an XLA flag:
     .venv/bin/python experiments/bench_throughput_compare.py \
