@@ -1,9 +1,12 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
+from scalinglab import cpu_attention
 from scalinglab.model import LayerNorm, TransformerLM, attention, cross_entropy, dense
 
 
@@ -36,9 +39,19 @@ def test_no_gradient_flows_from_a_position_to_earlier_inputs():
         assert np.any(np.asarray(g[0, : t + 1]) != 0)
 
 
+@pytest.fixture(params=["kernel", "xla"])
+def attention_path(request, monkeypatch):
+    """model.attention by cpu_attention's kernel (which CI's toolchain must build), or by XLA's dots."""
+    if request.param == "kernel":
+        assert cpu_attention.available(), "the CPU attention kernel did not build: see the warning logged"
+    else:
+        monkeypatch.setattr(cpu_attention, "usable", lambda x: False)
+    return request.param
+
+
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("L", [256, 100, 32])  # whole blocks, a partial last block, a single block
-def test_attention_and_its_gradients_equal_jax_dot_product_attention(causal, L):
+def test_attention_and_its_gradients_equal_jax_dot_product_attention(causal, L, attention_path):
     q, k, v, w = (jax.random.normal(key, (2, 3, L, 16)) for key in jax.random.split(jax.random.key(0), 4))
     t = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731  (B, H, L, K) <-> (B, L, H, K)
     ours = lambda q, k, v: attention(q, k, v, 0.25, causal)  # noqa: E731
@@ -49,6 +62,22 @@ def test_attention_and_its_gradients_equal_jax_dot_product_attention(causal, L):
     grads = [jax.grad(lambda *qkv, f=f: jnp.sum(f(*qkv) * w), argnums=(0, 1, 2))(q, k, v) for f in (ours, reference)]
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_kernel_runs_under_vmap():
+    q, k, v = (jax.random.normal(key, (3, 2, 70, 16)) for key in jax.random.split(jax.random.key(0), 3))
+    one = lambda q, k, v: cpu_attention.attention(q, k, v, 0.25, True)  # noqa: E731
+    np.testing.assert_allclose(jax.vmap(one)(q, k, v), jnp.stack([one(*x) for x in zip(q, k, v)]), rtol=1e-6, atol=1e-6)
+
+
+def test_without_a_compiler_attention_falls_back_to_xla_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setattr(cpu_attention, "available", functools.cache(cpu_attention.available.__wrapped__))
+    q = jax.random.normal(jax.random.key(0), (1, 2, 8, 16))
+    assert not cpu_attention.usable(q)
+    assert "no C++ compiler (no-such-compiler)" in caplog.text
+    reference = jnp.swapaxes(jax.nn.dot_product_attention(*(jnp.swapaxes(q, 1, 2),) * 3, scale=0.25, is_causal=True), 1, 2)
+    np.testing.assert_allclose(attention(q, q, q, 0.25, True), reference, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("d_in, d_out", [(8, 32), (32, 8)])

@@ -5,10 +5,10 @@ Linear layers have no biases and the output layer is tied to the token embedding
 non-embedding parameter count is exactly planner.count_N (tested).
 
 The forward pass is written for XLA on CPU (experiments/bench_throughput.py measures it): weight
-gradients put the transposed copy XLA needs on the smaller operand (`dense`), attention works in
-a heads-major layout and skips the score blocks a causal mask removes entirely, layer norm does
-its reductions as matrix-vector products, and the loss takes the target logit with a one-hot
-product, whose gradient needs no scatter.
+gradients put the transposed copy XLA needs on the smaller operand (`dense`), attention runs as a
+C++ kernel on all cores (cpu_attention) or else works in a heads-major layout and skips the score
+blocks a causal mask removes entirely, layer norm does its reductions as matrix-vector products,
+and the loss takes the target logit with a one-hot product, whose gradient needs no scatter.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from . import cpu_attention
 from .parametrization import Rules, rules
 
 EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
@@ -97,7 +98,10 @@ class LayerNorm(nnx.LayerNorm):
 
 def attention(q_BHLK: jax.Array, k_BHLK: jax.Array, v_BHLK: jax.Array, scale: float, causal: bool) -> jax.Array:
     """Softmax attention in the heads-major layout (batch and head dimensions lead, as XLA's
-    batched dot wants them). Causal: query block i attends to key blocks 0..i only."""
+    batched dot wants them). Causal: query block i attends to key blocks 0..i only. On a CPU,
+    cpu_attention's kernel computes it where it can."""
+    if cpu_attention.usable(q_BHLK):
+        return cpu_attention.attention(q_BHLK, k_BHLK, v_BHLK, scale, causal)
     L = q_BHLK.shape[2]
     q_BHLK = q_BHLK * scale  # on q: fewer elements than the scores
     if not causal or L <= ATTENTION_BLOCK:

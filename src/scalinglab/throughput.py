@@ -32,7 +32,7 @@ PEAKS = {
 MATMUL_N = 1024
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
@@ -54,7 +54,7 @@ def measure_cpu_peak(seconds: float = 2.0) -> float:
 
 
 def cpu_peak() -> float:
-    key = f"{_cpu_model()}|{len(os.sched_getaffinity(0))} cores"
+    key = f"{cpu_model()}|{len(os.sched_getaffinity(0))} cores"
     path = cache_dir() / "cpu_peak.json"
     try:
         known = json.loads(path.read_text())
