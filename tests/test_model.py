@@ -65,6 +65,7 @@ def test_attention_and_its_gradients_equal_jax_dot_product_attention(causal, L, 
 
 
 def test_the_kernel_runs_under_vmap():
+    assert cpu_attention.available()  # registers the kernel
     q, k, v = (jax.random.normal(key, (3, 2, 70, 16)) for key in jax.random.split(jax.random.key(0), 3))
     one = lambda q, k, v: cpu_attention.attention(q, k, v, 0.25, True)  # noqa: E731
     np.testing.assert_allclose(jax.vmap(one)(q, k, v), jnp.stack([one(*x) for x in zip(q, k, v)]), rtol=1e-6, atol=1e-6)

@@ -10,11 +10,13 @@ uses XLA's dots instead: same values, slower.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import hashlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
 from functools import partial
 from pathlib import Path
@@ -34,25 +36,41 @@ FORWARD, BACKWARD = "scalinglab_attention_fwd", "scalinglab_attention_bwd"
 log = logging.getLogger(__name__)
 
 
+def _cpu_features() -> str:
+    """The CPU's feature flags: -march=native code must not run on a CPU without them (nodes of a
+    cluster can share the cache and a model name, and differ in AVX-512)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return ""
+
+
 def _compile() -> Path:
-    """The kernel's shared library, compiled unless the cache holds it."""
+    """The kernel's shared library, compiled unless the cache holds it. Concurrent callers (the
+    jobs of a sweep) take a file lock: one compiles, the rest wait and load its result."""
     cxx = os.environ.get("CXX", "c++")
+    key = "|".join([SOURCE.read_text(), jaxlib.__version__, cxx, *FLAGS, cpu_model(), _cpu_features()])
+    root = cache_dir() / "kernels"
+    path = root / f"cpu_attention-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+    if path.exists():
+        return path
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler ({cxx})")
     if not (EIGEN_INCLUDE / "Eigen" / "Core").exists():
         raise RuntimeError(f"no Eigen headers in {EIGEN_INCLUDE}")
-    key = hashlib.sha256("|".join([SOURCE.read_text(), jaxlib.__version__, cxx, *FLAGS, cpu_model()]).encode()).hexdigest()[:16]
-    path = cache_dir() / "kernels" / f"cpu_attention-{key}.so"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # jobs of a sweep may compile at once
-    cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{EIGEN_INCLUDE}", str(SOURCE), "-o", str(tmp)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()[-1:]
-        raise RuntimeError(f"{cxx} failed: {errors[0] if errors else done.returncode}")
-    tmp.replace(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if not path.exists():
+            tmp = path.with_suffix(f".{socket.gethostname()}.{os.getpid()}.tmp")
+            cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{EIGEN_INCLUDE}", str(SOURCE), "-o", str(tmp)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                tmp.unlink(missing_ok=True)
+                errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()[-1:]
+                raise RuntimeError(f"{cxx} failed: {errors[0] if errors else done.returncode}")
+            tmp.replace(path)  # atomic: the library is complete or absent
     return path
 
 
@@ -63,11 +81,12 @@ def available() -> bool:
         return False
     try:
         library = ctypes.cdll.LoadLibrary(str(_compile()))
-    except (RuntimeError, OSError) as e:
+        forward, backward = library.AttentionForward, library.AttentionBackward
+    except (RuntimeError, OSError, AttributeError) as e:  # AttributeError: a library without the handlers
         log.warning("CPU attention kernel unavailable (%s); attention uses XLA's dots, slower", e)
         return False
-    jax.ffi.register_ffi_target(FORWARD, jax.ffi.pycapsule(library.AttentionForward), platform="cpu")
-    jax.ffi.register_ffi_target(BACKWARD, jax.ffi.pycapsule(library.AttentionBackward), platform="cpu")
+    jax.ffi.register_ffi_target(FORWARD, jax.ffi.pycapsule(forward), platform="cpu")
+    jax.ffi.register_ffi_target(BACKWARD, jax.ffi.pycapsule(backward), platform="cpu")
     return True
 
 
