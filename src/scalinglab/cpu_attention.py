@@ -2,21 +2,20 @@
 XLA's intra-op thread pool, where XLA's batched dots use one thread.
 
 The kernel is compiled on first use with the system C++ compiler against Eigen and the FFI
-headers jaxlib ships, then cached per source, jaxlib version and CPU model. Without a compiler or
-Eigen (apt install g++ libeigen3-dev), or with SCALINGLAB_CPU_ATTENTION=off, model.attention
-uses XLA's dots instead: same values, slower.
+headers jaxlib ships, then cached per source, jaxlib version, compiler and CPU (model and feature
+flags: it is built for the CPU it runs on). Without a compiler or Eigen (apt install g++
+libeigen3-dev), or with SCALINGLAB_CPU_ATTENTION=off, model.attention uses XLA's dots instead:
+same values, slower.
 """
 
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import functools
 import hashlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 from functools import partial
 from pathlib import Path
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from .data import cache_dir
+from .data import build_once, cache_dir
 from .throughput import cpu_model
 
 SOURCE = Path(__file__).with_name("cpu_attention.cc")
@@ -47,31 +46,25 @@ def _cpu_features() -> str:
 
 
 def _compile() -> Path:
-    """The kernel's shared library, compiled unless the cache holds it. Concurrent callers (the
-    jobs of a sweep) take a file lock: one compiles, the rest wait and load its result."""
+    """The kernel's shared library, compiled unless the cache holds it (once among concurrent jobs)."""
     cxx = os.environ.get("CXX", "c++")
     key = "|".join([SOURCE.read_text(), jaxlib.__version__, cxx, *FLAGS, cpu_model(), _cpu_features()])
-    root = cache_dir() / "kernels"
-    path = root / f"cpu_attention-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+    path = cache_dir() / "kernels" / f"cpu_attention-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
     if path.exists():
         return path
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler ({cxx})")
     if not (EIGEN_INCLUDE / "Eigen" / "Core").exists():
         raise RuntimeError(f"no Eigen headers in {EIGEN_INCLUDE}")
-    root.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-        if not path.exists():
-            tmp = path.with_suffix(f".{socket.gethostname()}.{os.getpid()}.tmp")
-            cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{EIGEN_INCLUDE}", str(SOURCE), "-o", str(tmp)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                tmp.unlink(missing_ok=True)
-                errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()[-1:]
-                raise RuntimeError(f"{cxx} failed: {errors[0] if errors else done.returncode}")
-            tmp.replace(path)  # atomic: the library is complete or absent
-    return path
+
+    def build(tmp: Path) -> None:
+        cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{EIGEN_INCLUDE}", str(SOURCE), "-o", str(tmp)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()[-1:]
+            raise RuntimeError(f"{cxx} failed: {errors[0] if errors else done.returncode}")
+
+    return build_once(path, build)
 
 
 @functools.cache

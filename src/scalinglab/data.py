@@ -49,6 +49,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SCALINGLAB_CACHE") or Path.home() / ".cache" / "scalinglab")
 
 
+def build_once(done: Path, build: Callable[[Path], None]) -> Path:
+    """`done`, a file or folder in the cache, built first if absent: build(tmp) writes tmp, then tmp
+    is renamed to done, so the entry is complete or absent. Concurrent callers (parallel jobs) take a
+    file lock: one builds, the rest wait and then use its result."""
+    if not done.exists():
+        done.parent.mkdir(parents=True, exist_ok=True)
+        with open(done.with_name(f"{done.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            if not done.exists():
+                tmp = done.with_name(f"{done.name}.tmp")
+                if tmp.is_dir():  # left by a builder that died
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink(missing_ok=True)
+                build(tmp)
+                tmp.rename(done)
+    return done
+
+
 def load_corpus(
     source: str, path: str | None, text_field: str, tokenizer: str, vocab_size: int, val_fraction: float
 ) -> Corpus:
@@ -288,24 +307,17 @@ def _cache_key(source, path, files, text_field, vocab_size, val_fraction) -> str
 
 
 def _cached(key: str, build: Callable[[Path], Corpus]) -> Corpus:
-    """Loads cache_dir()/corpora/key, building it first if absent. Concurrent callers (parallel jobs)
-    take a file lock: one builds, the rest wait and then read its result."""
-    root = cache_dir() / "corpora"
-    done = root / key
-    if not done.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-            if not done.is_dir():
-                tmp = root / f"{key}.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)  # left by a builder that died
-                tmp.mkdir()
-                corpus = build(tmp)
-                np.save(tmp / "train.npy", corpus.train)
-                np.save(tmp / "val.npy", corpus.val)
-                meta = {"vocab_size": corpus.vocab_size, "val_bytes_per_token": corpus.val_bytes_per_token}
-                (tmp / "meta.json").write_text(json.dumps(meta))
-                tmp.rename(done)  # atomic: the entry is complete or absent
+    """Loads cache_dir()/corpora/key, building it first if absent (build_once)."""
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        corpus = build(tmp)
+        np.save(tmp / "train.npy", corpus.train)
+        np.save(tmp / "val.npy", corpus.val)
+        meta = {"vocab_size": corpus.vocab_size, "val_bytes_per_token": corpus.val_bytes_per_token}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+
+    done = build_once(cache_dir() / "corpora" / key, write)
     meta = json.loads((done / "meta.json").read_text())
     return Corpus(np.load(done / "train.npy", mmap_mode="r"), np.load(done / "val.npy", mmap_mode="r"), **meta)
 
