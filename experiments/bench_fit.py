@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from scalinglab.fit import fit_chinchilla, from_columns
-from scalinglab.uncertainty import bootstrap, summarize
+from scalinglab.analysis.laws import PARAMS, fit_chinchilla, from_columns
+from scalinglab.analysis.uncertainty import bootstrap, summarize
 
 CSV = Path(__file__).parents[1] / "tests" / "data" / "chinchilla_fig4_points.csv"
-PARAMS = ("E", "A", "B", "alpha", "beta")
 
 
 def timed(f, *args, **kw):

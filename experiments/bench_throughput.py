@@ -17,11 +17,11 @@ import time
 
 from bench_harness import D_HEAD, parse_args, report, serve, warmed_up
 
-from scalinglab import launch
+from scalinglab.launch.job import setup_job
 
 
 def run_spec(n_layers: int, d_model: int, batch_size: int, seq_len: int, steps: int):
-    from scalinglab import planner, spec  # noqa: PLC0415  (after launch.setup_job)
+    from scalinglab.sweep import planner, read  # noqa: PLC0415  (after setup_job)
 
     doc = {
         "name": "bench",
@@ -29,7 +29,7 @@ def run_spec(n_layers: int, d_model: int, batch_size: int, seq_len: int, steps: 
         "grid": {"shapes": [{"n_layers": n_layers, "d_model": d_model, "n_heads": d_model // D_HEAD}], "D": [steps * batch_size * seq_len]},
         "train": {"batch_size": batch_size, "precision": "fp32", "objective": "causal"},
     }
-    return planner.plan(spec.parse(doc))[0]
+    return planner.plan(read.parse(doc))[0]
 
 
 def make_stepper(run):
@@ -38,14 +38,18 @@ def make_stepper(run):
     import numpy as np  # noqa: PLC0415
     from flax import nnx  # noqa: PLC0415
 
-    from scalinglab.train import build, make_train_step, optimizer  # noqa: PLC0415
+    from scalinglab.model.transformer import build_model  # noqa: PLC0415
+    from scalinglab.training.loop import make_loss_fn, make_train_step  # noqa: PLC0415
+    from scalinglab.training.optimizer import build_optimizer  # noqa: PLC0415
 
-    graphdef, params = nnx.split(build(run))
-    tx = optimizer(run, params)
+    model = build_model(run.model, run.seed)
+    graphdef, params = nnx.split(model)
+    tx = build_optimizer(run.optim, params, model.r)
     state = [(params, tx.init(params))]
-    step = make_train_step(run, graphdef, tx)
-    windows = np.random.default_rng(0).integers(0, run.vocab_size, (run.batch_size, run.seq_len + 1), dtype=np.int32)
-    batch = tuple(jax.device_put(a) for a in (windows[:, :-1], windows[:, 1:], np.ones((run.batch_size, run.seq_len), np.float32)))
+    step = make_train_step(make_loss_fn(run.precision, graphdef), tx)
+    L = run.model.seq_len
+    windows = np.random.default_rng(0).integers(0, run.model.vocab_size, (run.batch_size, L + 1), dtype=np.int32)
+    batch = tuple(jax.device_put(a) for a in (windows[:, :-1], windows[:, 1:], np.ones((run.batch_size, L), np.float32)))
 
     def one_step() -> float:
         t0 = time.perf_counter()
@@ -63,8 +67,8 @@ def setup(n_layers: int, d_model: int, args):
 
 def main(argv=None) -> None:
     args = parse_args(__doc__.splitlines()[0], argv)
-    launch.setup_job(cores=None)
-    from scalinglab import throughput  # noqa: PLC0415
+    setup_job(cores=None)
+    from scalinglab.training import throughput  # noqa: PLC0415
 
     peak = throughput.cpu_peak()
     if args.serve:

@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scalinglab import planner, results, spec
-from scalinglab.launch import launch
+from scalinglab import results
+from scalinglab.launch.dispatch import launch
+from scalinglab.store.layout import SweepDir
+from scalinglab.sweep import planner
+from scalinglab.sweep.read import parse
+from scalinglab.sweep.spec import SweepSpec
 
 WAYS = {
     "branched": {"schedule": "wsd", "cooldown_branches": True},
@@ -22,8 +26,8 @@ WAYS = {
 }
 
 
-def sweep(name: str, train: dict, args) -> spec.SweepSpec:
-    return spec.parse(
+def sweep(name: str, train: dict, args) -> SweepSpec:
+    return parse(
         {
             "name": name,
             "model": {"seq_len": 128, "d_head": 16},
@@ -46,7 +50,7 @@ def main() -> None:
         s = sweep(f"branches-{way}", train, args)
         runs = planner.plan(s)
         flops[way] = sum(r.job_flops for r in runs)
-        launch(runs, s.launch, args.results / s.name)
+        launch(runs, s.launch, SweepDir(args.results / s.name))
         df = results.load(args.results / s.name)
         losses[way] = {(int(r.N), int(r.D)): r.L for r in df.itertuples()}
 

@@ -20,8 +20,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scalinglab import planner, results, spec  # noqa: E402
-from scalinglab.launch import launch  # noqa: E402
+from scalinglab import results  # noqa: E402
+from scalinglab.launch.dispatch import launch  # noqa: E402
+from scalinglab.store.layout import SweepDir  # noqa: E402
+from scalinglab.sweep import planner  # noqa: E402
+from scalinglab.sweep.read import parse  # noqa: E402
+from scalinglab.sweep.runspec import RunSpec  # noqa: E402
+from scalinglab.sweep.spec import LaunchSpec  # noqa: E402
 
 # Learning-rate grids, factor 2 apart: u-mup's unit-scaled weights want a base lr near 1.
 # sp reaches two steps lower: its best rate falls as width grows.
@@ -32,14 +37,17 @@ GRIDS = {
 }
 
 
-def plan(args) -> list[spec.RunSpec]:
+def plan(args) -> list[RunSpec]:
     runs = []
     for parametrization, lrs in GRIDS.items():
+        model = {"seq_len": args.seq_len, "parametrization": parametrization}
+        if parametrization == "mup":  # the only one with a base width
+            model["base_width"] = args.widths[0]
         for lr in lrs:
-            sweep = spec.parse(
+            sweep = parse(
                 {
                     "name": "lr-transfer",
-                    "model": {"seq_len": args.seq_len, "parametrization": parametrization, "base_width": args.widths[0]},
+                    "model": model,
                     "grid": {
                         "shapes": [{"n_layers": args.n_layers, "d_model": w, "n_heads": w // args.d_head} for w in args.widths],
                         "D": [args.steps * args.batch_size * args.seq_len],
@@ -92,7 +100,7 @@ def main() -> None:
     p.add_argument("--figure", type=Path, default=Path("docs/lr_transfer.png"))
     args = p.parse_args()
 
-    launch(plan(args), spec.LaunchSpec(), args.results)
+    launch(plan(args), LaunchSpec(), SweepDir(args.results))
     df = results.load(args.results)
     df = df[df["status"] == "done"]
     plot(df, args.figure)

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,9 +52,31 @@ def sweep_file(tmp_path):
     return lambda **kw: tiny_sweep(tmp_path, **kw)
 
 
+TRAINED_GRID = {"D": [2560, 5120, 7680, 10240, 12800]}  # 10 runs: L(N,D) fits, with 5 left if 3 are damaged
+
+
+@pytest.fixture(scope="session")
+def trained_sweep(tmp_path_factory) -> tuple[Path, Path]:
+    """One tiny sweep (2 shapes x 5 data sizes) trained once per test session, in this process,
+    for the tests that only read results: (its YAML, its results folder). Do not change it: copy
+    it (trained_copy)."""
+    from scalinglab.cli import main  # noqa: PLC0415
+
+    tmp = tmp_path_factory.mktemp("trained")
+    path = tiny_sweep(tmp, grid=TRAINED_GRID)
+    assert main(["run", str(path), "--results", str(tmp / "res")]) == 0
+    return path, tmp / "res" / "tiny"
+
+
+@pytest.fixture
+def trained_copy(trained_sweep, tmp_path) -> Path:
+    """A copy of the session's trained sweep, this test's to change."""
+    return Path(shutil.copytree(trained_sweep[1], tmp_path / "tiny"))
+
+
 def tiny_runs(shapes=((1, 32, 2),), D=(4 * 32 * 60,), **sections):
     """Planned runs of a one-section-at-a-time tiny sweep: shapes (n_layers, d_model, n_heads)."""
-    from scalinglab import planner, spec  # noqa: PLC0415
+    from scalinglab.sweep import planner, read  # noqa: PLC0415
 
     doc = {
         "name": "t",
@@ -64,7 +87,26 @@ def tiny_runs(shapes=((1, 32, 2),), D=(4 * 32 * 60,), **sections):
     }
     for key, value in sections.items():
         doc[key] = {**doc.get(key, {}), **value}
-    return planner.plan(spec.parse(doc))
+    return planner.plan(read.parse(doc))
+
+
+def data_config(source="stdlib", path=None, tokenizer="byte", vocab_size=4096, val_fraction=0.05, text_field="text"):
+    """A run's data section (as the planner makes it, without the content key)."""
+    from scalinglab.data.corpus import tokenizer_vocab  # noqa: PLC0415
+    from scalinglab.sweep.runspec import DataConfig  # noqa: PLC0415
+
+    return DataConfig(source=source, path=str(path) if path else None, text_field=text_field, tokenizer=tokenizer,
+                      vocab_size=tokenizer_vocab(tokenizer, vocab_size), val_fraction=val_fraction)
+
+
+def model_config(n_layers, d_model, n_heads, d_ff, seq_len, vocab_size, causal=True):
+    """A run's model section: standard parametrization, the causal or the masked objective."""
+    from scalinglab.data.objectives import Causal, Masked  # noqa: PLC0415
+    from scalinglab.model.parametrization import SP  # noqa: PLC0415
+    from scalinglab.sweep.runspec import ModelConfig  # noqa: PLC0415
+
+    objective = Causal() if causal else Masked(mask_fraction=0.15)
+    return ModelConfig(n_layers, d_model, n_heads, d_ff, seq_len, vocab_size, SP(), objective)
 
 
 @pytest.fixture(scope="session")
@@ -90,18 +132,27 @@ def slurm_cluster(tmp_path_factory):
 
 
 _JOB = """
-import json, sys
-from scalinglab.launch import run_job
-summary = run_job(json.loads(sys.argv[1]), sys.argv[2], [0])
-print(json.dumps(summary))
+import json, os, signal, sys
+from scalinglab.launch.job import run_job
+
+def started(trainer):  # the test's kill point: a hook that checkpoints at that step, then SIGKILL
+    if len(sys.argv) > 3:
+        from scalinglab.training.loop import Hook
+        kill_at, checkpoint = int(sys.argv[3]), next(h for h in trainer.hooks if h.name == "checkpoint")
+        trainer.hooks.append(Hook("kill", lambda step: step == kill_at,
+                                  lambda step: (checkpoint.fn(step), os.kill(os.getpid(), signal.SIGKILL))))
+
+print(json.dumps(run_job(json.loads(sys.argv[1]), sys.argv[2], [0], started=started)))
 """
 
 
-def start_job(run: dict, run_path: Path) -> subprocess.Popen:
+def start_job(record: dict, run_path: Path, kill_after_checkpoint: int | None = None) -> subprocess.Popen:
     """The job body in a fresh process pinned to core 0, like a local job: its XLA flags and
-    thread count are a job's, whatever this test process has already set up."""
+    thread count are a job's, whatever this test process has already set up. With
+    kill_after_checkpoint, the job saves its checkpoint at that step, then kills itself (SIGKILL)."""
     Path(run_path).mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-c", _JOB, json.dumps(run), str(run_path)], stdout=subprocess.PIPE, text=True)
+    kill = [] if kill_after_checkpoint is None else [str(kill_after_checkpoint)]
+    return subprocess.Popen([sys.executable, "-c", _JOB, json.dumps(record), str(run_path), *kill], stdout=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen) -> dict:

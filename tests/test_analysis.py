@@ -2,19 +2,19 @@
 known answers (synthetic) and on Chinchilla's own runs."""
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab import fit as fit_module
-from scalinglab.analysis import analyze
+from scalinglab.analysis import laws
+from scalinglab.analysis.approaches import fit_envelope, fit_isoflop
+from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla, from_columns
+from scalinglab.analysis.report import analyze
+from scalinglab.analysis.uncertainty import bootstrap, extrapolation_check, predict, summarize
 from scalinglab.cli import main
-from scalinglab.fit import Chinchilla, compute_optimal, fit_chinchilla, fit_envelope, fit_isoflop, from_columns
-from scalinglab.spec import FitSpec
-from scalinglab.uncertainty import bootstrap, extrapolation_check, predict, summarize
+from scalinglab.sweep.spec import FitSpec
 
 CSV = Path(__file__).parent / "data" / "chinchilla_fig4_points.csv"
 TRUTH = Chinchilla(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.37, objective=0.0, n_points=0)
@@ -46,7 +46,7 @@ def isoflop_runs(noise=0.0):
 def test_varpro_and_the_published_grid_recipe_reach_the_same_optimum(monkeypatch):
     # The full 4,500-start grid takes minutes (experiments/bench_fit.py runs it on Chinchilla's
     # data: same parameters to 1e-7); here a thinned grid of the same recipe keeps it quick.
-    monkeypatch.setattr(fit_module, "START_GRID", ([0, 1, 2], [0, 1, 2], [-1, 0, 1], [0, 10, 20], [0, 10, 20]))
+    monkeypatch.setattr(laws, "START_GRID", ([-1, 0, 1], [0, 10, 20], [0, 10, 20], [0, 1, 2], [0, 1, 2]))  # log E, log A, log B, alpha, beta
     runs = grid_runs(n=4)
     grid = fit_chinchilla(runs["N"], runs["D"], runs["L"], method="grid")
     varpro = fit_chinchilla(runs["N"], runs["D"], runs["L"], method="varpro")
@@ -55,11 +55,9 @@ def test_varpro_and_the_published_grid_recipe_reach_the_same_optimum(monkeypatch
         assert getattr(varpro, k) == pytest.approx(getattr(grid, k), rel=1e-3)
 
 
-def test_chinchilla_fit_is_fast_and_matches_epoch():
+def test_chinchilla_fit_matches_epoch():  # its time is experiments/bench_fit.py's to report
     table = chinchilla_table()
-    t0 = time.perf_counter()
     law = fit_chinchilla(table["N"], table["D"], table["L"])
-    assert time.perf_counter() - t0 < 2.0
     assert (law.E, law.alpha, law.beta) == pytest.approx((1.8172, 0.3473, 0.3672), rel=0.01)
 
 
@@ -150,7 +148,7 @@ def test_fit_csv_predict_from_the_command_line(capsys):
 
 
 def test_every_analysis_figure_is_drawn(tmp_path):
-    from scalinglab.plot import plot_all
+    from scalinglab.analysis.plot import plot_all
 
     runs = isoflop_runs(noise=0.003)
     runs["run_id"] = [str(i) for i in range(len(runs))]

@@ -4,8 +4,12 @@ each data size; each branch is its own (N, D) run and equals an independently tr
 import pytest
 from conftest import tiny_runs
 
-from scalinglab import planner, results
+from scalinglab import results
 from scalinglab.cli import main
+from scalinglab.store import runs as run_files
+from scalinglab.store.files import read_json
+from scalinglab.store.layout import RunDir
+from scalinglab.sweep import planner
 
 STEPS = (40, 80, 120, 160)
 TPS = 4 * 32  # tokens per step of tiny_runs
@@ -17,7 +21,7 @@ def test_the_planner_counts_the_shared_stable_phase_once():
     trunk, *branches = runs
     assert trunk.role == "trunk" and trunk.steps == 120 and trunk.branch_steps == (30, 60, 90, 120)
     assert [b.steps for b in branches] == list(STEPS) and all(b.trunk_id == trunk.run_id for b in branches)
-    assert [b.decay_start for b in branches] == [30, 60, 90, 120]
+    assert [b.start_step for b in branches] == [30, 60, 90, 120]
     assert planner.grid_points(runs) == branches
     independent = sum(b.C for b in branches)
     spent = sum(r.job_flops for r in runs)
@@ -42,11 +46,12 @@ def test_branches_train_and_match_independent_runs(sweep_file, tmp_path, capsys)
     for D in b.index:
         assert a.loc[D, "L"] == pytest.approx(b.loc[D, "L"], rel=1e-5)
     # A branch's history before its branch point is its trunk's.
-    trunk = next(p for p in (tmp_path / "res" / "branched" / "runs").iterdir() if results.read_json(p / "run.json")["role"] == "trunk")
-    trunk_evals = results.read_metrics(trunk)
-    for run_dir in (tmp_path / "res" / "branched" / "runs").iterdir():
-        spec = results.read_json(run_dir / "run.json")
+    run_dirs = [RunDir(p) for p in (tmp_path / "res" / "branched" / "runs").iterdir()]
+    trunk = next(d for d in run_dirs if read_json(d.spec)["role"] == "trunk")
+    trunk_evals = run_files.read_metrics(trunk)
+    for run_dir in run_dirs:
+        spec = read_json(run_dir.spec)
         if spec["trunk_id"]:
-            before = [m for m in results.read_metrics(run_dir) if m["step"] <= spec["decay_start"]]
+            before = [m for m in run_files.read_metrics(run_dir) if m["step"] <= spec["decay_start"]]
             assert before == [m for m in trunk_evals if m["step"] <= spec["decay_start"]]
-            assert [m["step"] for m in results.read_metrics(run_dir)] == spec["eval_steps"]
+            assert [m["step"] for m in run_files.read_metrics(run_dir)] == spec["eval_steps"]

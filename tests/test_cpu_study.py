@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scalinglab import planner, results, spec
+from scalinglab import results
 from scalinglab.cli import main
+from scalinglab.sweep import planner
+from scalinglab.sweep.read import load
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "results" / "cpu-study"
@@ -21,7 +23,7 @@ def study(tmp_path):
 
 
 def test_committed_results_are_every_run_of_the_sweep_file():
-    planned = planner.plan(spec.load(ROOT / "sweeps" / "cpu-study.yaml"))
+    planned = planner.plan(load(ROOT / "sweeps" / "cpu-study.yaml"))
     df = results.load(STUDY, trunks=True)
     assert sorted(df["run_id"]) == sorted(r.run_id for r in planned)
     assert (df["status"] == "done").all()

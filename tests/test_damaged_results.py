@@ -4,34 +4,22 @@ with the rest; run rewrites a run.json and trains again the runs that lost their
 
 import json
 import multiprocessing
-import shutil
 import warnings
-from pathlib import Path
 
 import pytest
 
 from scalinglab import results
 from scalinglab.cli import main
-
-GRID = {"D": [2560, 5120, 7680, 10240, 12800]}  # 10 runs: 7 are left for the 5 parameters of L(N,D)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from conftest import tiny_sweep  # noqa: PLC0415
-
-    tmp = tmp_path_factory.mktemp("trained")
-    path = tiny_sweep(tmp, grid=GRID)
-    assert main(["run", str(path), "--results", str(tmp / "res")]) == 0
-    return path, tmp / "res" / "tiny"
+from scalinglab.launch import jobs
+from scalinglab.store import runs as run_files
+from scalinglab.store.layout import RunDir, SweepDir
 
 
 @pytest.fixture
-def damaged(trained, tmp_path):
-    """A copy of the trained sweep, damaged in six ways; returns (sweep yaml, folder, run ids)."""
-    path, sweep_dir = trained
-    copy = tmp_path / "tiny"
-    shutil.copytree(sweep_dir, copy)
+def damaged(trained_sweep, trained_copy):
+    """A copy of the trained sweep (10 runs: 7 are left for the 5 parameters of L(N,D)), damaged
+    in six ways; returns (sweep yaml, folder, run ids)."""
+    path, copy = trained_sweep[0], trained_copy
     runs = sorted(p for p in (copy / "runs").iterdir())
     truncated, lost, corrupt, foreign, spec = runs[:5]
     metrics = (truncated / "metrics.jsonl").read_text()
@@ -46,9 +34,8 @@ def damaged(trained, tmp_path):
     return path, copy, {k: v.name for k, v in ids.items()}
 
 
-def test_a_healthy_sweep_loads_without_a_warning(trained, tmp_path):
-    _, sweep_dir = trained
-    copy = Path(shutil.copytree(sweep_dir, tmp_path / "tiny"))
+def test_a_healthy_sweep_loads_without_a_warning(trained_copy):
+    copy = trained_copy
     run = next((copy / "runs").iterdir())
     (run / ".summary.json.x1y2z3").write_text("{")  # left by a write that was killed: not a foreign file
     with warnings.catch_warnings():
@@ -119,17 +106,13 @@ def test_run_repairs_what_it_can_and_trains_again_the_runs_whose_summary_was_los
 
 
 def _record(sweep_dir, worker, start):
-    from scalinglab import scheduler  # noqa: PLC0415
-
     start.wait()  # all at once
     for i in range(40):
-        scheduler.record_jobs(sweep_dir, "local", {f"run-{worker}-{i}": str(i)})
+        jobs.record_jobs(SweepDir(sweep_dir), "local", {f"run-{worker}-{i}": str(i)})
 
 
 def test_concurrent_launchers_keep_every_job_in_jobs_json(tmp_path):
     """Four processes record jobs at once: the sweep folder's lock loses none of them."""
-    from scalinglab import scheduler  # noqa: PLC0415
-
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(4)
     workers = [ctx.Process(target=_record, args=(tmp_path, w, start)) for w in range(4)]
@@ -138,17 +121,16 @@ def test_concurrent_launchers_keep_every_job_in_jobs_json(tmp_path):
     for w in workers:
         w.join()
     assert all(w.exitcode == 0 for w in workers)
-    assert len(scheduler.read_jobs(tmp_path)) == 4 * 40
+    assert len(jobs.read_jobs(SweepDir(tmp_path))) == 4 * 40
 
 
 def test_a_damaged_jobs_json_or_requeue_record_is_reported_and_the_sweep_goes_on(tmp_path, capsys):
-    from scalinglab import scheduler  # noqa: PLC0415
-
-    (tmp_path / scheduler.JOBS).write_text('{"abc": {"job_id": "12')
+    sweep, run = SweepDir(tmp_path), RunDir(tmp_path)
+    sweep.jobs.write_text('{"abc": {"job_id": "12')
     with pytest.warns(results.DamagedResults, match="jobs.json: not JSON"):
-        assert scheduler.read_jobs(tmp_path) == {}
-    scheduler.record_jobs(tmp_path, "local", {"abc": "7"})  # the next job recorded repairs it
-    assert scheduler.read_jobs(tmp_path) == {"abc": {"job_id": "7", "executor": "local"}}
-    (tmp_path / results.REQUEUES).write_text("[1, 2")
+        assert jobs.read_jobs(sweep) == {}
+    jobs.record_jobs(sweep, "local", {"abc": "7"})  # the next job recorded repairs it
+    assert jobs.read_jobs(sweep) == {"abc": {"job_id": "7", "executor": "local"}}
+    run.requeues.write_text("[1, 2")
     with pytest.warns(results.DamagedResults, match="requeues.json: not JSON"):
-        assert scheduler.requeue_count(tmp_path) == 0
+        assert run_files.requeue_count(run) == 0

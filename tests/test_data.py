@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scalinglab import data
-from scalinglab.spec import SpecError, parse
+from conftest import data_config
+
+from scalinglab.data import batches, corpus as data
+from scalinglab.errors import SpecError
+from scalinglab.sweep.read import parse
 
 WORDS = "the a cat dog sat ran on under mat tree café naïve 日本 über".split()
 BPE_VOCAB = 300
@@ -77,7 +80,7 @@ def every_format(tmp_path: Path, docs: list[str]) -> dict[str, Path]:
 
 
 def load(source, path, tokenizer="bpe", val_fraction=0.1, text_field="text") -> data.Corpus:
-    return data.load_corpus(source, str(path) if path else None, text_field, tokenizer, BPE_VOCAB, val_fraction)
+    return data.load_corpus(data_config(source, path, tokenizer, BPE_VOCAB, val_fraction, text_field))
 
 
 def bpe_tokenizer(cache: Path):
@@ -140,7 +143,7 @@ def test_val_bytes_per_token(tmp_path):
 
 
 def test_stdlib_bytes_and_tokenizer_vocab():
-    corpus = data.load_corpus("stdlib", None, "text", "byte", 4096, 0.05)
+    corpus = data.load_corpus(data_config())
     assert corpus.train.dtype == np.uint8 and len(corpus.train) > 5_000_000 and len(corpus.val) > 250_000
     assert (data.tokenizer_vocab("byte", 4096), data.tokenizer_vocab("bpe", 4096)) == (256, 4096)
 
@@ -165,7 +168,8 @@ def test_second_load_reads_the_cache_and_a_changed_file_rebuilds(tmp_path, cache
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from scalinglab import data
+    from scalinglab.data import corpus as data
+    from scalinglab.sweep.runspec import DataConfig
 
     train_bpe = data._train_bpe
     def counted(*args):  # the real training, reported
@@ -176,7 +180,7 @@ CHILD = textwrap.dedent("""
     (folder / f"ready-{sys.argv[3]}").touch()
     while not (folder / "go").exists():
         time.sleep(0.005)
-    c = data.load_corpus("jsonl", corpus, "text", "bpe", 300, 0.1)
+    c = data.load_corpus(DataConfig(source="jsonl", path=corpus, text_field="text", tokenizer="bpe", vocab_size=300, val_fraction=0.1))
     print(c.train.tobytes().hex()[:64], len(c.train), len(c.val))
 """)
 
@@ -202,12 +206,12 @@ def test_two_processes_loading_at_once_train_once(tmp_path):
 
 def test_batches_are_a_pure_function_of_seed_and_step(tmp_path):
     corpus = load("jsonl", write_jsonl(tmp_path / "c.jsonl", documents()))
-    b = data.batch(corpus.train, 16, 4, seed=3, step=7)
+    b = batches.batch(corpus.train, 16, 4, seed=3, step=7)
     assert b.dtype == np.int32 and b.shape == (4, 17)
-    assert np.array_equal(b, data.batch(corpus.train, 16, 4, seed=3, step=7))
-    assert not np.array_equal(b, data.batch(corpus.train, 16, 4, seed=3, step=8))
-    assert not np.array_equal(b, data.batch(corpus.train, 16, 4, seed=4, step=7))
-    w = data.val_windows(corpus.val, 16, 64)
+    assert np.array_equal(b, batches.batch(corpus.train, 16, 4, seed=3, step=7))
+    assert not np.array_equal(b, batches.batch(corpus.train, 16, 4, seed=3, step=8))
+    assert not np.array_equal(b, batches.batch(corpus.train, 16, 4, seed=4, step=7))
+    w = batches.val_windows(corpus.val, 16, 64)
     assert w.dtype == np.int32 and np.array_equal(w[0], corpus.val[:17])
 
 
@@ -288,8 +292,8 @@ BAD_SPECS = [
     ({"path": "x.txt"}, r"^data.path: not used with data.source 'stdlib'"),
     ({"source": "csv"}, r"^data.source: Input should be 'stdlib', 'text', 'jsonl', 'parquet' or 'hf'"),
     ({"tokenizer": "wordpiece"}, r"^data.tokenizer: Input should be 'byte' or 'bpe'"),
-    ({"text_field": "body"}, r"^data.text_field: not used with data.source 'stdlib', only with jsonl, parquet or hf$"),
-    ({"vocab_size": 1000}, r"^data.vocab_size: only used with data.tokenizer 'bpe'"),
+    ({"text_field": "body"}, r"^data.text_field: not used with data.source 'stdlib', only with 'jsonl', 'parquet' or 'hf'; remove it"),
+    ({"vocab_size": 1000}, r"^data.vocab_size: not used with data.tokenizer 'byte', only with 'bpe'; remove it or change data.tokenizer$"),
     ({"tokenizer": "bpe", "vocab_size": 257}, r"^data.vocab_size: 257 is too small; BPE needs at least 258"),
     ({"tokenizer": "bpe", "vocab_sise": 512}, r"^data.vocab_sise: unknown key; did you mean 'vocab_size'\?$"),
 ]

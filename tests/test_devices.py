@@ -11,13 +11,13 @@ from conftest import tiny_runs
 
 from scalinglab import results
 from scalinglab.cli import main
-from scalinglab.train import train
+from scalinglab.training.loop import train
 
 CHILD = """
 import json, sys
-from scalinglab.spec import RunSpec
-from scalinglab.train import train
-print(json.dumps(train(RunSpec.from_dict(json.loads(sys.argv[1])), sys.argv[2], log=lambda _: None)))
+from scalinglab.sweep.runspec import RunSpec
+from scalinglab.training.loop import train
+print(json.dumps(train(RunSpec.from_record(json.loads(sys.argv[1])), sys.argv[2], log=lambda _: None)))
 """
 
 
@@ -25,7 +25,7 @@ def train_on(n_devices: int, run, path) -> dict:
     """Trains in a fresh process whose CPU is split into n_devices XLA devices."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(run.to_dict()), str(path)], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", CHILD, json.dumps(run.record()), str(path)], env=env, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -42,7 +42,7 @@ def test_data_parallel_over_local_devices_matches_one_device(tmp_path):
 def test_a_batch_that_does_not_split_over_the_devices_fails_clearly(tmp_path):
     run = tiny_runs(train={"batch_size": 3})[0]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(run.to_dict()), str(tmp_path)], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(run.record()), str(tmp_path)], env=env, capture_output=True, text=True)
     assert "train.batch_size 3 does not divide over 2 devices" in out.stderr
 
 
@@ -55,14 +55,14 @@ def test_bf16_compute_trains_close_to_fp32(tmp_path):
 
 CACHE_CHILD = """
 import json, sys
-from scalinglab.launch import setup_job
+from scalinglab.launch.job import setup_job
 setup_job(None)  # a job's process settings: XLA flags are part of the cache key
 import jax
-from scalinglab.spec import RunSpec
-from scalinglab.train import train
+from scalinglab.sweep.runspec import RunSpec
+from scalinglab.training.loop import train
 hits = []
 jax.monitoring.register_event_listener(lambda event, **_: hits.append(event) if event.endswith("cache_hits") else None)
-train(RunSpec.from_dict(json.loads(sys.argv[1])), sys.argv[2], log=lambda _: None, compile_cache=sys.argv[3])
+train(RunSpec.from_record(json.loads(sys.argv[1])), sys.argv[2], log=lambda _: None, compile_cache=sys.argv[3])
 print(len(hits))
 """
 

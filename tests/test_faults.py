@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import finish, start_job, tiny_sweep
 
-from scalinglab import results, scheduler
+from scalinglab import results
+from scalinglab.launch import jobs
+from scalinglab.store import runs
+from scalinglab.store.files import read_json
+from scalinglab.store.layout import RunDir, SweepDir
 
 D = [4 * 32 * 300, 4 * 32 * 400]  # 300 and 400 steps: a few seconds each
 
@@ -32,13 +36,13 @@ def check_every_file(sweep_dir, n_runs):
         assert summary["status"] == "done"
         steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert steps == run["eval_steps"]
-        assert not (run_dir / results.RESUME_DIR).exists()
+        assert not RunDir(run_dir).resume.exists()
     assert len(results.load(sweep_dir)) == n_runs
 
 
-def saved_steps(run_dir) -> list[int]:
+def saved_steps(run_dir: RunDir) -> list[int]:
     """Steps of the run's finished checkpoints (orbax renames a step's folder when it is complete)."""
-    ckpt = run_dir / results.RESUME_DIR
+    ckpt = run_dir.resume
     return [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()] if ckpt.is_dir() else []
 
 
@@ -75,12 +79,11 @@ def test_two_runs_of_one_sweep_at_once_train_each_run_once(tmp_path):
 def test_kill_9_of_the_sweep_and_a_job_then_run_again(tmp_path):
     path = tiny_sweep(tmp_path, executor="local", grid={"D": D}, train={"checkpoint_interval_s": 0.2})
     res = tmp_path / "res"
-    sweep_dir = res / "tiny"
+    sweep = SweepDir(res / "tiny")
     proc = start_run(path, res)
 
     def checkpointed():
-        jobs = scheduler.read_jobs(sweep_dir)
-        return [r for r in jobs if saved_steps(results.run_dir(sweep_dir, r)) and results.is_locked(results.run_dir(sweep_dir, r))]
+        return [r for r in jobs.read_jobs(sweep) if saved_steps(sweep.run(r)) and runs.is_locked(sweep.run(r))]
 
     deadline = time.time() + 300
     while not checkpointed():
@@ -88,24 +91,24 @@ def test_kill_9_of_the_sweep_and_a_job_then_run_again(tmp_path):
         time.sleep(0.05)
     victim = checkpointed()[0]
     os.kill(proc.pid, signal.SIGKILL)  # the sweep's own process; its other job keeps training
-    job = int(scheduler.read_jobs(sweep_dir)[victim]["job_id"])  # submitit's controller; it trains in a child
+    job = int(jobs.read_jobs(sweep)[victim]["job_id"])  # submitit's controller; it trains in a child
     for pid in [job, *children(job)]:
         os.kill(pid, signal.SIGKILL)
     proc.wait()
-    victim_dir = results.run_dir(sweep_dir, victim)
+    victim_dir = sweep.run(victim)
     deadline = time.time() + 30
-    while results.is_locked(victim_dir):  # the kernel frees the lock of the dead job
+    while runs.is_locked(victim_dir):  # the kernel frees the lock of the dead job
         assert time.time() < deadline
         time.sleep(0.05)
-    assert results.status(victim_dir) == "pending"
+    assert runs.status(victim_dir) == "pending"
 
     again = start_run(path, res)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
-    check_every_file(sweep_dir, 4)
-    summary = results.read_json(victim_dir / "summary.json")
+    check_every_file(sweep.path, 4)
+    summary = read_json(victim_dir.summary)
     assert summary["resumed_from"] > 0
 
     # The resumed run ends where an uninterrupted job of the same spec ends.
-    reference = finish(start_job(results.read_json(victim_dir / "run.json"), tmp_path / "ref" / "runs" / victim))
+    reference = finish(start_job(read_json(victim_dir.spec), tmp_path / "ref" / "runs" / victim))
     assert summary["L"] == pytest.approx(reference["L"], rel=1e-6)

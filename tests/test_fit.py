@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.fit import FitError, fit_chinchilla, fit_power_law, from_columns, frontier, power_laws
+from scalinglab.analysis.approaches import frontier, power_laws
+from scalinglab.analysis.laws import fit_chinchilla, fit_power_law, from_columns
+from scalinglab.errors import FitError
 
 # Hoffmann et al. 2022 Fig. 4 as extracted by Epoch AI (Besiroglu et al. 2024); see tests/data/README.md
 CHINCHILLA_CSV = Path(__file__).parent / "data" / "chinchilla_fig4_points.csv"
@@ -54,15 +56,21 @@ def test_chinchilla_fig4_reproduces_the_published_approach_3_fit():
     assert law.B == pytest.approx(2143, rel=0.05)
 
 
-def test_power_laws_and_frontier():
+def test_power_laws_are_fitted_against_N_D_and_C():
     rng = np.random.default_rng(3)
     N, D = (g.ravel() for g in np.meshgrid([1e4, 3e4, 1e5, 3e5], [1e6, 2e6, 4e6, 8e6]))
     L = (1.5 + 30 / N**0.3 + 200 / D**0.35) * np.exp(rng.normal(0, 0.002, N.size))
     df = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "L": L})
-    xs = {(law["x"], law["E"] > 0) for law in power_laws(df)}
-    assert xs == {(x, irr) for x in "NDC" for irr in (False, True)}
-    front = frontier(df)
-    assert (np.diff(front.sort_values("C")["L"].to_numpy()) < 0).all()
+    laws = {(law["x"], law["E"] > 0): law for law in power_laws(df)}
+    assert set(laws) == {(x, irr) for x in "NDC" for irr in (False, True)}
+    assert laws["N", True]["b"] == pytest.approx(-0.3, abs=0.05) and laws["N", True]["at"] == "D=8e+06"
+    assert laws["D", True]["b"] == pytest.approx(-0.35, abs=0.05) and laws["D", True]["at"] == "N=3e+05"
+
+
+def test_frontier_keeps_exactly_the_runs_that_beat_every_cheaper_run():
+    df = pd.DataFrame({"run": list("abcdef"), "C": [1, 2, 3, 3, 4, 5], "L": [3.0, 3.5, 2.5, 2.8, 2.5, 2.0]})
+    # b: worse than a with more compute; d: same compute as c, higher loss; e: no lower than c.
+    assert frontier(df.sample(frac=1, random_state=0))["run"].tolist() == ["a", "c", "f"]
 
 
 def test_too_little_data_says_what_is_missing():

@@ -4,14 +4,15 @@ activation scales stay put across widths 64 -> 1024 under mup and u-mup, and gro
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from conftest import tiny_runs
+from conftest import data_config, tiny_runs
 from flax import nnx
 
-from scalinglab import data
-from scalinglab.model import cross_entropy
-from scalinglab.train import _keys, build, optimizer
+from scalinglab.data.batches import batch
+from scalinglab.data.corpus import load_corpus
+from scalinglab.model.transformer import build_model
+from scalinglab.training.loop import make_loss_fn, make_train_step
+from scalinglab.training.optimizer import build_optimizer, state_keys
 
 WIDTHS = (64, 256, 1024)
 LR = {"sp": 1e-2, "mup": 1e-2, "u-mup": 1.0}
@@ -25,38 +26,28 @@ def _run(parametrization: str, width: int, lr: float):
     )[0]
 
 
-def activation_rms(model, tokens) -> list[float]:
-    """RMS of the residual stream after each block, and of the logits."""
-    x = model.r.embed_mult * (model.embed(tokens) + model.pos[: tokens.shape[1]])
-    out = []
-    for i, block in enumerate(model.blocks):
-        x = block(x, i)
-        out.append(float(jnp.sqrt(jnp.mean(x**2))))
-    logits = model.r.readout_mult * model.embed.attend(model.ln_f(x))
-    return out + [float(jnp.sqrt(jnp.mean(logits**2)))]
+def rms(x) -> float:
+    return float(jnp.sqrt(jnp.mean(x**2)))
 
 
 def coordinates(parametrization: str, steps: int = 4) -> np.ndarray:
-    """(width, layer) activation RMS after `steps` steps."""
-    corpus = data.load_corpus("stdlib", None, "text", "byte", 0, 0.05)
+    """(width, layer) RMS of the residual stream after each block, and of the logits, after
+    `steps` training steps of the real model, optimizer and train step."""
+    corpus = load_corpus(data_config())
     rows = []
     for width in WIDTHS:
         run = _run(parametrization, width, LR[parametrization])
-        graphdef, params = nnx.split(build(run))
-        tx = optimizer(run, params)
-        opt_state = tx.init(params)
-
-        @jax.jit
-        def step(params, opt_state, batch):
-            loss_fn = lambda p: cross_entropy(nnx.merge(graphdef, p)(batch[:, :-1]), batch[:, 1:]).mean()  # noqa: E731
-            grads = jax.grad(loss_fn)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
-
+        model = build_model(run.model, run.seed)
+        graphdef, params = nnx.split(model)
+        tx = build_optimizer(run.optim, params, model.r)
+        train_step = make_train_step(make_loss_fn(run.precision, graphdef), tx)
+        state = (params, tx.init(params))
         for s in range(1, steps + 1):
-            params, opt_state = step(params, opt_state, data.batch(corpus.train, 32, 8, 0, s))
-        probe = jnp.asarray(data.batch(corpus.train, 32, 8, 0, 10_000)[:, :-1])
-        rows.append(activation_rms(nnx.merge(graphdef, params), probe))
+            examples = run.model.objective.examples(batch(corpus.train, 32, 8, 0, s), run.data.vocab_size, 0, s)
+            state, _ = train_step(state, *examples)
+        trained = nnx.merge(graphdef, state[0])
+        stream = trained.residual_stream(jnp.asarray(batch(corpus.train, 32, 8, 0, 10_000)[:, :-1]))
+        rows.append([rms(x) for x in stream[1:]] + [rms(trained.logits(stream[-1]))])
     return np.array(rows)
 
 
@@ -77,8 +68,9 @@ def test_hidden_matrices_get_their_learning_rate_multiplier(parametrization):
     """Adam's first update of a weight is lr x its multiplier (x sign of its gradient), so the
     multipliers can be read off one step."""
     run = _run(parametrization, 128, 1e-3)
-    graphdef, params = nnx.split(build(run))
-    tx = optimizer(run, params)
+    model = build_model(run.model, run.seed)
+    params = nnx.split(model)[1]
+    tx = build_optimizer(run.optim, params, model.r)
     grads = jax.tree.map(jnp.ones_like, params)
     updates, _ = tx.update(grads, tx.init(params), params)
     m = 128 / 64
@@ -89,7 +81,7 @@ def test_hidden_matrices_get_their_learning_rate_multiplier(parametrization):
     }[parametrization]
     seen = {}
     for path, u in jax.tree_util.tree_leaves_with_path(updates):
-        keys = _keys(path)
+        keys = state_keys(path)
         kind = "embedding" if keys[0] in ("embed", "pos") else "vector" if keys[-1] in ("scale", "bias") else keys[-2]
         seen[kind] = float(jnp.abs(u).max()) / 1e-3
     for kind, scale in expected.items():

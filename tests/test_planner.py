@@ -3,9 +3,14 @@ import json
 import pytest
 from flax import nnx
 
-from scalinglab import planner, spec
+from conftest import model_config
+
 from scalinglab.cli import main
-from scalinglab.model import TransformerLM, count_params
+from scalinglab.errors import SpecError
+from scalinglab.model.transformer import TransformerLM, count_params
+from scalinglab.sweep import counts, planner
+from scalinglab.sweep.read import parse
+from scalinglab.sweep.spec import ModelSpec
 
 SHAPES = [(1, 8, 1, 32), (1, 16, 2, 40), (2, 32, 4, 128), (3, 48, 3, 100), (4, 64, 8, 256), (2, 96, 6, 384), (6, 128, 4, 512), (3, 200, 5, 333)]
 
@@ -13,26 +18,25 @@ SHAPES = [(1, 8, 1, 32), (1, 16, 2, 40), (2, 32, 4, 128), (3, 48, 3, 100), (4, 6
 @pytest.mark.parametrize("n_layers,d_model,n_heads,d_ff", SHAPES)
 def test_planner_N_equals_real_parameter_tree(n_layers, d_model, n_heads, d_ff):
     seq_len, vocab = 64, 256
-    model = TransformerLM(n_layers, d_model, n_heads, d_ff, seq_len, vocab, rngs=nnx.Rngs(0))
-    N = planner.count_N(n_layers, d_model, d_ff)
+    model = TransformerLM(model_config(n_layers, d_model, n_heads, d_ff, seq_len, vocab), rngs=nnx.Rngs(0))
+    N = counts.count_N(n_layers, d_model, d_ff)
     assert count_params(model) == N
-    assert count_params(model, non_embedding=False) == planner.count_N_total(N, d_model, seq_len, vocab)
+    assert count_params(model, non_embedding=False) == counts.count_N_total(N, d_model, seq_len, vocab)
 
 
 def test_planned_runs_match_their_models():
-    sweep = spec.parse({"name": "s", "grid": {"N": [1e4, 1e5, 1e6, 1e7], "tokens_per_param": [20]}})
+    sweep = parse({"name": "s", "grid": {"N": [1e4, 1e5, 1e6, 1e7], "tokens_per_param": [20]}})
     for run in planner.plan(sweep):
-        model = TransformerLM(run.n_layers, run.d_model, run.n_heads, run.d_ff, run.seq_len, run.vocab_size, rngs=nnx.Rngs(0))
+        model = nnx.eval_shape(lambda run=run: TransformerLM(run.model, rngs=nnx.Rngs(0)))  # shapes only: no 10M draws
         assert count_params(model) == run.N
-        assert run.D == run.steps * run.batch_size * run.seq_len
+        assert run.D == run.steps * run.batch_size * run.model.seq_len
         assert abs(run.D / run.N - 20) / 20 < 0.05
 
 
 @pytest.mark.parametrize("target", [2e4, 1e5, 3e5, 1e6, 1e7, 1e8])
 def test_shape_rule_lands_near_target_with_the_aspect_ratio(target):
-    model = spec.ModelSpec(d_head=32, aspect_ratio=32)
-    s = planner.shape_for(target, model)
-    N = planner.count_N(s.n_layers, s.d_model, s.d_ff)
+    s = counts.shape_for(target, ModelSpec(d_head=32, aspect_ratio=32))
+    N = s.N
     assert 0.6 < N / target < 1.6
     assert s.d_model == s.n_heads * 32
     if target >= 1e6:  # deep enough for the ratio to be meaningful
@@ -41,22 +45,22 @@ def test_shape_rule_lands_near_target_with_the_aspect_ratio(target):
 
 def test_run_ids_are_deterministic_and_distinct():
     doc = {"name": "s", "grid": {"N": [2e4, 8e4], "D": [1e5, 2e5]}, "seeds": [0, 1]}
-    a, b = planner.plan(spec.parse(doc)), planner.plan(spec.parse(doc))
+    a, b = planner.plan(parse(doc)), planner.plan(parse(doc))
     assert [r.run_id for r in a] == [r.run_id for r in b]
     assert len({r.run_id for r in a}) == 8
-    changed = planner.plan(spec.parse({**doc, "train": {"lr": 1e-3}}))
+    changed = planner.plan(parse({**doc, "train": {"lr": 1e-3}}))
     assert not {r.run_id for r in changed} & {r.run_id for r in a}
 
 
 def test_flops_convention():
-    run = planner.plan(spec.parse({"name": "s", "grid": {"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 2}], "D": [1e5]}}))[0]
-    assert run.flops_per_token == 6 * (run.N + 64 * 256) + 12 * 2 * run.seq_len * 64
+    run = planner.plan(parse({"name": "s", "grid": {"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 2}], "D": [1e5]}}))[0]
+    assert run.flops_per_token == 6 * (run.N + 64 * 256) + 12 * 2 * run.model.seq_len * 64
     assert run.C == run.flops_per_token * run.D
 
 
 def test_same_shape_twice_is_rejected():
-    with pytest.raises(spec.SpecError, match=r"grid.N\[1\]: gives the same shape as grid.N\[0\]"):
-        planner.plan(spec.parse({"name": "s", "grid": {"N": [1e5, 1.01e5], "D": [1e5]}}))
+    with pytest.raises(SpecError, match=r"grid.N\[1\]: gives the same shape as grid.N\[0\]"):
+        planner.plan(parse({"name": "s", "grid": {"N": [1e5, 1.01e5], "D": [1e5]}}))
 
 
 def test_plan_command_prints_totals_and_writes_csv_and_json(sweep_file, tmp_path, capsys):
@@ -70,11 +74,11 @@ def test_plan_command_prints_totals_and_writes_csv_and_json(sweep_file, tmp_path
 
 def test_isoflop_design_spends_each_budget_on_every_size():
     doc = {"name": "s", "grid": {"N": [2e4, 8e4, 3e5], "C": [1e12, 4e12]}}
-    runs = planner.plan(spec.parse(doc))
+    runs = planner.plan(parse(doc))
     assert len(runs) == 6
     for budget in (1e12, 4e12):
         at = [r for r in runs if abs(r.C / budget - 1) < 0.02]
         assert len(at) == 3 and len({r.N for r in at}) == 3
-        assert all(r.D == r.steps * r.batch_size * r.seq_len for r in at)
-    with pytest.raises(spec.SpecError, match=r"grid.C: budgets 1e\+12 and 1.1e\+12 are closer than 1.25x"):
-        spec.parse({"name": "s", "grid": {"N": [2e4], "C": [1e12, 1.1e12]}})
+        assert all(r.D == r.steps * r.batch_size * r.model.seq_len for r in at)
+    with pytest.raises(SpecError, match=r"grid.C: budgets 1e\+12 and 1.1e\+12 are closer than 1.25x"):
+        parse({"name": "s", "grid": {"N": [2e4], "C": [1e12, 1.1e12]}})

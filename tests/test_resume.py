@@ -1,40 +1,35 @@
 """A run killed with SIGKILL resumes from its last orbax checkpoint and ends exactly where an
-uninterrupted run with the same seed ends."""
+uninterrupted run with the same seed ends. The job kills itself at a fixed step, right after a
+checkpoint there (a hook the test adds), so the test never races the job."""
 
-import os
 import signal
-import time
 
 import pytest
 from conftest import finish, start_job, tiny_runs
 
-from scalinglab import results
+from scalinglab.store import runs
+from scalinglab.store.layout import RunDir
+
+KILL_AT = 120  # of 300 steps
 
 
 def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path):
-    run = tiny_runs(D=(4 * 32 * 300,), train={"checkpoint_interval_s": 0.3, "n_evals": 6})[0]
-    reference = finish(start_job(run.to_dict(), tmp_path / "a" / "runs" / "ref"))
+    run = tiny_runs(D=(4 * 32 * 300,), train={"n_evals": 6})[0]  # no periodic checkpoint in so short a run
+    reference = finish(start_job(run.record(), tmp_path / "a" / "runs" / "ref"))
 
-    path = tmp_path / "b" / "runs" / run.run_id
-    proc = start_job(run.to_dict(), path)
-    deadline = time.time() + 300
-    while not any(s > 100 for s in _ckpt_steps(path)):
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint past step 100 before the run ended"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = max(_ckpt_steps(path))
-    assert killed_at < run.steps and results.status(path) == "pending"
+    run_dir = RunDir(tmp_path / "b" / "runs" / run.run_id)
+    killed = start_job(run.record(), run_dir.path, kill_after_checkpoint=KILL_AT)
+    killed.communicate(timeout=600)
+    assert killed.returncode == -signal.SIGKILL
+    assert _ckpt_steps(run_dir) == [KILL_AT] and runs.status(run_dir) == "pending"
+    assert [m["step"] for m in runs.read_metrics(run_dir)] == [e for e in run.eval.steps if e <= KILL_AT]
 
-    summary = finish(start_job(run.to_dict(), path))
-    assert summary["status"] == "done"
-    assert killed_at <= summary["resumed_from"] < run.steps
+    summary = finish(start_job(run.record(), run_dir.path))
+    assert summary["status"] == "done" and summary["resumed_from"] == KILL_AT
     assert summary["L"] == pytest.approx(reference["L"], rel=1e-6)
-    steps = [m["step"] for m in results.read_metrics(path)]
-    assert steps == list(run.eval_steps)  # each evaluation exactly once
-    assert not (path / results.RESUME_DIR).exists()  # finished: the checkpoint is gone
+    assert [m["step"] for m in runs.read_metrics(run_dir)] == list(run.eval.steps)  # each evaluation exactly once
+    assert not run_dir.resume.exists()  # finished: the checkpoint is gone
 
 
-def _ckpt_steps(path) -> list[int]:
-    d = path / results.RESUME_DIR
-    return [int(p.name) for p in d.iterdir() if p.name.isdigit()] if d.is_dir() else []
+def _ckpt_steps(run_dir: RunDir) -> list[int]:
+    return sorted(int(p.name) for p in run_dir.resume.iterdir() if p.name.isdigit()) if run_dir.resume.is_dir() else []

@@ -2,7 +2,7 @@
 MariaDB on loopback): one job array per sweep, a preempted job that saves, requeues and resumes,
 a job that dies, status, cancel, and a second `scalinglab run` that never trains a run twice."""
 
-import json
+import io
 import os
 import signal
 import subprocess
@@ -12,14 +12,22 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_sweep
+from rich.console import Console
 
-from scalinglab import results, scheduler
 from scalinglab.cli import main
-from scalinglab.launch import TrainJob
+from scalinglab.launch import jobs
+from scalinglab.launch.job import TrainJob
+from scalinglab.launch.scheduler import Scheduler
+from scalinglab.store import runs
+from scalinglab.store.files import read_json
+from scalinglab.store.layout import RunDir, SweepDir
+from scalinglab.sweep import planner
+from scalinglab.sweep.read import load
 
 LONG_D = 4 * 32 * 2500  # 2,500 steps: long enough to signal mid-run
 
 
+SHAPE = [{"n_layers": 1, "d_model": 16, "n_heads": 2}]
 SLURM = {
     "partition": "debug",
     "qos": "normal",
@@ -36,7 +44,7 @@ def slurm_sweep(tmp_path, name, D, **launch):
         tmp_path,
         executor="slurm",
         name=name,
-        grid={"shapes": [{"n_layers": 1, "d_model": 16, "n_heads": 2}], "D": D},
+        grid={"shapes": SHAPE, "D": D},
         train={"checkpoint_interval_s": 0.5},
         launch={"slurm": SLURM, **launch},
     )
@@ -55,8 +63,8 @@ def wait_for(condition, what, timeout=180):
         time.sleep(0.2)
 
 
-def run_ids_by_D(sweep_dir) -> dict[int, str]:
-    return {results.read_json(p)["D"]: p.parent.name for p in (sweep_dir / "runs").glob("*/run.json")}
+def run_ids_by_D(sweep: SweepDir) -> dict[int, str]:
+    return {read_json(p)["D"]: p.parent.name for p in sweep.runs.glob("*/run.json")}
 
 
 def job_process(job_id: str) -> int | None:
@@ -79,37 +87,37 @@ def test_a_sweep_survives_preemption_and_a_dead_job(slurm_cluster, tmp_path, cap
     path = slurm_sweep(tmp_path, "preempt", [2560, LONG_D, LONG_D + 12800])
     victim = LONG_D + 12800
     res = tmp_path / "res"
-    sweep_dir = res / "preempt"
+    sweep = SweepDir(res / "preempt")
     proc = start_run(path, res)
-    wait_for(lambda: len(scheduler.read_jobs(sweep_dir)) == 3, "3 submitted jobs")
-    jobs = {D: scheduler.read_jobs(sweep_dir)[run_id]["job_id"] for D, run_id in run_ids_by_D(sweep_dir).items()}
-    assert len({j.split("_")[0] for j in jobs.values()}) == 1  # one job array
-    script = (sweep_dir / "logs" / f"{jobs[2560].split('_')[0]}_submission.sh").read_text()
+    wait_for(lambda: len(jobs.read_jobs(sweep)) == 3, "3 submitted jobs")
+    job_ids = {D: jobs.read_jobs(sweep)[run_id]["job_id"] for D, run_id in run_ids_by_D(sweep).items()}
+    assert len({j.split("_")[0] for j in job_ids.values()}) == 1  # one job array
+    script = (sweep.logs / f"{job_ids[2560].split('_')[0]}_submission.sh").read_text()
     for line in ("--array=0-2%3", "--partition=debug", "--qos=normal", "--time=10", "--cpus-per-task=1", "--mem=1GB", "--comment=scalinglab-test"):
         assert f"#SBATCH {line}\n" in script
     assert "export SCALINGLAB_SETUP=ran\n" in script
 
     # A job killed outright while it runs, as by the out-of-memory killer.
-    wait_for(lambda: job_process(jobs[victim]) is not None, "the process of the victim's job")
-    os.kill(job_process(jobs[victim]), signal.SIGKILL)
+    wait_for(lambda: job_process(job_ids[victim]) is not None, "the process of the victim's job")
+    os.kill(job_process(job_ids[victim]), signal.SIGKILL)
     # Preemption: SLURM's warning signal reaches the long run after its first checkpoint.
-    long_dir = results.run_dir(sweep_dir, run_ids_by_D(sweep_dir)[LONG_D])
-    wait_for(lambda: (long_dir / results.RESUME_DIR).is_dir() and results.read_metrics(long_dir), "a checkpoint of the long run")
-    subprocess.run(["scancel", "--signal=USR2", jobs[LONG_D]], check=True)
+    long_dir = sweep.run(run_ids_by_D(sweep)[LONG_D])
+    wait_for(lambda: long_dir.resume.is_dir() and runs.read_metrics(long_dir), "a checkpoint of the long run")
+    subprocess.run(["scancel", "--signal=USR2", job_ids[LONG_D]], check=True)
 
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out  # a run failed
     assert "2 trained, 0 already done, 1 failed" in out
 
-    long = results.read_json(long_dir / "summary.json")
+    long = read_json(long_dir.summary)
     assert long["status"] == "done" and long["resumed_from"] > 0
-    assert results.read_json(long_dir / results.REQUEUES)["count"] == 1
-    assert [m["step"] for m in results.read_metrics(long_dir)] == json.loads((long_dir / "run.json").read_text())["eval_steps"]
+    assert read_json(long_dir.requeues)["count"] == 1
+    assert [m["step"] for m in runs.read_metrics(long_dir)] == read_json(long_dir.spec)["eval_steps"]
     assert long["slurm_job_id"] is not None and long["n_devices"] == 1
-    dead = results.read_json(results.run_dir(sweep_dir, run_ids_by_D(sweep_dir)[victim]) / "summary.json")
+    dead = read_json(sweep.run(run_ids_by_D(sweep)[victim]).summary)
     assert dead["status"] == "failed" and dead["error"]
 
-    assert main(["status", str(sweep_dir)]) == 0
+    assert main(["status", str(sweep.path)]) == 0
     assert "2 done · 1 failed" in capsys.readouterr().out
 
     # Running the sweep again trains only the failed run, in a new array.
@@ -117,18 +125,18 @@ def test_a_sweep_survives_preemption_and_a_dead_job(slurm_cluster, tmp_path, cap
     out = capsys.readouterr().out
     assert "skipping 2 completed run(s)" in out and "submitted 1 run(s)" in out
     assert "1 trained, 2 already done, 0 failed" in out
-    assert scheduler.read_jobs(sweep_dir)[run_ids_by_D(sweep_dir)[victim]]["job_id"].split("_")[0] != jobs[victim].split("_")[0]
-    main(["status", str(sweep_dir)])
+    assert jobs.read_jobs(sweep)[run_ids_by_D(sweep)[victim]]["job_id"].split("_")[0] != job_ids[victim].split("_")[0]
+    main(["status", str(sweep.path)])
     assert "3 done" in capsys.readouterr().out
 
 
 def test_a_second_run_watches_queued_jobs_and_cancel_stops_them(slurm_cluster, tmp_path, capsys):
     path = slurm_sweep(tmp_path, "cancel", [4 * LONG_D, 5 * LONG_D], max_parallel=1)  # an array of 2, one at a time
     res = tmp_path / "res"
-    sweep_dir = res / "cancel"
+    sweep = SweepDir(res / "cancel")
     first = start_run(path, res)
-    wait_for(lambda: len(scheduler.read_jobs(sweep_dir)) == 2, "2 submitted jobs")
-    jobs = scheduler.read_jobs(sweep_dir)
+    wait_for(lambda: len(jobs.read_jobs(sweep)) == 2, "2 submitted jobs")
+    submitted = jobs.read_jobs(sweep)
 
     second = start_run(path, res)  # while the first's jobs are queued and running
     seen = ""
@@ -137,30 +145,57 @@ def test_a_second_run_watches_queued_jobs_and_cancel_stops_them(slurm_cluster, t
         assert line, f"the second run ended early: {seen}"
         seen += line
     assert "watching 2 run(s) already queued or running" in seen
-    wait_for(lambda: "running" in {s.state for s in scheduler.run_states(sweep_dir, list(jobs))}, "a running job")
-    assert main(["status", str(sweep_dir)]) == 0
+    wait_for(lambda: "running" in {s.state for s in jobs.run_states(sweep, list(submitted))}, "a running job")
+    assert main(["status", str(sweep.path)]) == 0
     assert "1 pending · 1 running" in capsys.readouterr().out
 
-    assert main(["cancel", str(sweep_dir)]) == 0
+    assert main(["cancel", str(sweep.path)]) == 0
     assert "cancelled 2 job(s)" in capsys.readouterr().out
     for proc in (first, second):
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
         assert "0 trained, 0 already done, 0 failed, 2 cancelled" in out, out
     assert "submitted" not in seen + out  # the second
-    assert scheduler.read_jobs(sweep_dir) == jobs  # nothing submitted twice
+    assert jobs.read_jobs(sweep) == submitted  # nothing submitted twice
     # A cancelled job is COMPLETING until its process is gone (KillWait).
-    wait_for(lambda: {s.state for s in scheduler.run_states(sweep_dir, list(jobs))} == {"cancelled"}, "cancelled runs", 30)
-    main(["status", str(sweep_dir)])
+    wait_for(lambda: {s.state for s in jobs.run_states(sweep, list(submitted))} == {"cancelled"}, "cancelled runs", 30)
+    main(["status", str(sweep.path)])
     assert "2 cancelled" in capsys.readouterr().out
 
 
+def test_a_branch_dependency_does_not_stay_for_later_submissions(slurm_cluster, tmp_path):
+    """Cooldown branches go to SLURM as an array that waits for their trunk (--dependency); an
+    array submitted later by the same `scalinglab run` (say, for a run another process gave up)
+    must not inherit that dependency."""
+    wsd = {"schedule": "wsd", "cooldown_branches": True, "n_evals": 2}
+    branched = load(tiny_sweep(tmp_path, executor="slurm", name="deps", grid={"shapes": SHAPE, "D": [40 * 128, 80 * 128]},
+                               train=wsd, launch={"slurm": SLURM}))
+    plain = planner.plan(load(tiny_sweep(tmp_path, executor="slurm", name="plain", grid={"shapes": SHAPE, "D": [20 * 128]})))
+    sweep = SweepDir(tmp_path / "res" / "deps")
+    plan = planner.plan(branched)
+    assert [r.role for r in plan] == ["trunk", "run", "run"] and all(r.trunk_id for r in plan[1:])
+    scheduler = Scheduler(branched.launch, sweep, [(r, sweep.run(r.run_id)) for r in plan], [], Console(file=io.StringIO()))
+    try:
+        scheduler.submit_to_slurm(scheduler.queue)
+        scheduler.submit_to_slurm([(plain[0], sweep.run(plain[0].run_id))])
+        arrays = sorted({job.job_id.split("_")[0] for job in scheduler.running}, key=int)
+        assert len(arrays) == 3  # the trunk's, the branches', the later one's
+        scripts = [(sweep.logs / f"{array}_submission.sh").read_text() for array in arrays]
+        trunk_job = next(job.job_id for job, (run, _, _) in scheduler.running.items() if run.role == "trunk")
+        assert "--dependency" not in scripts[0]
+        assert f"#SBATCH --dependency=afterany:{trunk_job}\n" in scripts[1]
+        assert "--dependency" not in scripts[2] and "#SBATCH --comment=scalinglab-test\n" in scripts[2]
+    finally:
+        subprocess.run(["scancel", *{job.job_id.split("_")[0] for job in scheduler.running}], check=False)
+
+
 def test_requeues_are_bounded(tmp_path):
-    run_path = tmp_path / "runs" / "r"
-    run_path.mkdir(parents=True)
+    run_dir = RunDir(tmp_path / "runs" / "r")
+    run_dir.path.mkdir(parents=True)
     job = TrainJob(max_requeues=1)
-    delayed = job.checkpoint({}, str(run_path), None)  # first preemption: requeue the same call
-    assert delayed.function is job and delayed.args == ({}, str(run_path), None)
-    assert results.read_json(run_path / results.REQUEUES)["count"] == 1
+    delayed = job.checkpoint({}, str(run_dir.path), None)  # first preemption: requeue the same call
+    assert isinstance(delayed.function, TrainJob) and delayed.function.max_requeues == 1
+    assert delayed.args == ({}, str(run_dir.path), None)
+    assert read_json(run_dir.requeues)["count"] == 1
     with pytest.raises(RuntimeError, match="2 times; launch.slurm.max_requeues is 1"):
-        job.checkpoint({}, str(run_path), None)
+        job.checkpoint({}, str(run_dir.path), None)

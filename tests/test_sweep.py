@@ -10,14 +10,18 @@ import sys
 import pytest
 from rich.console import Console
 
-from scalinglab import planner, results, spec
+from scalinglab import results
 from scalinglab.cli import main
-from scalinglab.launch import launch
+from scalinglab.launch.dispatch import launch
+from scalinglab.store.layout import SweepDir
+from scalinglab.sweep import planner
+from scalinglab.sweep.read import load
 
 FIGURES = {"loss_vs_N.png", "loss_vs_D.png", "loss_vs_C.png", "training_curves.png"}
+LAW_FIGURES = {"frontier.png", "contours.png", "residuals.png", "extrapolation.png"}  # with enough runs for L(N,D)
 
 
-def check_sweep(sweep_dir, n_runs=4):
+def check_sweep(sweep_dir, n_runs=4, figures=FIGURES):
     df = results.load(sweep_dir)
     assert len(df) == n_runs and (df["status"] == "done").all()
     assert {"run_id", "N", "N_total", "D", "C", "L", "bpb", "tokens_per_s", "n_layers", "d_model"} <= set(df.columns)
@@ -27,7 +31,7 @@ def check_sweep(sweep_dir, n_runs=4):
         assert {p.name for p in run_dir.iterdir()} == {"run.json", "metrics.jsonl", "summary.json"}
     fit = json.loads((sweep_dir / "fit.json").read_text())
     assert fit["power_laws"]
-    assert {p.name for p in (sweep_dir / "figures").iterdir()} == FIGURES
+    assert {p.name for p in (sweep_dir / "figures").iterdir()} == figures
     return df
 
 
@@ -55,48 +59,38 @@ def test_tiny_sweep_end_to_end(executor, sweep_file, tmp_path, capsys):
 
 @pytest.mark.parametrize("executor", ["debug", "local"])
 def test_a_failing_run_is_recorded_and_the_rest_go_on(executor, sweep_file, tmp_path):
-    sweep = spec.load(sweep_file(executor=executor))
+    sweep = load(sweep_file(executor=executor))
     good = planner.plan(sweep)[:2]
     # A corpus that disappears between planning and training: the job itself fails.
-    broken = dataclasses.replace(good[0], data_source="text", data_path=str(tmp_path / "gone"))
-    outcome = launch([broken, *good], sweep.launch, tmp_path / "res", Console(file=io.StringIO()))
+    broken = dataclasses.replace(good[0], data=dataclasses.replace(good[0].data, source="text", path=str(tmp_path / "gone")))
+    outcome = launch([broken, *good], sweep.launch, SweepDir(tmp_path / "res"), Console(file=io.StringIO()))
     assert (outcome.done, outcome.failed) == (2, 1)
     df = results.load(tmp_path / "res").set_index("run_id")
     assert df.loc[broken.run_id, "status"] == "failed"
     assert "gone does not exist" in df.loc[broken.run_id, "error"]
     assert (df.loc[[r.run_id for r in good], "status"] == "done").all()
     # A re-run retries the failed run only.
-    again = launch([broken, *good], sweep.launch, tmp_path / "res", Console(file=io.StringIO()))
+    again = launch([broken, *good], sweep.launch, SweepDir(tmp_path / "res"), Console(file=io.StringIO()))
     assert (again.skipped, again.failed, again.done) == (2, 1, 0)
 
 
-def test_plot_regenerates_figures_from_disk_alone(sweep_file, tmp_path):
-    path = sweep_file()
-    assert main(["run", str(path), "--results", str(tmp_path)]) == 0
-    figures = tmp_path / "tiny" / "figures"
-    for png in figures.iterdir():
+def test_plot_regenerates_figures_from_disk_alone(trained_copy):
+    sweep_dir = trained_copy
+    for png in (sweep_dir / "figures").iterdir():
         png.unlink()
-    (tmp_path / "tiny" / "fit.json").unlink()
+    (sweep_dir / "fit.json").unlink()
     code = "import sys; from scalinglab.cli import main; rc = main(sys.argv[1:]); assert 'jax' not in sys.modules; sys.exit(rc)"
-    proc = subprocess.run([sys.executable, "-c", code, "plot", str(tmp_path / "tiny")], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, "plot", str(sweep_dir), "--bootstrap", "0"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    check_sweep(tmp_path / "tiny")
-    assert all(p.stat().st_size > 10_000 for p in figures.iterdir())
+    check_sweep(sweep_dir, n_runs=10, figures=FIGURES | LAW_FIGURES)
+    assert all(p.stat().st_size > 10_000 for p in (sweep_dir / "figures").iterdir())
 
 
-def test_fit_command_prints_json_from_results_and_csv(sweep_file, tmp_path, capsys):
-    grid = {"D": [2560, 5120, 7680]}  # 6 runs: enough for the 5 parameters of L(N,D)
-    main(["run", str(sweep_file(grid=grid)), "--results", str(tmp_path)])
-    capsys.readouterr()
-    assert main(["fit", str(tmp_path / "tiny"), "--json"]) == 0
+def test_fit_command_prints_json_from_results_and_csv(trained_copy, tmp_path, capsys):
+    assert main(["fit", str(trained_copy), "--json", "--bootstrap", "0"]) == 0
     fit = json.loads(capsys.readouterr().out)
-    assert {"E", "A", "B", "alpha", "beta", "power_laws"} <= set(fit)
+    assert {"E", "A", "B", "alpha", "beta", "power_laws"} <= set(fit) and fit["n_points"] == 10
     csv = tmp_path / "runs.csv"
-    results.load(tmp_path / "tiny").rename(columns={"N": "params", "L": "val"})[["params", "D", "val"]].to_csv(csv)
-    assert main(["fit", "--csv", str(csv), "--map", "N=params", "--map", "L=val", "--json"]) == 0
+    results.load(trained_copy).rename(columns={"N": "params", "L": "val"})[["params", "D", "val"]].to_csv(csv)
+    assert main(["fit", "--csv", str(csv), "--map", "N=params", "--map", "L=val", "--json", "--bootstrap", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["alpha"] == pytest.approx(fit["alpha"], rel=1e-3)
-
-
-def test_analysis_imports_without_jax():
-    code = "import scalinglab.results, scalinglab.fit, scalinglab.plot, scalinglab.cli, sys; assert 'jax' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,8 +8,10 @@ import pytest
 from conftest import tiny_runs
 from flax import nnx
 
-from scalinglab.parametrization import param_kind, rules
-from scalinglab.train import _keys, build, lr_schedule, make_train_step, optimizer, train
+from scalinglab.model.parametrization import param_kind
+from scalinglab.model.transformer import build_model
+from scalinglab.training.loop import make_loss_fn, make_train_step, train
+from scalinglab.training.optimizer import build_optimizer, state_keys
 
 
 def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
@@ -27,8 +29,7 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
 
 
 def _lrs(run):
-    f = lr_schedule(run)
-    return np.array([float(f(t)) for t in range(run.steps)])  # index i: the lr of step i + 1
+    return np.array(run.optim.schedule.lr(run.optim.lr, np.arange(run.steps), np))  # index i: the lr of step i + 1
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "constant", "wsd"])
@@ -43,7 +44,7 @@ def test_schedules_warm_up_then_follow_their_shape(schedule):
         mid = lr[9 + 45]  # halfway through the decay
         assert mid == pytest.approx(0.55, abs=0.02)  # both pass the mean of peak and end there
     else:  # wsd: stable to step 80 (cooldown_fraction 0.2), then 1-sqrt down to the end value
-        assert run.decay_start == 80
+        assert run.optim.schedule.decay_start == 80
         np.testing.assert_allclose(lr[10:80], 1.0)
         frac = (np.arange(81, 101) - 80) / 20
         np.testing.assert_allclose(lr[80:], 0.1 + 0.9 * (1 - np.sqrt(frac)), rtol=1e-5)
@@ -52,7 +53,7 @@ def test_schedules_warm_up_then_follow_their_shape(schedule):
 def test_wsd_linear_cooldown():
     run = tiny_runs(D=(4 * 32 * 100,), train={"schedule": "wsd", "lr": 1.0, "cooldown_shape": "linear", "cooldown_fraction": 0.5, "min_lr_ratio": 0})[0]
     lr = _lrs(run)
-    assert run.decay_start == 50
+    assert run.optim.schedule.decay_start == 50
     np.testing.assert_allclose(lr[50:], 1 - (np.arange(51, 101) - 50) / 50, atol=1e-6)
 
 
@@ -64,24 +65,25 @@ def test_a_diverging_run_stops_and_is_marked_diverged(tmp_path):
     assert summary["status"] == "diverged" and summary["L"] is None
 
 
-def _adamw_per_kind(run, params):
+def _adamw_per_kind(run, params, rules):
     """The reference: one optax.adamw per parameter kind, each with its learning-rate multiplier."""
-    r = rules(run.parametrization, run.d_model, run.d_ff, run.n_layers, run.d_model // run.n_heads, run.base_width)
-    schedule = lr_schedule(run)
+    o = run.optim
     per_kind = {
-        kind: optax.adamw(lambda t, s=scale: s * schedule(t), b1=run.b1, b2=run.b2, weight_decay=0.0 if kind == "vector" else run.weight_decay)
-        for kind, scale in r.lr_scale.items()
+        kind: optax.adamw(lambda t, s=scale: s * o.schedule.lr(o.lr, t, jax.numpy), b1=o.b1, b2=o.b2,
+                          weight_decay=0.0 if kind == "vector" else o.weight_decay)
+        for kind, scale in rules.lr_scale.items()
     }
-    kinds = jax.tree_util.tree_map_with_path(lambda path, _: param_kind(_keys(path)), params)
-    return optax.chain(optax.clip_by_global_norm(run.grad_clip), optax.multi_transform(per_kind, kinds))
+    kinds = jax.tree_util.tree_map_with_path(lambda path, _: param_kind(state_keys(path)), params)
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip), optax.multi_transform(per_kind, kinds))
 
 
 @pytest.mark.parametrize("parametrization", ["sp", "u-mup"])
 def test_optimizer_is_adamw_with_a_learning_rate_multiplier_per_kind(parametrization):
     run = tiny_runs(shapes=((2, 64, 2),), model={"parametrization": parametrization}, train={"weight_decay": 0.1, "warmup_steps": 2})[0]
-    params = nnx.split(build(run))[1]
+    model = build_model(run.model, run.seed)
+    params = nnx.split(model)[1]
     results = []
-    for tx in (optimizer(run, params), _adamw_per_kind(run, params)):
+    for tx in (build_optimizer(run.optim, params, model.r), _adamw_per_kind(run, params, model.r)):
         p, state = params, tx.init(params)
         for i in range(4):
             grads = jax.tree.map(lambda x, i=i: jax.random.normal(jax.random.key(i), x.shape), params)
@@ -94,10 +96,11 @@ def test_optimizer_is_adamw_with_a_learning_rate_multiplier_per_kind(parametriza
 
 def test_the_train_step_updates_its_state_in_place():
     run = tiny_runs()[0]
-    graphdef, params = nnx.split(build(run))
-    tx = optimizer(run, params)
+    model = build_model(run.model, run.seed)
+    graphdef, params = nnx.split(model)
+    tx = build_optimizer(run.optim, params, model.r)
     state = (params, tx.init(params))
-    tokens = np.zeros((run.batch_size, run.seq_len), np.int32)
-    _, loss = make_train_step(run, graphdef, tx)(state, tokens, tokens, np.ones(tokens.shape, np.float32))
+    tokens = np.zeros((run.batch_size, run.model.seq_len), np.int32)
+    _, loss = make_train_step(make_loss_fn(run.precision, graphdef), tx)(state, tokens, tokens, np.ones(tokens.shape, np.float32))
     assert np.isfinite(loss)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))  # donated: no copy of the state

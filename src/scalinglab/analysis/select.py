@@ -1,0 +1,63 @@
+"""What a sweep's fits are made from: its finished runs with a usable loss, their evaluations with
+the FLOPs spent so far (C_seen), and the fit settings it was run with. No JAX."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import FitError
+from ..store.files import read_record, report_damage
+from ..store.frame import load
+from ..store.layout import SweepDir
+from ..sweep.spec import FitSpec
+
+
+@dataclass
+class FitInputs:
+    runs: pd.DataFrame
+    """One row per done run with a positive, finite final loss L."""
+    evals: pd.DataFrame | None
+    """Their evaluations with C_seen (training FLOPs so far); None when every record is damaged."""
+
+
+def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: None) -> FitInputs:
+    """The done runs of a sweep with a usable final loss, and their evaluations. Diverged runs and
+    runs whose loss is not a positive number are left out, each kind named in one line passed to
+    left_out. FitError if none is left."""
+    df = load(sweep.path)
+    status = df["status"] if "status" in df else pd.Series("pending", index=df.index)
+    diverged = df[status == "diverged"]
+    if len(diverged):
+        left_out(f"{len(diverged)} diverged run(s) left out of the fits: "
+                 + ", ".join(f"{r.run_id} (N={r.N:,}, D={r.D:,})" for r in diverged.itertuples()))
+    done = df[status == "done"]
+    L = pd.to_numeric(done["L"], errors="coerce") if "L" in done else pd.Series(dtype=float)
+    bad = done[~(L > 0) | ~np.isfinite(L)]
+    if len(bad):
+        left_out(f"{len(bad)} run(s) with a final loss that is not a positive number left out of the fits: "
+                 + ", ".join(f"{r.run_id} (L={r.L})" for r in bad.itertuples()))
+    done = done.drop(bad.index)
+    if done.empty:
+        what = f"all {len(diverged)} finished runs diverged" if len(diverged) and not len(bad) else "no finished runs with a usable loss yet"
+        raise FitError(f"{sweep.path}: {what}; nothing to fit")
+    evals = load(sweep.path, per_eval=True)
+    if evals.empty:  # every evaluation record damaged: the final losses still fit
+        return FitInputs(done, None)
+    evals = evals[evals["run_id"].isin(done["run_id"])].copy()
+    evals["C_seen"] = evals["tokens"] * evals["flops_per_token"]
+    return FitInputs(done, evals)
+
+
+def saved_fit_spec(sweep: SweepDir | None, **overrides) -> FitSpec:
+    """The fit section the sweep was run with (sweep.json; the defaults without one), with
+    `overrides` that are not None on top. A damaged sweep.json is reported and read as defaults;
+    a bad value raises pydantic's ValidationError."""
+    saved, problem = read_record(sweep.sweep_json, {"fit"}) if sweep else (None, None)
+    if problem is not None:
+        report_damage(sweep.sweep_json, f"{problem}; fitting with the default fit settings")
+    base = saved["fit"] if saved else {}
+    return FitSpec.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})

@@ -1,0 +1,144 @@
+"""`scalinglab fit` and `scalinglab plot`: the laws of a sweep (or of any table), printed, saved in
+fit.json, drawn. Imports no JAX."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+from pydantic import ValidationError
+from rich.console import Console
+
+from ..analysis.laws import from_columns
+from ..analysis.report import analyze
+from ..analysis.select import fit_inputs, saved_fit_spec
+from ..errors import UsageError
+from ..store.files import write_json
+from ..store.layout import SweepDir
+from ..sweep.spec import FitSpec
+
+
+def fit_spec(sweep: SweepDir | None, args) -> FitSpec:
+    """The sweep's fit section (or the defaults), with command-line flags on top."""
+    try:
+        return saved_fit_spec(sweep, huber_delta=args.huber_delta, method=args.method, bootstrap=args.bootstrap,
+                              holdout_fraction=args.holdout)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UsageError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+
+
+def report(sweep: SweepDir, fit: FitSpec, console: Console, predictions=(), write_figures: bool = True) -> dict:
+    """Fits the finished runs of a sweep, saves fit.json, prints the laws, regenerates figures."""
+    try:
+        inputs = fit_inputs(sweep, left_out=lambda line: console.print(f"[yellow]warning[/]: {line}"))
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    fits = analyze(inputs.runs, inputs.evals, fit, predictions)
+    write_json(sweep.fit_json, fits)
+    print_fits(fits, console)
+    if write_figures:
+        from ..analysis.plot import plot_all  # noqa: PLC0415  (matplotlib only when figures are made)
+
+        for path in plot_all(inputs.runs, fits, sweep.figures, inputs.evals):
+            console.print(f"wrote {path}")
+    return fits
+
+
+def _ci(fits: dict, key: str) -> str:
+    ci = fits.get("ci", {}).get(key)
+    return f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+
+
+def _print_law(fits: dict, console: Console) -> None:
+    if "alpha" not in fits:
+        console.print(f"L(N,D) not fitted: {fits['skipped']}")
+        return
+    level = f", {fits['level']:.0%} bootstrap intervals over {fits['n_bootstrap']} resamples" if fits["ci"] else ""
+    console.print(f"L(N,D) = E + A/N^alpha + B/D^beta over {fits['n_points']} runs ({fits['method']}{level}):")
+    for k in ("E", "A", "B", "alpha", "beta"):
+        console.print(f"  {k:<5} = {fits[k]:.4g}{_ci(fits, k)}")
+    console.print(f"  compute-optimal (C = 6ND): N_opt ~ C^{fits['a']:.3f}{_ci(fits, 'a')}, D_opt ~ C^{fits['b']:.3f}{_ci(fits, 'b')}")
+
+
+def _print_checks(fits: dict, console: Console) -> None:
+    ext = fits["extrapolation"]
+    if "skipped" in ext:
+        return
+    console.print(
+        f"extrapolation check: fitted on {ext['n_fit']} runs, predicted the {len(ext['held_out'])} largest by {ext['by']}: "
+        f"mean |error| {ext['mean_abs_rel_error']:.2%}, max {ext['max_abs_rel_error']:.2%}"
+    )
+    for h in ext["held_out"]:
+        ci = f" [{h['L_pred_ci'][0]:.4f}, {h['L_pred_ci'][1]:.4f}]" if h.get("L_pred_ci") else ""
+        console.print(f"  N = {h['N']:,.0f}, D = {h['D']:,.0f}: L = {h['L']:.4f}, predicted {h['L_pred']:.4f}{ci} ({h['rel_error']:+.2%})")
+
+
+def print_fits(fits: dict, console: Console) -> None:
+    _print_law(fits, console)
+    for law in fits["power_laws"]:
+        e = f"E = {law['E']:.4g}  " if law["E"] else ""
+        console.print(f"{law['form']:<18} {e}a = {law['a']:.4g}  b = {law['b']:.4f}  ({law['at']}, {law['n_points']} runs)")
+    iso = fits["isoflop"]
+    if "skipped" not in iso:
+        console.print(f"IsoFLOP (Approach 2, {len(iso['budgets'])} budgets): N_opt ~ C^{iso['N_opt']['a']:.3f}, D_opt ~ C^{iso['D_opt']['b']:.3f}")
+    env = fits.get("envelope", {})
+    if env and "skipped" not in env:
+        console.print(f"envelope (Approach 1): N_opt ~ C^{env['N_opt_law']['a']:.3f}")
+    _print_checks(fits, console)
+    for p in fits.get("predictions", []):
+        at = f"C = {p['C']:.3g}" if "C" in p else f"N = {p['N']:.3g}, D = {p['D']:.3g}"
+        parts = [f"{k} = {v['value']:.4g}" + (f" [{v['ci'][0]:.4g}, {v['ci'][1]:.4g}]" if v["ci"] else "")
+                 for k, v in p.items() if isinstance(v, dict)]
+        console.print(f"predict at {at}: " + ", ".join(parts))
+
+
+def parse_map(items: list[str]) -> dict[str, str]:
+    mapping = {}
+    for item in items:
+        ours, sep, theirs = item.partition("=")
+        if not sep or ours not in ("N", "D", "C", "L"):
+            raise UsageError(f"--map {item}: expected N=COLUMN, D=COLUMN, C=COLUMN or L=COLUMN")
+        mapping[ours] = theirs
+    return mapping
+
+
+def parse_predict(item: str) -> dict:
+    """'C=1e21' or 'N=1e9,D=2e10' -> {'C': 1e21} or {'N': 1e9, 'D': 2e10}."""
+    try:
+        point = {k.strip(): float(v) for k, v in (part.split("=") for part in item.split(","))}
+    except ValueError:
+        point = {}
+    if set(point) not in ({"C"}, {"N", "D"}) or min(point.values()) <= 0:
+        raise UsageError(f"--predict {item}: expected C=FLOPS or N=PARAMS,D=TOKENS with positive numbers")
+    return point
+
+
+def main(args, console: Console) -> int:
+    if (args.path is None) == (args.csv is None):
+        raise UsageError("scalinglab fit: give a results/<sweep> folder or --csv FILE, not both or neither")
+    predictions = [parse_predict(p) for p in args.predict]
+    out = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115
+    if args.csv:
+        if not Path(args.csv).is_file():
+            raise UsageError(f"--csv {args.csv}: no such file")
+        table = from_columns(pd.read_csv(args.csv), parse_map(args.map))
+        fits = analyze(table, None, fit_spec(None, args), predictions)
+        print_fits(fits, out)
+    else:
+        if args.map:
+            raise UsageError("--map only applies with --csv")
+        sweep = SweepDir(Path(args.path))
+        fits = report(sweep, fit_spec(sweep, args), out, predictions, write_figures=False)
+        out.print(f"wrote {sweep.fit_json}")
+    if args.json:
+        print(json.dumps(fits, indent=1))
+    return 0
+
+
+def plot(args, console: Console) -> int:
+    sweep = SweepDir(Path(args.path))
+    report(sweep, fit_spec(sweep, args), console)
+    return 0

@@ -1,0 +1,67 @@
+"""`scalinglab plan`: each run of a sweep, what it costs, and the estimated wall time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from ..launch.resources import max_parallel
+from ..sweep import planner
+from ..sweep.read import load
+from ..sweep.runspec import RunSpec
+from ..sweep.spec import SweepSpec, with_launch
+
+
+def role(r: RunSpec) -> str:
+    if r.role == "trunk":
+        return "trunk"
+    return f"branch@{r.start_step}" if r.trunk_id else "run"
+
+
+def plan_table(runs: list[RunSpec]) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"run_id": r.run_id, "n_layers": r.model.n_layers, "d_model": r.model.d_model, "n_heads": r.model.n_heads,
+         "N": r.N, "N_total": r.N_total, "D": r.D, "tokens_per_param": r.D / r.N, "steps": r.steps, "seed": r.seed,
+         "role": role(r), "flops_per_token": r.flops_per_token, "C": r.C, "job_flops": r.job_flops}
+        for r in runs
+    ])
+
+
+def print_plan(sweep: SweepSpec, runs: list[RunSpec], console: Console) -> None:
+    table = Table(title=f"sweep {sweep.name}: {len(runs)} runs")
+    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", "steps", "seed", "role", "C"):
+        table.add_column(col, justify="right")
+    for r in runs:
+        m = r.model
+        table.add_row(
+            r.run_id, str(m.n_layers), str(m.d_model), str(m.n_heads), f"{r.N:,}", f"{r.N_total:,}",
+            f"{r.D:,}", f"{r.D / r.N:.1f}", f"{r.steps:,}", str(r.seed), role(r), f"{r.C:.3g}",
+        )  # fmt: skip
+    console.print(table)
+    parallel = max_parallel(sweep.launch, len(runs))
+    est = planner.estimate_seconds(runs, parallel)
+    spent = sum(r.job_flops for r in runs)
+    independent = sum(r.C for r in planner.grid_points(runs))
+    shared = f" (independent runs: {independent:.3g}, {1 - spent / independent:.0%} saved by cooldown branches)" if spent < independent else ""
+    console.print(
+        f"runs {len(planner.grid_points(runs))} · total C {spent:.3g} FLOPs{shared} · "
+        f"estimated wall time here {est / 60:.1f} min ({parallel} job(s) at once, {sweep.launch.executor})"
+    )
+    console.print("C = FLOPs per token x D; FLOPs per token = 6(N + d_model*vocab) + 12*n_layers*seq_len*d_model")
+
+
+def main(args, console: Console) -> int:
+    sweep = with_launch(load(args.sweep), executor=args.executor)
+    runs = planner.plan(sweep)
+    print_plan(sweep, runs, console)
+    table = plan_table(runs)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        console.print(f"wrote {args.csv}")
+    if args.json:
+        Path(args.json).write_text(table.to_json(orient="records", indent=1))
+        console.print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,181 @@
+"""Where a corpus comes from: its files (the running Python's standard library, text, JSONL,
+Parquet, a saved Hugging Face dataset), their documents as UTF-8 bytes, and a fingerprint of their
+content. No JAX; pyarrow and datasets are imported only where needed because they are slow to import."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sysconfig
+from pathlib import Path
+
+from ..errors import SpecError
+from ..store.cache import build_once, cache_dir
+
+SUFFIXES = {"text": (".txt", ".md", ".py", ".rst"), "jsonl": (".jsonl",), "parquet": (".parquet",)}
+_STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idlelib"}
+
+
+def stdlib_files() -> list[Path]:
+    """The running Python's standard-library sources, without its test suite: ~11 MB, no download."""
+    files = []
+    for folder, subfolders, names in os.walk(sysconfig.get_paths()["stdlib"], followlinks=True):
+        subfolders[:] = [d for d in subfolders if d not in _STDLIB_SKIP]  # pruned, not walked: fast
+        files += [Path(folder, name) for name in names if name.endswith(".py")]
+    return sorted(files)
+
+
+def corpus_files(source: str, path: str | None) -> list[Path]:
+    """The files the corpus is read from, in reading order (for hf: every file of the saved dataset)."""
+    if source == "stdlib":
+        return stdlib_files()
+    root = Path(path)
+    if source == "hf":
+        if not root.is_dir():
+            raise SpecError(f"data.path: {root} is not a folder (give one written by datasets' save_to_disk)")
+        return sorted(f for f in root.rglob("*") if f.is_file())
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        what = "is not a regular file or a folder" if root.exists() else "does not exist"
+        raise SpecError(f"data.path: {root} {what}")
+    suffixes = SUFFIXES[source]
+    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix in suffixes)
+    if not files:
+        raise SpecError(f"data.path: {root} holds no {source} files ({', '.join(suffixes)})")
+    return files
+
+
+def documents(source: str, path: str | None, text_field: str) -> list[bytes]:
+    """Every document as UTF-8 bytes, in file then line/row order."""
+    if source == "hf":
+        docs = _hf_documents(Path(path), text_field)
+    else:
+        read = {"jsonl": _jsonl_documents, "parquet": _parquet_documents}.get(source, _file_document)
+        docs = [doc for f in corpus_files(source, path) for doc in read(f, text_field)]
+    if not docs:
+        raise SpecError(f"data.path: {path} has no rows")
+    if not any(docs):
+        raise SpecError(f"data.path: {path or 'stdlib'} is empty")
+    return docs
+
+
+def _check_utf8(raw: bytes, where: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SpecError(
+            f"data.path: {where} line {line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); convert or remove it"
+        ) from None
+
+
+def _file_document(f: Path, text_field: str) -> list[bytes]:
+    raw = f.read_bytes()
+    _check_utf8(raw, f)
+    return [raw]
+
+
+def _jsonl_documents(f: Path, text_field: str) -> list[bytes]:
+    docs = []
+    # Not splitlines(): JSON strings may hold U+2028 and other characters it splits on.
+    for n, line in enumerate(_check_utf8(f.read_bytes(), f).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"data.path: {f} line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise SpecError(f"data.path: {f} line {n}: expected a JSON object, got {json.dumps(row)[:40]}")
+        if text_field not in row:
+            raise SpecError(f"data.text_field: {text_field!r} not in {f} line {n} (keys: {', '.join(row)})")
+        text = row[text_field]
+        if not isinstance(text, str):
+            raise SpecError(f"data.text_field: {text_field!r} in {f} line {n} is {json.dumps(text)[:40]}, not a string")
+        try:
+            docs.append(text.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+            raise SpecError(f"data.text_field: {text_field!r} in {f} line {n} is not valid Unicode (lone surrogate)") from None
+    return docs
+
+
+def _parquet_documents(f: Path, text_field: str) -> list[bytes]:
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    try:
+        table = pq.ParquetFile(f)
+    except (pa.ArrowException, OSError) as e:
+        raise SpecError(f"data.path: {f} is not a Parquet file ({e})") from None
+    names = table.schema_arrow.names
+    if text_field not in names:
+        raise SpecError(f"data.text_field: {text_field!r} not in {f} (columns: {', '.join(names)})")
+    return _arrow_documents(table.read(columns=[text_field]).column(0), f, text_field)
+
+
+def _hf_documents(path: Path, text_field: str) -> list[bytes]:
+    os.environ["HF_DATASETS_OFFLINE"] = "1"  # read from disk only, never the Hub
+    import datasets  # noqa: PLC0415
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except FileNotFoundError as e:
+        raise SpecError(f"data.path: {path} is not a dataset written by save_to_disk ({e})") from None
+    except Exception as e:  # a damaged dataset folder: whatever datasets raises, name the folder
+        raise SpecError(f"data.path: {path}: datasets.load_from_disk failed ({type(e).__name__}: {e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise SpecError(f"data.path: {path} is a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
+        ds = ds["train"]
+    if text_field not in ds.column_names:
+        raise SpecError(f"data.text_field: {text_field!r} not in {path} (columns: {', '.join(ds.column_names)})")
+    return _arrow_documents(ds.with_format("arrow")[text_field], path, text_field)
+
+
+def _arrow_documents(column, where: Path, text_field: str) -> list[bytes]:
+    """A string (or binary) Arrow column as UTF-8 documents; rows are numbered from 0."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    if len(column) == 0:  # reported as "no rows", whatever type was inferred for no values
+        return []
+    t = column.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+        raise SpecError(f"data.text_field: {text_field!r} in {where} is {t}, not a string")
+    docs = column.cast(pa.large_binary()).to_pylist()  # bytes: invalid UTF-8 is found below, by row
+    for i, doc in enumerate(docs):
+        if doc is None:
+            raise SpecError(f"data.text_field: {text_field!r} in {where} row {i} is null, not a string")
+        try:
+            doc.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SpecError(
+                f"data.text_field: {text_field!r} in {where} row {i} is not UTF-8 (byte 0x{doc[e.start]:02x} at offset {e.start})"
+            ) from None
+    return docs
+
+
+
+def _file_digest(f: Path) -> str:
+    """sha256 of a file's bytes, cached by its path, size and mtime (corpora can be large)."""
+    st = f.stat()
+    stat_key = hashlib.sha256(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+
+    def digest(tmp: Path) -> None:
+        with open(f, "rb") as src:
+            tmp.write_text(hashlib.file_digest(src, "sha256").hexdigest())
+
+    return build_once(cache_dir() / "file_digests" / stat_key, digest).read_text()
+
+
+def fingerprint(source: str, path: str | None) -> str | None:
+    """The content of the corpus files, as one hash of each file's name (relative to data.path)
+    and bytes: the same wherever the corpus lies. None for the built-in corpus, which is named by
+    its source alone (its files are the running Python's)."""
+    if source == "stdlib":
+        return None
+    files = corpus_files(source, path)
+    root = Path(path) if Path(path).is_dir() else Path(path).parent
+    entries = [(str(f.relative_to(root)), _file_digest(f)) for f in files]
+    return hashlib.sha256(json.dumps([source, entries]).encode()).hexdigest()[:20]

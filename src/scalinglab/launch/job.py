@@ -1,0 +1,111 @@
+"""The job body: what one submitit job runs, in process (debug), as a local subprocess, or on a
+SLURM node. It takes the run's lock, sets up the process (CPU affinity, malloc, XLA flags), and
+only then imports the training code and with it JAX; a training error is kept in the run's summary.
+
+Importing this module does not import JAX: submitit's local subprocess imports it to unpickle the
+job, before setup_job has pinned the job's CPU threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import traceback
+
+import submitit
+
+from ..store import runs
+from ..store.layout import RunDir
+from ..sweep.runspec import RunSpec
+
+BUSY = "busy"  # run_job's status when another process holds the run's lock, or has finished it
+
+# XLA flags of every job, unless XLA_FLAGS already sets them, measured on 2 cores of an AVX2 CPU
+# with experiments/bench_throughput_compare.py. No YNNPACK fusions: XLA's own emitters were faster
+# for this model, step time (2, 64) -30%, (4, 128) ... (8, 512) -2 to -5%. (Matmuls through oneDNN,
+# --xla_cpu_use_onednn, were 13% faster at (8, 512) but are not used: jobs aborted in XLA when
+# freeing oneDNN executables, and such executables cannot enter the persistent compilation cache.)
+JOB_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+
+
+def run_job(record: dict, run_path: str, cores: list[int] | None, started=None) -> dict:
+    """Trains the run of `record` (RunSpec.record) into run_path. A training error is kept in the
+    run's summary.json, which is returned (status 'failed'), so every executor reports it the same
+    way and the sweep goes on. A run another process is training (its lock is held), or has just
+    finished, is left alone: status 'busy'. started(trainer) is called once training is set up."""
+    run_dir = RunDir(run_path)
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    lock = runs.lock(run_dir)
+    if lock is None:
+        return {"status": BUSY}
+    try:
+        if runs.is_complete(run_dir):  # finished by another process before this one got the lock
+            return {"status": BUSY}
+        setup_job(cores)
+        from ..training.loop import Trainer  # noqa: PLC0415  (after setup_job, see there)
+
+        trainer = Trainer(RunSpec.from_record(record), run_dir, compile_cache=run_dir.sweep.compile_cache)
+        if started is not None:
+            started(trainer)
+        return trainer.train()
+    except Exception as e:  # noqa: BLE001
+        return runs.record_failure(run_dir, f"{type(e).__name__}: {e}", traceback.format_exc())
+    finally:
+        os.close(lock)
+
+
+class TrainJob(submitit.helpers.Checkpointable):
+    """The job body as submitit runs it on SLURM. On preemption or near its time limit SLURM
+    signals the job (USR2, 90 s ahead); submitit then calls checkpoint(), which has the trainer
+    save its state and the same call requeued; the requeued job resumes from that checkpoint.
+    After max_requeues the run ends as failed instead."""
+
+    def __init__(self, max_requeues: int):
+        self.max_requeues = max_requeues
+        self.trainer = None  # set once training is set up; never pickled (a fresh job is requeued)
+
+    def __call__(self, record: dict, run_path: str, cores: list[int] | None) -> dict:
+        return run_job(record, run_path, cores, started=self._started)
+
+    def _started(self, trainer) -> None:
+        self.trainer = trainer
+
+    def checkpoint(self, record: dict, run_path: str, cores: list[int] | None):
+        run_dir = RunDir(run_path)
+        count = runs.requeue_count(run_dir)
+        if count >= self.max_requeues:  # raised into the step loop: run_job records the run as failed
+            raise RuntimeError(f"stopped by the scheduler (preempted or out of time) {count + 1} times; "
+                               f"launch.slurm.max_requeues is {self.max_requeues}")
+        step = self.trainer.save_for_requeue() if self.trainer is not None else None
+        runs.record_requeue(run_dir, step)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues), record, run_path, cores)
+
+
+def setup_job(cores: list[int] | None) -> None:
+    """Process settings of a training job; they must be made before JAX is imported."""
+    if cores is not None:
+        # XLA sizes its thread pools from the CPUs this process may use.
+        os.sched_setaffinity(0, cores)
+    keep_freed_memory()
+    flags = os.environ.get("XLA_FLAGS", "")
+    own = [f for f in JOB_XLA_FLAGS if f.split("=")[0] not in flags]
+    os.environ["XLA_FLAGS"] = " ".join([flags, *own]).strip()
+
+
+def keep_freed_memory() -> None:
+    """Stops glibc from handing freed memory back to the OS after every step. XLA on CPU allocates
+    and frees its step buffers each step, from its worker thread's arena; with glibc's defaults
+    every step touches fresh pages (~1.7M page faults, ~20% sys time). One arena that keeps its
+    memory, measured here on one core: (2, 64) 15.7k -> 22.6k tokens/s, (3, 96) 6.4k -> 10.9k.
+    Blocks above 32 MB (glibc's largest mmap threshold) were still mapped and unmapped each step;
+    without mmap and trimming, on two cores (interleaved runs): (4, 256) 120k -> 48k page faults
+    a step while the heap still grows, step time -14%; (8, 512) 471k -> 0.3k, step time -20%."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX, M_ARENA_MAX = -1, -2, -4, -8
+    mallopt(M_ARENA_MAX, 1)
+    mallopt(M_TRIM_THRESHOLD, -1)  # never
+    mallopt(M_TOP_PAD, 1 << 28)
+    mallopt(M_MMAP_MAX, 0)  # large blocks come from the heap too, and stay there

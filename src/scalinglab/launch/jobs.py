@@ -1,0 +1,124 @@
+"""Where a sweep's jobs are: jobs.json names each run's latest job; SLURM (squeue and sacct) and
+the run's lock (held by the process training it) say what became of it. With the run folders this
+gives every run's state for `status`, `cancel`, and `run` on a sweep that already has jobs in the
+queue. No JAX here."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from ..store import runs
+from ..store.files import locked, read_record, report_damage, write_json
+from ..store.layout import SweepDir
+
+STATES = ("pending", "running", "preempted", "done", "diverged", "failed", "cancelled", runs.DAMAGED)
+
+# sacct states of a job that has not ended, and of one that ended without a summary.
+_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "PREEMPTED"}
+_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
+
+
+class SlurmError(RuntimeError):
+    """SLURM could not be asked (squeue, sacct or scancel missing or failing)."""
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    state: str
+    job_id: str | None = None
+    detail: str = ""
+    live: bool = False  # a queued or running job will still train the run
+
+
+def read_jobs(sweep: SweepDir) -> dict[str, dict]:
+    """run_id -> {"job_id", "executor"} of the latest job submitted for each run. A damaged
+    jobs.json is reported and read as empty: runs are then judged by their files and locks."""
+    jobs, problem = read_record(sweep.jobs, set())
+    jobs = jobs or {}
+    if problem is None and not all(isinstance(j, dict) and {"job_id", "executor"} <= j.keys() for j in jobs.values()):
+        problem = "not a table of jobs"
+    if problem is not None:
+        report_damage(sweep.jobs, f"{problem}; ignored")
+        return {}
+    return jobs
+
+
+def record_jobs(sweep: SweepDir, executor: str, job_ids: dict[str, str]) -> None:
+    """Adds jobs to jobs.json; the sweep folder's lock keeps two launchers from losing each other's."""
+    with locked(sweep.path):
+        jobs = read_jobs(sweep)
+        jobs.update({run_id: {"job_id": job_id, "executor": executor} for run_id, job_id in job_ids.items()})
+        write_json(sweep.jobs, jobs)
+
+
+def _ask(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SlurmError(f"could not run {cmd[0]} ({e}); is SLURM's client installed here?") from e
+    if out.returncode != 0:
+        raise SlurmError(f"{cmd[0]} failed: {(out.stderr.strip().splitlines() or ['exit code ' + str(out.returncode)])[-1]}")
+    return out.stdout
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """job_id -> SLURM state (e.g. RUNNING, CANCELLED), for jobs and array tasks: squeue for jobs
+    the controller still holds (a job just submitted may not be in accounting yet), else sacct."""
+    if not job_ids:
+        return {}
+    from submitit.slurm.slurm import SlurmInfoWatcher  # noqa: PLC0415  (the parser of array ids)
+
+    queued = dict(line.split("|") for line in _ask(["squeue", "-h", "-r", "-o", "%i|%T"]).split())
+    done = SlurmInfoWatcher().read_info(_ask(["sacct", "-X", "--parsable2", "-o", "JobID,State", "-j", ",".join(sorted(set(job_ids)))]))
+    states = {job_id: done[job_id]["State"].split()[0] for job_id in job_ids if job_id in done}
+    return {**states, **{job_id: queued[job_id] for job_id in job_ids if job_id in queued}}
+
+
+def _unfinished_state(run, job: dict, sacct: str | None) -> RunState:
+    """The state of a run without a summary, from its job's SLURM state (sacct) or its lock."""
+    metrics = runs.read_metrics(run)
+    progress = f"step {metrics[-1]['step']}" if metrics else ""
+    job_id, requeues = job.get("job_id"), runs.requeue_count(run)
+    live = sacct in _RUNNING or sacct in _QUEUED
+    if sacct in _RUNNING:
+        state, detail = "running", progress
+    elif sacct in _QUEUED:
+        state = "preempted" if requeues or sacct == "PREEMPTED" else "pending"
+        detail = f"requeued {requeues}x, from {progress}" if requeues else ""
+    elif sacct and sacct.startswith("CANCELLED"):
+        state, detail = "cancelled", progress
+    elif sacct:  # FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ... or COMPLETED without a summary
+        state, detail = "failed", f"job {sacct.lower()}"
+    elif runs.is_locked(run):  # a local job process holds the run's lock
+        state, detail, live = "running", progress, True
+    else:  # never submitted, or its job is gone (a local sweep stopped, a job unknown to sacct)
+        state, detail = "pending", "not running: `scalinglab run` trains it" if job_id or metrics else "not submitted"
+    return RunState(run.run_id, state, job_id, detail, live)
+
+
+def run_states(sweep: SweepDir, run_ids: list[str]) -> list[RunState]:
+    """Every run's state, from its summary when it has one, else from its job."""
+    jobs = read_jobs(sweep)
+    slurm = slurm_states([jobs[r]["job_id"] for r in run_ids if r in jobs and jobs[r]["executor"] == "slurm"])
+    states = []
+    for run_id in run_ids:
+        run, job = sweep.run(run_id), jobs.get(run_id, {})
+        summary = runs.read_summary(run)
+        if summary is None:
+            states.append(_unfinished_state(run, job, slurm.get(job.get("job_id")) if job.get("executor") == "slurm" else None))
+            continue
+        detail = f"L={summary['L']:.4f}" if summary.get("L") is not None else summary.get("error") or ""
+        states.append(RunState(run_id, summary["status"], job.get("job_id"), detail))
+    return states
+
+
+def cancel(sweep: SweepDir, run_ids: list[str]) -> list[RunState]:
+    """Cancels the queued and running SLURM jobs of these runs; returns their states before.
+    Local jobs belong to the `scalinglab run` process that started them (Ctrl-C stops them)."""
+    jobs = read_jobs(sweep)
+    live = [s for s in run_states(sweep, run_ids) if s.live and jobs.get(s.run_id, {}).get("executor") == "slurm"]
+    if live:
+        _ask(["scancel", *[s.job_id for s in live]])
+    return live

@@ -1,0 +1,105 @@
+"""Softmax attention on CPU by a C++ kernel (cpu_attention.cc): one (batch, head) slice per task on
+XLA's intra-op thread pool, where XLA's batched dots use one thread.
+
+The kernel is compiled on first use with the system C++ compiler against Eigen and the FFI
+headers jaxlib ships, then cached per source, jaxlib version, compiler and CPU (model and feature
+flags: it is built for the CPU it runs on). Without a compiler or Eigen (apt install g++
+libeigen3-dev), or with SCALINGLAB_CPU_ATTENTION=off, model.attention uses XLA's dots instead:
+same values, slower.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+
+from ..store.cache import build_once, cache_dir, cpu_info
+
+SOURCE = Path(__file__).with_name("cpu_attention.cc")
+EIGEN_INCLUDE = Path("/usr/include/eigen3")
+FLAGS = ("-O3", "-march=native", "-std=c++20", "-shared", "-fPIC")
+FORWARD, BACKWARD = "scalinglab_attention_fwd", "scalinglab_attention_bwd"
+log = logging.getLogger(__name__)
+
+
+def _compile() -> Path:
+    """The kernel's shared library, compiled unless the cache holds it (once among concurrent jobs)."""
+    cxx = os.environ.get("CXX", "c++")
+    # Built for this CPU (-march=native): nodes of a cluster can share the cache and a model name,
+    # and differ in AVX-512, so the feature flags are part of the key.
+    cpu = cpu_info()
+    key = "|".join([SOURCE.read_text(), jaxlib.__version__, cxx, *FLAGS, cpu["model name"], cpu.get("flags", cpu.get("Features", ""))])
+    path = cache_dir() / "kernels" / f"cpu_attention-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+    if path.exists():
+        return path
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler ({cxx})")
+    if not (EIGEN_INCLUDE / "Eigen" / "Core").exists():
+        raise RuntimeError(f"no Eigen headers in {EIGEN_INCLUDE}")
+
+    def build(tmp: Path) -> None:
+        cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{EIGEN_INCLUDE}", str(SOURCE), "-o", str(tmp)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()[-1:]
+            raise RuntimeError(f"{cxx} failed: {errors[0] if errors else done.returncode}")
+
+    return build_once(path, build)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the kernel is compiled and registered with XLA (once per process)."""
+    if os.environ.get("SCALINGLAB_CPU_ATTENTION", "on") == "off":
+        return False
+    try:
+        library = ctypes.cdll.LoadLibrary(str(_compile()))
+        forward, backward = library.AttentionForward, library.AttentionBackward
+    except (RuntimeError, OSError, AttributeError) as e:  # AttributeError: a library without the handlers
+        log.warning("CPU attention kernel unavailable (%s); attention uses XLA's dots, slower", e)
+        return False
+    jax.ffi.register_ffi_target(FORWARD, jax.ffi.pycapsule(forward), platform="cpu")
+    jax.ffi.register_ffi_target(BACKWARD, jax.ffi.pycapsule(backward), platform="cpu")
+    return True
+
+
+def usable(x: jax.Array) -> bool:
+    """The kernel runs float32 on a single CPU device (XLA cannot partition a custom call)."""
+    return x.dtype == jnp.float32 and jax.default_backend() == "cpu" and jax.local_device_count() == 1 and available()
+
+
+def _ffi(name: str, results, *args, scale: float, causal: bool):
+    return jax.ffi.ffi_call(name, results, vmap_method="broadcast_all")(*args, scale=np.float32(scale), causal=causal)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, causal: bool) -> jax.Array:
+    """softmax(scale q k^T [causal mask]) v over [..., L, K] arrays; model.attention's contract."""
+    return _forward(q, k, v, scale, causal)[0]
+
+
+def _forward(q, k, v, scale, causal):
+    like = jax.ShapeDtypeStruct
+    o, lse = _ffi(FORWARD, (like(q.shape, q.dtype), like(q.shape[:-1], q.dtype)), q, k, v, scale=scale, causal=causal)
+    return o, (q, k, v, o, lse)
+
+
+def _backward(scale, causal, res, g):
+    q = res[0]
+    like = jax.ShapeDtypeStruct(q.shape, q.dtype)
+    return tuple(_ffi(BACKWARD, (like, like, like), *res, g, scale=scale, causal=causal))
+
+
+attention.defvjp(_forward, _backward)

@@ -1,0 +1,54 @@
+"""A sweep's results as pandas DataFrames, read from the results folder alone. No JAX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import runs
+from .files import is_in_progress, report_damage
+from .layout import RUN_FILES, RunDir, SweepDir
+
+
+def _read_run(run: RunDir) -> dict:
+    """One run folder as a row: run.json, then summary.json, reporting what is damaged or foreign."""
+    for p in sorted(run.path.iterdir()):
+        if p.name not in RUN_FILES and not any(is_in_progress(p.name, f) for f in RUN_FILES):
+            report_damage(p, "not a scalinglab file; ignored")
+    spec = runs.read_spec(run)
+    if spec is None:
+        return {"status": runs.DAMAGED, "error": "run.json: damaged"}
+    summary = runs.read_summary(run)
+    if summary is None and not run.resume.exists():
+        metrics = runs.read_metrics(run)
+        if metrics and not runs.is_locked(run):  # the lock only where there is something to say: a job may be starting
+            report_damage(run.path, f"evaluations up to step {metrics[-1]['step']} of {spec['steps']} but no summary.json "
+                                    "and no checkpoint (interrupted before its first checkpoint, or its summary was lost); "
+                                    "not in the fits until it is trained again")
+    return {**spec, **(summary or {"status": "pending"})}
+
+
+def load(path: str | Path, per_eval: bool = False, trunks: bool = False) -> pd.DataFrame:
+    """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics), or
+    with per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss).
+    Cooldown trunks are left out unless `trunks`: they are shared stable phases, not grid points.
+    Damaged and foreign files are reported as DamagedResults warnings, each naming its file;
+    a run whose run.json or summary.json cannot be read has status "damaged"."""
+    sweep = SweepDir(path)
+    if not sweep.runs.is_dir():
+        raise FileNotFoundError(f"{path}: no {sweep.runs.name}/ folder; is this a results/<sweep> folder?")
+    rows = []
+    for d in sweep.run_dirs():
+        run = RunDir(d)
+        if not d.is_dir() or not run.spec.exists():
+            report_damage(d, "not a run folder (no run.json); ignored")
+            continue
+        row = {"run_id": run.run_id, **_read_run(run)}
+        if row.get("role") == "trunk" and not trunks:
+            continue
+        if per_eval:
+            rows += [{**row, **m} for m in runs.read_metrics(run)] if row["status"] != runs.DAMAGED else []
+        else:
+            rows.append(row)
+    return pd.DataFrame(rows)

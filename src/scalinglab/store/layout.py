@@ -1,0 +1,120 @@
+"""The layout of a results folder; every path and file name in it is spelled here and nowhere else.
+
+    results/<sweep>/
+      sweep.json                 the resolved sweep (every default filled in)
+      jobs.json                  each run's latest job id and executor
+      fit.json, figures/         the fitted laws and their figures
+      logs/                      submitit's job scripts and logs
+      jax_cache/                 compiled steps shared by the sweep's jobs
+      runs/<run_id>/run.json     the run spec (a flat record; RunSpec.record)
+      runs/<run_id>/metrics.jsonl one JSON line per evaluation
+      runs/<run_id>/summary.json how the run ended
+      runs/<run_id>/requeues.json how often its job was preempted or timed out
+      runs/<run_id>/ckpt/        its latest checkpoint while unfinished
+      runs/<run_id>/branch_points/ a cooldown trunk's checkpoints at its branch points
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RUNS = "runs"
+# A run folder's entries (RunDir's properties): scalinglab writes nothing else there.
+SPEC, METRICS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS = (
+    "run.json", "metrics.jsonl", "summary.json", "requeues.json", "ckpt", "branch_points")
+RUN_FILES = (SPEC, METRICS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """results/<sweep>/runs/<run_id>/."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def sweep(self) -> SweepDir:
+        return SweepDir(self.path.parent.parent)
+
+    @property
+    def spec(self) -> Path:
+        return self.path / SPEC
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def requeues(self) -> Path:
+        return self.path / REQUEUES
+
+    @property
+    def resume(self) -> Path:
+        """The run's latest checkpoint while it is unfinished."""
+        return self.path / RESUME
+
+    @property
+    def branch_points(self) -> Path:
+        """A cooldown trunk's checkpoints at its branch points, which its branches start from."""
+        return self.path / BRANCH_POINTS
+
+
+@dataclass(frozen=True)
+class SweepDir:
+    """results/<sweep>/."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def runs(self) -> Path:
+        return self.path / RUNS
+
+    def run(self, run_id: str) -> RunDir:
+        return RunDir(self.runs / run_id)
+
+    def run_dirs(self) -> list[Path]:
+        """Every entry of runs/, in name order (run folders and anything else found there)."""
+        return sorted(self.runs.iterdir()) if self.runs.is_dir() else []
+
+    @property
+    def sweep_json(self) -> Path:
+        return self.path / "sweep.json"
+
+    @property
+    def jobs(self) -> Path:
+        return self.path / "jobs.json"
+
+    @property
+    def fit_json(self) -> Path:
+        return self.path / "fit.json"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def logs(self) -> Path:
+        """submitit's folder: job scripts, pickles, stdout and stderr."""
+        return self.path / "logs"
+
+    @property
+    def compile_cache(self) -> Path:
+        return self.path / "jax_cache"

@@ -1,0 +1,123 @@
+"""One run's files and state: its spec, evaluations, summary, requeue record and lock. Every file
+is replaced atomically (files.write_text), so a reader never sees half of one. No JAX."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .files import read_record, report_damage, try_lock, write_json, write_text
+from .layout import RunDir
+
+COMPLETE = ("done", "diverged")  # a re-run would end the same way: skip them
+DAMAGED = "damaged"  # the status of a run whose run.json or summary.json cannot be read
+SPEC_KEYS = {"N", "D", "C", "seed", "steps", "flops_per_token"}  # what fits and status read from run.json
+EVAL_KEYS = {"step", "tokens", "L"}  # what every evaluation record holds
+
+
+# ---- spec and summary -------------------------------------------------------------------------
+
+
+def write_spec(run: RunDir, record: dict) -> None:
+    write_json(run.spec, record)
+
+
+def read_spec(run: RunDir) -> dict | None:
+    """The run's run.json; None if it is missing or damaged (reported: the launcher rewrites it)."""
+    spec, problem = read_record(run.spec, SPEC_KEYS)
+    if problem is not None:
+        report_damage(run.spec, f"{problem}; the run counts as damaged until `scalinglab run` rewrites it")
+    return spec
+
+
+def write_summary(run: RunDir, summary: dict) -> None:
+    write_json(run.summary, summary)
+
+
+def read_summary(run: RunDir) -> dict | None:
+    """The run's summary.json, None if it has none. One that cannot be read is reported and
+    reads as status "damaged": not complete, so `scalinglab run` trains the run again."""
+    summary, problem = read_record(run.summary, {"status"})
+    if problem is None:
+        return summary
+    report_damage(run.summary, f"{problem}; the run counts as damaged")
+    return {"status": DAMAGED, "error": f"summary.json: {problem}"}
+
+
+def record_failure(run: RunDir, error: str, detail: str = "") -> dict:
+    summary = {"status": "failed", "error": error, "traceback": detail}
+    write_summary(run, summary)
+    return summary
+
+
+def status(run: RunDir) -> str:
+    summary = read_summary(run)
+    return summary["status"] if summary else "pending"
+
+
+def is_complete(run: RunDir) -> bool:
+    return status(run) in COMPLETE
+
+
+# ---- evaluations ------------------------------------------------------------------------------
+
+
+def append_metrics(run: RunDir, record: dict) -> None:
+    """Adds one evaluation; the file is rewritten whole so a reader never sees half a line."""
+    old = run.metrics.read_text() if run.metrics.exists() else ""
+    write_text(run.metrics, old + json.dumps(record, sort_keys=True) + "\n")
+
+
+def keep_metrics(run: RunDir, keep) -> None:
+    """Drops the evaluations for which keep(record) is false (those a resumed run will redo)."""
+    if run.metrics.exists():
+        write_text(run.metrics, "".join(json.dumps(m, sort_keys=True) + "\n" for m in read_metrics(run) if keep(m)))
+
+
+def read_metrics(run: RunDir) -> list[dict]:
+    """The run's evaluations; a line that is not a whole record (truncated, overwritten) is
+    reported and skipped."""
+    records = []
+    for i, line in enumerate(run.metrics.read_bytes().splitlines() if run.metrics.exists() else [], 1):
+        try:
+            record = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            record = None
+        if isinstance(record, dict) and EVAL_KEYS <= record.keys() and isinstance(record["step"], int):
+            records.append(record)
+        elif line.strip():
+            report_damage(run.metrics, f"line {i} is not a whole evaluation record (truncated?); skipped")
+    return records
+
+
+# ---- requeues and the lock --------------------------------------------------------------------
+
+
+def requeue_count(run: RunDir) -> int:
+    """How often the run's job was requeued (preempted or timed out); a damaged record is reported, 0."""
+    record, problem = read_record(run.requeues, {"count"})
+    if problem is not None:
+        report_damage(run.requeues, f"{problem}; counted as 0")
+    return record["count"] if record else 0
+
+
+def record_requeue(run: RunDir, saved_step: int | None) -> None:
+    write_json(run.requeues, {"count": requeue_count(run) + 1, "saved_step": saved_step})
+
+
+def lock(run: RunDir) -> int | None:
+    """Takes the run's lock, an flock on its folder, so that no two processes train it at once;
+    returns the descriptor that holds it (close it to release), or None if another process holds
+    it. The kernel releases the lock when its holder dies, even by kill -9."""
+    return try_lock(run.path)
+
+
+def is_locked(run: RunDir) -> bool:
+    """Whether a live process is training the run now."""
+    if not run.path.is_dir():
+        return False
+    fd = lock(run)
+    if fd is not None:
+        os.close(fd)
+    return fd is None
+

@@ -1,0 +1,82 @@
+"""Shapes, parameter counts and FLOPs per token. Pure functions.
+
+Counts follow the model in model/transformer.py exactly (tested against the real Flax tree):
+- N, non-embedding parameters: per layer two LayerNorms (scale + bias), the fused q/k/v and
+  output projections (no biases), the MLP (no biases); plus the final LayerNorm.
+- N_total adds the token embedding (tied with the output layer) and the learned positions.
+- FLOPs per token, PaLM convention (Chowdhery et al. 2022, App. B): 6 per matmul weight per
+  token (N plus the d_model x vocab_size unembedding) plus 12 * n_layers * seq_len * d_model
+  for the attention scores and values (the full seq_len x seq_len matrix). C = that * D.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import SpecError
+from .spec import ModelSpec, SweepSpec
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_ff: int
+
+    @property
+    def N(self) -> int:
+        return count_N(self.n_layers, self.d_model, self.d_ff)
+
+
+def count_N(n_layers: int, d_model: int, d_ff: int) -> int:
+    per_layer = 4 * d_model * d_model + 2 * d_model * d_ff + 4 * d_model
+    return n_layers * per_layer + 2 * d_model
+
+
+def count_N_total(N: int, d_model: int, seq_len: int, vocab_size: int) -> int:
+    return N + vocab_size * d_model + seq_len * d_model
+
+
+def flops_per_token(N: int, n_layers: int, d_model: int, seq_len: int, vocab_size: int) -> int:
+    return 6 * (N + d_model * vocab_size) + 12 * n_layers * seq_len * d_model
+
+
+def shape_for(N_target: float, model: ModelSpec) -> Shape:
+    """Target non-embedding N -> a shape with d_model ~ aspect_ratio * n_layers.
+
+    Depth comes from the rule N ~ (4 + 2 mlp_ratio) n_layers d_model^2 with d_model =
+    aspect_ratio * n_layers; the width is then the multiple of d_head whose N is nearest the
+    target in log space, so N lands within a few percent of the target.
+    """
+    k = 4 + 2 * model.mlp_ratio
+    n_layers = max(1, round((N_target / (k * model.aspect_ratio**2)) ** (1 / 3)))
+    ideal = (N_target / (k * n_layers)) ** 0.5
+
+    def shape(heads: int) -> Shape:
+        d_model = heads * model.d_head
+        return Shape(n_layers, d_model, heads, round(model.mlp_ratio * d_model))
+
+    lo = max(1, int(ideal // model.d_head))
+    return min((shape(lo), shape(lo + 1)), key=lambda s: abs(math.log(s.N / N_target)))
+
+
+def shapes(spec: SweepSpec) -> list[Shape]:
+    """The sweep's model shapes, as given or by the shape rule; the same shape twice is refused."""
+    g, m = spec.grid, spec.model
+    if g.shapes is not None:
+        out = [Shape(s.n_layers, s.d_model, s.n_heads, s.d_ff or round(m.mlp_ratio * s.d_model)) for s in g.shapes]
+        where = "grid.shapes"
+    else:
+        out = [shape_for(n, m) for n in g.N]
+        where = "grid.N"
+    seen: dict[Shape, int] = {}
+    for i, s in enumerate(out):
+        if s in seen:
+            raise SpecError(
+                f"{where}[{i}]: gives the same shape as {where}[{seen[s]}] "
+                f"(n_layers={s.n_layers}, d_model={s.d_model}); space the sizes further apart"
+            )
+        seen[s] = i
+    return out

@@ -1,0 +1,137 @@
+"""SweepSpec -> list[RunSpec]: the N x D grid (or IsoFLOP budgets), seeds and cooldown branches.
+A pure function of the sweep (and of the corpus files' content, which names a corpus in run ids)."""
+
+from __future__ import annotations
+
+import os
+
+from ..choices import pick
+from ..data.corpus import tokenizer_vocab
+from ..data.objectives import OBJECTIVES
+from ..data.sources import fingerprint
+from ..errors import SpecError
+from ..model.parametrization import PARAMETRIZATIONS
+from ..training.schedules import SCHEDULES
+from .counts import Shape, count_N_total, flops_per_token, shapes
+from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
+from .spec import SweepSpec
+
+MIN_STEPS = 10  # a grid point with fewer optimizer steps says nothing about its (N, D)
+
+# Effective training rate of one single-threaded CPU job, in FLOP/s of the convention above. It
+# rises with the model's FLOPs per token f, as fixed costs per step matter less:
+# CPU_JOB_FLOPS * f / (f + CPU_HALF_RATE_FLOPS_PER_TOKEN), fitted to the runs of results/cpu-study
+# (12k to 1.5M parameters, within 10%) on a 2-core AVX2 machine. JOB_OVERHEAD_S: a job's fixed
+# cost (interpreter, JAX import, compilation, data load). Only used for the wall-time estimate.
+CPU_JOB_FLOPS = 30e9
+CPU_HALF_RATE_FLOPS_PER_TOKEN = 2.7e5
+JOB_OVERHEAD_S = 10.0
+
+
+def data_config(spec: SweepSpec) -> DataConfig:
+    d = spec.data
+    path = os.path.abspath(d.path) if d.path else None
+    return pick(DataConfig, d, path=path, content=fingerprint(d.source, path), vocab_size=tokenizer_vocab(d.tokenizer, d.vocab_size))
+
+
+def _warmup(spec: SweepSpec, steps: int) -> int:
+    t = spec.train
+    return t.warmup_steps if t.warmup_steps is not None else round(t.warmup_fraction * steps)
+
+
+def _eval_steps(first: int, last: int, n: int) -> tuple[int, ...]:
+    """n evaluations evenly spaced over steps (first, last], the last at `last`."""
+    return tuple(sorted({max(first + 1, first + round((last - first) * (i + 1) / n)) for i in range(n)}))
+
+
+def _run(spec: SweepSpec, shape: Shape, data: DataConfig, steps: int, seed: int, warmup: int, **fields) -> RunSpec:
+    """The run of one shape trained `steps` steps; `fields` override the plain grid point's
+    (role, trunk_id, branch_steps, eval_steps, decay_start for cooldown branches)."""
+    t, m = spec.train, spec.model
+    objective = pick(OBJECTIVES[t.objective], t)
+    vocab = objective.model_vocab(data.vocab_size)
+    parametrization = pick(PARAMETRIZATIONS[m.parametrization], m)
+    model = pick(ModelConfig, shape, m, vocab_size=vocab, parametrization=parametrization, objective=objective)
+    decay_start = fields.pop("decay_start", steps - round(t.cooldown_fraction * steps))
+    schedule = pick(SCHEDULES[t.schedule], t, steps=steps, warmup_steps=warmup, decay_start=decay_start)
+    evals = pick(EvalConfig, spec.data, steps=fields.pop("eval_steps", _eval_steps(0, steps, t.n_evals)))
+    fpt = flops_per_token(shape.N, shape.n_layers, shape.d_model, m.seq_len, vocab)
+    D = steps * t.batch_size * m.seq_len
+    return pick(
+        RunSpec, t, model=model, optim=pick(OptimConfig, t, schedule=schedule), data=data, eval=evals, seed=seed,
+        N=shape.N, N_total=count_N_total(shape.N, shape.d_model, m.seq_len, vocab), D=D, flops_per_token=fpt,
+        C=float(fpt * D), **{"role": "run", "trunk_id": None, "branch_steps": (), **fields},
+    )  # fmt: skip
+
+
+def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
+    """Optimizer steps of each data size of one shape; a point with fewer than MIN_STEPS (or less
+    than one batch) is refused, naming the grid entry that asked for it."""
+    g, t = spec.grid, spec.train
+    tps = t.batch_size * spec.model.seq_len
+    batch = f"batches of {tps:,} tokens (train.batch_size {t.batch_size} x model.seq_len {spec.model.seq_len})"
+    if g.D is not None:
+        asked = [(f"grid.D[{i}]: {D:,.0f} tokens", D) for i, D in enumerate(g.D)]
+    elif g.tokens_per_param is not None:
+        asked = [(f"grid.tokens_per_param[{i}]: {k:g} x N {shape.N:,}", k * shape.N) for i, k in enumerate(g.tokens_per_param)]
+    else:  # IsoFLOP: each size gets the tokens that spend the budget
+        asked = [(f"grid.C[{i}]: budget {C:.3g} at N {shape.N:,} ({fpt:,} FLOPs per token)", C / fpt) for i, C in enumerate(g.C)]
+    out = set()
+    for what, D in asked:
+        steps = round(D / tps)
+        if steps < MIN_STEPS:
+            raise SpecError(f"{what} = {D / tps:.3g} {batch}; a run needs at least {MIN_STEPS} steps "
+                            f"({MIN_STEPS * tps:,} tokens): raise it, or lower train.batch_size")
+        out.add(steps)
+    return sorted(out)
+
+
+def _branched(spec: SweepSpec, shape: Shape, data: DataConfig, all_steps: list[int], seed: int) -> list[RunSpec]:
+    """One stable-phase trunk to the last branch point; each data size cools down from its own.
+    Data sizes whose cooldown would start within the warmup are trained on their own."""
+    t = spec.train
+    warmup = _warmup(spec, all_steps[0])  # one warmup for every branch of the trunk
+    starts = {steps: steps - round(t.cooldown_fraction * steps) for steps in all_steps}
+    branched = [steps for steps in all_steps if starts[steps] > warmup]
+    runs = [_run(spec, shape, data, steps, seed, warmup) for steps in all_steps if steps not in branched]
+    if not branched:
+        return runs
+    points = tuple(sorted({starts[steps] for steps in branched}))
+    trunk = _run(spec, shape, data, points[-1], seed, warmup, role="trunk", decay_start=points[-1], branch_steps=points,
+                 eval_steps=tuple(sorted(set(_eval_steps(0, points[-1], t.n_evals)) | set(points))))
+    runs.append(trunk)
+    for steps in branched:
+        evals = tuple(e for e in trunk.eval.steps if e <= starts[steps]) + _eval_steps(starts[steps], steps, t.n_evals)
+        runs.append(_run(spec, shape, data, steps, seed, warmup, decay_start=starts[steps], trunk_id=trunk.run_id, eval_steps=evals))
+    return runs
+
+
+def plan(spec: SweepSpec) -> list[RunSpec]:
+    """Every (shape, data size, seed) of the sweep, smallest model first; with cooldown branches,
+    each (shape, seed)'s trunk comes before its branches."""
+    t, data = spec.train, data_config(spec)
+    vocab = pick(OBJECTIVES[t.objective], t).model_vocab(data.vocab_size)
+    runs = []
+    for shape in sorted(shapes(spec), key=lambda s: s.N):
+        all_steps = _steps(spec, shape, flops_per_token(shape.N, shape.n_layers, shape.d_model, spec.model.seq_len, vocab))
+        for seed in spec.seeds:
+            if t.cooldown_branches:
+                runs += _branched(spec, shape, data, all_steps, seed)
+            else:
+                runs += [_run(spec, shape, data, steps, seed, _warmup(spec, steps)) for steps in all_steps]
+    return runs
+
+
+def grid_points(runs: list[RunSpec]) -> list[RunSpec]:
+    """The runs that are points of the N x D grid (not cooldown trunks)."""
+    return [r for r in runs if r.role == "run"]
+
+
+def estimate_seconds(runs: list[RunSpec], parallel: int) -> float:
+    """Rough wall time of the runs on this kind of CPU machine with `parallel` jobs at once."""
+
+    def rate(r: RunSpec) -> float:
+        return CPU_JOB_FLOPS * r.flops_per_token / (r.flops_per_token + CPU_HALF_RATE_FLOPS_PER_TOKEN)
+
+    work = sum(r.job_flops / rate(r) + JOB_OVERHEAD_S for r in runs)
+    return work / max(1, min(parallel, len(runs)))

@@ -1,0 +1,181 @@
+"""The run spec: everything one job needs to train, evaluate and write a run, nested by what uses
+it (model, optimizer and schedule, data, evaluation). The planner builds it; `build_model(run.model)`,
+`build_optimizer(run.optim, ...)` and `load_corpus(run.data)` read their own part.
+
+On disk (run.json) and in the run id a run spec is one flat record, one key per field, so pandas
+reads it as columns; `record()` and `from_record()` convert, field by field through the types, so
+a new field needs no code here. Run ids are a hash of that record and must never change for
+results already on disk (tests/test_ids.py holds ids of every kind of run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+
+from ..choices import Choice
+from ..data.objectives import Objective
+from ..model.parametrization import Parametrization
+from ..training.schedules import Schedule
+from .spec import ModelSpec, TrainSpec
+
+
+def key(name: str):
+    """A field whose record key differs from its name (the record's keys predate the nesting)."""
+    return field(metadata={"key": name})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_ff: int
+    seq_len: int
+    vocab_size: int
+    """Token ids the model embeds: the tokenizer's, plus [MASK] for the masked objective."""
+    parametrization: Parametrization
+    objective: Objective
+    """What the model learns to predict; it sets the attention mask and the [MASK] id."""
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with decoupled weight decay on matrices, global-norm clipping, the schedule's rate."""
+
+    lr: float
+    """Peak learning rate (the base rate under mup and u-mup)."""
+    b1: float
+    b2: float
+    weight_decay: float
+    grad_clip: float
+    schedule: Schedule
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = key("data_source")
+    path: str | None = key("data_path")
+    """Absolute; where the corpus is read from, not part of the run id."""
+    text_field: str
+    tokenizer: str
+    vocab_size: int = key("tokenizer_vocab")
+    """Token ids the tokenizer emits."""
+    val_fraction: float
+    content: str | None = field(default=None, metadata={"key": "data_content"})
+    """The corpus files' fingerprint (data.sources.fingerprint); None for the built-in corpus."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    steps: tuple[int, ...] = key("eval_steps")
+    """Steps at which the validation loss is measured; the last is the run's final step."""
+    val_tokens: int
+    """Held-out tokens scored at every evaluation; the same for every run."""
+
+
+# Record keys that do not change what a run computes: left out of its id.
+NOT_IDENTITY = ("checkpoint_interval_s", "data_path")
+# Keys every record had before the nesting, for choices that no longer hold them (a constant
+# schedule has no cooldown shape): their defaults, so that such runs keep their ids. The spec
+# refuses them set to anything else where they are unused (spec._USED_ONLY_WITH).
+UNUSED_DEFAULTS = {
+    "base_width": ModelSpec.model_fields["base_width"].default,
+    "mask_fraction": TrainSpec.model_fields["mask_fraction"].default,
+    "min_lr_ratio": TrainSpec.model_fields["min_lr_ratio"].default,
+    "cooldown_shape": TrainSpec.model_fields["cooldown_shape"].default,
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: ModelConfig
+    optim: OptimConfig
+    data: DataConfig
+    eval: EvalConfig
+    batch_size: int
+    precision: str
+    """fp32, or bf16: bfloat16 compute with float32 master weights and optimizer state."""
+    seed: int
+    role: str
+    """run: a point of the grid; trunk: the shared stable phase of cooldown branches (not a point)."""
+    trunk_id: str | None
+    """For a cooldown branch: the trunk run it starts from, at its schedule's decay_start."""
+    branch_steps: tuple[int, ...]
+    """For a trunk: the steps its branches start from; kept as checkpoints."""
+    checkpoint_interval_s: float
+    # Derived from the fields above (kept so results are readable without the planner).
+    N: int
+    N_total: int
+    D: int
+    flops_per_token: int
+    C: float
+
+    @property
+    def steps(self) -> int:
+        return self.optim.schedule.steps
+
+    @property
+    def start_step(self) -> int:
+        """The step training starts from: a branch begins where it leaves its trunk."""
+        return self.optim.schedule.decay_start if self.trunk_id else 0
+
+    @property
+    def job_flops(self) -> float:
+        """FLOPs this run's own job spends: a branch shares its first steps with its trunk."""
+        return self.C * (self.steps - self.start_step) / self.steps
+
+    @property
+    def run_id(self) -> str:
+        """A deterministic hash of the resolved spec: same spec, same id, same folder."""
+        identity = {k: v for k, v in self.record().items() if k not in NOT_IDENTITY}
+        # A corpus is known by its content, not by where it lies: moving it keeps the ids. The
+        # content takes data_path's old place, so runs on the built-in corpus (neither) keep theirs.
+        identity["data_path"] = identity.pop("data_content")
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+    def record(self) -> dict:
+        """The flat record: run.json, the DataFrame's columns, the run id's input."""
+        return {**UNUSED_DEFAULTS, **_flatten(self)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> RunSpec:
+        return _unflatten(cls, record)
+
+
+def _flatten(obj) -> dict:
+    out: dict = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Choice):
+            items = value.record().items()
+        elif dataclasses.is_dataclass(value):
+            items = _flatten(value).items()
+        else:
+            items = [(f.metadata.get("key", f.name), list(value) if isinstance(value, tuple) else value)]
+        for k, v in items:
+            if out.get(k, v) != v:  # a key is one field: two parts must not both claim it
+                raise ValueError(f"record key {k!r}: {out[k]!r} and {v!r}")
+            out[k] = v
+    return out
+
+
+def _unflatten(cls, record: dict):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if isinstance(t, type) and issubclass(t, Choice):
+            kwargs[f.name] = t.registry.from_record(record)
+        elif dataclasses.is_dataclass(t):
+            kwargs[f.name] = _unflatten(t, record)
+        elif f.metadata.get("key", f.name) in record:
+            value = record[f.metadata.get("key", f.name)]
+            kwargs[f.name] = tuple(value) if typing.get_origin(t) is tuple else value
+    return cls(**kwargs)

@@ -1,0 +1,270 @@
+"""The sweep YAML's schema: typed, frozen, validated sections. Every default a sweep has lives in
+the field declarations below and nowhere else; the rules across fields are in check().
+
+Reading the YAML file and turning a validation error into one line is sweep/read.py's job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from ..errors import SpecError
+from .sbatch import check_extra
+
+MIN_BPE_VOCAB = 258  # 256 byte symbols, <|endoftext|>, one merge
+EXECUTORS = ("debug", "local", "slurm")
+ISOFLOP_MIN_RATIO = 1.25
+
+
+def _not_bool(value):
+    """YAML's true/false would pass as 1/0: a number field refuses them."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_not_number", "expected a number, not true/false")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Positive = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Section):
+    source: Literal["stdlib", "text", "jsonl", "parquet", "hf"] = "stdlib"
+    """stdlib: the running Python's standard-library sources (no download); text, jsonl, parquet, hf: `path`."""
+    path: str | None = None
+    """text: a UTF-8 file, or a folder searched recursively for *.txt, *.md, *.py, *.rst; jsonl, parquet:
+    a file, or a folder searched for *.jsonl, *.parquet; hf: a folder written by datasets' save_to_disk
+    (of a DatasetDict, its train split)."""
+    text_field: str = "text"
+    """jsonl, parquet, hf: the key (column) holding each document's text."""
+    tokenizer: Literal["byte", "bpe"] = "byte"
+    """byte: UTF-8 bytes, 256 ids; bpe: byte-level BPE trained on the training split, cached in
+    $SCALINGLAB_CACHE (default ~/.cache/scalinglab)."""
+    vocab_size: Int = 4096
+    """bpe: token ids, including the <|endoftext|> separator between documents."""
+    val_fraction: Float = Field(0.05, gt=0, lt=0.5)
+    """Fraction of the corpus held out for validation (every k-th block of bytes, cut before tokenizing)."""
+    val_tokens: Int = Field(32_768, ge=1)
+    """Held-out tokens scored at every evaluation; the same tokens for every run."""
+
+
+class ModelSpec(_Section):
+    seq_len: Int = Field(128, ge=2)
+    mlp_ratio: Float = Field(4.0, gt=0)
+    """d_ff = mlp_ratio * d_model unless a shape gives d_ff."""
+    d_head: Int = Field(32, ge=1)
+    """Shape rule: n_heads = d_model / d_head."""
+    aspect_ratio: Float = Field(32.0, gt=0)
+    """Shape rule: d_model ~ aspect_ratio * n_layers."""
+    parametrization: Literal["sp", "mup", "u-mup"] = "sp"
+    """sp: standard; mup: maximal update (muP), learning rate transfers across width from base_width;
+    u-mup: unit-scaled muP (Blake et al. 2024), unit-variance weights, base lr near 1."""
+    base_width: Int = Field(64, ge=1)
+    """mup: the d_model at which muP equals the standard init and learning rate."""
+
+
+class Shape(_Section):
+    n_layers: Int = Field(ge=1)
+    d_model: Int = Field(ge=1)
+    n_heads: Int = Field(ge=1)
+    d_ff: Int | None = Field(None, ge=1)
+
+
+class GridSpec(_Section):
+    N: list[Positive] | None = None
+    """Target non-embedding parameter counts; the shape rule picks (n_layers, d_model, n_heads)."""
+    shapes: list[Shape] | None = None
+    """Explicit shapes, instead of N."""
+    D: list[Positive] | None = None
+    """Training tokens."""
+    tokens_per_param: list[Positive] | None = None
+    """Training tokens as a multiple of each model's N, instead of D."""
+    C: list[Positive] | None = None
+    """IsoFLOP design, instead of D: compute budgets (FLOPs); every size trains to each budget."""
+
+
+class TrainSpec(_Section):
+    objective: Literal["causal", "masked"] = "causal"
+    """causal: next-token LM; masked: BERT-style masked LM (bidirectional attention)."""
+    mask_fraction: Float = Field(0.15, gt=0, lt=1)
+    """masked: share of positions predicted (80% [MASK], 10% random token, 10% unchanged)."""
+    batch_size: Int = Field(16, ge=1)
+    lr: Float = Field(3e-3, gt=0)
+    """Peak learning rate (base learning rate under mup and u-mup)."""
+    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
+    """After warmup: cosine or linear decay to lr * min_lr_ratio, constant, or warmup-stable-decay."""
+    warmup_fraction: Float = Field(0.05, ge=0, lt=1)
+    warmup_steps: Int | None = Field(None, ge=0)
+    """Warmup length in steps, instead of warmup_fraction of each run's steps."""
+    min_lr_ratio: Float = Field(0.1, ge=0, le=1)
+    """Decay ends at lr * min_lr_ratio."""
+    cooldown_fraction: Float = Field(0.2, gt=0, le=0.5)
+    """wsd: the final share of steps in which the learning rate decays."""
+    cooldown_shape: Literal["linear", "1-sqrt"] = "1-sqrt"
+    """wsd: decay shape; 1-sqrt is Hagele et al. 2024's."""
+    cooldown_branches: bool = False
+    """wsd: one stable run per model size, with a cooldown branched from it for every data size."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: bfloat16 compute with float32 master weights and optimizer state."""
+    checkpoint_interval_s: Float = Field(600.0, ge=0)
+    """Save a checkpoint (orbax) when this many seconds have passed since the last; 0: every step."""
+    weight_decay: Float = Field(0.1, ge=0)
+    grad_clip: Float = Field(1.0, gt=0)
+    b1: Float = Field(0.9, ge=0, lt=1)
+    b2: Float = Field(0.95, ge=0, lt=1)
+    n_evals: Int = Field(8, ge=1)
+    """Validation evaluations per run, evenly spaced; the last is at the final step."""
+
+
+class SlurmSpec(_Section):
+    """sbatch resources of each job of a sweep (one job array per sweep)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: Int = Field(60, ge=1)
+    """Time limit of a job; a job that reaches it saves a checkpoint and is requeued."""
+    nodes: Literal[1] = 1
+    """Nodes per job: 1 (a run is data parallel over one node's devices; multi-node runs are not supported)."""
+    cpus_per_task: Int = Field(1, ge=1)
+    mem_gb: Float | None = Field(None, gt=0)
+    constraint: str | None = None
+    setup: list[str] = []
+    """Shell lines run before each job, e.g. [module load cuda/12.4, source ~/venv/bin/activate]."""
+    extra: dict[str, str] = {}
+    """Further sbatch flags, without the dashes, e.g. {mail-user: me@lab.org, exclusive: user}."""
+    max_requeues: Int = Field(3, ge=0)
+    """Times a run is requeued after preemption or its time limit before it is marked failed."""
+
+
+class LaunchSpec(_Section):
+    executor: Literal["debug", "local", "slurm"] = "local"
+    max_runs: Int = Field(1000, ge=1)
+    """Refuse a grid of more runs than this (a typo such as D: [1e6, 2e6, ...] of 1,000 values)."""
+    max_parallel: Int | None = Field(None, ge=1)
+    """Jobs at once; default: cores // threads_per_job (local), 1 (debug), unlimited (slurm)."""
+    threads_per_job: Int = Field(1, ge=1)
+    """CPU threads per local job. One job per core was measured fastest on 2 cores."""
+    gpus_per_job: Int = Field(0, ge=0)
+    """GPUs per job (local: disjoint GPUs per job; slurm: --gpus-per-node); a job uses all it gets."""
+    slurm: SlurmSpec = SlurmSpec()
+
+
+class FitSpec(_Section):
+    huber_delta: Float = Field(1e-3, gt=0)
+    """Huber threshold on log-loss residuals for the L(N,D) fit (Hoffmann et al. 2022)."""
+    method: Literal["varpro", "grid"] = "varpro"
+    """varpro: variable projection (fast); grid: L-BFGS-B from Hoffmann's 4,500 starts (minutes)."""
+    bootstrap: Int = Field(200, ge=0)
+    """Bootstrap resamples of the runs for confidence intervals (0: none)."""
+    holdout_fraction: Float = Field(0.2, ge=0, lt=1)
+    """Extrapolation check: the largest runs by `holdout_by` held out of the fit and predicted."""
+    holdout_by: Literal["C", "N", "D"] = "C"
+
+
+class SweepSpec(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", max_length=100)
+    """The results folder's name: letters, digits, '_', '-', '.'; not starting with '.'."""
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    grid: GridSpec
+    seeds: list[Int] = Field([0], min_length=1)
+    launch: LaunchSpec = LaunchSpec()
+    fit: FitSpec = FitSpec()
+
+
+def is_set(section: BaseModel, field: str) -> bool:
+    """Whether a field differs from its default (a default value is not an error: a dumped spec
+    must parse again)."""
+    return getattr(section, field) != type(section).model_fields[field].default
+
+
+# Settings that only one choice reads: (section, field, the choosing field, the choices that read it).
+# Given with another choice they would be ignored, so they are refused.
+_USED_ONLY_WITH = (
+    ("data", "text_field", "source", ("jsonl", "parquet", "hf")),
+    ("data", "vocab_size", "tokenizer", ("bpe",)),
+    ("model", "base_width", "parametrization", ("mup",)),
+    ("train", "mask_fraction", "objective", ("masked",)),
+    ("train", "min_lr_ratio", "schedule", ("cosine", "linear", "wsd")),
+    ("train", "cooldown_fraction", "schedule", ("wsd",)),
+    ("train", "cooldown_shape", "schedule", ("wsd",)),
+)
+
+
+def _check_unused(spec: SweepSpec) -> None:
+    for section, field, chooser, users in _USED_ONLY_WITH:
+        s = getattr(spec, section)
+        if is_set(s, field) and getattr(s, chooser) not in users:
+            only = ", ".join(repr(u) for u in users[:-1]) + " or " * (len(users) > 1) + repr(users[-1])
+            raise SpecError(f"{section}.{field}: not used with {section}.{chooser} {getattr(s, chooser)!r}, "
+                            f"only with {only}; remove it or change {section}.{chooser}")
+
+
+def _check_grid(spec: SweepSpec) -> None:
+    g = spec.grid
+    if (g.N is None) == (g.shapes is None):
+        raise SpecError("grid: give exactly one of 'N' (target sizes) or 'shapes'")
+    if sum(x is not None for x in (g.D, g.tokens_per_param, g.C)) != 1:
+        raise SpecError("grid: give exactly one of 'D' (tokens), 'tokens_per_param' or 'C' (IsoFLOP budgets)")
+    for key in ("N", "shapes", "D", "tokens_per_param", "C"):
+        if getattr(g, key) == []:
+            raise SpecError(f"grid.{key}: empty list; give at least one value")
+    budgets = sorted(g.C or [])
+    for lo, hi in zip(budgets, budgets[1:]):
+        if hi < ISOFLOP_MIN_RATIO * lo:  # runs are grouped into budgets by gaps in C
+            raise SpecError(f"grid.C: budgets {lo:.3g} and {hi:.3g} are closer than {ISOFLOP_MIN_RATIO}x; space them further apart")
+    for i, s in enumerate(g.shapes or []):
+        if s.d_model % s.n_heads:
+            raise SpecError(f"grid.shapes[{i}].n_heads: d_model {s.d_model} is not divisible by n_heads {s.n_heads}")
+    n_runs = len(g.N or g.shapes) * len(g.D or g.tokens_per_param or g.C) * len(spec.seeds)
+    if n_runs > spec.launch.max_runs:
+        raise SpecError(f"grid: {n_runs:,} runs (sizes x data sizes x seeds) is more than launch.max_runs "
+                        f"{spec.launch.max_runs:,}; shorten the lists or raise the limit")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise SpecError(f"seeds: {spec.seeds} repeats a seed")
+
+
+def _check_data(d: DataSpec) -> None:
+    if d.source == "stdlib":
+        if d.path is not None:
+            raise SpecError("data.path: not used with data.source 'stdlib'; remove it or set a source that reads it")
+        return
+    if d.path is None:
+        raise SpecError(f"data.path: required when data.source is '{d.source}'; give a file or folder")
+    path = Path(d.path)
+    if not path.exists():
+        raise SpecError(f"data.path: {d.path} does not exist")
+    if not (path.is_file() or path.is_dir()):  # a device such as /dev/zero, a FIFO, a socket: reads never end
+        raise SpecError(f"data.path: {d.path} is not a regular file or a folder; give a file or folder of documents")
+
+
+def check(spec: SweepSpec) -> None:
+    """The rules across fields that pydantic's per-field checks cannot express."""
+    _check_grid(spec)
+    _check_unused(spec)
+    _check_data(spec.data)
+    if spec.data.vocab_size < MIN_BPE_VOCAB:
+        raise SpecError(f"data.vocab_size: {spec.data.vocab_size} is too small; BPE needs at least {MIN_BPE_VOCAB} "
+                        "(256 bytes, <|endoftext|> and one merge)")
+    if spec.train.cooldown_branches and spec.train.schedule != "wsd":
+        raise SpecError("train.cooldown_branches: needs train.schedule 'wsd' (a stable phase to branch from)")
+    check_extra(spec.launch.slurm.extra)
+
+
+def with_launch(spec: SweepSpec, **changes) -> SweepSpec:
+    """The spec with launch fields replaced (CLI flags win over the YAML)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return spec
+    launch = LaunchSpec.model_validate({**spec.launch.model_dump(), **changes})
+    return spec.model_copy(update={"launch": launch})

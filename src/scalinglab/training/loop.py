@@ -1,0 +1,300 @@
+"""One run: set up (corpus, devices, model, optimizer, jitted steps), resume, a step loop with
+hooks (evaluations, checkpoints), and the summary. Data parallel over the local devices."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from ..data.batches import batch, val_windows
+from ..data.corpus import load_corpus
+from ..data.objectives import VAL_SEED
+from ..model.transformer import build_model, cross_entropy
+from ..store import runs
+from ..store.layout import RunDir
+from . import checkpoint, throughput
+from .optimizer import build_optimizer
+
+EVAL_CHUNK = 32  # validation windows per forward pass: bounds memory for large val_tokens
+
+
+def make_loss_fn(precision: str, graphdef: nnx.GraphDef):
+    """(params, inputs, targets, weights) -> the weighted mean cross-entropy, computed in `precision`."""
+    compute_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+
+    def loss_fn(params, inputs, targets, weights):
+        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)  # master weights stay fp32
+        logits = nnx.merge(graphdef, params)(inputs)
+        return (cross_entropy(logits, targets) * weights).sum() / weights.sum()
+
+    return loss_fn
+
+
+def make_train_step(loss_fn, tx: optax.GradientTransformation):
+    """The jitted step of every run: (params, opt_state), inputs, targets, weights -> new state, loss.
+    The state's buffers are donated: XLA updates them in place."""
+
+    @partial(jax.jit, donate_argnums=0)
+    def train_step(train_state, inputs, targets, weights):
+        params, opt_state = train_state
+        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, targets, weights)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    return train_step
+
+
+def enable_compile_cache(directory: Path) -> None:
+    """Share compiled steps between the jobs of a sweep: same shapes, same executable."""
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+class Counters:
+    """What the step loop carries besides params and optimizer state; saved with checkpoints."""
+
+    def __init__(self, meta: dict | None = None):
+        meta = meta or {}
+        self.step = meta.get("step", 0)
+        self.loss_sum = meta.get("loss_sum", 0.0)  # training losses since the last evaluation
+        self.loss_count = meta.get("loss_count", 0)
+        self.rates = meta.get("rates", [])
+        self.compile_s = meta.get("compile_s")
+        self.wall_s = meta.get("wall_s", 0.0)  # spent in earlier sessions of this run
+
+    def meta(self, wall_now: float) -> dict:
+        return {"step": self.step, "loss_sum": self.loss_sum, "loss_count": self.loss_count, "rates": self.rates,
+                "compile_s": self.compile_s, "wall_s": self.wall_s + wall_now}
+
+
+@dataclass(frozen=True)
+class Hook:
+    """fn(step) runs after each step for which due(step) is true, once the losses are checked."""
+
+    name: str
+    due: Callable[[int], bool]
+    fn: Callable[[int], None]
+
+
+class Trainer:
+    """Trains one run into its folder: train() appends an evaluation to metrics.jsonl at each of
+    the run's eval steps and writes summary.json. It resumes from the run's latest checkpoint, or
+    for a cooldown branch from its trunk's checkpoint at the branch point. A NaN/inf training
+    loss stops the run as 'diverged'."""
+
+    def __init__(self, run, run_dir: RunDir, log=print, compile_cache: Path | None = None):
+        self.run, self.dir, self.log = run, run_dir, log
+        self.t_start = time.perf_counter()
+        if compile_cache is not None:
+            enable_compile_cache(compile_cache)
+        self.corpus = load_corpus(run.data)
+        self.devices = jax.local_devices()
+        if run.batch_size % len(self.devices):
+            raise ValueError(f"train.batch_size {run.batch_size} does not divide over {len(self.devices)} devices")
+        mesh = jax.sharding.Mesh(np.array(self.devices), ("data",))
+        self.replicated, self.by_row = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+        self.state = self._build_steps()  # fresh; train() replaces it with what it resumes from
+        self.peak = throughput.peak_flops(run.precision)
+        evals, branch_points = set(run.eval.steps), set(run.branch_steps)
+        self.hooks = [
+            Hook("evaluate", evals.__contains__, self._evaluate),
+            Hook("branch point", branch_points.__contains__, partial(self._save, self.dir.branch_points, keep=None)),
+            Hook("checkpoint", self._checkpoint_due, partial(self._save, self.dir.resume, keep=1)),
+        ]
+        self._snapshot, self._saving = None, False
+
+    def _build_steps(self):
+        """The jitted training step and validation loss; returns a fresh model and optimizer state
+        on the devices."""
+        run = self.run
+        model = build_model(run.model, run.seed)
+        graphdef, params = nnx.split(model)
+        tx = build_optimizer(run.optim, params, model.r)
+        loss_fn = make_loss_fn(run.precision, graphdef)
+        self.train_step = make_train_step(loss_fn, tx)
+        windows = val_windows(self.corpus.val, run.model.seq_len, run.eval.val_tokens)
+        n_chunks = max(1, len(windows) // EVAL_CHUNK)
+        windows = windows[: n_chunks * (len(windows) // n_chunks)]
+        examples = run.model.objective.examples(windows, run.data.vocab_size, VAL_SEED, 0)
+        self.val = tuple(jnp.asarray(a.reshape(n_chunks, -1, run.model.seq_len)) for a in examples)
+        self.val_loss = jax.jit(lambda params: jax.lax.map(lambda chunk: loss_fn(params, *chunk), self.val).mean())
+        return jax.device_put((params, tx.init(params)), self.replicated)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    # ---- the step loop ----------------------------------------------------------------------
+
+    def train(self) -> dict:
+        self.state, self.counters = self._resume(self.state)
+        resumed_from = self.counters.step
+        self.pending: list = []  # losses stay on device: no sync between evaluations and checkpoints
+        self.t_interval = self.t_ckpt = time.perf_counter()
+        self.steps_in_interval, status = 0, "done"
+        for step in range(self.counters.step + 1, self.run.steps + 1):
+            self._step(step, first=step == resumed_from + 1)
+            due = [hook for hook in self.hooks if hook.due(step)]
+            if not due:
+                continue
+            if not self._flush_losses(step):
+                status = "diverged"
+                break
+            for hook in due:
+                hook.fn(step)
+            self._snapshot = (self.state, step, self.counters.loss_sum, self.counters.loss_count, self.pending, 0)
+        return self._finish(status, resumed_from)
+
+    def _step(self, step: int, first: bool) -> None:
+        run = self.run
+        windows = batch(self.corpus.train, run.model.seq_len, run.batch_size, run.seed, step)
+        examples = run.model.objective.examples(windows, run.data.vocab_size, run.seed, step)
+        self.state, loss = self.train_step(self.state, *(jax.device_put(a, self.by_row) for a in examples))
+        self.counters.step = step
+        self.pending.append(loss)
+        # Replaced whole after each step, so a signal handler sees one consistent snapshot.
+        self._snapshot = (self.state, step, self.counters.loss_sum, self.counters.loss_count, self.pending, len(self.pending))
+        if first:  # the first step of a session compiles: keep it out of the throughput figures
+            loss.block_until_ready()
+            self.counters.compile_s = self.counters.compile_s if self.counters.compile_s is not None else self.elapsed()
+            self.t_interval = time.perf_counter()
+        else:
+            self.steps_in_interval += 1
+
+    def _checkpoint_due(self, step: int) -> bool:
+        """Every checkpoint_interval_s, and at branch points; never at the last step (nothing to resume)."""
+        interval = time.perf_counter() - self.t_ckpt >= self.run.checkpoint_interval_s
+        return step < self.run.steps and (interval or step in self.run.branch_steps)
+
+    def _flush_losses(self, step: int) -> bool:
+        """Adds the pending training losses to the counters; False if one is not finite."""
+        losses = np.asarray(jax.device_get(self.pending), dtype=np.float64)
+        self.pending = []
+        if not np.all(np.isfinite(losses)):
+            self.log(f"step {step}: training loss is {losses[~np.isfinite(losses)][0]}; stopping")
+            return False
+        self.counters.loss_sum += float(losses.sum())
+        self.counters.loss_count += len(losses)
+        return True
+
+    # ---- hooks ---------------------------------------------------------------------------------
+
+    def _evaluate(self, step: int) -> None:
+        run, c = self.run, self.counters
+        tokens_per_step = run.batch_size * run.model.seq_len
+        rate = None
+        if self.steps_in_interval:
+            rate = self.steps_in_interval * tokens_per_step / (time.perf_counter() - self.t_interval)
+            c.rates.append(rate)
+        L = float(self.val_loss(self.state[0]))
+        record = {
+            "step": step,
+            "tokens": step * tokens_per_step,
+            "L": L,
+            "bpb": L / math.log(2) / self.corpus.val_bytes_per_token,
+            "train_loss": c.loss_sum / c.loss_count,
+            "tokens_per_s": rate,
+            "mfu": throughput.mfu(rate, run.flops_per_token, self.peak),
+            "elapsed_s": c.wall_s + self.elapsed(),
+        }
+        runs.append_metrics(self.dir, record)
+        self.log(f"step {step}/{run.steps}  L {L:.4f}  train {record['train_loss']:.4f}  tokens/s {rate or 0:,.0f}")
+        c.loss_sum, c.loss_count = 0.0, 0
+        self.t_interval, self.steps_in_interval = time.perf_counter(), 0
+
+    def _save(self, directory: Path, step: int, keep: int | None) -> None:
+        self._saving = True  # orbax is not re-entrant: a preemption signal now saves nothing
+        try:
+            checkpoint.save(directory, step, self.state, self.counters.meta(self.elapsed()), keep=keep)
+        finally:
+            self._saving = False
+        if directory == self.dir.resume:
+            self.t_ckpt = time.perf_counter()
+
+    def save_for_requeue(self) -> int | None:
+        """Saves the latest state to the run's checkpoint; called from the job's preemption or
+        timeout signal handler (launch.job.TrainJob.checkpoint), between two Python bytecodes of
+        the step loop. Returns the step saved, or None when there was no consistent state to
+        save: the requeued run then resumes from its last periodic checkpoint."""
+        if self._snapshot is None or self._saving:
+            return None
+        state, step, loss_sum, loss_count, losses, n = self._snapshot
+        if any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):  # donated to the step under way
+            return None
+        losses = np.asarray(jax.device_get(losses[:n]), dtype=np.float64)
+        if not np.all(np.isfinite(losses)):
+            return None
+        meta = {**self.counters.meta(self.elapsed()), "step": step, "loss_sum": loss_sum + float(losses.sum()),
+                "loss_count": loss_count + n}
+        checkpoint.save(self.dir.resume, step, state, meta)
+        return step
+
+    # ---- resume and summary ----------------------------------------------------------------------
+
+    def _resume(self, like) -> tuple[object, Counters]:
+        """The state to start from: this run's latest checkpoint; else, for a branch, its trunk's
+        checkpoint at the branch point; else `like`, fresh. Evaluations after that step are dropped."""
+        run = self.run
+        own = checkpoint.steps(self.dir.resume)
+        if own:
+            state, meta = checkpoint.restore(self.dir.resume, own[-1], like)
+            runs.keep_metrics(self.dir, lambda m: m["step"] <= own[-1])
+            self.log(f"resuming from step {own[-1]}")
+            return state, Counters(meta)
+        runs.keep_metrics(self.dir, lambda m: False)
+        if run.trunk_id is None:
+            return like, Counters()
+        trunk, start = self.dir.sweep.run(run.trunk_id), run.start_step
+        if start not in checkpoint.steps(trunk.branch_points):
+            raise RuntimeError(f"trunk run {run.trunk_id} has no checkpoint at step {start}; train the trunk first")
+        state, meta = checkpoint.restore(trunk.branch_points, start, like)
+        for record in runs.read_metrics(trunk):  # the branch's history up to the branch point is the trunk's
+            if record["step"] <= start:
+                runs.append_metrics(self.dir, record)
+        self.log(f"branching from trunk {run.trunk_id} at step {start}")
+        # Its step count and pending training losses continue the trunk's; its timings are its own.
+        return state, Counters({**meta, "rates": [], "compile_s": None, "wall_s": 0.0})
+
+    def _finish(self, status: str, resumed_from: int) -> dict:
+        checkpoint.remove(self.dir.resume)  # finished: nothing left to resume
+        last = (runs.read_metrics(self.dir) or [{}])[-1]
+        c = self.counters
+        rate = float(np.median(c.rates)) if c.rates else None
+        summary = {
+            "status": status,
+            "L": last.get("L") if status == "done" else None,
+            "bpb": last.get("bpb") if status == "done" else None,
+            "train_loss": last.get("train_loss"),
+            "tokens_per_s": rate,
+            "mfu": throughput.mfu(rate, self.run.flops_per_token, self.peak),
+            "peak_flops": self.peak,
+            "compile_s": c.compile_s,
+            "wall_s": c.wall_s + self.elapsed(),
+            "resumed_from": resumed_from,
+            "val_tokens_scored": int(self.val[2].sum()),
+            "device": self.devices[0].platform,
+            "n_devices": len(self.devices),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "pid": os.getpid(),
+            "cpu_cores": sorted(os.sched_getaffinity(0)),
+        }
+        runs.write_summary(self.dir, summary)
+        return summary
+
+
+def train(run, run_dir, log=print, compile_cache: Path | None = None) -> dict:
+    """Trains `run` (a sweep.runspec.RunSpec) into run_dir (a RunDir or its path); returns its summary."""
+    return Trainer(run, run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir), log, compile_cache).train()

@@ -1,0 +1,92 @@
+"""Learning-rate schedules as registered types: linear warmup over warmup_steps, then each type's
+shape over the rest of a run's `steps`. Pure arithmetic on an array module `xp` (jax.numpy in
+training, numpy in tests), so the planner can build them without JAX."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..choices import Choice, Registry
+
+SCHEDULES = Registry("schedule")
+
+
+@dataclass(frozen=True)
+class Schedule(Choice):
+    registry: ClassVar[Registry] = SCHEDULES
+    warmup_steps: int
+    steps: int
+
+    def lr(self, peak: float, t, xp):
+        """The learning rate at optax's update count t (0 for step 1)."""
+        step = xp.asarray(t, xp.float32) + 1
+        W = self.warmup_steps
+        return xp.where(step <= W, peak * step / max(W, 1), self.after_warmup(peak, step, xp))
+
+    def after_warmup(self, peak: float, step, xp):
+        raise NotImplementedError
+
+    def decay_fraction(self, step, start: int, xp):
+        """How far step is from start to the end of the run, in [0, 1]."""
+        return xp.clip((step - start) / max(self.steps - start, 1), 0.0, 1.0)
+
+    def record(self) -> dict:
+        return {**super().record(), "decay_start": self.decay_start}
+
+
+@SCHEDULES.register("constant")
+@dataclass(frozen=True)
+class Constant(Schedule):
+    @property
+    def decay_start(self) -> int:
+        return self.steps  # never
+
+    def after_warmup(self, peak, step, xp):
+        return xp.full_like(step, peak)
+
+
+@SCHEDULES.register("cosine")
+@dataclass(frozen=True)
+class Cosine(Schedule):
+    min_lr_ratio: float
+
+    @property
+    def decay_start(self) -> int:
+        return self.warmup_steps
+
+    def after_warmup(self, peak, step, xp):
+        end = peak * self.min_lr_ratio
+        return end + (peak - end) * 0.5 * (1 + xp.cos(math.pi * self.decay_fraction(step, self.warmup_steps, xp)))
+
+
+@SCHEDULES.register("linear")
+@dataclass(frozen=True)
+class Linear(Schedule):
+    min_lr_ratio: float
+
+    @property
+    def decay_start(self) -> int:
+        return self.warmup_steps
+
+    def after_warmup(self, peak, step, xp):
+        end = peak * self.min_lr_ratio
+        return peak - (peak - end) * self.decay_fraction(step, self.warmup_steps, xp)
+
+
+@SCHEDULES.register("wsd")
+@dataclass(frozen=True)
+class WSD(Schedule):
+    """Warmup-stable-decay: the peak rate until decay_start, then a cooldown of cooldown_shape
+    (linear, or Hagele et al. 2024's 1-sqrt) to peak * min_lr_ratio at the last step."""
+
+    min_lr_ratio: float
+    decay_start: int
+    cooldown_shape: str
+
+    def after_warmup(self, peak, step, xp):
+        end = peak * self.min_lr_ratio
+        frac = self.decay_fraction(step, self.decay_start, xp)
+        shape = 1 - xp.sqrt(frac) if self.cooldown_shape == "1-sqrt" else 1 - frac
+        return end + (peak - end) * shape
