@@ -5,12 +5,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+# Two test workers share the two cores (pyproject's -n 2): BLAS threads of one worker's numpy and
+# scipy would spin against the other's (the varpro grid test took 7x longer). One each, set before
+# numpy is imported; jobs' JAX does not use them.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
 # submitit configures logging at import (logging.config.dictConfig), which closes existing
 # handlers; absl's handler, created when JAX is imported during collection, would then close
 # pytest's captured stderr. Importing submitit first avoids that.
-import submitit  # noqa: F401
-import yaml
+import submitit  # noqa: F401, E402
+import yaml  # noqa: E402
 
 
 def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
@@ -32,6 +38,26 @@ def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
     path = tmp_path / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+FIGURES = {"loss_vs_N.png", "loss_vs_D.png", "loss_vs_C.png", "training_curves.png"}
+
+
+def check_sweep(sweep_dir, n_runs=4, figures=FIGURES):
+    """A sweep trained to the end: every run done, its files, evaluations, fit and figures."""
+    from scalinglab import results  # noqa: PLC0415
+
+    df = results.load(sweep_dir)
+    assert len(df) == n_runs and (df["status"] == "done").all()
+    assert {"run_id", "N", "N_total", "D", "C", "L", "bpb", "tokens_per_s", "n_layers", "d_model"} <= set(df.columns)
+    evals = results.load(sweep_dir, per_eval=True)
+    assert len(evals) == 2 * n_runs and {"step", "tokens", "L", "train_loss"} <= set(evals.columns)
+    for run_dir in (sweep_dir / "runs").iterdir():
+        assert {p.name for p in run_dir.iterdir()} == {"run.json", "metrics.jsonl", "summary.json"}
+    fit = json.loads((sweep_dir / "fit.json").read_text())
+    assert fit["power_laws"]
+    assert {p.name for p in (sweep_dir / "figures").iterdir()} == figures
+    return df
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -59,7 +85,7 @@ TRAINED_GRID = {"D": [2560, 5120, 7680, 10240, 12800]}  # 10 runs: L(N,D) fits, 
 def trained_sweep(tmp_path_factory) -> tuple[Path, Path]:
     """One tiny sweep (2 shapes x 5 data sizes) trained once per test session, in this process,
     for the tests that only read results: (its YAML, its results folder). Do not change it: copy
-    it (trained_copy)."""
+    it (trained_copy). Its tests are in test_results.py: one test worker (--dist loadfile) trains it."""
     from scalinglab.cli import main  # noqa: PLC0415
 
     tmp = tmp_path_factory.mktemp("trained")

@@ -55,6 +55,24 @@ def test_varpro_and_the_published_grid_recipe_reach_the_same_optimum(monkeypatch
         assert getattr(varpro, k) == pytest.approx(getattr(grid, k), rel=1e-3)
 
 
+def test_the_five_parameters_have_one_order_everywhere():
+    """Chinchilla's fields, PARAMS (fit.json, bootstrap tuples) and the optimizer's vector
+    (log E, log A, log B, alpha, beta): its gradient is checked against finite differences."""
+    from dataclasses import fields
+
+    from scipy.optimize import check_grad
+
+    assert tuple(f.name for f in fields(Chinchilla))[:5] == laws.PARAMS == ("E", "A", "B", "alpha", "beta")
+    runs = grid_runs(n=4)
+    lN, lD, lL = (np.log(runs[c].to_numpy()) for c in ("N", "D", "L"))
+    p = np.array([np.log(TRUTH.E), np.log(TRUTH.A), np.log(TRUTH.B), TRUTH.alpha, TRUTH.beta]) + 0.1
+    value, grad = laws._huber_objective(p, lN, lD, lL, 1.0)  # delta 1: every residual quadratic
+    assert check_grad(lambda q: laws._huber_objective(q, lN, lD, lL, 1.0)[0],
+                      lambda q: laws._huber_objective(q, lN, lD, lL, 1.0)[1], p) < 1e-6 * np.abs(grad).max()
+    law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
+    assert law.E == pytest.approx(TRUTH.E, rel=0.05) and law.alpha == pytest.approx(TRUTH.alpha, abs=0.05)
+
+
 def test_chinchilla_fit_matches_epoch():  # its time is experiments/bench_fit.py's to report
     table = chinchilla_table()
     law = fit_chinchilla(table["N"], table["D"], table["L"])

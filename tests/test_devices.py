@@ -68,7 +68,8 @@ print(len(hits))
 
 
 def test_local_jobs_get_their_own_gpus_and_share_a_compilation_cache(sweep_file, tmp_path):
-    path = sweep_file(executor="local", launch={"gpus_per_job": 1, "max_parallel": 2})
+    grid = {"shapes": [{"n_layers": 1, "d_model": 16, "n_heads": 2}], "D": [2560, 5120]}  # one run per job slot
+    path = sweep_file(executor="local", grid=grid, launch={"gpus_per_job": 1, "max_parallel": 2})
     assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 0
     # submitit's local executor hides every GPU unless told which: each job slot gets its own.
     assert sorted(set(results.load(tmp_path / "res" / "tiny")["cuda_visible_devices"])) == ["0", "1"]

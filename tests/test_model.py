@@ -71,6 +71,14 @@ def test_the_kernel_runs_under_vmap():
     np.testing.assert_allclose(jax.vmap(one)(q, k, v), jnp.stack([one(*x) for x in zip(q, k, v)]), rtol=1e-6, atol=1e-6)
 
 
+def test_the_kernel_is_built_per_cpu_feature_set(monkeypatch):
+    """A cache shared by cluster nodes of one CPU model that differ in AVX-512 holds one build each."""
+    here = cpu_attention.library_path()
+    info = dict(cpu_attention.cpu_info())
+    monkeypatch.setattr(cpu_attention, "cpu_info", lambda: {**info, "flags": info["flags"].replace("avx2", "")})
+    assert cpu_attention.library_path() != here
+
+
 def test_without_a_compiler_attention_falls_back_to_xla_with_a_warning(monkeypatch, caplog):
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setattr(cpu_attention, "available", functools.cache(cpu_attention.available.__wrapped__))

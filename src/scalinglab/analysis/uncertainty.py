@@ -15,6 +15,7 @@ from ..errors import FitError
 from .laws import DEFAULTS, PARAMS, Chinchilla, compute_optimal, fit_chinchilla, frontier_exponents
 
 LEVEL = 0.95
+RESAMPLES_PER_WORKER = 100  # fewer do not repay a worker's start (~2 s of imports); by default, that is
 
 
 def _resample_fits(N, D, L, seeds, huber_delta, method) -> list[tuple | None]:
@@ -54,7 +55,7 @@ def bootstrap(df: pd.DataFrame, n: int = DEFAULTS.bootstrap, huber_delta: float 
     Resamples with too few distinct N or D to fit are dropped."""
     N, D, L = (df[c].to_numpy(dtype=float) for c in ("N", "D", "L"))
     seeds = [seed * 1_000_003 + i for i in range(n)]
-    workers = max(1, min(workers or len(os.sched_getaffinity(0)), n))
+    workers = max(1, min(workers or min(len(os.sched_getaffinity(0)), n // RESAMPLES_PER_WORKER), n))
     chunks = [list(c) for c in np.array_split(seeds, workers)]  # contiguous: results stay in seed order
     if workers == 1:
         rows = _resample_fits(N, D, L, seeds, huber_delta, method)

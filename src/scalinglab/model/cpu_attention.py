@@ -34,14 +34,19 @@ FORWARD, BACKWARD = "scalinglab_attention_fwd", "scalinglab_attention_bwd"
 log = logging.getLogger(__name__)
 
 
+def library_path() -> Path:
+    """Where the kernel built for this source, jaxlib, compiler and CPU lies in the cache. Built for
+    this CPU (-march=native): nodes of a cluster can share the cache and a model name, and differ
+    in AVX-512, so the feature flags are part of the key."""
+    cpu = cpu_info()
+    flags = cpu.get("flags", cpu.get("Features", ""))
+    key = "|".join([SOURCE.read_text(), jaxlib.__version__, os.environ.get("CXX", "c++"), *FLAGS, cpu["model name"], flags])
+    return cache_dir() / "kernels" / f"cpu_attention-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+
+
 def _compile() -> Path:
     """The kernel's shared library, compiled unless the cache holds it (once among concurrent jobs)."""
-    cxx = os.environ.get("CXX", "c++")
-    # Built for this CPU (-march=native): nodes of a cluster can share the cache and a model name,
-    # and differ in AVX-512, so the feature flags are part of the key.
-    cpu = cpu_info()
-    key = "|".join([SOURCE.read_text(), jaxlib.__version__, cxx, *FLAGS, cpu["model name"], cpu.get("flags", cpu.get("Features", ""))])
-    path = cache_dir() / "kernels" / f"cpu_attention-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+    cxx, path = os.environ.get("CXX", "c++"), library_path()
     if path.exists():
         return path
     if shutil.which(cxx) is None:

@@ -47,15 +47,20 @@ class Constant(Schedule):
         return xp.full_like(step, peak)
 
 
-@SCHEDULES.register("cosine")
 @dataclass(frozen=True)
-class Cosine(Schedule):
+class _Decay(Schedule):
+    """Decay from the end of the warmup to peak * min_lr_ratio at the last step."""
+
     min_lr_ratio: float
 
     @property
     def decay_start(self) -> int:
         return self.warmup_steps
 
+
+@SCHEDULES.register("cosine")
+@dataclass(frozen=True)
+class Cosine(_Decay):
     def after_warmup(self, peak, step, xp):
         end = peak * self.min_lr_ratio
         return end + (peak - end) * 0.5 * (1 + xp.cos(math.pi * self.decay_fraction(step, self.warmup_steps, xp)))
@@ -63,13 +68,7 @@ class Cosine(Schedule):
 
 @SCHEDULES.register("linear")
 @dataclass(frozen=True)
-class Linear(Schedule):
-    min_lr_ratio: float
-
-    @property
-    def decay_start(self) -> int:
-        return self.warmup_steps
-
+class Linear(_Decay):
     def after_warmup(self, peak, step, xp):
         end = peak * self.min_lr_ratio
         return peak - (peak - end) * self.decay_fraction(step, self.warmup_steps, xp)

@@ -1,18 +1,25 @@
-"""Damaged results on disk: a truncated metrics line, a lost or corrupt summary, a corrupt run.json,
-foreign files, a damaged jobs.json. load, fit, plot and status name each damaged file and go on
-with the rest; run rewrites a run.json and trains again the runs that lost their summaries."""
+"""Results on disk, read back by the tests that share the session's trained sweep (one file, so
+that one test worker trains it): figures and fits regenerated from the folder alone, and damaged
+results: a truncated metrics line, a lost or corrupt summary, a corrupt run.json, foreign files, a
+damaged jobs.json. load, fit, plot and status name each damaged file and go on with the rest; run
+rewrites a run.json and trains again the runs that lost their summaries."""
 
 import json
 import multiprocessing
+import subprocess
+import sys
 import warnings
 
 import pytest
+from conftest import FIGURES, check_sweep
 
 from scalinglab import results
 from scalinglab.cli import main
 from scalinglab.launch import jobs
 from scalinglab.store import runs as run_files
 from scalinglab.store.layout import RunDir, SweepDir
+
+LAW_FIGURES = {"frontier.png", "contours.png", "residuals.png", "extrapolation.png"}  # with enough runs for L(N,D)
 
 
 @pytest.fixture
@@ -134,3 +141,25 @@ def test_a_damaged_jobs_json_or_requeue_record_is_reported_and_the_sweep_goes_on
     run.requeues.write_text("[1, 2")
     with pytest.warns(results.DamagedResults, match="requeues.json: not JSON"):
         assert run_files.requeue_count(run) == 0
+
+
+def test_plot_regenerates_figures_from_disk_alone(trained_copy):
+    sweep_dir = trained_copy
+    for png in (sweep_dir / "figures").iterdir():
+        png.unlink()
+    (sweep_dir / "fit.json").unlink()
+    code = "import sys; from scalinglab.cli import main; rc = main(sys.argv[1:]); assert 'jax' not in sys.modules; sys.exit(rc)"
+    proc = subprocess.run([sys.executable, "-c", code, "plot", str(sweep_dir), "--bootstrap", "0"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    check_sweep(sweep_dir, n_runs=10, figures=FIGURES | LAW_FIGURES)
+    assert all(p.stat().st_size > 10_000 for p in (sweep_dir / "figures").iterdir())
+
+
+def test_fit_command_prints_json_from_results_and_csv(trained_copy, tmp_path, capsys):
+    assert main(["fit", str(trained_copy), "--json", "--bootstrap", "0"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert {"E", "A", "B", "alpha", "beta", "power_laws"} <= set(fit) and fit["n_points"] == 10
+    csv = tmp_path / "runs.csv"
+    results.load(trained_copy).rename(columns={"N": "params", "L": "val"})[["params", "D", "val"]].to_csv(csv)
+    assert main(["fit", "--csv", str(csv), "--map", "N=params", "--map", "L=val", "--json", "--bootstrap", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["alpha"] == pytest.approx(fit["alpha"], rel=1e-3)
