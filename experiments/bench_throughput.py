@@ -1,6 +1,6 @@
-"""Training throughput of the step real runs use (train.make_train_step) for a few model shapes:
-tokens/s and MFU (run.flops_per_token, planner.flops_per_token's convention, over throughput.cpu_peak(), measured on the cores this
-process may use).
+"""Training throughput of the step real runs use (training.loop.make_train_step) for a few model
+shapes: tokens/s and MFU (run.flops_per_token, sweep.counts.flops_per_token's convention, over
+training.throughput.cpu_peak(), measured on the cores this process may use).
 
 Each shape is an sp, fp32, causal run on the byte vocabulary (256) with mlp_ratio 4 and
 d_head 64 (n_heads = d_model / 64). The step time is the median over --steps timed steps after

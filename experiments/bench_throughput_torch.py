@@ -61,20 +61,26 @@ class LM(nn.Module):
 
 
 def flops_per_token(n_layers: int, d: int, seq_len: int) -> int:
-    """scalinglab.planner.flops_per_token: 6 (N + d vocab) + 12 n_layers seq_len d."""
+    """scalinglab.sweep.counts.flops_per_token: 6 (N + d vocab) + 12 n_layers seq_len d."""
     N = n_layers * (4 * d * d + 2 * d * MLP_RATIO * d + 4 * d) + 2 * d
     return 6 * (N + d * VOCAB) + 12 * n_layers * seq_len * d
 
 
 def cached_peak() -> float | None:
-    """The CPU peak scalinglab.throughput.cpu_peak() measured and cached for this CPU and core count."""
+    """The CPU peak scalinglab.training.throughput.cpu_peak() measured and cached for this CPU and
+    core count: one file per CPU in the cache's cpu_peak/, holding {"cpu", "flops"}."""
     with open("/proc/cpuinfo") as f:
         cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    path = Path(os.environ.get("SCALINGLAB_CACHE", Path.home() / ".cache" / "scalinglab")) / "cpu_peak.json"
-    try:
-        return json.loads(path.read_text()).get(f"{cpu}|{len(os.sched_getaffinity(0))} cores")
-    except (OSError, ValueError):
-        return None
+    key = f"{cpu}|{len(os.sched_getaffinity(0))} cores"
+    folder = Path(os.environ.get("SCALINGLAB_CACHE") or Path.home() / ".cache" / "scalinglab") / "cpu_peak"
+    for path in folder.glob("*.json"):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if entry.get("cpu") == key:
+            return entry["flops"]
+    return None
 
 
 def make_stepper(n_layers: int, d: int, batch_size: int, seq_len: int):

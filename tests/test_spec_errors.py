@@ -70,10 +70,13 @@ def test_missing_file_and_broken_yaml(tmp_path, capsys):
         load(broken)
 
 
-def test_bad_command_line_is_one_line_exit_2(capsys):
+def test_bad_command_line_is_one_line_exit_2(capsys, tmp_path):
     assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the following arguments are required: sweep" in err
+    for verb in ("status", "fit", "plot"):  # a folder that is no sweep's results
+        assert main([verb, str(tmp_path)]) == 2
+        assert capsys.readouterr().err == f"scalinglab: error: {tmp_path}: no runs/ folder; is this a results/<sweep> folder?\n"
 
 
 def test_empty_text_corpus_is_rejected_before_anything_runs(tmp_path, capsys, monkeypatch):

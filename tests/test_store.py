@@ -33,7 +33,9 @@ def test_a_replaced_folder_appears_whole(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["entry"]
 
 
-def test_build_once_builds_an_absent_entry_once(tmp_path):
+def test_build_once_builds_an_absent_entry_once_and_clears_what_a_dead_builder_left(tmp_path):
+    (tmp_path / ".peak.json.node7.4242.a1b2c3").write_text("half")  # a builder killed mid-build
+    (tmp_path / ".peak.json.node7.4243.d4e5f6").mkdir()
     built = []
 
     def build(tmp):
@@ -43,6 +45,7 @@ def test_build_once_builds_an_absent_entry_once(tmp_path):
     for _ in range(3):
         assert cache.build_once(tmp_path / "peak.json", build).read_text() == "42"
     assert len(built) == 1
+    assert sorted(os.listdir(tmp_path)) == ["peak.json", "peak.json.lock"]
 
 
 def test_the_layout_names_every_run_file(tmp_path):

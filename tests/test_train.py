@@ -10,13 +10,21 @@ from flax import nnx
 
 from scalinglab.model.parametrization import param_kind
 from scalinglab.model.transformer import build_model
-from scalinglab.training.loop import make_loss_fn, make_train_step, train
+from scalinglab.store.layout import RunDir
+from scalinglab.training.loop import Hook, Trainer, make_loss_fn, make_train_step, train
 from scalinglab.training.optimizer import build_optimizer, state_keys
 
 
 def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     run = tiny_runs()[0]
-    summary = train(run, tmp_path, log=lambda _: None)
+    trainer = Trainer(run, RunDir(tmp_path), log=lambda _: None)
+    # A preemption signal while hooks run (here: at an evaluation) saves nothing: counters,
+    # metrics and checkpoints are changing; the requeued run resumes from its last checkpoint.
+    during_hooks = []
+    trainer.hooks.append(Hook("probe", lambda step: step == 40, lambda step: during_hooks.append(trainer.save_for_requeue())))
+    summary = trainer.train()
+    assert during_hooks == [None]
+    assert trainer.save_for_requeue() is None  # nor once the run has ended: no checkpoint reappears
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [20, 40, 60]
     assert summary["status"] == "done"
@@ -26,6 +34,16 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     assert 0 < summary["mfu"] < 1 and summary["peak_flops"] > 1e9
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "summary.json"}  # no checkpoint left
+
+
+def test_a_branch_without_its_trunk_checkpoint_fails_and_keeps_its_evaluations(tmp_path):
+    trunk, branch, _ = tiny_runs(D=(4 * 32 * 40, 4 * 32 * 80), train={"schedule": "wsd", "cooldown_branches": True})
+    run_dir = RunDir(tmp_path / "runs" / branch.run_id)
+    run_dir.path.mkdir(parents=True)
+    run_dir.metrics.write_text('{"L": 3.0, "step": 1, "tokens": 128}\n')
+    with pytest.raises(RuntimeError, match=f"trunk run {trunk.run_id} has no checkpoint at step 32; train the trunk first"):
+        train(branch, run_dir, log=lambda _: None)
+    assert run_dir.metrics.read_text() == '{"L": 3.0, "step": 1, "tokens": 128}\n'
 
 
 def _lrs(run):

@@ -32,10 +32,7 @@ def fit_spec(sweep: SweepDir | None, args) -> FitSpec:
 
 def report(sweep: SweepDir, fit: FitSpec, console: Console, predictions=(), write_figures: bool = True) -> dict:
     """Fits the finished runs of a sweep, saves fit.json, prints the laws, regenerates figures."""
-    try:
-        inputs = fit_inputs(sweep, left_out=lambda line: console.print(f"[yellow]warning[/]: {line}"))
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from None
+    inputs = fit_inputs(sweep, left_out=lambda line: console.print(f"[yellow]warning[/]: {line}"))
     fits = analyze(inputs.runs, inputs.evals, fit, predictions)
     write_json(sweep.fit_json, fits)
     print_fits(fits, console)

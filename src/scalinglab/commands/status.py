@@ -19,16 +19,9 @@ COLORS = {"done": "green", "running": "cyan", "failed": "red", "diverged": "red"
           "preempted": "yellow"}
 
 
-def load_or_usage(path, **kwargs) -> pd.DataFrame:
-    try:
-        return load(path, **kwargs)
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from None
-
-
 def sweep_runs(path: str) -> tuple[SweepDir, list[dict]]:
     """Every run of a results/<sweep> folder, cooldown trunks included, by N, D and seed."""
-    rows = load_or_usage(path, trunks=True).to_dict("records")
+    rows = load(path, trunks=True).to_dict("records")
     damaged = [r for r in rows if r["status"] == runs.DAMAGED]  # their N and D may be unknown
     ordered = sorted((r for r in rows if r not in damaged), key=lambda r: (r["N"], r["D"], r["seed"]))
     return SweepDir(Path(path)), ordered + damaged

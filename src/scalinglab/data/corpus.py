@@ -128,7 +128,6 @@ def _encode(tok, pieces: list[str], dtype) -> np.ndarray:
     return np.array(ids, dtype)
 
 
-
 def _cached(key: str, build: Callable[[Path], Corpus]) -> Corpus:
     """Loads cache_dir()/corpora/key, building it first if absent (build_once)."""
 

@@ -156,7 +156,6 @@ def _arrow_documents(column, where: Path, text_field: str) -> list[bytes]:
     return docs
 
 
-
 def _file_digest(f: Path) -> str:
     """sha256 of a file's bytes, cached by its path, size and mtime (corpora can be large)."""
     st = f.stat()

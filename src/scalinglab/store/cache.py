@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,11 +21,14 @@ def cache_dir() -> Path:
 def build_once(done: Path, build: Callable[[Path], None]) -> Path:
     """`done`, a file or folder in the cache, built first if absent: build(tmp) writes tmp, which
     then becomes done (files.replacing), so the entry is complete or absent. Concurrent callers
-    (parallel jobs) take a lock: one builds, the rest wait and then use its result."""
+    (parallel jobs) take a lock: one builds, the rest wait and then use its result; the builder
+    removes what a builder killed mid-build left."""
     if not done.exists():
         done.parent.mkdir(parents=True, exist_ok=True)
         with locked(done.with_name(f"{done.name}.lock")):
             if not done.exists():
+                for stale in done.parent.glob(f".{done.name}.*"):  # left by a builder that died
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
                 with replacing(done) as tmp:
                     build(tmp)
     return done

@@ -11,6 +11,10 @@ from .files import is_in_progress, report_damage
 from .layout import RUN_FILES, RunDir, SweepDir
 
 
+class NotASweep(FileNotFoundError):
+    """A path that is not a results/<sweep> folder (the command line: one line, exit code 2)."""
+
+
 def _read_run(run: RunDir) -> dict:
     """One run folder as a row: run.json, then summary.json, reporting what is damaged or foreign."""
     for p in sorted(run.path.iterdir()):
@@ -37,7 +41,7 @@ def load(path: str | Path, per_eval: bool = False, trunks: bool = False) -> pd.D
     a run whose run.json or summary.json cannot be read has status "damaged"."""
     sweep = SweepDir(path)
     if not sweep.runs.is_dir():
-        raise FileNotFoundError(f"{path}: no {sweep.runs.name}/ folder; is this a results/<sweep> folder?")
+        raise NotASweep(f"{path}: no {sweep.runs.name}/ folder; is this a results/<sweep> folder?")
     rows = []
     for d in sweep.run_dirs():
         run = RunDir(d)

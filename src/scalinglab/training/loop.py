@@ -114,7 +114,7 @@ class Trainer:
             Hook("branch point", branch_points.__contains__, partial(self._save, self.dir.branch_points, keep=None)),
             Hook("checkpoint", self._checkpoint_due, partial(self._save, self.dir.resume, keep=1)),
         ]
-        self._snapshot, self._saving = None, False
+        self._snapshot, self._in_hooks = None, False
 
     def _build_steps(self):
         """The jitted training step and validation loss; returns a fresh model and optimizer state
@@ -152,8 +152,12 @@ class Trainer:
             if not self._flush_losses(step):
                 status = "diverged"
                 break
-            for hook in due:
-                hook.fn(step)
+            self._in_hooks = True  # counters, metrics and checkpoints change: a preemption save now waits
+            try:
+                for hook in due:
+                    hook.fn(step)
+            finally:
+                self._in_hooks = False
             self._snapshot = (self.state, step, self.counters.loss_sum, self.counters.loss_count, self.pending, 0)
         return self._finish(status, resumed_from)
 
@@ -215,11 +219,7 @@ class Trainer:
         self.t_interval, self.steps_in_interval = time.perf_counter(), 0
 
     def _save(self, directory: Path, step: int, keep: int | None) -> None:
-        self._saving = True  # orbax is not re-entrant: a preemption signal now saves nothing
-        try:
-            checkpoint.save(directory, step, self.state, self.counters.meta(self.elapsed()), keep=keep)
-        finally:
-            self._saving = False
+        checkpoint.save(directory, step, self.state, self.counters.meta(self.elapsed()), keep=keep)
         if directory == self.dir.resume:
             self.t_ckpt = time.perf_counter()
 
@@ -227,8 +227,10 @@ class Trainer:
         """Saves the latest state to the run's checkpoint; called from the job's preemption or
         timeout signal handler (launch.job.TrainJob.checkpoint), between two Python bytecodes of
         the step loop. Returns the step saved, or None when there was no consistent state to
-        save: the requeued run then resumes from its last periodic checkpoint."""
-        if self._snapshot is None or self._saving:
+        save (before the first step, while hooks run: orbax is not re-entrant, and counters and
+        metrics are changing; after the last step): the requeued run then resumes from its last
+        periodic checkpoint."""
+        if self._snapshot is None or self._in_hooks:
             return None
         state, step, loss_sum, loss_count, losses, n = self._snapshot
         if any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):  # donated to the step under way
@@ -253,13 +255,14 @@ class Trainer:
             runs.keep_metrics(self.dir, lambda m: m["step"] <= own[-1])
             self.log(f"resuming from step {own[-1]}")
             return state, Counters(meta)
-        runs.keep_metrics(self.dir, lambda m: False)
         if run.trunk_id is None:
+            runs.keep_metrics(self.dir, lambda m: False)
             return like, Counters()
         trunk, start = self.dir.sweep.run(run.trunk_id), run.start_step
         if start not in checkpoint.steps(trunk.branch_points):
             raise RuntimeError(f"trunk run {run.trunk_id} has no checkpoint at step {start}; train the trunk first")
         state, meta = checkpoint.restore(trunk.branch_points, start, like)
+        runs.keep_metrics(self.dir, lambda m: False)
         for record in runs.read_metrics(trunk):  # the branch's history up to the branch point is the trunk's
             if record["step"] <= start:
                 runs.append_metrics(self.dir, record)
@@ -268,6 +271,7 @@ class Trainer:
         return state, Counters({**meta, "rates": [], "compile_s": None, "wall_s": 0.0})
 
     def _finish(self, status: str, resumed_from: int) -> dict:
+        self._snapshot = None  # a preemption signal from now on saves nothing
         checkpoint.remove(self.dir.resume)  # finished: nothing left to resume
         last = (runs.read_metrics(self.dir) or [{}])[-1]
         c = self.counters
