@@ -19,6 +19,15 @@ import submitit  # noqa: F401, E402
 import yaml  # noqa: E402
 
 
+def with_sections(doc: dict, **sections) -> dict:
+    """A copy of a sweep document with sections changed: a dict updates that section's keys, any
+    other value replaces it."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    for key, value in sections.items():
+        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
 def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
     """A sweep small enough to train in seconds: 2 shapes x 2 data sizes on the stdlib corpus."""
     doc = {
@@ -33,8 +42,7 @@ def tiny_sweep(tmp_path: Path, executor: str = "debug", **sections) -> Path:
         "fit": {"bootstrap": 0},  # the fit at the end of `run`: intervals are tested in test_analysis
         "launch": {"executor": executor},
     }
-    for key, value in sections.items():
-        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
+    doc = with_sections(doc, **sections)
     path = tmp_path / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -111,9 +119,7 @@ def tiny_runs(shapes=((1, 32, 2),), D=(4 * 32 * 60,), **sections):
         "grid": {"shapes": [{"n_layers": l, "d_model": d, "n_heads": h} for l, d, h in shapes], "D": list(D)},
         "train": {"batch_size": 4, "lr": 1e-2, "n_evals": 3},
     }
-    for key, value in sections.items():
-        doc[key] = {**doc.get(key, {}), **value}
-    return planner.plan(read.parse(doc))
+    return planner.plan(read.parse(with_sections(doc, **sections)))
 
 
 def data_config(source="stdlib", path=None, tokenizer="byte", vocab_size=4096, val_fraction=0.05, text_field="text"):

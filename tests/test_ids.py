@@ -2,7 +2,6 @@
 for results already on disk: the ids below are what scalinglab gave every kind of run before the
 run spec was nested (computed then, by that code). A corpus is known by its content, not its path."""
 
-import copy
 import hashlib
 import json
 import shutil
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import data_config
+from conftest import data_config, with_sections
 
 from scalinglab.data.corpus import load_corpus
 from scalinglab.errors import SpecError
@@ -30,10 +29,7 @@ BASE = {
 
 
 def variant(**sections) -> dict:
-    doc = copy.deepcopy(BASE)
-    for key, value in sections.items():
-        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
-    return doc
+    return with_sections(BASE, **sections)
 
 
 # (sweep, number of runs, first run id, sha256 of all ids joined by spaces, first 16 hex digits)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import with_sections
 
 from scalinglab.cli import main
 from scalinglab.data.sources import corpus_files
@@ -16,10 +17,7 @@ BASE = {"name": "s", "grid": {"N": [1e5], "D": [1e6]}}
 
 
 def with_(**sections):
-    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
-    for key, value in sections.items():
-        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
-    return doc
+    return with_sections(BASE, **sections)
 
 
 CASES = [
