@@ -158,7 +158,7 @@ class Trainer:
                     hook.fn(step)
             finally:
                 self._in_hooks = False
-            self._snapshot = (self.state, step, self.counters.loss_sum, self.counters.loss_count, self.pending, 0)
+            self._take_snapshot(step)
         return self._finish(status, resumed_from)
 
     def _step(self, step: int, first: bool) -> None:
@@ -168,14 +168,20 @@ class Trainer:
         self.state, loss = self.train_step(self.state, *(jax.device_put(a, self.by_row) for a in examples))
         self.counters.step = step
         self.pending.append(loss)
-        # Replaced whole after each step, so a signal handler sees one consistent snapshot.
-        self._snapshot = (self.state, step, self.counters.loss_sum, self.counters.loss_count, self.pending, len(self.pending))
+        self._take_snapshot(step)
         if first:  # the first step of a session compiles: keep it out of the throughput figures
             loss.block_until_ready()
             self.counters.compile_s = self.counters.compile_s if self.counters.compile_s is not None else self.elapsed()
             self.t_interval = time.perf_counter()
         else:
             self.steps_in_interval += 1
+
+    def _take_snapshot(self, step: int) -> None:
+        """What save_for_requeue saves: the state after `step`, the counters and the pending losses
+        (the list and how many of its entries belong). Replaced whole, so a signal handler between
+        two bytecodes sees one consistent snapshot."""
+        c = self.counters
+        self._snapshot = (self.state, step, c.loss_sum, c.loss_count, self.pending, len(self.pending))
 
     def _checkpoint_due(self, step: int) -> bool:
         """Every checkpoint_interval_s, and at branch points; never at the last step (nothing to resume)."""
