@@ -68,12 +68,24 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
     the controller still holds (a job just submitted may not be in accounting yet), else sacct."""
     if not job_ids:
         return {}
+    queued = dict(line.split("|") for line in _ask(["squeue", "-h", "-r", "-o", "%i|%T"]).split())
+    done = _accounted_states(job_ids)
+    return {**done, **{job_id: queued[job_id] for job_id in job_ids if job_id in queued}}
+
+
+def _accounted_states(job_ids: list[str]) -> dict[str, str]:
+    """sacct's state of each job or array task. A task cancelled before it started has no record
+    of its own, only the array's (JobID 12_[1-3%1]), so the arrays are asked for too; a task's own
+    record wins over its array's."""
     from submitit.slurm.slurm import SlurmInfoWatcher  # noqa: PLC0415  (the parser of array ids)
 
-    queued = dict(line.split("|") for line in _ask(["squeue", "-h", "-r", "-o", "%i|%T"]).split())
-    done = SlurmInfoWatcher().read_info(_ask(["sacct", "-X", "--parsable2", "-o", "JobID,State", "-j", ",".join(sorted(set(job_ids)))]))
-    states = {job_id: done[job_id]["State"].split()[0] for job_id in job_ids if job_id in done}
-    return {**states, **{job_id: queued[job_id] for job_id in job_ids if job_id in queued}}
+    asked = sorted({*job_ids, *(job_id.split("_")[0] for job_id in job_ids)})
+    lines = _ask(["sacct", "-X", "--parsable2", "-o", "JobID,State", "-j", ",".join(asked)]).splitlines()
+    header, records = lines[:1], lines[1:]
+    arrays = SlurmInfoWatcher().read_info("\n".join(header + [r for r in records if "[" in r]))
+    tasks = SlurmInfoWatcher().read_info("\n".join(header + [r for r in records if "[" not in r]))
+    found = {**arrays, **tasks}
+    return {job_id: found[job_id]["State"].split()[0] for job_id in job_ids if job_id in found}
 
 
 def _unfinished_state(run, job: dict, sacct: str | None) -> RunState:
