@@ -46,11 +46,14 @@ def test_a_batch_that_does_not_split_over_the_devices_fails_clearly(tmp_path):
     assert "train.batch_size 3 does not divide over 2 devices" in out.stderr
 
 
-def test_bf16_compute_trains_close_to_fp32(tmp_path):
-    fp32 = train(tiny_runs()[0], tmp_path / "fp32", log=lambda _: None)
-    bf16 = train(tiny_runs(train={"precision": "bf16"})[0], tmp_path / "bf16", log=lambda _: None)
-    assert bf16["status"] == "done" and bf16["L"] == pytest.approx(fp32["L"], rel=0.03)
-    assert bf16["L"] != fp32["L"]
+def test_bf16_compute_trains_within_half_a_percent_of_fp32(tmp_path):
+    """Logits, softmax, loss, LayerNorm statistics and the residual stream are float32 under bf16:
+    only the matmuls round. Measured here: -0.01% (0.31% at lr 1e-2 after 60 steps)."""
+    runs = {p: tiny_runs(shapes=((2, 64, 2),), D=(4 * 32 * 100,), data={"val_tokens": 8192}, train={"lr": 3e-3, "precision": p})[0]
+            for p in ("fp32", "bf16")}  # fmt: skip
+    fp32, bf16 = (train(run, tmp_path / p, log=lambda _: None) for p, run in runs.items())
+    assert bf16["status"] == "done" and bf16["L"] == pytest.approx(fp32["L"], rel=0.005)
+    assert bf16["L"] != fp32["L"] and bf16["attention"] == "xla" and fp32["attention"] == "cpu"
 
 
 CACHE_CHILD = """
@@ -67,12 +70,12 @@ print(len(hits))
 """
 
 
-def test_local_jobs_get_their_own_gpus_and_share_a_compilation_cache(sweep_file, tmp_path):
+def test_local_jobs_share_a_compilation_cache(sweep_file, tmp_path):
     grid = {"shapes": [{"n_layers": 1, "d_model": 16, "n_heads": 2}], "D": [2560, 5120]}  # one run per job slot
-    path = sweep_file(executor="local", grid=grid, launch={"gpus_per_job": 1, "max_parallel": 2})
+    path = sweep_file(executor="local", grid=grid, launch={"max_parallel": 2})
     assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 0
-    # submitit's local executor hides every GPU unless told which: each job slot gets its own.
-    assert sorted(set(results.load(tmp_path / "res" / "tiny")["cuda_visible_devices"])) == ["0", "1"]
+    # CPU jobs see no GPU (tests/test_launch_devices.py has the GPU slots).
+    assert set(results.load(tmp_path / "res" / "tiny")["cuda_visible_devices"]) == {""}
     cache = tmp_path / "res" / "tiny" / "jax_cache"
     assert os.listdir(cache)  # compiled steps and evaluations, written by the jobs
     run = json.loads(next((tmp_path / "res" / "tiny" / "runs").glob("*/run.json")).read_text())

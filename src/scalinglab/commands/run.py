@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -9,14 +10,15 @@ from rich.console import Console
 
 from ..data.batches import batch, val_windows
 from ..data.corpus import load_corpus
-from ..errors import FitError
+from ..errors import FitError, SpecError
 from ..launch.dispatch import launch
+from ..launch.resources import available_gpus, gpu_slots
 from ..store.files import write_json
 from ..store.layout import SweepDir
 from ..sweep import planner
 from ..sweep.read import load
 from ..sweep.runspec import RunSpec
-from ..sweep.spec import with_launch
+from ..sweep.spec import LaunchSpec, with_launch
 from .fit import report
 
 
@@ -28,9 +30,32 @@ def check_data(run: RunSpec) -> None:
     batch(corpus.train, run.model.seq_len, 1, 0, 0)
 
 
+def check_gpus(launch_spec: LaunchSpec) -> None:
+    """A local sweep given GPUs: refused before anything is written where its jobs would find none
+    (they would fail one by one), too few for one job, or too few for max_parallel jobs at once."""
+    g = launch_spec.gpus_per_job
+    if launch_spec.executor != "local" or not g:
+        return
+    gpus, visible = available_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not gpus:
+        where = "nvidia-smi lists none" if visible is None else f"CUDA_VISIBLE_DEVICES is {visible!r}"
+        raise SpecError(f"launch.gpus_per_job: {g} but no GPU is visible here ({where}); "
+                        "set launch.gpus_per_job 0 to train on the CPU, or run on a machine with GPUs")
+    if len(gpus) < g:
+        raise SpecError(f"launch.gpus_per_job: {g} but only {len(gpus)} GPU(s) are visible here "
+                        f"({','.join(gpus)}); give at most {len(gpus)}")
+    slots, k = gpu_slots(launch_spec, len(gpus)), launch_spec.jobs_per_gpu
+    if launch_spec.max_parallel is not None and launch_spec.max_parallel > slots:
+        share = ", or share each GPU with launch.jobs_per_gpu" if g == 1 else ""
+        raise SpecError(f"launch.max_parallel: {launch_spec.max_parallel} jobs at once, but the {len(gpus)} GPU(s) "
+                        f"visible here hold {slots} (launch.gpus_per_job {g}, launch.jobs_per_gpu {k}); "
+                        f"give at most {slots}{share}")
+
+
 def main(args, console: Console) -> int:
     spec = with_launch(load(args.sweep), executor=args.executor, max_parallel=args.max_parallel,
                        threads_per_job=args.threads_per_job)
+    check_gpus(spec.launch)
     runs = planner.plan(spec)
     check_data(runs[0])
     sweep = SweepDir(Path(args.results) / spec.name)

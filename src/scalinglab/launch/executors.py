@@ -13,7 +13,7 @@ from .resources import max_parallel
 
 def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Executor:
     timeout_min = launch.slurm.time_min
-    if launch.executor == "local":  # not through AutoExecutor, which cannot say which GPUs a job gets
+    if launch.executor == "local":  # its jobs see no GPU; a GPU job sets its own (job.setup_job)
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=timeout_min)
         return executor

@@ -1,6 +1,7 @@
 """The job body: what one submitit job runs, in process (debug), as a local subprocess, or on a
-SLURM node. It takes the run's lock, sets up the process (CPU affinity, malloc, XLA flags), and
-only then imports the training code and with it JAX; a training error is kept in the run's summary.
+SLURM node. It takes the run's lock, sets up the process (CPU affinity and GPUs; a CPU job's malloc
+and XLA flags), and only then imports the training code and with it JAX; a job given GPUs (or on a
+TPU VM) whose JAX has only the CPU fails at once; a training error is kept in the run's summary.
 
 Importing this module does not import JAX: submitit's local subprocess imports it to unpickle the
 job, before setup_job has pinned the job's CPU threads.
@@ -17,6 +18,7 @@ import submitit
 from ..store import runs
 from ..store.layout import RunDir
 from ..sweep.runspec import RunSpec
+from .resources import local_gpus, tpu_device_files
 
 BUSY = "busy"  # run_job's status when another process holds the run's lock, or has finished it
 
@@ -26,13 +28,18 @@ BUSY = "busy"  # run_job's status when another process holds the run's lock, or 
 # --xla_cpu_use_onednn, were 13% faster at (8, 512) but are not used: jobs aborted in XLA when
 # freeing oneDNN executables, and such executables cannot enter the persistent compilation cache.)
 JOB_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+# GPU memory a job's JAX takes (it preallocates) when launch.jobs_per_gpu jobs share a GPU: this
+# share of the GPU, divided between them; the rest is left to the CUDA contexts.
+SHARED_GPU_MEMORY = 0.9
 
 
-def run_job(record: dict, run_path: str, cores: list[int] | None, started=None) -> dict:
+def run_job(record: dict, run_path: str, cores: list[int] | None, started=None, *, gpus: int = 0,
+            visible: tuple[str, ...] | None = None, jobs_per_gpu: int = 1) -> dict:
     """Trains the run of `record` (RunSpec.record) into run_path. A training error is kept in the
     run's summary.json, which is returned (status 'failed'), so every executor reports it the same
     way and the sweep goes on. A run another process is training (its lock is held), or has just
-    finished, is left alone: status 'busy'. started(trainer) is called once training is set up."""
+    finished, is left alone: status 'busy'. started(trainer) is called once training is set up.
+    gpus: the GPUs the job was given (launch.gpus_per_job); visible, jobs_per_gpu: see setup_job."""
     run_dir = RunDir(run_path)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     lock = runs.lock(run_dir)
@@ -41,7 +48,10 @@ def run_job(record: dict, run_path: str, cores: list[int] | None, started=None) 
     try:
         if runs.is_complete(run_dir):  # finished by another process before this one got the lock
             return {"status": BUSY}
-        setup_job(cores)
+        setup_job(cores, gpus, visible, jobs_per_gpu)
+        missing = check_devices(gpus)
+        if missing is not None:
+            return runs.record_failure(run_dir, missing)
         from ..training.loop import Trainer  # noqa: PLC0415  (after setup_job, see there)
 
         trainer = Trainer(RunSpec.from_record(record), run_dir, compile_cache=run_dir.sweep.compile_cache)
@@ -54,18 +64,30 @@ def run_job(record: dict, run_path: str, cores: list[int] | None, started=None) 
         os.close(lock)
 
 
+def check_devices(gpus: int) -> str | None:
+    """After setup_job: why a job given GPUs (or on a TPU VM) cannot use them, in one line, when
+    JAX's backend is the CPU; None if it can. A CPU job on a machine with GPUs logs that it is one."""
+    from ..training.devices import missing_accelerator, on_cpu  # noqa: PLC0415  (imports JAX)
+
+    tpu_files = tpu_device_files()
+    missing = missing_accelerator(gpus, tpu_files)
+    if missing is None and not gpus and not tpu_files and local_gpus() and on_cpu():
+        print("training on the CPU: launch.gpus_per_job is 0", flush=True)
+    return missing
+
+
 class TrainJob(submitit.helpers.Checkpointable):
     """The job body as submitit runs it on SLURM. On preemption or near its time limit SLURM
     signals the job (USR2, 90 s ahead); submitit then calls checkpoint(), which has the trainer
     save its state and the same call requeued; the requeued job resumes from that checkpoint.
     After max_requeues the run ends as failed instead."""
 
-    def __init__(self, max_requeues: int):
-        self.max_requeues = max_requeues
+    def __init__(self, max_requeues: int, gpus: int = 0):
+        self.max_requeues, self.gpus = max_requeues, gpus  # gpus: launch.gpus_per_job, SLURM's --gpus-per-node
         self.trainer = None  # set once training is set up; never pickled (a fresh job is requeued)
 
     def __call__(self, record: dict, run_path: str, cores: list[int] | None) -> dict:
-        return run_job(record, run_path, cores, started=self._started)
+        return run_job(record, run_path, cores, started=self._started, gpus=self.gpus)
 
     def _started(self, trainer) -> None:
         self.trainer = trainer
@@ -78,14 +100,25 @@ class TrainJob(submitit.helpers.Checkpointable):
                                f"launch.slurm.max_requeues is {self.max_requeues}")
         step = self.trainer.save_for_requeue() if self.trainer is not None else None
         runs.record_requeue(run_dir, step)
-        return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues), record, run_path, cores)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues, self.gpus), record, run_path, cores)
 
 
-def setup_job(cores: list[int] | None) -> None:
-    """Process settings of a training job; they must be made before JAX is imported."""
+def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] | None = None,
+              jobs_per_gpu: int = 1) -> None:
+    """Process settings of a training job; they must be made before JAX is imported. cores: the
+    CPUs it may use (None: all it has). A GPU job (gpus > 0) sees the GPUs `visible` (local jobs;
+    None: those it was given, by SLURM) and, when jobs_per_gpu jobs share each GPU, takes its share
+    of the GPU's memory (unless XLA_PYTHON_CLIENT_MEM_FRACTION is set). Only a CPU job (no GPUs,
+    no TPU VM) gets the CPU settings: malloc that keeps freed memory, JOB_XLA_FLAGS."""
     if cores is not None:
         # XLA sizes its thread pools from the CPUs this process may use.
         os.sched_setaffinity(0, cores)
+    if visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible)  # submitit's local executor takes only indices
+    if gpus and jobs_per_gpu > 1:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{SHARED_GPU_MEMORY / jobs_per_gpu:.3f}")
+    if gpus or tpu_device_files():
+        return
     keep_freed_memory()
     flags = os.environ.get("XLA_FLAGS", "")
     own = [f for f in JOB_XLA_FLAGS if f.split("=")[0] not in flags]

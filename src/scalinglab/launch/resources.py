@@ -1,10 +1,12 @@
 """What jobs run on: GPUs on this machine, how many jobs at once, which cores and GPUs a local
-job slot gets. No JAX (asking JAX for devices would start its runtime in the launcher)."""
+job slot gets, whether this is a TPU VM. No JAX (asking JAX for devices would start its runtime
+in the launcher)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 from ..sweep.spec import LaunchSpec
 
@@ -18,26 +20,60 @@ def local_gpus() -> int:
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
 
 
+def available_gpus() -> list[str]:
+    """The GPUs local jobs may use, as CUDA_VISIBLE_DEVICES names them: the parent's
+    CUDA_VISIBLE_DEVICES when set (indices or UUIDs, in its order; empty: none), else every GPU
+    nvidia-smi lists. Like CUDA, the list ends at the first entry that names no GPU ("-1")."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [str(i) for i in range(local_gpus())]
+    ids = []
+    for entry in (e.strip() for e in visible.split(",")):
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        ids.append(entry)
+    return ids
+
+
+def gpu_slots(launch: LaunchSpec, n_gpus: int) -> int:
+    """Local GPU job slots on n_gpus GPUs: gpus_per_job disjoint GPUs a job, jobs_per_gpu jobs a GPU."""
+    return (n_gpus // launch.gpus_per_job) * launch.jobs_per_gpu
+
+
 def max_parallel(launch: LaunchSpec, n_runs: int) -> int:
     if launch.max_parallel is not None:
         return launch.max_parallel
     if launch.executor == "local" and launch.gpus_per_job:
-        return max(1, local_gpus() // launch.gpus_per_job)
+        return max(1, gpu_slots(launch, len(available_gpus())))
     if launch.executor == "local":
         return max(1, len(os.sched_getaffinity(0)) // launch.threads_per_job)
     return 1 if launch.executor == "debug" else max(1, n_runs)
 
 
-def slot_cores(launch: LaunchSpec, slot: int) -> list[int] | None:
-    """The cores of a local job slot, disjoint from the other slots'; None where the job runs in
-    this process (debug) or SLURM places it."""
+def slot_cores(launch: LaunchSpec, slot: int, n_slots: int = 1) -> list[int] | None:
+    """The cores of local job slot `slot` of n_slots, disjoint from the other slots' while there
+    are enough: threads_per_job for a CPU job, an even share of the cores for a GPU job (its host
+    work: input batches, dispatch). None where the job runs in this process (debug) or SLURM places it."""
     if launch.executor != "local":
         return None
-    n_cores = len(os.sched_getaffinity(0))
-    return [(slot * launch.threads_per_job + i) % n_cores for i in range(launch.threads_per_job)]
+    cpus = sorted(os.sched_getaffinity(0))  # this process's cores, not always 0..n-1 (cgroups, taskset)
+    per_job = max(1, len(cpus) // max(1, n_slots)) if launch.gpus_per_job else launch.threads_per_job
+    return sorted({cpus[(slot * per_job + i) % len(cpus)] for i in range(per_job)})
 
 
-def slot_gpus(launch: LaunchSpec, slot: int) -> tuple[int, ...]:
-    """The GPUs of a local job slot: submitit hides every GPU from a local job unless told which."""
-    g = launch.gpus_per_job
-    return tuple(range(slot * g, (slot + 1) * g))
+def slot_gpus(launch: LaunchSpec, slot: int, available: list[str] | None = None) -> tuple[str, ...]:
+    """The GPUs of local job slot `slot`, as CUDA_VISIBLE_DEVICES names them: gpus_per_job of the
+    available GPUs (default: available_gpus()), in their order; jobs_per_gpu slots in a row share
+    each GPU. Slots beyond the GPUs wrap around; with none available, indices from 0."""
+    available = available_gpus() if available is None else available
+    g, first = launch.gpus_per_job, (slot // launch.jobs_per_gpu) * launch.gpus_per_job
+    if not available:
+        return tuple(str(first + i) for i in range(g))
+    return tuple(available[(first + i) % len(available)] for i in range(g))
+
+
+def tpu_device_files() -> list[str]:
+    """A TPU VM's chips, by their device files: /dev/accel<n> (TPU v4 and earlier), /dev/vfio/<n>
+    (v5e and later; /dev/vfio/vfio alone is no TPU)."""
+    found = [str(p) for p in sorted(Path("/dev").glob("accel*"))]
+    return found + [str(p) for p in sorted(Path("/dev/vfio").glob("*")) if p.name.isdigit()]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import submitit
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..store import runs
@@ -19,7 +20,7 @@ from ..sweep.spec import LaunchSpec
 from . import jobs
 from .executors import make_executor
 from .job import BUSY, TrainJob, run_job
-from .resources import max_parallel, slot_cores, slot_gpus
+from .resources import available_gpus, max_parallel, slot_cores, slot_gpus
 
 POLL_S = 0.5
 SACCT_POLL_S = 5.0  # submitit alone asks sacct ever more rarely, up to every 10 min
@@ -64,7 +65,9 @@ class Scheduler:
     def __post_init__(self):
         self.queue = sorted(self.queue, key=lambda item: (item[0].role != "trunk", -item[0].job_flops))
         self.executor = make_executor(self.launch, self.sweep.logs, len(self.queue))
-        self.free_slots = list(range(max_parallel(self.launch, len(self.queue))))
+        self.n_slots = max_parallel(self.launch, len(self.queue))
+        self.free_slots = list(range(self.n_slots))
+        self.gpus = available_gpus() if self.launch.executor == "local" and self.launch.gpus_per_job else []
         self.running: dict = {}  # job -> (run, run_dir, slot)
         self.total_flops = sum(r.job_flops for r, _ in self.queue)
         self.finished_flops, self.last_sacct = 0.0, time.time()
@@ -124,9 +127,14 @@ class Scheduler:
             self.refresh()
 
     def _start(self, run: RunSpec, run_dir: RunDir, slot: int) -> None:
-        if self.launch.executor == "local":  # submitit hides every GPU unless told which
-            self.executor.update_parameters(gpus_per_node=self.launch.gpus_per_job, visible_gpus=slot_gpus(self.launch, slot))
-        job = self.executor.submit(run_job, run.record(), str(run_dir.path), slot_cores(self.launch, slot))
+        """Starts a run in job slot `slot`. submitit hides every GPU from a local job (an empty
+        CUDA_VISIBLE_DEVICES) and takes only indices: the job itself sees its slot's GPUs, by the
+        names of the parent's CUDA_VISIBLE_DEVICES (indices or UUIDs)."""
+        launch, visible = self.launch, None
+        if launch.executor == "local" and launch.gpus_per_job:
+            visible = slot_gpus(launch, slot, self.gpus)
+        job = self.executor.submit(run_job, run.record(), str(run_dir.path), slot_cores(launch, slot, self.n_slots),
+                                   gpus=launch.gpus_per_job, visible=visible, jobs_per_gpu=launch.jobs_per_gpu)
         jobs.record_jobs(self.sweep, self.launch.executor, {run.run_id: job.job_id})
         self.running[job] = (run, run_dir, slot)
 
@@ -167,7 +175,7 @@ class Scheduler:
 
     def _failed(self, run: RunSpec, summary: dict) -> None:
         self.outcome.failed += 1
-        self.console.print(f"[red]failed[/] {_size(run)}: {summary['error']}")
+        self.console.print(f"[red]failed[/] {_size(run)}: {escape(summary['error'])}")  # as written: '.[cuda]' is no markup
 
     def submit_to_slurm(self, items: list[tuple[RunSpec, RunDir]]) -> None:
         """Submits runs as job arrays, except runs whose earlier job is still queued or running,
@@ -193,7 +201,7 @@ class Scheduler:
         self.running.update({job: (r, d, None) for job, (r, d) in {**watched, **submitted}.items()})
 
     def _submit_arrays(self, new: list, watched_first: list[str]) -> dict:
-        job = TrainJob(self.launch.slurm.max_requeues)
+        job = TrainJob(self.launch.slurm.max_requeues, self.launch.gpus_per_job)
         first = [(r, d) for r, d in new if r.trunk_id is None]
         branches = [(r, d) for r, d in new if r.trunk_id is not None]
         submitted = dict(zip(self._map_array(self.executor, job, first), first)) if first else {}

@@ -1,0 +1,157 @@
+"""Jobs on the devices they were given: local GPU slots mapped through the parent's
+CUDA_VISIBLE_DEVICES (several jobs a GPU with launch.jobs_per_gpu), CPU-only process settings for
+CPU jobs only, and a job given GPUs whose JAX has only the CPU failing at once with one line."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import tiny_sweep
+
+from scalinglab.cli import main
+from scalinglab.launch.job import JOB_XLA_FLAGS
+from scalinglab.launch.resources import available_gpus, max_parallel, slot_cores, slot_gpus
+from scalinglab.sweep.spec import LaunchSpec
+
+ONE_RUN = {"shapes": [{"n_layers": 1, "d_model": 16, "n_heads": 2}], "D": [2560]}
+UUIDS = "GPU-8e1c5c6a-0b6a-4f3c-9d7e-1a2b3c4d5e6f,GPU-f0e1d2c3-b4a5-9687-7869-5a4b3c2d1e0f"
+
+
+def gpu_launch(**fields) -> LaunchSpec:
+    return LaunchSpec(**{"executor": "local", "gpus_per_job": 1, **fields})
+
+
+def test_local_gpu_slots_are_the_parents_cuda_visible_devices_in_order(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert available_gpus() == ["3", "5"]
+    assert max_parallel(gpu_launch(), n_runs=10) == 2
+    assert [slot_gpus(gpu_launch(), s) for s in (0, 1)] == [("3",), ("5",)]
+    assert slot_gpus(gpu_launch(gpus_per_job=2), 0) == ("3", "5")
+    assert max_parallel(gpu_launch(gpus_per_job=2), n_runs=10) == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", UUIDS)  # UUIDs pass through to the job as they are
+    assert [slot_gpus(gpu_launch(), s) for s in (0, 1)] == [(u,) for u in UUIDS.split(",")]
+    for hidden in ("", "-1", "NoDevFiles"):  # CUDA stops at the first entry that names no GPU
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert available_gpus() == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,-1,4")
+    assert available_gpus() == ["2"]
+
+
+def test_jobs_per_gpu_share_each_gpu_and_split_the_cores(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    launch = gpu_launch(jobs_per_gpu=3)
+    assert max_parallel(launch, n_runs=100) == 6
+    assert [slot_gpus(launch, s)[0] for s in range(6)] == ["3", "3", "3", "5", "5", "5"]
+    assert max_parallel(gpu_launch(jobs_per_gpu=3, max_parallel=4), n_runs=100) == 4  # the YAML's wins
+    cpus = sorted(os.sched_getaffinity(0))
+    assert slot_cores(launch, 0, n_slots=1) == cpus  # a GPU job alone has every core
+    halves = [slot_cores(launch, s, n_slots=2) for s in (0, 1)]
+    share = len(cpus) // 2
+    assert halves == [cpus[:share], cpus[share:2 * share]] or len(cpus) == 1  # disjoint halves, in order
+    cpu_job = LaunchSpec(executor="local", threads_per_job=1)
+    assert slot_cores(cpu_job, 1, n_slots=2) == [cpus[1 % len(cpus)]]  # a CPU job: threads_per_job cores
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+echo "GPU 0: NVIDIA H200 (UUID: GPU-8e1c5c6a-0b6a-4f3c-9d7e-1a2b3c4d5e6f)"
+echo "GPU 1: NVIDIA H200 (UUID: GPU-f0e1d2c3-b4a5-9687-7869-5a4b3c2d1e0f)"
+"""
+
+
+def test_without_cuda_visible_devices_the_gpus_are_nvidia_smis_and_a_cpu_job_says_it_is_one(tmp_path, monkeypatch):
+    """nvidia-smi lists the machine's GPUs (a stand-in here: this machine has none)."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (tmp_path / "bin" / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert available_gpus() == ["0", "1"]
+    assert max_parallel(gpu_launch(jobs_per_gpu=2), n_runs=10) == 4
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a local CPU job: submitit hides the GPUs
+    job = "from scalinglab.launch.job import check_devices, setup_job; setup_job(None); print(check_devices(0))"
+    out = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == "training on the CPU: launch.gpus_per_job is 0\nNone\n"  # logged, not failed
+
+
+def run_cli(args: list[str], cuda_visible_devices: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": cuda_visible_devices}
+    env.pop("JAX_PLATFORMS", None)
+    cmd = [sys.executable, "-m", "scalinglab.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax_cuda12_plugin") is not None, reason="needs a CPU-only jaxlib")
+def test_a_gpu_job_whose_jax_has_only_the_cpu_fails_at_once_with_one_line(tmp_path):
+    path = tiny_sweep(tmp_path, executor="local", grid=ONE_RUN, launch={"gpus_per_job": 1})
+    out = run_cli(["run", str(path), "--results", str(tmp_path / "res")], cuda_visible_devices="0")  # pre-flight passes
+    line = "launch.gpus_per_job is 1 but JAX sees no GPU (a CPU-only jaxlib): pip install -e '.[cuda]'"
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert line in " ".join(out.stdout.split())  # `scalinglab run` prints it (rich may wrap the line)
+    [run_dir] = (tmp_path / "res" / "tiny" / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"] == line and summary["traceback"] == ""
+    assert not (run_dir / "metrics.jsonl").exists()  # failed before training
+
+
+@pytest.mark.parametrize("visible, refusal", [
+    ("", ("launch.gpus_per_job: 1 but no GPU is visible here (CUDA_VISIBLE_DEVICES is ''); set launch.gpus_per_job 0 "
+          "to train on the CPU, or run on a machine with GPUs")),
+    ("-1", "launch.gpus_per_job: 1 but no GPU is visible here (CUDA_VISIBLE_DEVICES is '-1')"),
+])  # fmt: skip
+def test_a_local_gpu_sweep_where_no_gpu_is_visible_is_refused_before_anything_is_written(
+        visible, refusal, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    path = tiny_sweep(tmp_path, executor="local", grid=ONE_RUN, launch={"gpus_per_job": 1})
+    assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith(f"scalinglab: error: {refusal}") and out.err.count("\n") == 1
+    assert out.out == "" and not (tmp_path / "res").exists()
+
+
+def test_more_gpus_or_jobs_than_are_visible_are_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    path = tiny_sweep(tmp_path, executor="local", grid=ONE_RUN, launch={"gpus_per_job": 3})
+    assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 2
+    assert capsys.readouterr().err == ("scalinglab: error: launch.gpus_per_job: 3 but only 2 GPU(s) are visible "
+                                       "here (3,5); give at most 2\n")
+    path = tiny_sweep(tmp_path, executor="local", grid=ONE_RUN, launch={"gpus_per_job": 1, "jobs_per_gpu": 2})
+    assert main(["run", str(path), "--results", str(tmp_path / "res"), "--max-parallel", "5"]) == 2
+    assert capsys.readouterr().err == (
+        "scalinglab: error: launch.max_parallel: 5 jobs at once, but the 2 GPU(s) visible here hold 4 "
+        "(launch.gpus_per_job 1, launch.jobs_per_gpu 2); give at most 4, or share each GPU with launch.jobs_per_gpu\n")
+    assert not (tmp_path / "res").exists()
+
+
+SETUP_CHILD = """
+import json, os, sys
+from scalinglab.launch.job import setup_job
+cores, gpus, visible, jobs_per_gpu = json.loads(sys.argv[1])
+setup_job(cores, gpus, None if visible is None else tuple(visible), jobs_per_gpu)
+print(json.dumps({"affinity": sorted(os.sched_getaffinity(0)), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                  "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                  "mem_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION")}))
+"""
+
+
+def setup_in_fresh_process(cores, gpus=0, visible=None, jobs_per_gpu=1) -> dict:
+    unset = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_VISIBLE_DEVICES")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    args = json.dumps([cores, gpus, visible, jobs_per_gpu])
+    out = subprocess.run([sys.executable, "-c", SETUP_CHILD, args], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cpu_process_settings_are_applied_to_cpu_jobs_only():
+    cpus = sorted(os.sched_getaffinity(0))
+    cpu = setup_in_fresh_process([cpus[-1]])
+    assert cpu["affinity"] == [cpus[-1]] and all(flag in cpu["xla_flags"] for flag in JOB_XLA_FLAGS)
+    assert cpu["cuda"] is None and cpu["mem_fraction"] is None
+    gpu = setup_in_fresh_process(cpus, gpus=1, visible=["GPU-8e1c5c6a"], jobs_per_gpu=1)
+    assert gpu == {"affinity": cpus, "xla_flags": "", "cuda": "GPU-8e1c5c6a", "mem_fraction": None}
+    shared = setup_in_fresh_process(cpus[:1], gpus=1, visible=["5"], jobs_per_gpu=4)
+    assert shared == {"affinity": cpus[:1], "xla_flags": "", "cuda": "5", "mem_fraction": "0.225"}
