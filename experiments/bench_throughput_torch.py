@@ -2,19 +2,17 @@
 blocks, fused q/k/v and linear layers without biases, tanh GELU MLP, learned positions, tied
 embedding and readout, causal scaled_dot_product_attention, AdamW (weight decay on matrices)
 after global-norm clipping; fp32. Same arguments and output as bench_throughput.py; MFU uses
-scalinglab's FLOP convention and its cached matmul peak for this CPU and core count (--peak
-overrides it).
+scalinglab's FLOP convention over --peak (FLOP/s; bench_throughput_compare.py reports both
+sides over scalinglab's measured CPU peak).
 
 PyTorch is not a dependency of scalinglab; run this from a separate environment, e.g.
     python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy
     /tmp/torchvenv/bin/python experiments/bench_throughput_torch.py --json
 """
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -66,23 +64,6 @@ def flops_per_token(n_layers: int, d: int, seq_len: int) -> int:
     return 6 * (N + d * VOCAB) + 12 * n_layers * seq_len * d
 
 
-def cached_peak() -> float | None:
-    """The CPU peak scalinglab.training.throughput.cpu_peak() measured and cached for this CPU and
-    core count: one file per CPU in the cache's cpu_peak/, holding {"cpu", "flops"}."""
-    with open("/proc/cpuinfo") as f:
-        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    key = f"{cpu}|{len(os.sched_getaffinity(0))} cores"
-    folder = Path(os.environ.get("SCALINGLAB_CACHE") or Path.home() / ".cache" / "scalinglab") / "cpu_peak"
-    for path in folder.glob("*.json"):
-        try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if entry.get("cpu") == key:
-            return entry["flops"]
-    return None
-
-
 def make_stepper(n_layers: int, d: int, batch_size: int, seq_len: int):
     """A function that trains one step on random bytes and returns its wall time."""
     torch.manual_seed(0)
@@ -113,7 +94,7 @@ def setup(n_layers: int, d_model: int, args):
 def main(argv=None) -> None:
     args = parse_args(__doc__.splitlines()[0], argv, peak_flag=True)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    peak = args.peak or cached_peak()
+    peak = args.peak  # bench_throughput_compare.py reports both sides over scalinglab's measured peak
     if args.serve:
         return serve(setup, args, peak)
     if not args.json:
