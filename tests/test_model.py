@@ -9,7 +9,7 @@ from flax import nnx
 from conftest import model_config
 
 from scalinglab.model import cpu_attention
-from scalinglab.model.transformer import LayerNorm, TransformerLM, attention, cross_entropy, dense
+from scalinglab.model.transformer import LayerNorm, TransformerLM, attention, attention_kind, build_model, cross_entropy, dense
 
 
 def test_changing_a_later_token_never_changes_earlier_logits():
@@ -39,23 +39,25 @@ def test_no_gradient_flows_from_a_position_to_earlier_inputs():
         assert np.all(np.any(g[: t + 1] != 0, axis=1))
 
 
-@pytest.fixture(params=["kernel", "xla"])
-def attention_path(request, monkeypatch):
-    """model.attention by cpu_attention's kernel (which CI's toolchain must build), or by XLA's dots."""
-    if request.param == "kernel":
-        assert cpu_attention.available(), "the CPU attention kernel did not build: see the warning logged"
-    else:
-        monkeypatch.setattr(cpu_attention, "usable", lambda x: False)
-    return request.param
+def naive_attention(q_BLHK, k_BLHK, v_BLHK, scale, causal):
+    """softmax(scale q k^T + causal mask) v, written out."""
+    s_BHLS = scale * jnp.einsum("blhk,bshk->bhls", q_BLHK, k_BLHK)
+    if causal:
+        L = s_BHLS.shape[-1]
+        s_BHLS = jnp.where(jnp.tril(jnp.ones((L, L), bool)), s_BHLS, -jnp.inf)
+    return jnp.einsum("bhls,bshk->blhk", jax.nn.softmax(s_BHLS, axis=-1), v_BLHK)
 
 
+@pytest.mark.parametrize("kind", ["cpu", "xla"])
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("L", [256, 100, 32])  # whole blocks, a partial last block, a single block
-def test_attention_and_its_gradients_equal_jax_dot_product_attention(causal, L, attention_path):
-    q, k, v, w = (jax.random.normal(key, (2, 3, L, 16)) for key in jax.random.split(jax.random.key(0), 4))
-    t = lambda x: x.transpose(0, 2, 1, 3)  # noqa: E731  (B, H, L, K) <-> (B, L, H, K)
-    ours = lambda q, k, v: attention(q, k, v, 0.25, causal)  # noqa: E731
-    reference = lambda q, k, v: t(jax.nn.dot_product_attention(t(q), t(k), t(v), scale=0.25, is_causal=causal))  # noqa: E731
+@pytest.mark.parametrize("L", [256, 100, 32])
+def test_attention_and_its_gradients_equal_the_written_out_formula(causal, L, kind):
+    """Both attentions of a CPU: cpu_attention's kernel (which CI's toolchain must build) and XLA's."""
+    if kind == "cpu":
+        assert cpu_attention.available(), "the CPU attention kernel did not build: see the warning logged"
+    q, k, v, w = (jax.random.normal(key, (2, L, 3, 16)) for key in jax.random.split(jax.random.key(0), 4))
+    ours = lambda q, k, v: attention(q, k, v, 0.25, causal, kind)  # noqa: E731
+    reference = lambda q, k, v: naive_attention(q, k, v, 0.25, causal)  # noqa: E731
     np.testing.assert_allclose(ours(q, k, v), reference(q, k, v), rtol=1e-5, atol=1e-5)
     if L != 100:  # gradients once, on several blocks and a partial one: each check compiles for seconds
         return
@@ -82,11 +84,8 @@ def test_the_kernel_is_built_per_cpu_feature_set(monkeypatch):
 def test_without_a_compiler_attention_falls_back_to_xla_with_a_warning(monkeypatch, caplog):
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setattr(cpu_attention, "available", functools.cache(cpu_attention.available.__wrapped__))
-    q = jax.random.normal(jax.random.key(0), (1, 2, 8, 16))
-    assert not cpu_attention.usable(q)
+    assert attention_kind("fp32") == "xla"
     assert "no C++ compiler (no-such-compiler)" in caplog.text
-    reference = jnp.swapaxes(jax.nn.dot_product_attention(*(jnp.swapaxes(q, 1, 2),) * 3, scale=0.25, is_causal=True), 1, 2)
-    np.testing.assert_allclose(attention(q, q, q, 0.25, True), reference, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("d_in, d_out", [(8, 32), (32, 8)])
@@ -119,3 +118,56 @@ def test_cross_entropy_is_minus_the_target_log_probability():
     np.testing.assert_allclose(cross_entropy(logits, targets), expected, rtol=1e-5, atol=1e-5)
     grad = jax.grad(lambda z: cross_entropy(z, targets).sum())(logits)
     np.testing.assert_allclose(grad, jax.nn.softmax(logits) - jax.nn.one_hot(targets, 11), atol=1e-6)
+
+
+class Device:
+    """What attention_kind reads of a jax.Device."""
+
+    def __init__(self, platform, device_kind):
+        self.platform, self.device_kind = platform, device_kind
+
+
+@pytest.mark.parametrize("devices, precision, kind", [
+    ([Device("cpu", "cpu")], "fp32", "cpu"),
+    ([Device("cpu", "cpu")], "bf16", "xla"),  # the kernel is float32
+    ([Device("cpu", "cpu")] * 2, "fp32", "xla"),  # XLA cannot partition a custom call
+    ([Device("gpu", "NVIDIA H100 80GB HBM3")], "bf16", "cudnn"),
+    ([Device("gpu", "NVIDIA A100-SXM4-80GB")] * 8, "bf16", "cudnn"),
+    ([Device("gpu", "NVIDIA H100 80GB HBM3")], "fp32", "xla"),  # cuDNN's fused attention is 16-bit
+    ([Device("gpu", "AMD Instinct MI300X")], "bf16", "xla"),
+    ([Device("tpu", "TPU v5 lite")], "bf16", "xla"),
+])  # fmt: skip
+def test_attention_is_chosen_by_platform_and_precision(devices, precision, kind):
+    assert attention_kind(precision, devices) == kind
+
+
+@pytest.mark.parametrize("parametrization", ["sp", "mup", "u-mup"])
+def test_the_model_is_the_same_with_every_attention_a_cpu_has(parametrization):
+    """The parametrization's attention scale (mup: 1/d_head) is each kernel's own scale."""
+    from conftest import tiny_runs  # noqa: PLC0415
+
+    run = tiny_runs(shapes=((2, 64, 2),), model={"parametrization": parametrization, "seq_len": 100})[0]
+    tokens = jax.random.randint(jax.random.key(1), (2, 100), 0, 256)
+    cpu, xla = (TransformerLM(run.model, rngs=nnx.Rngs(0), attention=kind)(tokens) for kind in ("cpu", "xla"))
+    np.testing.assert_allclose(cpu, xla, rtol=1e-4, atol=1e-4)
+
+
+def test_the_compiled_step_does_not_grow_with_depth():
+    """The layers are one scan: the train step's program is the same size at 2 and 16 layers."""
+    from conftest import tiny_runs  # noqa: PLC0415
+
+    from scalinglab.training.loop import make_loss_fn, make_train_step  # noqa: PLC0415
+    from scalinglab.training.optimizer import build_optimizer  # noqa: PLC0415
+
+    sizes = {}
+    for n_layers in (2, 16):
+        run = tiny_runs(shapes=((n_layers, 32, 2),))[0]
+        model = build_model(run.model, run.seed)
+        graphdef, params = nnx.split(model)
+        tx = build_optimizer(run.optim, params, model.r)
+        tokens = jax.ShapeDtypeStruct((run.batch_size, run.model.seq_len), jnp.int32)
+        weights = jax.ShapeDtypeStruct(tokens.shape, jnp.float32)
+        step = make_train_step(make_loss_fn(run.precision, graphdef), tx)
+        hlo = step.lower((params, tx.init(params)), tokens, tokens, weights).compile().as_text()
+        sizes[n_layers] = len(hlo.splitlines())
+    assert sizes[16] < 1.05 * sizes[2], sizes

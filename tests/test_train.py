@@ -11,7 +11,7 @@ from flax import nnx
 from scalinglab.model.parametrization import param_kind
 from scalinglab.model.transformer import build_model
 from scalinglab.store.layout import RunDir
-from scalinglab.training.loop import Hook, Trainer, make_loss_fn, make_train_step, train
+from scalinglab.training.loop import Hook, Trainer, accumulated, make_loss_fn, make_train_step, train
 from scalinglab.training.optimizer import build_optimizer, state_keys
 
 
@@ -31,7 +31,7 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     assert summary["L"] == metrics[-1]["L"] < metrics[0]["L"] < math.log(256)  # below uniform guessing
     assert summary["bpb"] == summary["L"] / math.log(2)
     assert summary["tokens_per_s"] > 0
-    assert 0 < summary["mfu"] < 1 and summary["peak_flops"] > 1e9
+    assert 0 < summary["mfu"] <= summary["mfu_palm"] < 1 and summary["peak_flops"] > 1e9
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "summary.json"}  # no checkpoint left
 
@@ -122,3 +122,40 @@ def test_the_train_step_updates_its_state_in_place():
     _, loss = make_train_step(make_loss_fn(run.precision, graphdef), tx)(state, tokens, tokens, np.ones(tokens.shape, np.float32))
     assert np.isfinite(loss)
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))  # donated: no copy of the state
+
+
+def _batch(run, seed: int):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 256, (run.batch_size, run.model.seq_len + 1)).astype(np.int32)
+    weights = rng.uniform(0.5, 1.5, (run.batch_size, run.model.seq_len)).astype(np.float32)  # unequal: a weighted mean
+    return tokens[:, :-1], tokens[:, 1:], weights
+
+
+@pytest.mark.parametrize("n_micro, remat", [(4, False), (2, True)])
+def test_gradient_accumulation_and_remat_take_the_full_batch_step(n_micro, remat):
+    run = tiny_runs(shapes=((2, 32, 2),), train={"batch_size": 8})[0]
+    full, steps = {}, {}
+    for n, r in ((1, False), (n_micro, remat)):
+        model = build_model(run.model, run.seed, remat=r)
+        graphdef, params = nnx.split(model)
+        loss_fn = make_loss_fn(run.precision, graphdef)
+        full[n] = jax.jit(accumulated(loss_fn, n))(params, *_batch(run, 0))
+        tx = build_optimizer(run.optim, params, model.r)
+        step, state = make_train_step(loss_fn, tx, n), (params, tx.init(params))
+        for seed in (1, 2):
+            state, _ = step(state, *_batch(run, seed))
+        steps[n] = state[0]
+    (loss, grads), (loss_n, grads_n) = full[1], full[n_micro]
+    assert float(loss_n) == pytest.approx(float(loss), rel=1e-6)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_n)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(steps[1]), jax.tree.leaves(steps[n_micro])):  # Adam: g / sqrt(v) magnifies rounding
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * run.optim.lr)
+
+
+def test_a_microbatched_run_trains_and_records_its_devices(tmp_path):
+    run = tiny_runs(train={"microbatch_size": 2, "remat": True})[0]
+    assert run.microbatch_size == 2 and run.remat and run.run_id == tiny_runs()[0].run_id  # how, not what: same run
+    summary = train(run, tmp_path, log=lambda _: None)
+    assert summary["status"] == "done"
+    assert (summary["platform"], summary["device_kind"], summary["n_devices"], summary["attention"]) == ("cpu", "cpu", 1, "cpu")

@@ -80,11 +80,6 @@ def available() -> bool:
     return True
 
 
-def usable(x: jax.Array) -> bool:
-    """The kernel runs float32 on a single CPU device (XLA cannot partition a custom call)."""
-    return x.dtype == jnp.float32 and jax.default_backend() == "cpu" and jax.local_device_count() == 1 and available()
-
-
 def _ffi(name: str, results, *args, scale: float, causal: bool):
     return jax.ffi.ffi_call(name, results, vmap_method="broadcast_all")(*args, scale=np.float32(scale), causal=causal)
 

@@ -4,16 +4,20 @@ masked objective), GELU MLP; init scales and multipliers from the run's parametr
 Linear layers have no biases and the output layer is tied to the token embedding, so the
 non-embedding parameter count is exactly sweep.counts.count_N (tested).
 
-The forward pass is written for XLA on CPU (experiments/bench_throughput.py measures it): weight
-gradients put the transposed copy XLA needs on the smaller operand (`dense`), attention runs as a
-C++ kernel on all cores (cpu_attention) or else works in a heads-major layout and skips the score
-blocks a causal mask removes entirely, layer norm does its reductions as matrix-vector products,
-and the loss takes the target logit with a one-hot product, whose gradient needs no scatter.
+Layers run as one lax.scan over stacked parameters (compile time does not grow with depth),
+optionally rematerialised. Attention is chosen once per build by platform and precision
+(attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel on
+NVIDIA GPUs in bf16, XLA's otherwise. Under bf16, attention scores, softmax, logits, the loss and
+LayerNorm statistics are float32.
+
+On the CPU the forward pass is tuned for XLA (experiments/bench_throughput.py measures it): weight
+gradients put the transposed copy XLA needs on the smaller operand (`dense`), layer norm does its
+reductions as matrix-vector products, and the loss takes the target logit with a one-hot product,
+whose gradient needs no scatter.
 """
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import jax
@@ -24,13 +28,16 @@ from . import cpu_attention
 from .parametrization import Rules
 
 EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
-ATTENTION_BLOCK = 64  # query/key block of causal attention: blocks above the diagonal are skipped
-MASKED = -1e30  # score of a masked key: exp underflows to 0 without inf - inf = nan
+
+
+def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x @ kernel, as nnx.Linear without bias, in the kernel's (compute) dtype: the residual
+    stream stays float32 under bf16."""
+    return _dense(x.astype(kernel.dtype), kernel)
 
 
 @jax.custom_vjp
-def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """x @ kernel, as nnx.Linear without bias."""
+def _dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return x @ kernel
 
 
@@ -49,7 +56,7 @@ def _dense_bwd(res, g):
     return g @ kernel.T, d_kernel
 
 
-dense.defvjp(_dense_fwd, _dense_bwd)
+_dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 def _row_mean(x: jax.Array) -> jax.Array:
@@ -89,102 +96,145 @@ def _layer_norm_bwd(eps, res, g):
 layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
+def plain_layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
+    """layer_norm with XLA's own reductions, in float32 (accelerators run a matmul's reduction in
+    TF32 or bf16)."""
+    x32 = x.astype(jnp.float32)
+    centred = x32 - jnp.mean(x32, axis=-1, keepdims=True)
+    x_hat = centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
+    return (x_hat * scale + bias).astype(x.dtype)
+
+
 class LayerNorm(nnx.LayerNorm):
-    """nnx.LayerNorm (same parameters) computed by layer_norm."""
+    """nnx.LayerNorm (same parameters), statistics in float32: layer_norm's matrix-product
+    reductions on the CPU; plain reductions elsewhere."""
+
+    plain: bool = False
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return layer_norm(x, self.scale[...], self.bias[...], self.epsilon)
+        return (plain_layer_norm if self.plain else layer_norm)(x, self.scale[...], self.bias[...], self.epsilon)
 
 
-def attention(q_BHLK: jax.Array, k_BHLK: jax.Array, v_BHLK: jax.Array, scale: float, causal: bool) -> jax.Array:
-    """Softmax attention in the heads-major layout (batch and head dimensions lead, as XLA's
-    batched dot wants them). Causal: query block i attends to key blocks 0..i only. On a CPU,
-    cpu_attention's kernel computes it where it can."""
-    if cpu_attention.usable(q_BHLK):
-        return cpu_attention.attention(q_BHLK, k_BHLK, v_BHLK, scale, causal)
-    L = q_BHLK.shape[2]
-    q_BHLK = q_BHLK * scale  # on q: fewer elements than the scores
-    if not causal or L <= ATTENTION_BLOCK:
-        return _attend(q_BHLK, k_BHLK, v_BHLK, 0 if causal else None)
-    outs = []
-    for start in range(0, L, ATTENTION_BLOCK):
-        end = min(start + ATTENTION_BLOCK, L)
-        outs.append(_attend(q_BHLK[:, :, start:end], k_BHLK[:, :, :end], v_BHLK[:, :, :end], start))
-    return jnp.concatenate(outs, axis=2)
+ATTENTION_KINDS = ("cpu", "cudnn", "xla")
 
 
-def _attend(q_BHQK, k_BHSK, v_BHSK, offset: int | None):
-    """Attention of queries at positions offset.. to keys 0..; offset None: no mask."""
-    s_BHQS = jnp.einsum("bhqk,bhsk->bhqs", q_BHQK, k_BHSK)
-    if offset is not None:
-        Q, S = s_BHQS.shape[-2:]
-        visible = jnp.arange(S)[None, :] <= offset + jnp.arange(Q)[:, None]
-        s_BHQS = jnp.where(visible, s_BHQS, MASKED)
-    return jnp.einsum("bhqs,bhsk->bhqk", jax.nn.softmax(s_BHQS, axis=-1), v_BHSK)
+def attention_kind(precision: str, devices=None) -> str:
+    """The attention of a model built for these devices (default: this process's) in `precision`:
+    cpu: cpu_attention's kernel (one CPU device, fp32); cudnn: cuDNN's fused kernel (NVIDIA GPUs,
+    bf16: the causal mask is never materialised); xla: XLA's dots, scores and softmax in fp32."""
+    devices = devices or jax.local_devices()
+    first = devices[0]
+    if first.platform == "cpu":
+        return "cpu" if precision == "fp32" and len(devices) == 1 and cpu_attention.available() else "xla"
+    if first.platform == "gpu" and "NVIDIA" in first.device_kind.upper() and precision == "bf16":
+        return "cudnn"
+    return "xla"
+
+
+def attention(q_BLHK: jax.Array, k_BLHK: jax.Array, v_BLHK: jax.Array, scale: float, causal: bool, kind: str = "xla") -> jax.Array:
+    """Softmax attention of `kind` (attention_kind). μP's 1/d_head (or the standard 1/sqrt(d_head))
+    is the kernel's own scale."""
+    if kind == "cpu":  # the kernel works heads-major, as XLA's CPU batched dot wants it
+        t = partial(jnp.swapaxes, axis1=1, axis2=2)
+        return t(cpu_attention.attention(t(q_BLHK), t(k_BLHK), t(v_BLHK), scale, causal))
+    return jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=scale, is_causal=causal, implementation=kind)
 
 
 class Block(nnx.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, r: Rules, causal: bool, *, rngs: nnx.Rngs):
-        def linear(kind: str, d_in: int, d_out: int) -> nnx.Linear:
-            init = nnx.initializers.normal(r.hidden_std[kind])
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, r: Rules, causal: bool, kind: str, *, rngs: nnx.Rngs):
+        def linear(name: str, d_in: int, d_out: int) -> nnx.Linear:
+            init = nnx.initializers.normal(r.hidden_std[name])
             return nnx.Linear(d_in, d_out, use_bias=False, kernel_init=init, rngs=rngs)
 
-        self.n_heads, self.r, self.causal = n_heads, r, causal
+        self.n_heads, self.r, self.causal, self.kind = n_heads, r, causal, kind
         self.ln1 = LayerNorm(d_model, rngs=rngs)
         self.qkv = linear("qkv", d_model, 3 * d_model)
         self.out = linear("out", d_model, d_model)
         self.ln2 = LayerNorm(d_model, rngs=rngs)
         self.up = linear("up", d_model, d_ff)
         self.down = linear("down", d_ff, d_model)
+        self.ln1.plain = self.ln2.plain = kind != "cpu"
 
-    def __call__(self, x_BLD: jax.Array, index: int) -> jax.Array:
+    def __call__(self, x_BLD: jax.Array, k: jax.Array) -> jax.Array:
+        """x_BLD: the stream holding the embedding and k residual branches (k = 2 x the block's index)."""
         B, L, D = x_BLD.shape
         m, H = self.r.hidden_mult, self.n_heads
         qkv_BLD3 = m["qkv"] * dense(self.ln1(x_BLD), self.qkv.kernel[...])
-        q_BHLK, k_BHLK, v_BHLK = qkv_BLD3.reshape(B, L, 3, H, D // H).transpose(2, 0, 3, 1, 4)
-        att_BHLK = attention(q_BHLK, k_BHLK, v_BHLK, self.r.attn_scale, self.causal)
-        att_BLD = att_BHLK.transpose(0, 2, 1, 3).reshape(B, L, D)
-        x_BLD = self.residual(x_BLD, m["out"] * dense(att_BLD, self.out.kernel[...]), 2 * index)
+        q_BLHK, k_BLHK, v_BLHK = jnp.unstack(qkv_BLD3.reshape(B, L, 3, H, D // H), axis=2)
+        att_BLD = attention(q_BLHK, k_BLHK, v_BLHK, self.r.attn_scale, self.causal, self.kind).reshape(B, L, D)
+        x_BLD = self.residual(x_BLD, m["out"] * dense(att_BLD, self.out.kernel[...]), k)
         h_BLF = self.r.gelu_mult * jax.nn.gelu(m["up"] * dense(self.ln2(x_BLD), self.up.kernel[...]))
-        return self.residual(x_BLD, m["down"] * dense(h_BLF, self.down.kernel[...]), 2 * index + 1)
+        return self.residual(x_BLD, m["down"] * dense(h_BLF, self.down.kernel[...]), k + 1)
 
-    def residual(self, x_BLD: jax.Array, f_BLD: jax.Array, k: int) -> jax.Array:
+    def residual(self, x_BLD: jax.Array, f_BLD: jax.Array, k: jax.Array) -> jax.Array:
         if not self.r.unit_residual:
             return x_BLD + f_BLD
         # x_k holds the embedding and k branches with equal weight at unit variance; add branch k+1.
-        return (math.sqrt(k + 1) * x_BLD + f_BLD) / math.sqrt(k + 2)
+        k = k.astype(jnp.float32)
+        return ((jnp.sqrt(k + 1) * x_BLD + f_BLD) / jnp.sqrt(k + 2)).astype(x_BLD.dtype)
+
+
+def _stacked(blocks: list[Block]) -> Block:
+    """One Block whose parameters hold every layer's along a leading axis, for the scan."""
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *(nnx.state(b) for b in blocks))
+    nnx.update(blocks[0], stacked)
+    return blocks[0]
 
 
 class TransformerLM(nnx.Module):
-    def __init__(self, config, *, rngs: nnx.Rngs):
-        """config: the run's model section (sweep.runspec.ModelConfig)."""
+    def __init__(self, config, *, rngs: nnx.Rngs, attention: str = "xla", remat: bool = False):
+        """config: the run's model section (sweep.runspec.ModelConfig); attention: its kind
+        (attention_kind); remat: recompute each block's activations in the backward pass."""
+        if attention == "cpu" and not cpu_attention.available():  # registers the kernel with XLA
+            raise RuntimeError("the CPU attention kernel did not build (see the warning logged); use attention='xla'")
         c = config
         r = c.parametrization.rules(c.d_model, c.d_ff, c.n_layers, c.d_head)
-        self.r = r
+        self.r, self.n_layers, self.remat = r, c.n_layers, remat
         self.embed = nnx.Embed(c.vocab_size, c.d_model, embedding_init=nnx.initializers.normal(r.embed_std), rngs=rngs)
         self.pos = nnx.Param(nnx.initializers.normal(r.pos_std)(rngs.params(), (c.seq_len, c.d_model)))
         causal = c.objective.causal
-        self.blocks = nnx.List([Block(c.d_model, c.n_heads, c.d_ff, r, causal, rngs=rngs) for _ in range(c.n_layers)])
+        # Built one by one (the parameters each layer draws are those of an unrolled stack), run as one scan.
+        self.blocks = _stacked([Block(c.d_model, c.n_heads, c.d_ff, r, causal, attention, rngs=rngs) for _ in range(c.n_layers)])
         self.ln_f = LayerNorm(c.d_model, rngs=rngs)
+        self.ln_f.plain = attention != "cpu"
 
     def __call__(self, tokens_BL: jax.Array) -> jax.Array:
-        return self.logits(self.residual_stream(tokens_BL)[-1])
+        return self.logits(self._stack(self.embedding(tokens_BL), keep_stream=False)[0])
+
+    def embedding(self, tokens_BL: jax.Array) -> jax.Array:
+        x_BLD = self.embed(tokens_BL) + self.pos[: tokens_BL.shape[1]]
+        return self.r.embed_mult * x_BLD.astype(jnp.float32)  # the residual stream: float32 in any precision
 
     def residual_stream(self, tokens_BL: jax.Array) -> list[jax.Array]:
         """The stream after the embedding and after each block (the coordinate check reads them all)."""
-        x_BLD = self.r.embed_mult * (self.embed(tokens_BL) + self.pos[: tokens_BL.shape[1]])
-        stream = [x_BLD]
-        for i, block in enumerate(self.blocks):
-            stream.append(block(stream[-1], i))
-        return stream
+        x_BLD = self.embedding(tokens_BL)
+        return [x_BLD, *self._stack(x_BLD, keep_stream=True)[1]]
+
+    def _stack(self, x_BLD: jax.Array, keep_stream: bool):
+        """The blocks as one lax.scan over their stacked parameters: one block's program, whatever
+        the depth. Returns the output and, with keep_stream, the stream after each block."""
+        graphdef, params = nnx.split(self.blocks)
+
+        def layer(x_BLD, p_k):
+            p, k = p_k
+            y_BLD = nnx.merge(graphdef, p)(x_BLD, k)
+            return y_BLD, y_BLD if keep_stream else None
+
+        body = jax.checkpoint(layer) if self.remat else layer
+        return jax.lax.scan(body, x_BLD, (params, 2 * jnp.arange(self.n_layers)))
 
     def logits(self, x_BLD: jax.Array) -> jax.Array:
-        return self.r.readout_mult * self.embed.attend(self.ln_f(x_BLD))  # logits_BLV, tied output layer
+        """Tied output layer; the logits come out of the matmul in float32, whatever the compute dtype."""
+        embedding_VD = self.embed.embedding[...]
+        h_BLD = self.ln_f(x_BLD).astype(embedding_VD.dtype)
+        logits_BLV = jnp.einsum("bld,vd->blv", h_BLD, embedding_VD, preferred_element_type=jnp.float32)
+        return self.r.readout_mult * logits_BLV
 
 
-def build_model(config, seed: int) -> TransformerLM:
-    """The model of a run's model section, its parameters drawn from `seed`."""
-    return TransformerLM(config, rngs=nnx.Rngs(seed))
+def build_model(config, seed: int, *, precision: str = "fp32", remat: bool = False) -> TransformerLM:
+    """The model of a run's model section, its parameters drawn from `seed`, its attention chosen
+    for this process's devices and `precision`."""
+    return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision), remat=remat)
 
 
 def count_params(model: nnx.Module, non_embedding: bool = True) -> int:

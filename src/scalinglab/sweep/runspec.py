@@ -81,7 +81,7 @@ class EvalConfig:
 
 
 # Record keys that do not change what a run computes: left out of its id.
-NOT_IDENTITY = ("checkpoint_interval_s", "data_path")
+NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat")
 # Keys every record had before the nesting, for choices that no longer hold them (a constant
 # schedule has no cooldown shape): their defaults, so that such runs keep their ids. The spec
 # refuses them set to anything else where they are unused (spec._USED_ONLY_WITH).
@@ -116,6 +116,11 @@ class RunSpec:
     D: int
     flops_per_token: int
     C: float
+    # How the step is computed, not what: the same run, in less memory.
+    microbatch_size: int | None = None
+    """Rows per forward/backward pass; gradients accumulate over batch_size / microbatch_size."""
+    remat: bool = False
+    """Recompute each block's activations in the backward pass."""
 
     @property
     def steps(self) -> int:

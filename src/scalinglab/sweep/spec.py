@@ -122,6 +122,12 @@ class TrainSpec(_Section):
     b2: Float = Field(0.95, ge=0, lt=1)
     n_evals: Int = Field(8, ge=1)
     """Validation evaluations per run, evenly spaced; the last is at the final step."""
+    microbatch_size: Int | None = Field(None, ge=1)
+    """Rows per forward/backward pass: the batch's gradients are accumulated (in float32) over
+    batch_size / microbatch_size passes, one optimizer step; the same step, in less memory."""
+    remat: bool = False
+    """Recompute each block's activations in the backward pass instead of keeping them: less
+    memory, about a third more compute."""
 
 
 class SlurmSpec(_Section):
@@ -155,6 +161,12 @@ class LaunchSpec(_Section):
     """CPU threads per local job. One job per core was measured fastest on 2 cores."""
     gpus_per_job: Int = Field(0, ge=0)
     """GPUs per job (local: disjoint GPUs per job; slurm: --gpus-per-node); a job uses all it gets."""
+    jobs_per_gpu: Int = Field(1, ge=1)
+    """local, gpus_per_job 1: jobs sharing each GPU, each with 1/jobs_per_gpu of its memory (small
+    models leave a big GPU idle)."""
+    device_memory_gb: Positive | None = None
+    """Memory of one job's device (a GPU's, or the CPU's for CPU jobs), for plan's check that every
+    run fits; default: the local GPU's, or this machine's memory (slurm: slurm.mem_gb)."""
     slurm: SlurmSpec = SlurmSpec()
 
 
@@ -248,6 +260,13 @@ def _check_data(d: DataSpec) -> None:
         raise SpecError(f"data.path: {d.path} is not a regular file or a folder; give a file or folder of documents")
 
 
+def _check_microbatch(spec: SweepSpec) -> None:
+    t = spec.train
+    if t.microbatch_size is not None and t.batch_size % t.microbatch_size:
+        raise SpecError(f"train.microbatch_size: {t.microbatch_size} does not divide train.batch_size "
+                        f"{t.batch_size}; give a divisor")
+
+
 def check(spec: SweepSpec) -> None:
     """The rules across fields that pydantic's per-field checks cannot express."""
     _check_grid(spec)
@@ -256,6 +275,10 @@ def check(spec: SweepSpec) -> None:
     if spec.data.vocab_size < MIN_BPE_VOCAB:
         raise SpecError(f"data.vocab_size: {spec.data.vocab_size} is too small; BPE needs at least {MIN_BPE_VOCAB} "
                         "(256 bytes, <|endoftext|> and one merge)")
+    _check_microbatch(spec)
+    if spec.launch.jobs_per_gpu > 1 and (spec.launch.executor != "local" or spec.launch.gpus_per_job != 1):
+        raise SpecError("launch.jobs_per_gpu: shares a GPU between local jobs; needs launch.executor 'local' "
+                        "and launch.gpus_per_job 1")
     if spec.train.cooldown_branches and spec.train.schedule != "wsd":
         raise SpecError("train.cooldown_branches: needs train.schedule 'wsd' (a stable phase to branch from)")
     check_extra(spec.launch.slurm.extra)

@@ -31,25 +31,48 @@ EVAL_CHUNK = 32  # validation windows per forward pass: bounds memory for large 
 
 
 def make_loss_fn(precision: str, graphdef: nnx.GraphDef):
-    """(params, inputs, targets, weights) -> the weighted mean cross-entropy, computed in `precision`."""
+    """(params, inputs, targets, weights[, total]) -> the cross-entropy summed with its weights over
+    `total` (default: the weights' sum, a weighted mean), computed in `precision`."""
     compute_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
 
-    def loss_fn(params, inputs, targets, weights):
+    def loss_fn(params, inputs, targets, weights, total=None):
         params = jax.tree.map(lambda p: p.astype(compute_dtype), params)  # master weights stay fp32
         logits = nnx.merge(graphdef, params)(inputs)
-        return (cross_entropy(logits, targets) * weights).sum() / weights.sum()
+        return (cross_entropy(logits, targets) * weights).sum() / (weights.sum() if total is None else total)
 
     return loss_fn
 
 
-def make_train_step(loss_fn, tx: optax.GradientTransformation):
+def accumulated(loss_fn, n_micro: int):
+    """value_and_grad of loss_fn over the batch, in n_micro passes of its rows: each pass's loss is
+    divided by the whole batch's weight, so the float32 sums are the full batch's loss and
+    gradients. Pass m takes rows m, m + n_micro, ...: a pass spans every data-parallel device."""
+    if n_micro == 1:
+        return jax.value_and_grad(loss_fn)
+
+    def value_and_grad(params, inputs, targets, weights):
+        split = lambda a: jnp.swapaxes(a.reshape(-1, n_micro, *a.shape[1:]), 0, 1)  # noqa: E731
+        total = weights.sum()
+
+        def one_pass(acc, micro):
+            loss, grads = jax.value_and_grad(loss_fn)(params, *micro, total)
+            return (acc[0] + loss, jax.tree.map(jnp.add, acc[1], grads)), None
+
+        zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        return jax.lax.scan(one_pass, zeros, (split(inputs), split(targets), split(weights)))[0]
+
+    return value_and_grad
+
+
+def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1):
     """The jitted step of every run: (params, opt_state), inputs, targets, weights -> new state, loss.
-    The state's buffers are donated: XLA updates them in place."""
+    The state's buffers are donated: XLA updates them in place. n_micro: gradient accumulation."""
+    value_and_grad = accumulated(loss_fn, n_micro)
 
     @partial(jax.jit, donate_argnums=0)
     def train_step(train_state, inputs, targets, weights):
         params, opt_state = train_state
-        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, targets, weights)
+        loss, grads = value_and_grad(params, inputs, targets, weights)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -102,8 +125,9 @@ class Trainer:
             enable_compile_cache(compile_cache)
         self.corpus = load_corpus(run.data)
         self.devices = jax.local_devices()
-        if run.batch_size % len(self.devices):
-            raise ValueError(f"train.batch_size {run.batch_size} does not divide over {len(self.devices)} devices")
+        rows, what = (run.microbatch_size, "microbatch_size") if run.microbatch_size else (run.batch_size, "batch_size")
+        if rows % len(self.devices):
+            raise ValueError(f"train.{what} {rows} does not divide over {len(self.devices)} devices")
         mesh = jax.sharding.Mesh(np.array(self.devices), ("data",))
         self.replicated, self.by_row = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
         self.state = self._build_steps()  # fresh; train() replaces it with what it resumes from
@@ -120,11 +144,12 @@ class Trainer:
         """The jitted training step and validation loss; returns a fresh model and optimizer state
         on the devices."""
         run = self.run
-        model = build_model(run.model, run.seed)
+        model = build_model(run.model, run.seed, precision=run.precision, remat=run.remat)
+        self.attention = model.blocks.kind
         graphdef, params = nnx.split(model)
         tx = build_optimizer(run.optim, params, model.r)
         loss_fn = make_loss_fn(run.precision, graphdef)
-        self.train_step = make_train_step(loss_fn, tx)
+        self.train_step = make_train_step(loss_fn, tx, run.batch_size // (run.microbatch_size or run.batch_size))
         windows = val_windows(self.corpus.val, run.model.seq_len, run.eval.val_tokens)
         n_chunks = max(1, len(windows) // EVAL_CHUNK)
         windows = windows[: n_chunks * (len(windows) // n_chunks)]
@@ -144,6 +169,7 @@ class Trainer:
         self.pending: list = []  # losses stay on device: no sync between evaluations and checkpoints
         self.t_interval = self.t_ckpt = time.perf_counter()
         self.steps_in_interval, status = 0, "done"
+        self.next_batch = self._device_batch(self.counters.step + 1)
         for step in range(self.counters.step + 1, self.run.steps + 1):
             self._step(step, first=step == resumed_from + 1)
             due = [hook for hook in self.hooks if hook.due(step)]
@@ -161,11 +187,17 @@ class Trainer:
             self._take_snapshot(step)
         return self._finish(status, resumed_from)
 
-    def _step(self, step: int, first: bool) -> None:
+    def _device_batch(self, step: int) -> tuple:
+        """The batch of `step` (a pure function of the seed and step), sent to the devices."""
         run = self.run
         windows = batch(self.corpus.train, run.model.seq_len, run.batch_size, run.seed, step)
         examples = run.model.objective.examples(windows, run.data.vocab_size, run.seed, step)
-        self.state, loss = self.train_step(self.state, *(jax.device_put(a, self.by_row) for a in examples))
+        return tuple(jax.device_put(a, self.by_row) for a in examples)
+
+    def _step(self, step: int, first: bool) -> None:
+        self.state, loss = self.train_step(self.state, *self.next_batch)
+        if step < self.run.steps:  # the next batch is built and on its way while this step runs
+            self.next_batch = self._device_batch(step + 1)
         self.counters.step = step
         self.pending.append(loss)
         self._take_snapshot(step)
@@ -216,7 +248,7 @@ class Trainer:
             "bpb": L / math.log(2) / self.corpus.val_bytes_per_token,
             "train_loss": c.loss_sum / c.loss_count,
             "tokens_per_s": rate,
-            "mfu": throughput.mfu(rate, run.flops_per_token, self.peak),
+            **throughput.mfu_figures(rate, run, self.peak, self.attention),
             "elapsed_s": c.wall_s + self.elapsed(),
         }
         runs.append_metrics(self.dir, record)
@@ -288,14 +320,16 @@ class Trainer:
             "bpb": last.get("bpb") if status == "done" else None,
             "train_loss": last.get("train_loss"),
             "tokens_per_s": rate,
-            "mfu": throughput.mfu(rate, self.run.flops_per_token, self.peak),
+            **throughput.mfu_figures(rate, self.run, self.peak, self.attention),
             "peak_flops": self.peak,
             "compile_s": c.compile_s,
             "wall_s": c.wall_s + self.elapsed(),
             "resumed_from": resumed_from,
             "val_tokens_scored": int(self.val[2].sum()),
-            "device": self.devices[0].platform,
+            "platform": self.devices[0].platform,
+            "device_kind": self.devices[0].device_kind,
             "n_devices": len(self.devices),
+            "attention": self.attention,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "pid": os.getpid(),
