@@ -159,3 +159,16 @@ def test_a_microbatched_run_trains_and_records_its_devices(tmp_path):
     summary = train(run, tmp_path, log=lambda _: None)
     assert summary["status"] == "done"
     assert (summary["platform"], summary["device_kind"], summary["n_devices"], summary["attention"]) == ("cpu", "cpu", 1, "cpu")
+
+
+def test_a_checkpoint_of_another_layout_is_set_aside_and_the_run_trains_from_the_start(tmp_path):
+    """A run preempted under an older scalinglab (here: a checkpoint of another shape) must not
+    fail on every retry."""
+    from scalinglab.training import checkpoint  # noqa: PLC0415
+
+    other = nnx.split(build_model(tiny_runs(shapes=((2, 32, 2),))[0].model, 0))[1]
+    checkpoint.save(RunDir(tmp_path).resume, 20, other, {"step": 20})
+    logged = []
+    summary = train(tiny_runs()[0], tmp_path, log=logged.append)
+    assert summary["status"] == "done" and summary["resumed_from"] == 0
+    assert any("does not fit this run's state" in line and "training from the start" in line for line in logged), logged

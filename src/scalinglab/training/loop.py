@@ -289,7 +289,13 @@ class Trainer:
         run = self.run
         own = checkpoint.steps(self.dir.resume)
         if own:
-            state, meta = checkpoint.restore(self.dir.resume, own[-1], like)
+            try:
+                state, meta = checkpoint.restore(self.dir.resume, own[-1], like)
+            except (ValueError, KeyError) as e:  # another layout: failing would fail every retry too
+                self.log(f"the checkpoint at step {own[-1]} does not fit this run's state (saved by another "
+                         f"version of scalinglab?): {str(e).splitlines()[0]}; training from the start")
+                checkpoint.remove(self.dir.resume)
+                return self._resume(like)
             runs.keep_metrics(self.dir, lambda m: m["step"] <= own[-1])
             self.log(f"resuming from step {own[-1]}")
             return state, Counters(meta)
