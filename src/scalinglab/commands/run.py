@@ -20,6 +20,7 @@ from ..sweep.read import load
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec, with_launch
 from .fit import report
+from .plan import check_memory
 
 
 def check_data(run: RunSpec) -> None:
@@ -57,6 +58,7 @@ def main(args, console: Console) -> int:
                        threads_per_job=args.threads_per_job)
     check_gpus(spec.launch)
     runs = planner.plan(spec)
+    check_memory(spec, runs)  # every run fits its device, before anything is written
     check_data(runs[0])
     sweep = SweepDir(Path(args.results) / spec.name)
     console.print(f"sweep {spec.name}: {len(runs)} runs -> {sweep.path}/ ({spec.launch.executor} executor)")

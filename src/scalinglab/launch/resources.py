@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from ..sweep.memory import GIB
 from ..sweep.spec import LaunchSpec
 
 
@@ -77,3 +78,57 @@ def tpu_device_files() -> list[str]:
     (v5e and later; /dev/vfio/vfio alone is no TPU)."""
     found = [str(p) for p in sorted(Path("/dev").glob("accel*"))]
     return found + [str(p) for p in sorted(Path("/dev/vfio").glob("*")) if p.name.isdigit()]
+
+
+
+
+def device_memory_bytes(launch: LaunchSpec, n_runs: int | None = None) -> int | None:
+    """Memory of one job's device, for plan's check that every run fits: launch.device_memory_gb
+    (GiB) if given; a local GPU job's: the smallest GPU visible here (nvidia-smi, honouring
+    CUDA_VISIBLE_DEVICES), over launch.jobs_per_gpu; a CPU job's: slurm.mem_gb under SLURM, else
+    this machine's memory (or its cgroup's limit) over the jobs that run here at once (of n_runs),
+    as the largest runs of a sweep may run together. None where unknown (no check): a SLURM GPU
+    job (SLURM picks its node, not this one), a TPU VM, no GPU memory from nvidia-smi, SLURM
+    without mem_gb."""
+    if launch.device_memory_gb is not None:
+        return int(launch.device_memory_gb * GIB)
+    if launch.gpus_per_job:
+        smallest = None if launch.executor == "slurm" else _smallest_gpu_memory()
+        return None if smallest is None else smallest // launch.jobs_per_gpu
+    if tpu_device_files():
+        return None
+    if launch.executor == "slurm":
+        return None if launch.slurm.mem_gb is None else int(launch.slurm.mem_gb * GIB)
+    memory = _machine_memory()
+    at_once = max_parallel(launch, n_runs or 1) if launch.executor == "local" else 1
+    return None if memory is None else memory // max(1, min(at_once, n_runs or at_once))
+
+
+def _smallest_gpu_memory() -> int | None:
+    """Bytes of the smallest GPU that local jobs may use (available_gpus), by nvidia-smi."""
+    query = ["nvidia-smi", "--query-gpu=index,uuid,memory.total", "--format=csv,noheader,nounits"]
+    try:
+        out = subprocess.run(query, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    mib = {}
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        index, uuid, total = (part.strip() for part in line.split(","))
+        if total.isdigit():
+            mib[index] = mib[uuid] = int(total)
+    visible = [mib.get(name) for name in available_gpus()]
+    return None if not visible or None in visible else min(visible) * 2**20
+
+
+def _machine_memory() -> int | None:
+    """This machine's memory (/proc/meminfo MemTotal), or its cgroup's limit if lower."""
+    try:
+        total = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = "max"
+    return min(total, int(limit)) if limit.isdigit() else total

@@ -15,20 +15,18 @@ import functools
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 from functools import partial
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
 from ..store.cache import build_once, cache_dir, cpu_info
+from .kernels import EIGEN_INCLUDE, cpu_kernel_missing
 
 SOURCE = Path(__file__).with_name("cpu_attention.cc")
-EIGEN_INCLUDE = Path("/usr/include/eigen3")
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-shared", "-fPIC")
 FORWARD, BACKWARD = "scalinglab_attention_fwd", "scalinglab_attention_bwd"
 log = logging.getLogger(__name__)
@@ -49,10 +47,9 @@ def _compile() -> Path:
     cxx, path = os.environ.get("CXX", "c++"), library_path()
     if path.exists():
         return path
-    if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler ({cxx})")
-    if not (EIGEN_INCLUDE / "Eigen" / "Core").exists():
-        raise RuntimeError(f"no Eigen headers in {EIGEN_INCLUDE}")
+    missing = cpu_kernel_missing()
+    if missing is not None:
+        raise RuntimeError(missing)
 
     def build(tmp: Path) -> None:
         cmd = [cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{EIGEN_INCLUDE}", str(SOURCE), "-o", str(tmp)]

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from . import cpu_attention
+from . import cpu_attention, kernels
 from .parametrization import Rules
 
 EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
@@ -115,20 +115,12 @@ class LayerNorm(nnx.LayerNorm):
         return (plain_layer_norm if self.plain else layer_norm)(x, self.scale[...], self.bias[...], self.epsilon)
 
 
-ATTENTION_KINDS = ("cpu", "cudnn", "xla")
-
-
 def attention_kind(precision: str, devices=None) -> str:
-    """The attention of a model built for these devices (default: this process's) in `precision`:
-    cpu: cpu_attention's kernel (one CPU device, fp32); cudnn: cuDNN's fused kernel (NVIDIA GPUs,
-    bf16: the causal mask is never materialised); xla: XLA's dots, scores and softmax in fp32."""
+    """The attention (kernels.attention_kind) of a model built for these devices (default: this
+    process's) in `precision`."""
     devices = devices or jax.local_devices()
     first = devices[0]
-    if first.platform == "cpu":
-        return "cpu" if precision == "fp32" and len(devices) == 1 and cpu_attention.available() else "xla"
-    if first.platform == "gpu" and "NVIDIA" in first.device_kind.upper() and precision == "bf16":
-        return "cudnn"
-    return "xla"
+    return kernels.attention_kind(first.platform, first.device_kind, len(devices), precision, cpu_attention.available)
 
 
 def attention(q_BLHK: jax.Array, k_BLHK: jax.Array, v_BLHK: jax.Array, scale: float, causal: bool, kind: str = "xla") -> jax.Array:
