@@ -37,7 +37,8 @@ def plan_table(runs: list[RunSpec], memories: list[memory.Memory]) -> pd.DataFra
     ])
 
 
-def print_plan(sweep: SweepSpec, runs: list[RunSpec], memories: list[memory.Memory], console: Console) -> None:
+def print_plan(sweep: SweepSpec, runs: list[RunSpec], memories: list[memory.Memory], device: str, console: Console) -> None:
+    """device: check_memory's line naming the devices the runs' memory was held to."""
     table = Table(title=f"sweep {sweep.name}: {len(runs)} runs")
     for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", "steps", "seed", "role", "C", "memory"):
         table.add_column(col, justify="right")
@@ -58,10 +59,7 @@ def print_plan(sweep: SweepSpec, runs: list[RunSpec], memories: list[memory.Memo
         f"estimated wall time here {est / 60:.1f} min ({parallel} job(s) at once, {sweep.launch.executor})"
     )
     console.print("C = FLOPs per token x D; FLOPs per token = 6(N + d_model*vocab) + 12*n_layers*seq_len*d_model")
-    platform, devices, _ = job_devices(sweep.launch)
-    capacity = device_memory_bytes(sweep.launch, len(runs))
-    fits = f"{capacity * usable_share(sweep.launch) / GIB:.3g} GiB usable ({device_source(sweep.launch, len(runs))})" if capacity else "unknown, not checked"
-    console.print(f"memory: GiB per device at the step's or evaluation's peak, on {devices} {platform} device(s) a job; device: {fits}")
+    console.print(f"memory: GiB per device at the step's or evaluation's peak, {device}")
 
 
 # XLA's GPU allocator takes this share of a GPU unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise;
@@ -104,15 +102,17 @@ def device_source(launch: LaunchSpec, n_runs: int) -> str:
     return "this machine's memory" + f" over {at_once} jobs at once" * (at_once > 1)
 
 
-def check_memory(sweep: SweepSpec, runs: list[RunSpec]) -> list[memory.Memory]:
-    """Each run's memory per device; refuses the sweep (SpecError, exit 2) where a run's peak is
-    more than its device can hold, naming the smallest such run and what to change. No check where
-    the device's memory is unknown (device_memory_bytes)."""
+def check_memory(sweep: SweepSpec, runs: list[RunSpec]) -> tuple[list[memory.Memory], str]:
+    """Each run's memory per device, and a line naming the devices they were held to; refuses the
+    sweep (SpecError, exit 2) where a run's peak is more than its device can hold, naming the
+    smallest such run and what to change. No check where the device's memory is unknown
+    (device_memory_bytes)."""
     platform, devices, kernel = job_devices(sweep.launch)
     memories = [memory.estimate(r, platform, devices, kernel) for r in runs]
     capacity = device_memory_bytes(sweep.launch, len(runs))
+    where = f"on {devices} {platform} device(s) a job; device: "
     if capacity is None:
-        return memories
+        return memories, where + "unknown, not checked"
     usable = capacity * usable_share(sweep.launch)
     too_big = [(r, m) for r, m in zip(runs, memories) if m.total > usable]
     if too_big:
@@ -124,7 +124,7 @@ def check_memory(sweep: SweepSpec, runs: list[RunSpec]) -> list[memory.Memory]:
                         f"{run.model.d_model}) needs {_gib(mem.total)} GiB per device{more}, more than the "
                         f"{_gib(usable)} GiB usable{share} ({device_source(sweep.launch, len(runs))}); "
                         f"{_what_to_do(sweep, run, mem, usable, len(runs))}")
-    return memories
+    return memories, where + f"{usable / GIB:.3g} GiB usable ({device_source(sweep.launch, len(runs))})"
 
 
 def _gib(n: float) -> str:
@@ -164,8 +164,8 @@ def _what_to_do(sweep: SweepSpec, run: RunSpec, mem: memory.Memory, usable: floa
 def main(args, console: Console) -> int:
     sweep = with_launch(load(args.sweep), executor=args.executor)
     runs = planner.plan(sweep)
-    memories = check_memory(sweep, runs)
-    print_plan(sweep, runs, memories, console)
+    memories, device = check_memory(sweep, runs)
+    print_plan(sweep, runs, memories, device, console)
     table = plan_table(runs, memories)
     if args.csv:
         table.to_csv(args.csv, index=False)

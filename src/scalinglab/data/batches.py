@@ -7,10 +7,24 @@ import numpy as np
 
 from ..errors import SpecError
 
+EVAL_CHUNK = 32  # validation windows per forward pass: bounds memory for large val_tokens
+
+
+def n_val_windows(seq_len: int, val_tokens: int) -> int:
+    """How many validation windows val_windows makes."""
+    return max(1, val_tokens // seq_len)
+
+
+def eval_chunks(n_windows: int) -> tuple[int, int]:
+    """How evaluation splits n_windows validation windows: (chunks, windows per chunk), at least
+    EVAL_CHUNK each (up to 2 x EVAL_CHUNK - 1); the windows past chunks x per chunk are left out."""
+    n_chunks = max(1, n_windows // EVAL_CHUNK)
+    return n_chunks, n_windows // n_chunks
+
 
 def val_windows(val: np.ndarray, seq_len: int, val_tokens: int) -> np.ndarray:
     """The first val_tokens held-out tokens as (n, seq_len + 1) windows: inputs and shifted targets."""
-    n = max(1, val_tokens // seq_len)
+    n = n_val_windows(seq_len, val_tokens)
     if len(val) < n * seq_len + 1:
         raise SpecError(
             f"data.val_tokens: {val_tokens} needs {n * seq_len + 1} held-out tokens but the corpus holds out "

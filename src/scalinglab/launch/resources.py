@@ -80,8 +80,6 @@ def tpu_device_files() -> list[str]:
     return found + [str(p) for p in sorted(Path("/dev/vfio").glob("*")) if p.name.isdigit()]
 
 
-
-
 def device_memory_bytes(launch: LaunchSpec, n_runs: int | None = None) -> int | None:
     """Memory of one job's device, for plan's check that every run fits: launch.device_memory_gb
     (GiB) if given; a local GPU job's: the smallest GPU visible here (nvidia-smi, honouring

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..data.batches import eval_chunks, n_val_windows
 from ..model.kernels import attention_kind
 from .runspec import RunSpec
 
@@ -46,7 +47,6 @@ REMAT = (13, 4, 4)  # the same with remat, its forward recomputed
 HEAD_V, HEAD_D = 3, 4  # vocab_size- and d_model-wide at the head
 EVAL_LAYER = (4, 1, 3)  # a layer's forward pass
 EVAL_V, EVAL_D = 2, 1  # evaluation's head: logits and softmax
-EVAL_CHUNK = 32  # training.loop.EVAL_CHUNK: validation windows per forward pass
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,9 @@ def estimate(run: RunSpec, platform: str = "cpu", devices: int = 1, cpu_kernel: 
 
 
 def validation_windows(run: RunSpec) -> tuple[int, int]:
-    """The validation windows, and how many of them one forward pass takes (training.loop:
-    EVAL_CHUNK or more, up to 2 x EVAL_CHUNK - 1)."""
-    windows = max(1, run.eval.val_tokens // run.model.seq_len)
-    return windows, windows // max(1, windows // EVAL_CHUNK)
+    """The validation windows, and how many of them one forward pass takes (data.batches.eval_chunks)."""
+    windows = n_val_windows(run.model.seq_len, run.eval.val_tokens)
+    return windows, eval_chunks(windows)[1]
 
 
 def as_gib(memory: Memory) -> dict[str, float]:

@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from ..data.batches import batch, val_windows
+from ..data.batches import batch, eval_chunks, val_windows
 from ..data.corpus import load_corpus
 from ..data.objectives import VAL_SEED
 from ..model.transformer import build_model, cross_entropy
@@ -27,7 +27,6 @@ from ..store.layout import RunDir
 from . import checkpoint, throughput
 from .optimizer import build_optimizer
 
-EVAL_CHUNK = 32  # validation windows per forward pass: bounds memory for large val_tokens
 
 
 def make_loss_fn(precision: str, graphdef: nnx.GraphDef):
@@ -151,8 +150,8 @@ class Trainer:
         loss_fn = make_loss_fn(run.precision, graphdef)
         self.train_step = make_train_step(loss_fn, tx, run.batch_size // (run.microbatch_size or run.batch_size))
         windows = val_windows(self.corpus.val, run.model.seq_len, run.eval.val_tokens)
-        n_chunks = max(1, len(windows) // EVAL_CHUNK)
-        windows = windows[: n_chunks * (len(windows) // n_chunks)]
+        n_chunks, per_chunk = eval_chunks(len(windows))
+        windows = windows[: n_chunks * per_chunk]
         examples = run.model.objective.examples(windows, run.data.vocab_size, VAL_SEED, 0)
         self.val = tuple(jnp.asarray(a.reshape(n_chunks, -1, run.model.seq_len)) for a in examples)
         self.val_loss = jax.jit(lambda params: jax.lax.map(lambda chunk: loss_fn(params, *chunk), self.val).mean())
