@@ -1,5 +1,5 @@
 """The `scalinglab` command line: argument parsing and dispatch to commands/. Bad input: one line
-on stderr, exit code 2. Importing this module, and running --help, plan, fit, plot or status,
+on stderr, exit code 2. Importing this module, and running --help, plan, prepare, fit, plot or status,
 never imports JAX."""
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", metavar="FILE", help="also write the run table as JSON")
     plan.add_argument("--executor", choices=EXECUTORS, help="executor for the wall-time estimate")
     plan.set_defaults(command=("plan", "main"))
+
+    prepare = sub.add_parser("prepare", help="tokenize a sweep's corpus into the cache (run does it too, before its jobs)")
+    prepare.add_argument("sweep", help="sweep YAML file")
+    prepare.set_defaults(command=("prepare", "main"))
 
     run = sub.add_parser("run", help="train every run not yet done, then fit and plot")
     run.add_argument("sweep", help="sweep YAML file")

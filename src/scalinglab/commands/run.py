@@ -9,7 +9,6 @@ from pathlib import Path
 from rich.console import Console
 
 from ..data.batches import batch, val_windows
-from ..data.corpus import load_corpus
 from ..errors import FitError, SpecError
 from ..launch.dispatch import launch
 from ..launch.resources import available_gpus, gpu_slots
@@ -21,12 +20,13 @@ from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec, with_launch
 from .fit import report
 from .plan import check_memory
+from .prepare import prepare_corpus
 
 
-def check_data(run: RunSpec) -> None:
-    """Reads the corpus once before anything is written, so bad data fails fast with exit 2; this
-    also trains and caches a BPE tokenizer once, before the jobs start. Every run shares the corpus."""
-    corpus = load_corpus(run.data)
+def check_data(run: RunSpec, console: Console) -> None:
+    """Prepares the corpus (commands.prepare) before anything is written, so bad data fails fast
+    with exit 2 and the jobs, which share it, only open its token files."""
+    corpus, _ = prepare_corpus(run.data, console)
     val_windows(corpus.val, run.model.seq_len, run.eval.val_tokens)
     batch(corpus.train, run.model.seq_len, 1, 0, 0)
 
@@ -59,7 +59,7 @@ def main(args, console: Console) -> int:
     check_gpus(spec.launch)
     runs = planner.plan(spec)
     check_memory(spec, runs)  # every run fits its device, before anything is written
-    check_data(runs[0])
+    check_data(runs[0], console)
     sweep = SweepDir(Path(args.results) / spec.name)
     console.print(f"sweep {spec.name}: {len(runs)} runs -> {sweep.path}/ ({spec.launch.executor} executor)")
     write_json(sweep.sweep_json, spec.model_dump(mode="json"))

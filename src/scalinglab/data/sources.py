@@ -1,6 +1,6 @@
 """Where a corpus comes from: its files (the running Python's standard library, text, JSONL,
-Parquet, a saved Hugging Face dataset), their documents as UTF-8 bytes, and a fingerprint of their
-content. No JAX; pyarrow and datasets are imported only where needed because they are slow to import."""
+Parquet, a saved Hugging Face dataset), their documents as UTF-8 bytes, streamed, and a fingerprint
+of their content. No JAX; pyarrow and datasets are imported only where needed because they are slow to import."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sysconfig
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import SpecError
@@ -15,6 +16,13 @@ from ..store.cache import build_once, cache_dir
 
 SUFFIXES = {"text": (".txt", ".md", ".py", ".rst"), "jsonl": (".jsonl",), "parquet": (".parquet",)}
 _STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idlelib"}
+BATCH_ROWS = 1024  # Parquet and hf rows read at a time
+
+Advance = Callable[[int], None]
+
+
+def _ignore(n: int) -> None:
+    pass
 
 
 def stdlib_files() -> list[Path]:
@@ -47,61 +55,80 @@ def corpus_files(source: str, path: str | None) -> list[Path]:
     return files
 
 
-def documents(source: str, path: str | None, text_field: str) -> list[bytes]:
-    """Every document as UTF-8 bytes, in file then line/row order."""
+def documents(source: str, path: str | None, text_field: str, advance: Advance = _ignore) -> Iterator[bytes]:
+    """Every document as UTF-8 bytes, in file then line/row order, one at a time: memory holds a
+    document (or a batch of rows), never the corpus. advance(k) is called as k more bytes of the
+    corpus files are read (roughly, for Parquet and hf: by rows), for a progress bar."""
     if source == "hf":
-        docs = _hf_documents(Path(path), text_field)
+        docs = _hf_documents(Path(path), text_field, advance)
     else:
         read = {"jsonl": _jsonl_documents, "parquet": _parquet_documents}.get(source, _file_document)
-        docs = [doc for f in corpus_files(source, path) for doc in read(f, text_field)]
-    if not docs:
+        docs = (doc for f in corpus_files(source, path) for doc in read(f, text_field, advance))
+    rows = nonempty = 0
+    for doc in docs:
+        rows, nonempty = rows + 1, nonempty or len(doc) > 0
+        yield doc
+    if not rows:
         raise SpecError(f"data.path: {path} has no rows")
-    if not any(docs):
+    if not nonempty:
         raise SpecError(f"data.path: {path or 'stdlib'} is empty")
-    return docs
 
 
-def _check_utf8(raw: bytes, where: Path) -> str:
+def files_size(source: str, path: str | None) -> int:
+    """Bytes in the corpus files: what documents() reads, the total of its advance() calls."""
+    return sum(f.stat().st_size for f in corpus_files(source, path))
+
+
+def _check_utf8(raw: bytes, where: Path, line: int = 1, offset: int = 0) -> str:
+    """raw decoded; raw starts at `line` and byte `offset` of the file, for the message."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
+        line += raw.count(b"\n", 0, e.start)
         raise SpecError(
-            f"data.path: {where} line {line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); convert or remove it"
+            f"data.path: {where} line {line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {offset + e.start}); convert or remove it"
         ) from None
 
 
-def _file_document(f: Path, text_field: str) -> list[bytes]:
+def _file_document(f: Path, text_field: str, advance: Advance) -> Iterator[bytes]:
     raw = f.read_bytes()
     _check_utf8(raw, f)
-    return [raw]
+    advance(len(raw))
+    yield raw
 
 
-def _jsonl_documents(f: Path, text_field: str) -> list[bytes]:
-    docs = []
-    # Not splitlines(): JSON strings may hold U+2028 and other characters it splits on.
-    for n, line in enumerate(_check_utf8(f.read_bytes(), f).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"data.path: {f} line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise SpecError(f"data.path: {f} line {n}: expected a JSON object, got {json.dumps(row)[:40]}")
-        if text_field not in row:
-            raise SpecError(f"data.text_field: {text_field!r} not in {f} line {n} (keys: {', '.join(row)})")
-        text = row[text_field]
-        if not isinstance(text, str):
-            raise SpecError(f"data.text_field: {text_field!r} in {f} line {n} is {json.dumps(text)[:40]}, not a string")
-        try:
-            docs.append(text.encode("utf-8"))
-        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
-            raise SpecError(f"data.text_field: {text_field!r} in {f} line {n} is not valid Unicode (lone surrogate)") from None
-    return docs
+def _jsonl_documents(f: Path, text_field: str, advance: Advance) -> Iterator[bytes]:
+    offset = 0
+    # Lines end at b"\n" only, not where splitlines() would: JSON strings may hold U+2028.
+    with open(f, "rb") as lines:
+        for n, raw in enumerate(lines, 1):
+            line = _check_utf8(raw, f, n, offset)
+            offset += len(raw)
+            advance(len(raw))
+            if line.strip():
+                yield _jsonl_text(line, f, n, text_field)
 
 
-def _parquet_documents(f: Path, text_field: str) -> list[bytes]:
+def _jsonl_text(line: str, f: Path, n: int, text_field: str) -> bytes:
+    """The text of line n, a JSON object, as UTF-8."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"data.path: {f} line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(row, dict):
+        raise SpecError(f"data.path: {f} line {n}: expected a JSON object, got {json.dumps(row)[:40]}")
+    if text_field not in row:
+        raise SpecError(f"data.text_field: {text_field!r} not in {f} line {n} (keys: {', '.join(row)})")
+    text = row[text_field]
+    if not isinstance(text, str):
+        raise SpecError(f"data.text_field: {text_field!r} in {f} line {n} is {json.dumps(text)[:40]}, not a string")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+        raise SpecError(f"data.text_field: {text_field!r} in {f} line {n} is not valid Unicode (lone surrogate)") from None
+
+
+def _parquet_documents(f: Path, text_field: str, advance: Advance) -> Iterator[bytes]:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -112,10 +139,11 @@ def _parquet_documents(f: Path, text_field: str) -> list[bytes]:
     names = table.schema_arrow.names
     if text_field not in names:
         raise SpecError(f"data.text_field: {text_field!r} not in {f} (columns: {', '.join(names)})")
-    return _arrow_documents(table.read(columns=[text_field]).column(0), f, text_field)
+    batches = (b.column(0) for b in table.iter_batches(batch_size=BATCH_ROWS, columns=[text_field]))
+    yield from _batched_documents(batches, f, text_field, table.metadata.num_rows, f.stat().st_size, advance)
 
 
-def _hf_documents(path: Path, text_field: str) -> list[bytes]:
+def _hf_documents(path: Path, text_field: str, advance: Advance) -> Iterator[bytes]:
     os.environ["HF_DATASETS_OFFLINE"] = "1"  # read from disk only, never the Hub
     import datasets  # noqa: PLC0415
 
@@ -131,20 +159,30 @@ def _hf_documents(path: Path, text_field: str) -> list[bytes]:
         ds = ds["train"]
     if text_field not in ds.column_names:
         raise SpecError(f"data.text_field: {text_field!r} not in {path} (columns: {', '.join(ds.column_names)})")
-    return _arrow_documents(ds.with_format("arrow")[text_field], path, text_field)
+    batches = (t[text_field] for t in ds.with_format("arrow").iter(batch_size=BATCH_ROWS))
+    yield from _batched_documents(batches, path, text_field, ds.num_rows, files_size("hf", str(path)), advance)
 
 
-def _arrow_documents(column, where: Path, text_field: str) -> list[bytes]:
-    """A string (or binary) Arrow column as UTF-8 documents; rows are numbered from 0."""
+def _batched_documents(columns, where: Path, text_field: str, rows: int, size: int, advance: Advance) -> Iterator[bytes]:
+    """The documents of consecutive batches of a column; advance() by each batch's share of size."""
+    first = 0
+    for column in columns:
+        yield from _arrow_documents(column, where, text_field, first)
+        first += len(column)
+        advance(size * len(column) // max(rows, 1))
+
+
+def _arrow_documents(column, where: Path, text_field: str, first: int) -> Iterator[bytes]:
+    """A string (or binary) Arrow column, rows first, first + 1, ..., as UTF-8 documents."""
     import pyarrow as pa  # noqa: PLC0415
 
     if len(column) == 0:  # reported as "no rows", whatever type was inferred for no values
-        return []
+        return
     t = column.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
         raise SpecError(f"data.text_field: {text_field!r} in {where} is {t}, not a string")
     docs = column.cast(pa.large_binary()).to_pylist()  # bytes: invalid UTF-8 is found below, by row
-    for i, doc in enumerate(docs):
+    for i, doc in enumerate(docs, first):
         if doc is None:
             raise SpecError(f"data.text_field: {text_field!r} in {where} row {i} is null, not a string")
         try:
@@ -153,7 +191,7 @@ def _arrow_documents(column, where: Path, text_field: str) -> list[bytes]:
             raise SpecError(
                 f"data.text_field: {text_field!r} in {where} row {i} is not UTF-8 (byte 0x{doc[e.start]:02x} at offset {e.start})"
             ) from None
-    return docs
+        yield doc
 
 
 def _file_digest(f: Path) -> str:
