@@ -142,25 +142,41 @@ def model_config(n_layers, d_model, n_heads, d_ff, seq_len, vocab_size, causal=T
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
+def slurm_cluster(tmp_path_factory, worker_id):
     """A real single-node SLURM with accounting (tests/slurm/cluster.sh), 4 CPUs on this machine's
     cores. SLURM_CONF points at it for this process and its children. Never skipped: a machine
-    where it cannot start fails the tests that need it (.ci/run installs SLURM)."""
-    base = tmp_path_factory.mktemp("slurm")
-    script = Path(__file__).parent / "slurm" / "cluster.sh"
-    started = subprocess.run([str(script), "start", str(base), "4"], capture_output=True, text=True, timeout=300)
+    where it cannot start fails the tests that need it (.ci/run installs SLURM). One cluster for
+    the test workers together (test_slurm.py and test_distributed.py may run at once): the first
+    to need it starts it, the last done with it stops it."""
+    from scalinglab.store.files import locked  # noqa: PLC0415
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    users, script = shared / "slurm-users.json", Path(__file__).parent / "slurm" / "cluster.sh"
+    with locked(shared / "slurm.lock"):
+        state = json.loads(users.read_text()) if users.exists() else {"users": 0, "starts": 0}
+        base = shared / f"slurm-{state['starts']}"
+        if state["users"] == 0:
+            state["starts"] += 1
+            base = shared / f"slurm-{state['starts']}"
+            started = subprocess.run([str(script), "start", str(base), "4"], capture_output=True, text=True, timeout=300)
+            assert started.returncode == 0, f"SLURM did not start: {started.stderr.strip()}"
+        state["users"] += 1
+        users.write_text(json.dumps(state))
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(base / "etc" / "slurm.conf")
     try:
-        assert started.returncode == 0, f"SLURM did not start: {started.stderr.strip()}"
-        old = os.environ.get("SLURM_CONF")
-        os.environ["SLURM_CONF"] = str(base / "etc" / "slurm.conf")
         yield base
     finally:
-        subprocess.run([str(script), "stop", str(base)], timeout=300)
-        if "old" in locals():
-            if old is None:
-                os.environ.pop("SLURM_CONF", None)
-            else:
-                os.environ["SLURM_CONF"] = old
+        with locked(shared / "slurm.lock"):
+            state = json.loads(users.read_text())
+            state["users"] -= 1
+            users.write_text(json.dumps(state))
+            if state["users"] == 0:
+                subprocess.run([str(script), "stop", str(base)], timeout=300)
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
 
 
 _JOB = """

@@ -211,6 +211,8 @@ def test_batches_are_a_pure_function_of_seed_and_step(tmp_path):
     assert np.array_equal(b, batches.batch(corpus.train, 16, 4, seed=3, step=7))
     assert not np.array_equal(b, batches.batch(corpus.train, 16, 4, seed=3, step=8))
     assert not np.array_equal(b, batches.batch(corpus.train, 16, 4, seed=4, step=7))
+    for rows in (slice(0, 2), slice(1, 3), slice(3, 4)):  # a process's own rows of the same batch
+        assert np.array_equal(batches.batch(corpus.train, 16, 4, seed=3, step=7, rows=rows), b[rows])
     w = batches.val_windows(corpus.val, 16, 64)
     assert w.dtype == np.int32 and np.array_equal(w[0], corpus.val[:17])
 

@@ -21,8 +21,10 @@ JAX_MODULES = {
     "scalinglab.model.cpu_attention",
     "scalinglab.model.transformer",
     "scalinglab.training.checkpoint",
+    "scalinglab.training.distributed",
     "scalinglab.training.loop",
     "scalinglab.training.optimizer",
+    "scalinglab.training.sharding",
     "scalinglab.training.throughput",
 }
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 60, 400
@@ -69,9 +71,10 @@ def study(tmp_path_factory) -> Path:
     return Path(shutil.copytree(ROOT / "results" / "cpu-study", tmp_path_factory.mktemp("house") / "cpu-study"))
 
 
-@pytest.mark.parametrize("verb", ["--help", "plan", "status", "fit", "plot"])
+@pytest.mark.parametrize("verb", ["--help", "plan", "prepare", "status", "fit", "plot"])
 def test_the_command_line_never_imports_jax(verb, study):
-    args = {"--help": ["--help"], "plan": ["plan", str(ROOT / "sweeps" / "cpu-study.yaml")], "status": ["status", str(study)],
+    sweep = str(ROOT / "sweeps" / "cpu-study.yaml")
+    args = {"--help": ["--help"], "plan": ["plan", sweep], "prepare": ["prepare", sweep], "status": ["status", str(study)],
             "fit": ["fit", str(study), "--bootstrap", "0"], "plot": ["plot", str(study), "--bootstrap", "0"]}[verb]
     out = subprocess.run([sys.executable, "-c", CLI_WITHOUT_JAX, *args], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

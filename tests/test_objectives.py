@@ -31,6 +31,19 @@ def test_masked_examples_follow_bert():
     assert not np.array_equal(weights, other[2])
 
 
+@pytest.mark.parametrize("objective", [Causal(), Masked(mask_fraction=0.15)], ids=["causal", "masked"])
+def test_each_process_builds_its_rows_of_the_same_examples(objective):
+    """A run over several processes: each builds only its devices' rows of a step's batch, and
+    together they are the batch one process builds (masks, random tokens included)."""
+    windows = np.random.default_rng(0).integers(0, 256, (8, 33)).astype(np.int32)
+    whole = objective.examples(windows, 256, seed=3, step=7)
+    for start, stop in [(0, 2), (2, 4), (3, 8), (6, 8)]:
+        rows = slice(start, stop)
+        part = objective.examples(windows[rows], 256, seed=3, step=7, rows=rows, batch_size=8)
+        for a, b in zip(whole, part, strict=True):
+            np.testing.assert_array_equal(a[rows], b)
+
+
 def test_causal_examples_shift_by_one():
     windows = np.arange(10, dtype=np.int32)[None]
     inputs, targets, weights = Causal().examples(windows, 256, 0, 1)

@@ -78,9 +78,12 @@ def test_a_run_with_one_unknown_device_has_no_peak():
 def test_the_cpu_peak_is_one_cores_times_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(throughput, "core_peak", {"float32": 80e9, "bfloat16": 30e9}.get)
     monkeypatch.setattr(throughput.os, "sched_getaffinity", lambda pid: {0, 2, 5})
-    cpus = [SimpleNamespace(platform="cpu", device_kind="cpu", id=i) for i in range(2)]  # 2 devices, 3 cores
+    cpus = [SimpleNamespace(platform="cpu", device_kind="cpu", id=i, process_index=0) for i in range(2)]  # 2 devices, 3 cores
     assert throughput.devices_peak(cpus, "fp32") == 3 * 80e9
     assert throughput.devices_peak(cpus, "bf16") == 3 * 80e9  # bf16: the faster of the two
+    # One run over 4 processes (SLURM tasks), each given 3 cores alike.
+    ranks = [SimpleNamespace(platform="cpu", device_kind="cpu", id=i, process_index=i) for i in range(4)]
+    assert throughput.devices_peak(ranks, "fp32") == 4 * 3 * 80e9
 
 
 def test_computed_flops_of_causal_attention_skip_the_blocks_above_the_diagonal():

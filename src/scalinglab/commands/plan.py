@@ -68,14 +68,14 @@ JAX_GPU_SHARE = 0.75
 
 
 def job_devices(launch: LaunchSpec) -> tuple[str, int, bool]:
-    """What a job of the sweep trains on: the platform, its data-parallel devices, and whether the
+    """What a job of the sweep trains on: the platform, its devices (on every node), and whether the
     CPU attention kernel builds here (model.cpu_attention: a C++ compiler and Eigen; not switched
     off). A TPU VM's job counts as one device: every chip holding the whole batch is the worst case."""
     if launch.gpus_per_job:
-        return "gpu", launch.gpus_per_job, False
+        return "gpu", launch.devices, False
     if tpu_device_files():
         return "tpu", 1, False
-    return "cpu", 1, cpu_kernel_missing() is None
+    return "cpu", launch.devices, launch.devices == 1 and cpu_kernel_missing() is None
 
 
 def usable_share(launch: LaunchSpec) -> float:
@@ -143,9 +143,14 @@ def _what_to_do(sweep: SweepSpec, run: RunSpec, mem: memory.Memory, usable: floa
     """The settings that lower a run's memory per device, those that apply here."""
     t, launch = sweep.train, sweep.launch
     fixed = mem.params + mem.optimizer + mem.gradients
+    if fixed > usable and t.fsdp == launch.devices:
+        over = f" (sharded over all {launch.devices} devices of a run)" if launch.devices > 1 else ""
+        return (f"its weights, AdamW state and gradients alone take {_gib(fixed)} GiB per device{over}: plan smaller "
+                "models, or give a run more devices (launch.gpus_per_job, launch.slurm.nodes) and shard them "
+                "over those (train.fsdp)")
     if fixed > usable:
-        return (f"its weights, AdamW state and gradients alone take {_gib(fixed)} GiB, and every data-parallel "
-                "device holds them all: plan smaller models")
+        return (f"its weights, AdamW state and gradients alone take {_gib(fixed)} GiB per device: shard them over "
+                f"more of the run's {launch.devices} device(s) (train.fsdp {t.fsdp}), or plan smaller models")
     todo = []
     if mem.evaluation > mem.step:
         todo.append("lower data.val_tokens (evaluation scores up to 63 windows at once)")

@@ -34,10 +34,11 @@ def val_windows(val: np.ndarray, seq_len: int, val_tokens: int) -> np.ndarray:
     return np.asarray(val[idx], dtype=np.int32)
 
 
-def batch(train: np.ndarray, seq_len: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """Random windows (batch_size, seq_len + 1) for one step; a pure function of (seed, step)."""
+def batch(train: np.ndarray, seq_len: int, batch_size: int, seed: int, step: int, rows: slice = slice(None)) -> np.ndarray:
+    """Random windows (batch_size, seq_len + 1) for one step, a pure function of (seed, step); or
+    only `rows` of them (a process builds the rows of its own devices)."""
     if len(train) <= seq_len + 1:
         raise SpecError(f"data: {len(train)} training tokens are too few for model.seq_len {seq_len}")
-    starts = np.random.default_rng([seed, step]).integers(0, len(train) - seq_len - 1, batch_size)
+    starts = np.random.default_rng([seed, step]).integers(0, len(train) - seq_len - 1, batch_size)[rows]
     return np.asarray(train[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int32)
 

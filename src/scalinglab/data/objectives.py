@@ -28,8 +28,10 @@ class Objective(Choice):
     causal: ClassVar[bool]
     """Whether a position may attend only to itself and earlier ones."""
 
-    def examples(self, windows: np.ndarray, tokenizer_vocab: int, seed: int, step: int):
-        """windows (B, seq_len + 1) -> inputs, targets (B, seq_len) int32 and weights (B, seq_len) float32."""
+    def examples(self, windows: np.ndarray, tokenizer_vocab: int, seed: int, step: int, rows: slice = slice(None),
+                 batch_size: int | None = None):
+        """windows (B, seq_len + 1) -> inputs, targets (B, seq_len) int32 and weights (B, seq_len) float32.
+        windows may be only `rows` (start, stop) of a batch of batch_size: their rows of its examples."""
         raise NotImplementedError
 
     def model_vocab(self, tokenizer_vocab: int) -> int:
@@ -42,7 +44,7 @@ class Objective(Choice):
 class Causal(Objective):
     causal: ClassVar[bool] = True
 
-    def examples(self, windows, tokenizer_vocab, seed, step):
+    def examples(self, windows, tokenizer_vocab, seed, step, rows=slice(None), batch_size=None):
         return windows[:, :-1], windows[:, 1:], np.ones(windows[:, 1:].shape, np.float32)
 
 
@@ -52,18 +54,24 @@ class Masked(Objective):
     causal: ClassVar[bool] = False
     mask_fraction: float
 
-    def examples(self, windows, tokenizer_vocab, seed, step):
+    def examples(self, windows, tokenizer_vocab, seed, step, rows=slice(None), batch_size=None):
         tokens = windows[:, :-1]
-        B, L = tokens.shape
+        L = tokens.shape[1]
+        # The whole batch's draws (cheap), of which these rows take theirs: the same masks however
+        # the batch is split between processes.
         rng = np.random.default_rng([seed, step, 1])  # 1: a stream apart from the batch's own
         n_masked = max(1, round(self.mask_fraction * L))
-        chosen = np.zeros((B, L), bool)
-        np.put_along_axis(chosen, rng.random((B, L)).argsort(axis=1)[:, :n_masked], True, axis=1)
-        fate = rng.random((B, L))
+        chosen = np.zeros((batch_size or len(tokens), L), bool)
+        np.put_along_axis(chosen, rng.random(chosen.shape).argsort(axis=1)[:, :n_masked], True, axis=1)
+        fate = rng.random(chosen.shape)
+        swap = chosen & (fate >= 0.8) & (fate < 0.9)
+        swapped = rng.integers(0, tokenizer_vocab, swap.sum())
+        first, _, _ = rows.indices(len(chosen))
+        swapped = swapped[swap[:first].sum():][: swap[rows].sum()]
+        chosen, fate, swap = chosen[rows], fate[rows], swap[rows]
         inputs = tokens.copy()
         inputs[chosen & (fate < 0.8)] = tokenizer_vocab  # the [MASK] id: one past the tokenizer's
-        swap = chosen & (fate >= 0.8) & (fate < 0.9)
-        inputs[swap] = rng.integers(0, tokenizer_vocab, swap.sum())
+        inputs[swap] = swapped
         return inputs, tokens, chosen.astype(np.float32)
 
     def model_vocab(self, tokenizer_vocab):

@@ -25,11 +25,14 @@ def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Exe
         executor.update_parameters(
             timeout_min=timeout_min,
             nodes=s.nodes,
-            tasks_per_node=1,
+            tasks_per_node=launch.tasks_per_node,
             cpus_per_task=s.cpus_per_task,
             gpus_per_node=launch.gpus_per_job,
             slurm_array_parallelism=max_parallel(launch, n_runs),
             slurm_setup=list(s.setup),
+            # One run over several processes: a process that dies ends them all (it failed), rather
+            # than leaving the others blocked in a collective.
+            slurm_srun_args=["--kill-on-bad-exit=1"] if launch.processes > 1 else [],
             slurm_additional_parameters=dict(s.extra),
             **{k: v for k, v in optional.items() if v is not None},
         )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
+import sys
 import traceback
 
 import submitit
@@ -34,14 +36,17 @@ SHARED_GPU_MEMORY = 0.9
 
 
 def run_job(record: dict, run_path: str, cores: list[int] | None, started=None, *, gpus: int = 0,
-            visible: tuple[str, ...] | None = None, jobs_per_gpu: int = 1) -> dict:
+            visible: tuple[str, ...] | None = None, jobs_per_gpu: int = 1, processes: int = 1) -> dict:
     """Trains the run of `record` (RunSpec.record) into run_path. A training error is kept in the
     run's summary.json, which is returned (status 'failed'), so every executor reports it the same
     way and the sweep goes on. A run another process is training (its lock is held), or has just
     finished, is left alone: status 'busy'. started(trainer) is called once training is set up.
-    gpus: the GPUs the job was given (launch.gpus_per_job); visible, jobs_per_gpu: see setup_job."""
+    gpus: the GPUs the job was given (launch.gpus_per_job); visible, jobs_per_gpu: see setup_job;
+    processes: this is one of several processes training the run together (run_one_of_many)."""
     run_dir = RunDir(run_path)
     run_dir.path.mkdir(parents=True, exist_ok=True)
+    if processes > 1:
+        return run_one_of_many(record, run_dir, cores, started, gpus)
     lock = runs.lock(run_dir)
     if lock is None:
         return {"status": BUSY}
@@ -64,6 +69,43 @@ def run_job(record: dict, run_path: str, cores: list[int] | None, started=None, 
         os.close(lock)
 
 
+def run_one_of_many(record: dict, run_dir: RunDir, cores: list[int] | None, started, gpus: int) -> dict:
+    """One process (SLURM task) of a run over several: JAX's distributed runtime first, before any
+    device is touched; process 0 alone takes the run's lock and writes its files, and tells the
+    others whether to train. A process that fails exits at once with an error, so that SLURM
+    (srun --kill-on-bad-exit) ends the others rather than leave them waiting in a collective:
+    the run is failed, never done (process 0 records why when it can)."""
+    setup_job(cores, gpus)
+    from ..training import distributed  # noqa: PLC0415  (imports JAX, after setup_job)
+
+    distributed.initialize(gpus)
+    lock = runs.lock(run_dir) if distributed.is_main() else None
+    try:
+        if distributed.main_decides(distributed.is_main() and (lock is None or runs.is_complete(run_dir))):
+            return {"status": BUSY}
+        missing = check_devices(gpus)
+        if missing is not None:
+            raise RuntimeError(missing)
+        from ..training.loop import Trainer  # noqa: PLC0415
+
+        trainer = Trainer(RunSpec.from_record(record), run_dir, compile_cache=run_dir.sweep.compile_cache)
+        if started is not None:
+            started(trainer)
+        return trainer.train()
+    except Exception as e:  # noqa: BLE001
+        from jax import process_index  # noqa: PLC0415
+
+        traceback.print_exc()
+        if process_index() == 0:
+            runs.record_failure(run_dir, f"{type(e).__name__}: {e}", traceback.format_exc())
+        else:
+            print(f"process {process_index()} failed; the run fails with it", file=sys.stderr, flush=True)
+        os._exit(1)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
 def check_devices(gpus: int) -> str | None:
     """After setup_job: why a job given GPUs (or on a TPU VM) cannot use them, in one line, when
     JAX's backend is the CPU; None if it can. A CPU job on a machine with GPUs logs that it is one."""
@@ -80,17 +122,53 @@ class TrainJob(submitit.helpers.Checkpointable):
     """The job body as submitit runs it on SLURM. On preemption or near its time limit SLURM
     signals the job (USR2, 90 s ahead); submitit then calls checkpoint(), which has the trainer
     save its state and the same call requeued; the requeued job resumes from that checkpoint.
-    After max_requeues the run ends as failed instead."""
+    After max_requeues the run ends as failed instead.
 
-    def __init__(self, max_requeues: int, gpus: int = 0):
+    A run over several processes (processes > 1) cannot save from one process's signal handler
+    (submitit calls checkpoint() on process 0 only; a collective save started there deadlocks).
+    Once training is set up, USR2 becomes a notice of JAX's preemption service on every process;
+    they save together at the step it picks, and then process 0 has submitit requeue the job."""
+
+    def __init__(self, max_requeues: int, gpus: int = 0, processes: int = 1):
         self.max_requeues, self.gpus = max_requeues, gpus  # gpus: launch.gpus_per_job, SLURM's --gpus-per-node
+        self.processes = processes  # launch.slurm.nodes x tasks_per_node
         self.trainer = None  # set once training is set up; never pickled (a fresh job is requeued)
+        self.warned, self.saved, self.requeue = False, None, None
 
     def __call__(self, record: dict, run_path: str, cores: list[int] | None) -> dict:
-        return run_job(record, run_path, cores, started=self._started, gpus=self.gpus)
+        summary = run_job(record, run_path, cores, started=self._started, gpus=self.gpus, processes=self.processes)
+        return self._stopped(summary, RunDir(run_path)) if summary["status"] == "preempted" else summary
 
     def _started(self, trainer) -> None:
         self.trainer = trainer
+        if self.processes > 1:  # submitit's handler (requeue) is kept for process 0, after the save
+            self.requeue = signal.getsignal(signal.SIGUSR2)
+            signal.signal(signal.SIGUSR2, self._warn)
+
+    def _warn(self, signum, frame) -> None:
+        from ..training.distributed import notice_preemption  # noqa: PLC0415  (JAX is imported by now)
+
+        self.warned = True
+        notice_preemption()
+
+    def _stopped(self, summary: dict, run_dir: RunDir) -> dict:
+        """Process 0, once every process saved: after USR2, submitit's requeue (which calls
+        checkpoint(), then exits), or failed when requeued too often; after SIGTERM alone (SLURM's
+        cancel or its own preemption), failed, to be resumed by the next `scalinglab run` (or by
+        SLURM's requeue). The other processes just return."""
+        from ..training.distributed import is_main  # noqa: PLC0415
+
+        if not is_main():
+            return summary
+        self.saved = summary["step"]
+        if not self.warned:
+            return runs.record_failure(run_dir, f"stopped by SIGTERM (cancelled, or preempted by SLURM) after saving "
+                                                f"step {self.saved}; `scalinglab run` resumes it from there")
+        try:
+            self.requeue(signal.SIGUSR2, None)
+        except Exception as e:  # noqa: BLE001  (too many requeues)
+            return runs.record_failure(run_dir, f"{type(e).__name__}: {e}")
+        return summary
 
     def checkpoint(self, record: dict, run_path: str, cores: list[int] | None):
         run_dir = RunDir(run_path)
@@ -98,9 +176,12 @@ class TrainJob(submitit.helpers.Checkpointable):
         if count >= self.max_requeues:  # raised into the step loop: run_job records the run as failed
             raise RuntimeError(f"stopped by the scheduler (preempted or out of time) {count + 1} times; "
                                f"launch.slurm.max_requeues is {self.max_requeues}")
-        step = self.trainer.save_for_requeue() if self.trainer is not None else None
+        if self.processes > 1:  # saved by every process already (or, before training, not at all)
+            step = self.saved
+        else:
+            step = self.trainer.save_for_requeue() if self.trainer is not None else None
         runs.record_requeue(run_dir, step)
-        return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues, self.gpus), record, run_path, cores)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues, self.gpus, self.processes), record, run_path, cores)
 
 
 def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] | None = None,

@@ -163,9 +163,10 @@ class Scheduler:
 
     @staticmethod
     def _result(job, run_dir: RunDir) -> dict:
-        """The job's summary; a job process that died (killed, out of memory) is recorded as failed."""
+        """The job's summary (its first process's, for a run over several); a job process that died
+        (killed, out of memory), any of them, is recorded as failed."""
         try:
-            return job.result()
+            return job.results()[0]
         except Exception as e:  # noqa: BLE001
             last_line = (str(e).strip().splitlines() or [""])[-1]
             summary = runs.read_summary(run_dir)  # the job's own account, if it wrote one
@@ -201,7 +202,7 @@ class Scheduler:
         self.running.update({job: (r, d, None) for job, (r, d) in {**watched, **submitted}.items()})
 
     def _submit_arrays(self, new: list, watched_first: list[str]) -> dict:
-        job = TrainJob(self.launch.slurm.max_requeues, self.launch.gpus_per_job)
+        job = TrainJob(self.launch.slurm.max_requeues, self.launch.gpus_per_job, self.launch.processes)
         first = [(r, d) for r, d in new if r.trunk_id is None]
         branches = [(r, d) for r, d in new if r.trunk_id is not None]
         submitted = dict(zip(self._map_array(self.executor, job, first), first)) if first else {}

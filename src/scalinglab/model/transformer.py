@@ -116,9 +116,9 @@ class LayerNorm(nnx.LayerNorm):
 
 
 def attention_kind(precision: str, devices=None) -> str:
-    """The attention (kernels.attention_kind) of a model built for these devices (default: this
-    process's) in `precision`."""
-    devices = devices or jax.local_devices()
+    """The attention (kernels.attention_kind) of a model built for these devices (default: the
+    run's, over all its processes) in `precision`."""
+    devices = devices or jax.devices()
     first = devices[0]
     return kernels.attention_kind(first.platform, first.device_kind, len(devices), precision, cpu_attention.available)
 

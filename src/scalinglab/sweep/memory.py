@@ -99,13 +99,15 @@ def compute_bytes(run: RunSpec, platform: str) -> int:
 
 
 def estimate(run: RunSpec, platform: str = "cpu", devices: int = 1, cpu_kernel: bool = True) -> Memory:
-    """Bytes per device of `run` on `devices` data-parallel devices of `platform` (cpu, gpu or
-    tpu); cpu_kernel: whether the CPU attention kernel builds here."""
-    m, P = run.model, run.N_total
+    """Bytes per device of `run` on `devices` devices of `platform` (cpu, gpu or tpu), its state
+    sharded over run.fsdp of them; cpu_kernel: whether the CPU attention kernel builds here."""
+    m, P = run.model, -(-run.N_total // run.fsdp)  # the state's share of each device: 1 / fsdp
     kind = job_attention(run, platform, devices, cpu_kernel)
     tokens = -(-(run.microbatch_size or run.batch_size) // devices) * m.seq_len
+    # fsdp: the embedding tables and one layer's weights gathered whole while they are used
+    gathered = F32 * (run.N_total - run.N + run.N // m.n_layers) if run.fsdp > 1 else 0
     copy = BF16 * P * (run.precision == "bf16")
-    gradients = F32 * P * (1 + (run.microbatch_size not in (None, run.batch_size))) + copy
+    gradients = F32 * P * (1 + (run.microbatch_size not in (None, run.batch_size))) + copy + gathered
     if run.remat:
         kept, layer = F32 * m.d_model, per_token(run, REMAT, kind)
     else:
@@ -117,6 +119,7 @@ def estimate(run: RunSpec, platform: str = "cpu", devices: int = 1, cpu_kernel: 
     head = F32 * tokens * (HEAD_V * m.vocab_size + HEAD_D * m.d_model)
     state, inputs = 3 * F32 * P, 2 * 3 * INT32 * -(-run.batch_size // devices) * m.seq_len
     windows, chunk = validation_windows(run)
+    windows, chunk = -(-windows // devices), -(-chunk // devices)  # split over the devices
     validation = 3 * INT32 * windows * m.seq_len
     forward = F32 * chunk * m.seq_len * max(EVAL_V * m.vocab_size + EVAL_D * m.d_model, per_token(run, EVAL_LAYER, kind))
     return Memory(

@@ -81,7 +81,7 @@ class EvalConfig:
 
 
 # Record keys that do not change what a run computes: left out of its id.
-NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat")
+NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp")
 # Keys every record had before the nesting, for choices that no longer hold them (a constant
 # schedule has no cooldown shape): their defaults, so that such runs keep their ids. The spec
 # refuses them set to anything else where they are unused (spec._USED_ONLY_WITH).
@@ -121,6 +121,8 @@ class RunSpec:
     """Rows per forward/backward pass; gradients accumulate over batch_size / microbatch_size."""
     remat: bool = False
     """Recompute each block's activations in the backward pass."""
+    fsdp: int = 1
+    """Devices the parameters and optimizer state are sharded over; 1: replicated."""
 
     @property
     def steps(self) -> int:

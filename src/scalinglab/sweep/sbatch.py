@@ -26,9 +26,9 @@ OWN = {
     "partition": "launch.slurm.partition", "account": "launch.slurm.account", "qos": "launch.slurm.qos",
     "constraint": "launch.slurm.constraint", "time": "launch.slurm.time_min", "nodes": "launch.slurm.nodes",
     "cpus-per-task": "launch.slurm.cpus_per_task", "mem": "launch.slurm.mem_gb",
-    "gpus-per-node": "launch.gpus_per_job",
+    "gpus-per-node": "launch.gpus_per_job", "ntasks-per-node": "launch.slurm.tasks_per_node",
 }
-SUBMITIT = {"array", "error", "input", "job-name", "ntasks-per-node", "open-mode", "output", "parsable", "signal", "wait", "wrap"}
+SUBMITIT = {"array", "error", "input", "job-name", "open-mode", "output", "parsable", "signal", "wait", "wrap"}
 
 
 def check_extra(extra: dict[str, str]) -> None:

@@ -128,6 +128,10 @@ class TrainSpec(_Section):
     remat: bool = False
     """Recompute each block's activations in the backward pass instead of keeping them: less
     memory, about a third more compute."""
+    fsdp: Int = Field(1, ge=1)
+    """Devices each parameter, gradient and optimizer state is sharded over (the mesh's fsdp axis;
+    its data axis is the run's devices / fsdp): 1 replicates them on every device. The same step,
+    in less memory per device."""
 
 
 class SlurmSpec(_Section):
@@ -138,8 +142,11 @@ class SlurmSpec(_Section):
     qos: str | None = None
     time_min: Int = Field(60, ge=1)
     """Time limit of a job; a job that reaches it saves a checkpoint and is requeued."""
-    nodes: Literal[1] = 1
-    """Nodes per job: 1 (a run is data parallel over one node's devices; multi-node runs are not supported)."""
+    nodes: Int = Field(1, ge=1)
+    """Nodes per job: one run over all of them (one process per task, JAX's distributed runtime)."""
+    tasks_per_node: Int | None = Field(None, ge=1)
+    """Processes per node, each given launch.gpus_per_job / tasks_per_node GPUs; default: one per
+    GPU (launch.gpus_per_job), or one on a CPU node."""
     cpus_per_task: Int = Field(1, ge=1)
     mem_gb: Float | None = Field(None, gt=0)
     constraint: str | None = None
@@ -168,6 +175,22 @@ class LaunchSpec(_Section):
     """Memory of one job's device (a GPU's, or the CPU's for CPU jobs), for plan's check that every
     run fits; default: the local GPU's, or this machine's memory (slurm: slurm.mem_gb)."""
     slurm: SlurmSpec = SlurmSpec()
+
+    @property
+    def tasks_per_node(self) -> int:
+        """Processes of one run on each node: slurm.tasks_per_node, or one per GPU, or one."""
+        return self.slurm.tasks_per_node or max(1, self.gpus_per_job)
+
+    @property
+    def processes(self) -> int:
+        """Processes that train one run together (JAX's distributed runtime when more than one)."""
+        return self.slurm.nodes * self.tasks_per_node if self.executor == "slurm" else 1
+
+    @property
+    def devices(self) -> int:
+        """Devices of one run: its GPUs on every node, or one CPU device per process."""
+        return self.slurm.nodes * self.gpus_per_job if self.gpus_per_job and self.executor == "slurm" else (
+            self.gpus_per_job or self.processes)
 
 
 class FitSpec(_Section):
@@ -267,6 +290,24 @@ def _check_microbatch(spec: SweepSpec) -> None:
                         f"{t.batch_size}; give a divisor")
 
 
+def _check_processes(spec: SweepSpec) -> None:
+    launch, s, t = spec.launch, spec.launch.slurm, spec.train
+    for field, value in (("nodes", s.nodes), ("tasks_per_node", s.tasks_per_node)):
+        if launch.executor != "slurm" and value not in (None, 1):
+            raise SpecError(f"launch.slurm.{field}: {value} needs launch.executor 'slurm' (SLURM starts the "
+                            "processes of a run over several nodes); remove it to train each run in one process")
+    if launch.gpus_per_job % launch.tasks_per_node and launch.gpus_per_job:
+        raise SpecError(f"launch.slurm.tasks_per_node: {launch.tasks_per_node} does not divide launch.gpus_per_job "
+                        f"{launch.gpus_per_job}; give a divisor (one process per GPU is the default)")
+    if launch.devices % t.fsdp:
+        raise SpecError(f"train.fsdp: {t.fsdp} does not divide the {launch.devices} device(s) of a run "
+                        "(launch.gpus_per_job x launch.slurm.nodes, or one CPU device per process); give a divisor")
+    rows, what = (t.microbatch_size, "microbatch_size") if t.microbatch_size else (t.batch_size, "batch_size")
+    if rows % launch.devices:
+        raise SpecError(f"train.{what}: {rows} rows do not divide over the {launch.devices} devices of a run; "
+                        f"give a multiple of {launch.devices}")
+
+
 def check(spec: SweepSpec) -> None:
     """The rules across fields that pydantic's per-field checks cannot express."""
     _check_grid(spec)
@@ -276,6 +317,7 @@ def check(spec: SweepSpec) -> None:
         raise SpecError(f"data.vocab_size: {spec.data.vocab_size} is too small; BPE needs at least {MIN_BPE_VOCAB} "
                         "(256 bytes, <|endoftext|> and one merge)")
     _check_microbatch(spec)
+    _check_processes(spec)
     if spec.launch.jobs_per_gpu > 1 and (spec.launch.executor != "local" or spec.launch.gpus_per_job != 1):
         raise SpecError("launch.jobs_per_gpu: shares a GPU between local jobs; needs launch.executor 'local' "
                         "and launch.gpus_per_job 1")

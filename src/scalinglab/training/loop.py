@@ -1,5 +1,6 @@
 """One run: set up (corpus, devices, model, optimizer, jitted steps), resume, a step loop with
-hooks (evaluations, checkpoints), and the summary. Data parallel over the local devices."""
+hooks (evaluations, checkpoints), and the summary. Over every device of the run, in one process
+or several (training.distributed): a mesh of data and fsdp axes (training.sharding)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from ..data.objectives import VAL_SEED
 from ..model.transformer import build_model, cross_entropy
 from ..store import runs
 from ..store.layout import RunDir
-from . import checkpoint, throughput
+from . import checkpoint, distributed, sharding, throughput
 from .optimizer import build_optimizer
+
+AGREE_EVERY = 10  # steps between the processes' agreements on a time-based checkpoint
 
 
 
@@ -63,12 +66,13 @@ def accumulated(loss_fn, n_micro: int):
     return value_and_grad
 
 
-def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1):
+def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1, out_shardings=None):
     """The jitted step of every run: (params, opt_state), inputs, targets, weights -> new state, loss.
-    The state's buffers are donated: XLA updates them in place. n_micro: gradient accumulation."""
+    The state's buffers are donated: XLA updates them in place. n_micro: gradient accumulation;
+    out_shardings: the new state's and the loss's (the state keeps its layout step after step)."""
     value_and_grad = accumulated(loss_fn, n_micro)
 
-    @partial(jax.jit, donate_argnums=0)
+    @partial(jax.jit, donate_argnums=0, out_shardings=out_shardings)
     def train_step(train_state, inputs, targets, weights):
         params, opt_state = train_state
         loss, grads = value_and_grad(params, inputs, targets, weights)
@@ -123,12 +127,12 @@ class Trainer:
         if compile_cache is not None:
             enable_compile_cache(compile_cache)
         self.corpus = load_corpus(run.data)
-        self.devices = jax.local_devices()
+        self.devices, self.main = jax.devices(), distributed.is_main()  # every process's devices
         rows, what = (run.microbatch_size, "microbatch_size") if run.microbatch_size else (run.batch_size, "batch_size")
         if rows % len(self.devices):
             raise ValueError(f"train.{what} {rows} does not divide over {len(self.devices)} devices")
-        mesh = jax.sharding.Mesh(np.array(self.devices), ("data",))
-        self.replicated, self.by_row = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+        self.mesh = sharding.make_mesh(run.fsdp, self.devices)
+        self.replicated, self.by_row = NamedSharding(self.mesh, PartitionSpec()), NamedSharding(self.mesh, sharding.ROWS)
         self.state = self._build_steps()  # fresh; train() replaces it with what it resumes from
         self.peak = throughput.peak_flops(run.precision)
         evals, branch_points = set(run.eval.steps), set(run.branch_steps)
@@ -146,16 +150,29 @@ class Trainer:
         model = build_model(run.model, run.seed, precision=run.precision, remat=run.remat)
         self.attention = model.blocks.kind
         graphdef, params = nnx.split(model)
+        sharding.annotate(params, run.fsdp)
         tx = build_optimizer(run.optim, params, model.r)
+        params_sharding, opt_sharding = sharding.state_shardings(self.mesh, params, tx, jax.eval_shape(tx.init, params))
         loss_fn = make_loss_fn(run.precision, graphdef)
-        self.train_step = make_train_step(loss_fn, tx, run.batch_size // (run.microbatch_size or run.batch_size))
+        n_micro = run.batch_size // (run.microbatch_size or run.batch_size)
+        self.train_step = make_train_step(loss_fn, tx, n_micro, ((params_sharding, opt_sharding), self.replicated))
+        self.val = self._val_examples()
+        # The examples are an argument, not a constant: sharded over several processes, they must be.
+        self.val_loss = jax.jit(lambda params, val: jax.lax.map(lambda chunk: loss_fn(params, *chunk), val).mean())
+        params = sharding.place(params, params_sharding)
+        return params, jax.jit(tx.init, out_shardings=opt_sharding)(params)
+
+    def _val_examples(self) -> tuple:
+        """The held-out examples as (chunks, windows per chunk, seq_len), each chunk's windows split
+        over every device: padded with weightless windows to a multiple of the devices."""
+        run, n_devices = self.run, len(self.devices)
         windows = val_windows(self.corpus.val, run.model.seq_len, run.eval.val_tokens)
         n_chunks, per_chunk = eval_chunks(len(windows))
-        windows = windows[: n_chunks * per_chunk]
-        examples = run.model.objective.examples(windows, run.data.vocab_size, VAL_SEED, 0)
-        self.val = tuple(jnp.asarray(a.reshape(n_chunks, -1, run.model.seq_len)) for a in examples)
-        self.val_loss = jax.jit(lambda params: jax.lax.map(lambda chunk: loss_fn(params, *chunk), self.val).mean())
-        return jax.device_put((params, tx.init(params)), self.replicated)
+        examples = run.model.objective.examples(windows[: n_chunks * per_chunk], run.data.vocab_size, VAL_SEED, 0)
+        padded = -(-per_chunk // n_devices) * n_devices
+        chunks = [np.pad(a.reshape(n_chunks, per_chunk, -1), ((0, 0), (0, padded - per_chunk), (0, 0))) for a in examples]
+        split = NamedSharding(self.mesh, PartitionSpec(None, ("data", "fsdp")))
+        return tuple(sharding.global_arrays(chunks[0].shape, split, lambda a, b: chunks, 3))
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t_start
@@ -171,7 +188,10 @@ class Trainer:
         self.next_batch = self._device_batch(self.counters.step + 1)
         for step in range(self.counters.step + 1, self.run.steps + 1):
             self._step(step, first=step == resumed_from + 1)
+            preempted = distributed.reached_preemption_step(step)  # several processes: they save together
             due = [hook for hook in self.hooks if hook.due(step)]
+            if preempted and not any(hook.name == "checkpoint" for hook in due):
+                due.append(Hook("preemption", bool, partial(self._save, self.dir.resume, keep=1)))
             if not due:
                 continue
             if not self._flush_losses(step):
@@ -184,14 +204,22 @@ class Trainer:
             finally:
                 self._in_hooks = False
             self._take_snapshot(step)
+            if preempted:
+                self.log(f"preempted: saved step {step} on every process")
+                return {"status": "preempted", "step": step}
         return self._finish(status, resumed_from)
 
     def _device_batch(self, step: int) -> tuple:
-        """The batch of `step` (a pure function of the seed and step), sent to the devices."""
+        """The batch of `step` (a pure function of the seed and step) on the devices: this process
+        builds and sends the rows of its own devices only."""
         run = self.run
-        windows = batch(self.corpus.train, run.model.seq_len, run.batch_size, run.seed, step)
-        examples = run.model.objective.examples(windows, run.data.vocab_size, run.seed, step)
-        return tuple(jax.device_put(a, self.by_row) for a in examples)
+
+        def rows(start: int, stop: int) -> tuple:
+            part = slice(start, stop)
+            windows = batch(self.corpus.train, run.model.seq_len, run.batch_size, run.seed, step, part)
+            return run.model.objective.examples(windows, run.data.vocab_size, run.seed, step, part, run.batch_size)
+
+        return sharding.global_arrays((run.batch_size, run.model.seq_len), self.by_row, rows, 3)
 
     def _step(self, step: int, first: bool) -> None:
         self.state, loss = self.train_step(self.state, *self.next_batch)
@@ -215,9 +243,16 @@ class Trainer:
         self._snapshot = (self.state, step, c.loss_sum, c.loss_count, self.pending, len(self.pending))
 
     def _checkpoint_due(self, step: int) -> bool:
-        """Every checkpoint_interval_s, and at branch points; never at the last step (nothing to resume)."""
-        interval = time.perf_counter() - self.t_ckpt >= self.run.checkpoint_interval_s
-        return step < self.run.steps and (interval or step in self.run.branch_steps)
+        """Every checkpoint_interval_s, and at branch points; never at the last step (nothing to
+        resume). Several processes save together when process 0's clock says so, asked every
+        AGREE_EVERY steps (a collective)."""
+        if step >= self.run.steps:
+            return False
+        if step in self.run.branch_steps:
+            return True
+        if distributed.is_distributed() and step % AGREE_EVERY:
+            return False
+        return distributed.main_decides(time.perf_counter() - self.t_ckpt >= self.run.checkpoint_interval_s)
 
     def _flush_losses(self, step: int) -> bool:
         """Adds the pending training losses to the counters; False if one is not finite."""
@@ -239,7 +274,7 @@ class Trainer:
         if self.steps_in_interval:
             rate = self.steps_in_interval * tokens_per_step / (time.perf_counter() - self.t_interval)
             c.rates.append(rate)
-        L = float(self.val_loss(self.state[0]))
+        L = float(self.val_loss(self.state[0], self.val))
         record = {
             "step": step,
             "tokens": step * tokens_per_step,
@@ -250,7 +285,8 @@ class Trainer:
             **throughput.mfu_figures(rate, run, self.peak, self.attention),
             "elapsed_s": c.wall_s + self.elapsed(),
         }
-        runs.append_metrics(self.dir, record)
+        if self.main:
+            runs.append_metrics(self.dir, record)
         self.log(f"step {step}/{run.steps}  L {L:.4f}  train {record['train_loss']:.4f}  tokens/s {rate or 0:,.0f}")
         c.loss_sum, c.loss_count = 0.0, 0
         self.t_interval, self.steps_in_interval = time.perf_counter(), 0
@@ -293,29 +329,37 @@ class Trainer:
             except (ValueError, KeyError) as e:  # another layout: failing would fail every retry too
                 self.log(f"the checkpoint at step {own[-1]} does not fit this run's state (saved by another "
                          f"version of scalinglab?): {str(e).splitlines()[0]}; training from the start")
-                checkpoint.remove(self.dir.resume)
+                self._remove_checkpoint()
                 return self._resume(like)
-            runs.keep_metrics(self.dir, lambda m: m["step"] <= own[-1])
+            if self.main:
+                runs.keep_metrics(self.dir, lambda m: m["step"] <= own[-1])
             self.log(f"resuming from step {own[-1]}")
             return state, Counters(meta)
         if run.trunk_id is None:
-            runs.keep_metrics(self.dir, lambda m: False)
+            if self.main:
+                runs.keep_metrics(self.dir, lambda m: False)
             return like, Counters()
         trunk, start = self.dir.sweep.run(run.trunk_id), run.start_step
         if start not in checkpoint.steps(trunk.branch_points):
             raise RuntimeError(f"trunk run {run.trunk_id} has no checkpoint at step {start}; train the trunk first")
         state, meta = checkpoint.restore(trunk.branch_points, start, like)
-        runs.keep_metrics(self.dir, lambda m: False)
-        for record in runs.read_metrics(trunk):  # the branch's history up to the branch point is the trunk's
-            if record["step"] <= start:
-                runs.append_metrics(self.dir, record)
+        if self.main:
+            runs.keep_metrics(self.dir, lambda m: False)
+            for record in runs.read_metrics(trunk):  # the branch's history up to the branch point is the trunk's
+                if record["step"] <= start:
+                    runs.append_metrics(self.dir, record)
         self.log(f"branching from trunk {run.trunk_id} at step {start}")
         # Its step count and pending training losses continue the trunk's; its timings are its own.
         return state, Counters({**meta, "rates": [], "compile_s": None, "wall_s": 0.0})
 
+    def _remove_checkpoint(self) -> None:
+        if self.main:
+            checkpoint.remove(self.dir.resume)
+        distributed.barrier("checkpoint removed")
+
     def _finish(self, status: str, resumed_from: int) -> dict:
         self._snapshot = None  # a preemption signal from now on saves nothing
-        checkpoint.remove(self.dir.resume)  # finished: nothing left to resume
+        self._remove_checkpoint()  # finished: nothing left to resume
         last = (runs.read_metrics(self.dir) or [{}])[-1]
         c = self.counters
         rate = float(np.median(c.rates)) if c.rates else None
@@ -334,13 +378,16 @@ class Trainer:
             "platform": self.devices[0].platform,
             "device_kind": self.devices[0].device_kind,
             "n_devices": len(self.devices),
+            "n_processes": jax.process_count(),
+            "fsdp": self.run.fsdp,
             "attention": self.attention,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "pid": os.getpid(),
             "cpu_cores": sorted(os.sched_getaffinity(0)),
         }
-        runs.write_summary(self.dir, summary)
+        if self.main:
+            runs.write_summary(self.dir, summary)
         return summary
 
 

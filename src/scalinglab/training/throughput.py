@@ -96,13 +96,13 @@ def device_peak(device_kind: str, precision: str = "fp32") -> float | None:
 
 
 def devices_peak(devices, precision: str = "fp32") -> float | None:
-    """Peak FLOP/s of `devices` together: CPUs by cpu_peak (cores, not devices), accelerators by
+    """Peak FLOP/s of `devices` together: CPUs by cpu_peak (cores, not devices) of each process, accelerators by
     the table; None if any accelerator is unknown."""
     if not devices:
         return None
     if all(d.platform == "cpu" for d in devices):
-        try:
-            return cpu_peak(precision)
+        try:  # each process's cores (processes of one run are given alike)
+            return cpu_peak(precision) * len({d.process_index for d in devices})
         except RuntimeError as e:
             log.warning("no CPU peak: %s", e)
             return None
