@@ -57,15 +57,16 @@ def main() -> None:
     subprocess.run([str(cluster), "start", str(tmp / "slurm"), "4"], check=True)
     env = {**os.environ, "SLURM_CONF": str(tmp / "slurm" / "etc" / "slurm.conf")}
     try:
-        rates = {}
+        rates, losses = {}, {}
         for tasks in (1, 2):
             name = f"p{tasks}"
             cmd = [sys.executable, "-m", "scalinglab.cli", "run", str(sweep(tmp, name, args, tasks)), "--results", str(tmp / "res")]
             subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
             rates[tasks], summary = rate(tmp / "res" / name)
-            print(f"{tasks} process(es): {rates[tasks]:,.0f} tokens/s  L {summary['L']:.5f}  devices {summary['n_devices']}  "
+            losses[tasks] = summary["L"]
+            print(f"{tasks} process(es): {rates[tasks]:,.0f} tokens/s  L {summary['L']:.7f}  devices {summary['n_devices']}  "
                   f"attention {summary['attention']}  mfu {summary.get('mfu') or 0:.3f}")
-        print(f"2 processes / 1: {rates[2] / rates[1]:.2f}x")
+        print(f"2 processes / 1: {rates[2] / rates[1]:.2f}x tokens/s; |L2 - L1| = {abs(losses[2] - losses[1]):.2e}")
     finally:
         subprocess.run([str(cluster), "stop", str(tmp / "slurm")])
 
