@@ -114,7 +114,7 @@ def test_a_local_gpu_sweep_where_no_gpu_is_visible_is_refused_before_anything_is
 
 def test_more_gpus_or_jobs_than_are_visible_are_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    path = tiny_sweep(tmp_path, executor="local", grid=ONE_RUN, launch={"gpus_per_job": 3})
+    path = tiny_sweep(tmp_path, executor="local", grid=ONE_RUN, train={"batch_size": 6}, launch={"gpus_per_job": 3})
     assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 2
     assert capsys.readouterr().err == ("scalinglab: error: launch.gpus_per_job: 3 but only 2 GPU(s) are visible "
                                        "here (3,5); give at most 2\n")

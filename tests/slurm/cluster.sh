@@ -89,6 +89,8 @@ EOF
   # job is gone in seconds. MinJobAge: finished jobs stay visible. AccountingStoragePass: the
   # munge socket for slurmctld/sacct <-> slurmdbd, which otherwise look in /run/munge.
   # cred_expire: a requeued job waits this long before it may start again (default 120 s).
+  # sched_interval=2: a requeued job, eligible again, waits for the main scheduling pass
+  # (default every 60 s; nothing else wakes it).
   cat >"$SLURM_CONF" <<EOF
 ClusterName=scalinglab
 SlurmctldHost=$host(127.0.0.1)
@@ -111,7 +113,7 @@ MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/builtin
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,sched_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
