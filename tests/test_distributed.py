@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import tiny_sweep
-from test_slurm import SLURM, start_run, wait_for
+from test_slurm import SLURM, job_process, start_run, wait_for
 
 from scalinglab.launch import jobs
 from scalinglab.store import runs
@@ -53,21 +53,17 @@ def the_run(sweep: SweepDir) -> RunDir:
     return RunDir(path)
 
 
-def task_process(job_id: str, rank: int) -> int | None:
-    """PID of the Python process of rank `rank` of a SLURM job (or array task, "12_3"), found by
-    its environment."""
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            if b"submitit.core._submit" not in cmdline or cmdline.split(b"\0")[0].endswith(b"srun"):
-                continue
-            env = dict(kv.split("=", 1) for kv in (proc / "environ").read_text().split("\0") if "=" in kv)
-        except (OSError, ValueError):
-            continue
-        ids = {env.get("SLURM_JOB_ID"), f"{env.get('SLURM_ARRAY_JOB_ID')}_{env.get('SLURM_ARRAY_TASK_ID')}"}
-        if job_id in ids and env.get("SLURM_PROCID") == str(rank):
-            return int(proc.name)
-    return None
+def submit_and_wait(tmp_path, name: str, **sweep) -> tuple:
+    """`scalinglab run` of a two-process sweep, in its own process, until the run's first
+    evaluation: (the sweep's YAML, that process, the run's folder, its job's record in jobs.json)."""
+    path = two_process_sweep(tmp_path, name, **sweep)
+    sweep_dir = SweepDir(tmp_path / "res" / name)
+    proc = start_run(path, tmp_path / "res")
+    wait_for(lambda: len(jobs.read_jobs(sweep_dir)) == 1, "the submitted job")
+    run_dir = the_run(sweep_dir)
+    wait_for(lambda: runs.read_metrics(run_dir), "the run's first evaluation", 300)
+    (job,) = jobs.read_jobs(sweep_dir).values()
+    return path, proc, run_dir, job
 
 
 _FSDP = """
@@ -117,20 +113,13 @@ def test_two_processes_train_like_one_and_resume_together_after_preemption(slurm
     No periodic checkpoint (600 s): it can resume only from what the processes saved together."""
     # About 90 ms a step here (gloo's all-reduces): after the first evaluation, 190 steps (~17 s)
     # remain for the warning to arrive.
-    path = two_process_sweep(tmp_path, "two", steps=200, fsdp=2, n_evals=20)
-    res = tmp_path / "res"
-    sweep = SweepDir(res / "two")
-    proc = start_run(path, res)
-    wait_for(lambda: len(jobs.read_jobs(sweep)) == 1, "the submitted job")
-    run_dir = the_run(sweep)
-    wait_for(lambda: runs.read_metrics(run_dir), "the run's first evaluation", 300)
-    (job,) = jobs.read_jobs(sweep).values()
+    path, proc, run_dir, job = submit_and_wait(tmp_path, "two", steps=200, fsdp=2, n_evals=20)
     subprocess.run(["scancel", "--signal=USR2", job["job_id"]], check=True)  # SLURM's warning, to every task
 
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert "1 trained, 0 already done, 0 failed" in out
-    script = (sweep.logs / f"{job['job_id'].split('_')[0]}_submission.sh").read_text()
+    script = (run_dir.sweep.logs / f"{job['job_id'].split('_')[0]}_submission.sh").read_text()
     assert "#SBATCH --ntasks-per-node=2\n" in script and " --kill-on-bad-exit=1 " in script
     summary, requeues = read_json(run_dir.summary), read_json(run_dir.requeues)
     assert summary["status"] == "done" and requeues["count"] == 1
@@ -146,15 +135,8 @@ def test_two_processes_train_like_one_and_resume_together_after_preemption(slurm
 
 
 def test_a_process_that_dies_fails_the_run(slurm_cluster, tmp_path):
-    path = two_process_sweep(tmp_path, "dies", steps=3000, n_evals=150)
-    res = tmp_path / "res"
-    sweep = SweepDir(res / "dies")
-    proc = start_run(path, res)
-    wait_for(lambda: len(jobs.read_jobs(sweep)) == 1, "the submitted job")
-    run_dir = the_run(sweep)
-    wait_for(lambda: runs.read_metrics(run_dir), "the run's first evaluation", 300)
-    (job,) = jobs.read_jobs(sweep).values()
-    os.kill(task_process(job["job_id"], rank=1), signal.SIGKILL)
+    _, proc, run_dir, job = submit_and_wait(tmp_path, "dies", steps=3000, n_evals=150)
+    os.kill(job_process(job["job_id"], rank=1), signal.SIGKILL)
 
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out

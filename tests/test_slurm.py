@@ -68,9 +68,9 @@ def run_ids_by_D(sweep: SweepDir) -> dict[int, str]:
     return {read_json(p)["D"]: p.parent.name for p in sweep.runs.glob("*/run.json")}
 
 
-def job_process(job_id: str) -> int | None:
-    """PID of the Python process of a SLURM array task, found by its environment."""
-    array_id, task = job_id.split("_")
+def job_process(job_id: str, rank: int = 0) -> int | None:
+    """PID of the Python process of rank `rank` of a SLURM job or array task ("12", "12_3"), found
+    by its environment."""
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes()
@@ -79,7 +79,8 @@ def job_process(job_id: str) -> int | None:
             env = dict(kv.split("=", 1) for kv in (proc / "environ").read_text().split("\0") if "=" in kv)
         except (OSError, ValueError):
             continue
-        if env.get("SLURM_ARRAY_JOB_ID") == array_id and env.get("SLURM_ARRAY_TASK_ID") == task:
+        ids = {env.get("SLURM_JOB_ID"), f"{env.get('SLURM_ARRAY_JOB_ID')}_{env.get('SLURM_ARRAY_TASK_ID')}"}
+        if job_id in ids and env.get("SLURM_PROCID", "0") == str(rank):
             return int(proc.name)
     return None
 

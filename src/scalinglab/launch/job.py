@@ -57,12 +57,7 @@ def run_job(record: dict, run_path: str, cores: list[int] | None, started=None, 
         missing = check_devices(gpus)
         if missing is not None:
             return runs.record_failure(run_dir, missing)
-        from ..training.loop import Trainer  # noqa: PLC0415  (after setup_job, see there)
-
-        trainer = Trainer(RunSpec.from_record(record), run_dir, compile_cache=run_dir.sweep.compile_cache)
-        if started is not None:
-            started(trainer)
-        return trainer.train()
+        return _train(record, run_dir, started)
     except Exception as e:  # noqa: BLE001
         return runs.record_failure(run_dir, f"{type(e).__name__}: {e}", traceback.format_exc())
     finally:
@@ -86,12 +81,7 @@ def run_one_of_many(record: dict, run_dir: RunDir, cores: list[int] | None, star
         missing = check_devices(gpus)
         if missing is not None:
             raise RuntimeError(missing)
-        from ..training.loop import Trainer  # noqa: PLC0415
-
-        trainer = Trainer(RunSpec.from_record(record), run_dir, compile_cache=run_dir.sweep.compile_cache)
-        if started is not None:
-            started(trainer)
-        return trainer.train()
+        return _train(record, run_dir, started)
     except Exception as e:  # noqa: BLE001
         from jax import process_index  # noqa: PLC0415
 
@@ -104,6 +94,17 @@ def run_one_of_many(record: dict, run_dir: RunDir, cores: list[int] | None, star
     finally:
         if lock is not None:
             os.close(lock)
+
+
+def _train(record: dict, run_dir: RunDir, started) -> dict:
+    """Builds the run's Trainer (importing the training code, and with it JAX: after setup_job),
+    tells started(trainer), and trains."""
+    from ..training.loop import Trainer  # noqa: PLC0415
+
+    trainer = Trainer(RunSpec.from_record(record), run_dir, compile_cache=run_dir.sweep.compile_cache)
+    if started is not None:
+        started(trainer)
+    return trainer.train()
 
 
 def check_devices(gpus: int) -> str | None:

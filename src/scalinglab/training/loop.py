@@ -172,7 +172,8 @@ class Trainer:
         padded = -(-per_chunk // n_devices) * n_devices
         chunks = [np.pad(a.reshape(n_chunks, per_chunk, -1), ((0, 0), (0, padded - per_chunk), (0, 0))) for a in examples]
         split = NamedSharding(self.mesh, PartitionSpec(None, ("data", "fsdp")))
-        return tuple(sharding.global_arrays(chunks[0].shape, split, lambda a, b: chunks, 3))
+        # The first axis (chunks) is not split: every device's shard takes its rows from all chunks.
+        return tuple(sharding.global_arrays(chunks[0].shape, split, lambda start, stop: chunks, 3))
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t_start
