@@ -1,4 +1,4 @@
-"""Training throughput of the step real runs use (training.loop.make_train_step) for a few model
+"""Training throughput of the step real runs use (training.steps.make_train_step) for a few model
 shapes: tokens/s and MFU (run.flops_per_token, sweep.counts.flops_per_token's convention, over
 training.throughput.cpu_peak(), measured on the cores this process may use).
 
@@ -39,7 +39,7 @@ def make_stepper(run):
     from flax import nnx  # noqa: PLC0415
 
     from scalinglab.model.transformer import build_model  # noqa: PLC0415
-    from scalinglab.training.loop import make_loss_fn, make_train_step  # noqa: PLC0415
+    from scalinglab.training.steps import make_loss_fn, make_train_step  # noqa: PLC0415
     from scalinglab.training.optimizer import build_optimizer  # noqa: PLC0415
 
     model = build_model(run.model, run.seed)

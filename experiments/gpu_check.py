@@ -87,7 +87,7 @@ def gpt2_small(args) -> None:
 
     from scalinglab.model.transformer import build_model  # noqa: PLC0415
     from scalinglab.training import throughput  # noqa: PLC0415
-    from scalinglab.training.loop import make_loss_fn, make_train_step  # noqa: PLC0415
+    from scalinglab.training.steps import make_loss_fn, make_train_step  # noqa: PLC0415
     from scalinglab.training.optimizer import build_optimizer  # noqa: PLC0415
 
     L, d, layers, B, vocab = args.seq_len, args.d_model, args.n_layers, args.batch_size, args.vocab

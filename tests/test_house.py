@@ -25,6 +25,8 @@ JAX_MODULES = {
     "scalinglab.training.loop",
     "scalinglab.training.optimizer",
     "scalinglab.training.sharding",
+    "scalinglab.training.steps",
+    "scalinglab.training.task_scoring",
     "scalinglab.training.throughput",
 }
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 60, 400

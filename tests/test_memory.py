@@ -25,7 +25,7 @@ from scalinglab.model import cpu_attention, transformer
 from scalinglab.sweep import memory, planner
 from scalinglab.sweep.read import parse
 from scalinglab.sweep.spec import LaunchSpec
-from scalinglab.training.loop import make_loss_fn, make_train_step
+from scalinglab.training.steps import make_loss_fn, make_train_step
 from scalinglab.training.optimizer import build_optimizer
 
 LOW, HIGH = 0.95, 1.25

@@ -157,7 +157,7 @@ def test_the_compiled_step_does_not_grow_with_depth():
     """The layers are one scan: the train step's program is the same size at 2 and 16 layers."""
     from conftest import tiny_runs  # noqa: PLC0415
 
-    from scalinglab.training.loop import make_loss_fn, make_train_step  # noqa: PLC0415
+    from scalinglab.training.steps import make_loss_fn, make_train_step  # noqa: PLC0415
     from scalinglab.training.optimizer import build_optimizer  # noqa: PLC0415
 
     sizes = {}

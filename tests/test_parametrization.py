@@ -11,7 +11,7 @@ from flax import nnx
 from scalinglab.data.batches import batch
 from scalinglab.data.corpus import load_corpus
 from scalinglab.model.transformer import build_model
-from scalinglab.training.loop import make_loss_fn, make_train_step
+from scalinglab.training.steps import make_loss_fn, make_train_step
 from scalinglab.training.optimizer import build_optimizer, state_keys
 
 WIDTHS = (64, 256, 1024)

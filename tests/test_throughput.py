@@ -141,7 +141,7 @@ from flax import nnx
 from scalinglab.model.transformer import attention_kind, build_model
 from scalinglab.sweep import planner, read
 from scalinglab.training import throughput
-from scalinglab.training.loop import make_loss_fn, make_train_step
+from scalinglab.training.steps import make_loss_fn, make_train_step
 from scalinglab.training.optimizer import build_optimizer
 
 doc = {"name": "mfu", "model": {"seq_len": 128, "parametrization": "mup"},

@@ -11,7 +11,8 @@ from flax import nnx
 from scalinglab.model.parametrization import param_kind
 from scalinglab.model.transformer import build_model
 from scalinglab.store.layout import RunDir
-from scalinglab.training.loop import Hook, Trainer, accumulated, make_loss_fn, make_train_step, train
+from scalinglab.training.loop import Hook, Trainer, train
+from scalinglab.training.steps import accumulated, make_loss_fn, make_train_step
 from scalinglab.training.optimizer import build_optimizer, state_keys
 
 

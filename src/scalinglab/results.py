@@ -1,5 +1,6 @@
 """Reading a sweep from Python: `load(path)` returns its runs as a DataFrame (`per_eval=True`: one
-row per evaluation), without JAX; damaged files are reported as `DamagedResults` warnings. The
+row per evaluation; `tasks=True`: one row per (run, step, task, shots, strategy), with
+`items=True` per test item), without JAX; damaged files are reported as `DamagedResults` warnings. The
 store package holds the implementation; this is its public name."""
 
 from .store.files import DamagedResults

@@ -191,7 +191,11 @@ class TransformerLM(nnx.Module):
         self.ln_f.plain = attention != "cpu"
 
     def __call__(self, tokens_BL: jax.Array) -> jax.Array:
-        return self.logits(self._stack(self.embedding(tokens_BL), keep_stream=False)[0])
+        return self.logits(self.final_stream(tokens_BL))
+
+    def final_stream(self, tokens_BL: jax.Array) -> jax.Array:
+        """The residual stream after the last block (task scoring reads it as the model's features)."""
+        return self._stack(self.embedding(tokens_BL), keep_stream=False)[0]
 
     def embedding(self, tokens_BL: jax.Array) -> jax.Array:
         x_BLD = self.embed(tokens_BL) + self.pos[: tokens_BL.shape[1]]

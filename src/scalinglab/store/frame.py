@@ -33,9 +33,30 @@ def _read_run(run: RunDir) -> dict:
     return {**spec, **(summary or {"status": "pending"})}
 
 
-def load(path: str | Path, per_eval: bool = False, trunks: bool = False) -> pd.DataFrame:
-    """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics), or
-    with per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss).
+ITEM_KEYS = ("items", "item_acc", "item_score", "demos")  # per test item lists of a task record
+
+
+def _task_rows(run: RunDir, row: dict, items: bool) -> list[dict]:
+    """A run's task records as rows: one per record, or with `items` one per test item (its id,
+    acc, continuous score and demonstration ids)."""
+    out = []
+    for record in runs.read_tasks(run):
+        scalars = {k: v for k, v in record.items() if k not in ITEM_KEYS}
+        if not items:
+            out.append({**row, **scalars})
+            continue
+        lists = [record.get(k) or [None] * len(record.get("items", [])) for k in ITEM_KEYS]
+        out += [{**row, **scalars, "item": i, "item_acc": a, "item_score": x, "demos": d} for i, a, x, d in zip(*lists)]
+    return out
+
+
+def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: bool = False,
+         items: bool = False) -> pd.DataFrame:
+    """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics); with
+    per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss); with
+    tasks one row per scored (evaluation, task, shots, strategy): task, kind, shots, strategy, acc,
+    acc_norm, task_loss, task_bpb, p_gold, exact_match, token_acc, chance, n_items, acc_se; with
+    tasks and items one row per test item of those (item, item_acc, item_score, demos).
     Cooldown trunks are left out unless `trunks`: they are shared stable phases, not grid points.
     Damaged and foreign files are reported as DamagedResults warnings, each naming its file;
     a run whose run.json or summary.json cannot be read has status "damaged"."""
@@ -51,8 +72,12 @@ def load(path: str | Path, per_eval: bool = False, trunks: bool = False) -> pd.D
         row = {"run_id": run.run_id, **_read_run(run)}
         if row.get("role") == "trunk" and not trunks:
             continue
-        if per_eval:
-            rows += [{**row, **m} for m in runs.read_metrics(run)] if row["status"] != runs.DAMAGED else []
+        if row["status"] == runs.DAMAGED and (per_eval or tasks):
+            continue
+        if tasks:
+            rows += _task_rows(run, row, items)
+        elif per_eval:
+            rows += [{**row, **m} for m in runs.read_metrics(run)]
         else:
             rows.append(row)
     return pd.DataFrame(rows)

@@ -8,6 +8,7 @@
       jax_cache/                 compiled steps shared by the sweep's jobs
       runs/<run_id>/run.json     the run spec (a flat record; RunSpec.record)
       runs/<run_id>/metrics.jsonl one JSON line per evaluation
+      runs/<run_id>/tasks.jsonl  one JSON line per scored (evaluation, task, shots, strategy)
       runs/<run_id>/summary.json how the run ended
       runs/<run_id>/requeues.json how often its job was preempted or timed out
       runs/<run_id>/ckpt/        its latest checkpoint while unfinished
@@ -21,9 +22,9 @@ from pathlib import Path
 
 RUNS = "runs"
 # A run folder's entries (RunDir's properties): scalinglab writes nothing else there.
-SPEC, METRICS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS = (
-    "run.json", "metrics.jsonl", "summary.json", "requeues.json", "ckpt", "branch_points")
-RUN_FILES = (SPEC, METRICS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS)
+SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS = (
+    "run.json", "metrics.jsonl", "tasks.jsonl", "summary.json", "requeues.json", "ckpt", "branch_points")
+RUN_FILES = (SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / METRICS
+
+    @property
+    def tasks(self) -> Path:
+        """The task scores of its evaluations (eval.tasks)."""
+        return self.path / TASKS
 
     @property
     def summary(self) -> Path:

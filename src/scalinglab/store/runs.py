@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from .files import read_record, report_damage, try_lock, write_json, write_text
 from .layout import RunDir
@@ -13,6 +14,7 @@ COMPLETE = ("done", "diverged")  # a re-run would end the same way: skip them
 DAMAGED = "damaged"  # the status of a run whose run.json or summary.json cannot be read
 SPEC_KEYS = {"N", "D", "C", "seed", "steps", "flops_per_token"}  # what fits and status read from run.json
 EVAL_KEYS = {"step", "tokens", "L"}  # what every evaluation record holds
+TASK_KEYS = {"step", "tokens", "task", "shots", "strategy", "acc"}  # what every task record holds
 
 
 # ---- spec and summary -------------------------------------------------------------------------
@@ -64,29 +66,57 @@ def is_complete(run: RunDir) -> bool:
 
 def append_metrics(run: RunDir, record: dict) -> None:
     """Adds one evaluation; the file is rewritten whole so a reader never sees half a line."""
-    old = run.metrics.read_text() if run.metrics.exists() else ""
-    write_text(run.metrics, old + json.dumps(record, sort_keys=True) + "\n")
+    _append(run.metrics, [record])
+
+
+def append_tasks(run: RunDir, records: list[dict]) -> None:
+    """Adds the task scores of one evaluation, one line per (task, shots, strategy)."""
+    _append(run.tasks, records)
+
+
+def _append(path: Path, records: list[dict]) -> None:
+    old = path.read_text() if path.exists() else ""
+    write_text(path, old + "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def keep_metrics(run: RunDir, keep) -> None:
-    """Drops the evaluations for which keep(record) is false (those a resumed run will redo)."""
-    if run.metrics.exists():
-        write_text(run.metrics, "".join(json.dumps(m, sort_keys=True) + "\n" for m in read_metrics(run) if keep(m)))
+    """Drops the evaluations and task scores for which keep(record) is false (those a resumed
+    run will redo)."""
+    for path, read in ((run.metrics, read_metrics), (run.tasks, read_tasks)):
+        if path.exists():
+            write_text(path, "".join(json.dumps(m, sort_keys=True) + "\n" for m in read(run) if keep(m)))
+
+
+def copy_evaluations(trunk: RunDir, branch: RunDir, upto: int) -> None:
+    """A cooldown branch's history up to its branch point is its trunk's: evaluations and task scores."""
+    _append(branch.metrics, [m for m in read_metrics(trunk) if m["step"] <= upto])
+    if trunk.tasks.exists():
+        _append(branch.tasks, [t for t in read_tasks(trunk) if t["step"] <= upto])
 
 
 def read_metrics(run: RunDir) -> list[dict]:
     """The run's evaluations; a line that is not a whole record (truncated, overwritten) is
     reported and skipped."""
+    return _read_lines(run.metrics, EVAL_KEYS, "evaluation")
+
+
+def read_tasks(run: RunDir) -> list[dict]:
+    """The run's task scores, one record per (evaluation, task, shots, strategy); damaged lines
+    are reported and skipped."""
+    return _read_lines(run.tasks, TASK_KEYS, "task score")
+
+
+def _read_lines(path: Path, keys: set[str], what: str) -> list[dict]:
     records = []
-    for i, line in enumerate(run.metrics.read_bytes().splitlines() if run.metrics.exists() else [], 1):
+    for i, line in enumerate(path.read_bytes().splitlines() if path.exists() else [], 1):
         try:
             record = json.loads(line)
         except ValueError:  # not JSON, or not UTF-8
             record = None
-        if isinstance(record, dict) and EVAL_KEYS <= record.keys() and isinstance(record["step"], int):
+        if isinstance(record, dict) and keys <= record.keys() and isinstance(record["step"], int):
             records.append(record)
         elif line.strip():
-            report_damage(run.metrics, f"line {i} is not a whole evaluation record (truncated?); skipped")
+            report_damage(path, f"line {i} is not a whole {what} record (truncated?); skipped")
     return records
 
 

@@ -13,6 +13,7 @@ from ..errors import SpecError
 from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES
 from .counts import Shape, count_N_total, flops_per_token, shapes
+from .evalspec import run_fields
 from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
 from .spec import SweepSpec
 
@@ -54,7 +55,8 @@ def _run(spec: SweepSpec, shape: Shape, data: DataConfig, steps: int, seed: int,
     model = pick(ModelConfig, shape, m, vocab_size=vocab, parametrization=parametrization, objective=objective)
     decay_start = fields.pop("decay_start", steps - round(t.cooldown_fraction * steps))
     schedule = pick(SCHEDULES[t.schedule], t, steps=steps, warmup_steps=warmup, decay_start=decay_start)
-    evals = pick(EvalConfig, spec.data, steps=fields.pop("eval_steps", _eval_steps(0, steps, t.n_evals)))
+    eval_steps = fields.pop("eval_steps", _eval_steps(0, steps, t.n_evals))
+    evals = pick(EvalConfig, spec.data, spec.eval, steps=eval_steps, **run_fields(spec.eval, eval_steps))
     fpt = flops_per_token(shape.N, shape.n_layers, shape.d_model, m.seq_len, vocab)
     D = steps * t.batch_size * m.seq_len
     return pick(

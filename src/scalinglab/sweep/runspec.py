@@ -19,6 +19,7 @@ from ..choices import Choice
 from ..data.objectives import Objective
 from ..model.parametrization import Parametrization
 from ..training.schedules import Schedule
+from .evalspec import EvalSpec
 from .spec import ModelSpec, TrainSpec
 
 
@@ -72,16 +73,34 @@ class DataConfig:
     """The corpus files' fingerprint (data.sources.fingerprint); None for the built-in corpus."""
 
 
+def _eval_default(name: str):
+    """A task setting absent from records written before tasks existed: the eval section's default."""
+    default = EvalSpec.model_fields[name].default
+    return field(default=tuple(default) if isinstance(default, list) else default, metadata={"key": name})
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     steps: tuple[int, ...] = key("eval_steps")
     """Steps at which the validation loss is measured; the last is the run's final step."""
     val_tokens: int
     """Held-out tokens scored at every evaluation; the same for every run."""
+    tasks: tuple[dict, ...] = field(default=(), metadata={"key": "eval_tasks"})
+    """Downstream tasks: {"name"} for a built-in, a user task's settings and its files' "content"."""
+    task_files: tuple[list | None, ...] = field(default=(), metadata={"key": "eval_task_files"})
+    """Per task, a user task's [test, fewshot] files (absolute), None for a built-in; not in the id."""
+    task_steps: tuple[int, ...] = field(default=(), metadata={"key": "task_steps"})
+    """The evaluations at which the tasks are scored."""
+    num_fewshot: tuple[int, ...] = _eval_default("num_fewshot")
+    strategies: tuple[str, ...] = _eval_default("strategies")
+    test_items: int = _eval_default("test_items")
+    pool_items: int = _eval_default("pool_items")
 
 
 # Record keys that do not change what a run computes: left out of its id.
-NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp")
+NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp", "eval_task_files")
+# A run without tasks has the id it had before tasks existed: these keys then stay out of it.
+TASK_KEYS = ("eval_tasks", "task_steps", "num_fewshot", "strategies", "test_items", "pool_items")
 # Keys every record had before the nesting, for choices that no longer hold them (a constant
 # schedule has no cooldown shape): their defaults, so that such runs keep their ids. The spec
 # refuses them set to anything else where they are unused (spec._USED_ONLY_WITH).
@@ -142,6 +161,8 @@ class RunSpec:
     def run_id(self) -> str:
         """A deterministic hash of the resolved spec: same spec, same id, same folder."""
         identity = {k: v for k, v in self.record().items() if k not in NOT_IDENTITY}
+        if not self.eval.tasks:
+            identity = {k: v for k, v in identity.items() if k not in TASK_KEYS}
         # A corpus is known by its content, not by where it lies: moving it keeps the ids. The
         # content takes data_path's old place, so runs on the built-in corpus (neither) keep theirs.
         identity["data_path"] = identity.pop("data_content")

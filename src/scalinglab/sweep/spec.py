@@ -1,5 +1,6 @@
 """The sweep YAML's schema: typed, frozen, validated sections. Every default a sweep has lives in
-the field declarations below and nowhere else; the rules across fields are in check().
+the field declarations below (the `eval:` section's in evalspec.py) and nowhere else; the rules
+across fields are in check().
 
 Reading the YAML file and turning a validation error into one line is sweep/read.py's job.
 """
@@ -7,33 +8,18 @@ Reading the YAML file and turning a validation error into one line is sweep/read
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field
 
 from ..errors import SpecError
+from .evalspec import EvalSpec, check_eval
 from .sbatch import check_extra
+from .types import Float, Int, Positive, Section as _Section
 
 MIN_BPE_VOCAB = 258  # 256 byte symbols, <|endoftext|>, one merge
 EXECUTORS = ("debug", "local", "slurm")
 ISOFLOP_MIN_RATIO = 1.25
-
-
-def _not_bool(value):
-    """YAML's true/false would pass as 1/0: a number field refuses them."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("bool_not_number", "expected a number, not true/false")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
-Positive = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DataSpec(_Section):
@@ -213,6 +199,7 @@ class SweepSpec(_Section):
     train: TrainSpec = TrainSpec()
     grid: GridSpec
     seeds: list[Int] = Field([0], min_length=1)
+    eval: EvalSpec = EvalSpec()
     launch: LaunchSpec = LaunchSpec()
     fit: FitSpec = FitSpec()
 
@@ -318,6 +305,7 @@ def check(spec: SweepSpec) -> None:
                         "(256 bytes, <|endoftext|> and one merge)")
     _check_microbatch(spec)
     _check_processes(spec)
+    check_eval(spec.eval, spec.train.objective)
     if spec.launch.jobs_per_gpu > 1 and (spec.launch.executor != "local" or spec.launch.gpus_per_job != 1):
         raise SpecError("launch.jobs_per_gpu: shares a GPU between local jobs; needs launch.executor 'local' "
                         "and launch.gpus_per_job 1")

@@ -13,80 +13,22 @@ from functools import partial
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from ..data.batches import batch, eval_chunks, val_windows
 from ..data.corpus import load_corpus
 from ..data.objectives import VAL_SEED
-from ..model.transformer import build_model, cross_entropy
+from ..model.transformer import build_model
 from ..store import runs
 from ..store.layout import RunDir
 from . import checkpoint, distributed, sharding, throughput
 from .optimizer import build_optimizer
+from .steps import enable_compile_cache, make_loss_fn, make_train_step
+from .task_scoring import TaskScorer
 
 AGREE_EVERY = 10  # steps between the processes' agreements on a time-based checkpoint
-
-
-
-def make_loss_fn(precision: str, graphdef: nnx.GraphDef):
-    """(params, inputs, targets, weights[, total]) -> the cross-entropy summed with its weights over
-    `total` (default: the weights' sum, a weighted mean), computed in `precision`."""
-    compute_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
-
-    def loss_fn(params, inputs, targets, weights, total=None):
-        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)  # master weights stay fp32
-        logits = nnx.merge(graphdef, params)(inputs)
-        return (cross_entropy(logits, targets) * weights).sum() / (weights.sum() if total is None else total)
-
-    return loss_fn
-
-
-def accumulated(loss_fn, n_micro: int):
-    """value_and_grad of loss_fn over the batch, in n_micro passes of its rows: each pass's loss is
-    divided by the whole batch's weight, so the float32 sums are the full batch's loss and
-    gradients. Pass m takes rows m, m + n_micro, ...: a pass spans every data-parallel device."""
-    if n_micro == 1:
-        return jax.value_and_grad(loss_fn)
-
-    def value_and_grad(params, inputs, targets, weights):
-        split = lambda a: jnp.swapaxes(a.reshape(-1, n_micro, *a.shape[1:]), 0, 1)  # noqa: E731
-        total = weights.sum()
-
-        def one_pass(acc, micro):
-            loss, grads = jax.value_and_grad(loss_fn)(params, *micro, total)
-            return (acc[0] + loss, jax.tree.map(jnp.add, acc[1], grads)), None
-
-        zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-        return jax.lax.scan(one_pass, zeros, (split(inputs), split(targets), split(weights)))[0]
-
-    return value_and_grad
-
-
-def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1, out_shardings=None):
-    """The jitted step of every run: (params, opt_state), inputs, targets, weights -> new state, loss.
-    The state's buffers are donated: XLA updates them in place. n_micro: gradient accumulation;
-    out_shardings: the new state's and the loss's (the state keeps its layout step after step)."""
-    value_and_grad = accumulated(loss_fn, n_micro)
-
-    @partial(jax.jit, donate_argnums=0, out_shardings=out_shardings)
-    def train_step(train_state, inputs, targets, weights):
-        params, opt_state = train_state
-        loss, grads = value_and_grad(params, inputs, targets, weights)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    return train_step
-
-
-def enable_compile_cache(directory: Path) -> None:
-    """Share compiled steps between the jobs of a sweep: same shapes, same executable."""
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 class Counters:
@@ -154,6 +96,7 @@ class Trainer:
         tx = build_optimizer(run.optim, params, model.r)
         params_sharding, opt_sharding = sharding.state_shardings(self.mesh, params, tx, jax.eval_shape(tx.init, params))
         loss_fn = make_loss_fn(run.precision, graphdef)
+        self.scorer = TaskScorer(run, self.corpus, graphdef, self.mesh) if run.eval.tasks else None
         n_micro = run.batch_size // (run.microbatch_size or run.batch_size)
         self.train_step = make_train_step(loss_fn, tx, n_micro, ((params_sharding, opt_sharding), self.replicated))
         self.val = self._val_examples()
@@ -276,7 +219,7 @@ class Trainer:
             rate = self.steps_in_interval * tokens_per_step / (time.perf_counter() - self.t_interval)
             c.rates.append(rate)
         L = float(self.val_loss(self.state[0], self.val))
-        record = {
+        record = {**self._score_tasks(step, step * tokens_per_step),
             "step": step,
             "tokens": step * tokens_per_step,
             "L": L,
@@ -291,6 +234,17 @@ class Trainer:
         self.log(f"step {step}/{run.steps}  L {L:.4f}  train {record['train_loss']:.4f}  tokens/s {rate or 0:,.0f}")
         c.loss_sum, c.loss_count = 0.0, 0
         self.t_interval, self.steps_in_interval = time.perf_counter(), 0
+
+    def _score_tasks(self, step: int, tokens: int) -> dict:
+        """The run's tasks at this evaluation, if it is one they are scored at: their records go to
+        tasks.jsonl, the seconds they took to the evaluation's record."""
+        if self.scorer is None or step not in self.run.eval.task_steps:
+            return {}
+        t0 = time.perf_counter()
+        records = self.scorer.score(self.state[0], step, tokens)
+        if self.main:
+            runs.append_tasks(self.dir, records)
+        return {"task_s": time.perf_counter() - t0}
 
     def _save(self, directory: Path, step: int, keep: int | None) -> None:
         checkpoint.save(directory, step, self.state, self.counters.meta(self.elapsed()), keep=keep)
@@ -346,9 +300,7 @@ class Trainer:
         state, meta = checkpoint.restore(trunk.branch_points, start, like)
         if self.main:
             runs.keep_metrics(self.dir, lambda m: False)
-            for record in runs.read_metrics(trunk):  # the branch's history up to the branch point is the trunk's
-                if record["step"] <= start:
-                    runs.append_metrics(self.dir, record)
+            runs.copy_evaluations(trunk, self.dir, start)
         self.log(f"branching from trunk {run.trunk_id} at step {start}")
         # Its step count and pending training losses continue the trunk's; its timings are its own.
         return state, Counters({**meta, "rates": [], "compile_s": None, "wall_s": 0.0})
@@ -373,6 +325,8 @@ class Trainer:
             **throughput.mfu_figures(rate, self.run, self.peak, self.attention),
             "peak_flops": self.peak,
             "compile_s": c.compile_s,
+            "task_s": sum(m.get("task_s", 0.0) for m in runs.read_metrics(self.dir) if m["step"] > self.run.start_step)
+            if self.scorer else None,  # a branch's own: its trunk's scoring is the trunk's
             "wall_s": c.wall_s + self.elapsed(),
             "resumed_from": resumed_from,
             "val_tokens_scored": int(self.val[2].sum()),

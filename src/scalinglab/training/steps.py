@@ -1,0 +1,72 @@
+"""The jitted pieces of a training step: the loss in a run's precision, gradient accumulation over
+microbatches, the step itself (AdamW's update, donated state), and the compile cache the jobs of a
+sweep share."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ..model.transformer import cross_entropy
+
+
+def make_loss_fn(precision: str, graphdef: nnx.GraphDef):
+    """(params, inputs, targets, weights[, total]) -> the cross-entropy summed with its weights over
+    `total` (default: the weights' sum, a weighted mean), computed in `precision`."""
+    compute_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+
+    def loss_fn(params, inputs, targets, weights, total=None):
+        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)  # master weights stay fp32
+        logits = nnx.merge(graphdef, params)(inputs)
+        return (cross_entropy(logits, targets) * weights).sum() / (weights.sum() if total is None else total)
+
+    return loss_fn
+
+
+def accumulated(loss_fn, n_micro: int):
+    """value_and_grad of loss_fn over the batch, in n_micro passes of its rows: each pass's loss is
+    divided by the whole batch's weight, so the float32 sums are the full batch's loss and
+    gradients. Pass m takes rows m, m + n_micro, ...: a pass spans every data-parallel device."""
+    if n_micro == 1:
+        return jax.value_and_grad(loss_fn)
+
+    def value_and_grad(params, inputs, targets, weights):
+        split = lambda a: jnp.swapaxes(a.reshape(-1, n_micro, *a.shape[1:]), 0, 1)  # noqa: E731
+        total = weights.sum()
+
+        def one_pass(acc, micro):
+            loss, grads = jax.value_and_grad(loss_fn)(params, *micro, total)
+            return (acc[0] + loss, jax.tree.map(jnp.add, acc[1], grads)), None
+
+        zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        return jax.lax.scan(one_pass, zeros, (split(inputs), split(targets), split(weights)))[0]
+
+    return value_and_grad
+
+
+def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1, out_shardings=None):
+    """The jitted step of every run: (params, opt_state), inputs, targets, weights -> new state, loss.
+    The state's buffers are donated: XLA updates them in place. n_micro: gradient accumulation;
+    out_shardings: the new state's and the loss's (the state keeps its layout step after step)."""
+    value_and_grad = accumulated(loss_fn, n_micro)
+
+    @partial(jax.jit, donate_argnums=0, out_shardings=out_shardings)
+    def train_step(train_state, inputs, targets, weights):
+        params, opt_state = train_state
+        loss, grads = value_and_grad(params, inputs, targets, weights)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    return train_step
+
+
+def enable_compile_cache(directory: Path) -> None:
+    """Share compiled steps between the jobs of a sweep: same shapes, same executable."""
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -1,0 +1,113 @@
+"""Downstream tasks scored inside a run at its evaluations (eval.tasks): every (task, shots,
+strategy) as one record of tasks.jsonl. The prompts and scores are data/task_rows.py's; this
+module runs the model over them, a fixed number of rows per pass (one compiled program)."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from ..data.builtin_tasks import builtin_task
+from ..data.codec import open_codec
+from ..data.corpus import prepare
+from ..data.demonstrations import NEEDS, choose
+from ..data.task_rows import Rows, Scored, item_scores, task_record
+from ..data.tasks import load_jsonl_task
+from ..model.transformer import cross_entropy
+from . import sharding
+
+ROWS = 64  # sequences per pass (rounded up to a multiple of the devices)
+TASK_SEED = 0  # the items of built-in tasks and random demonstrations: the same for every run
+VAL_TEXT_TOKENS = 1 << 20  # held-out tokens the built-in tasks draw their items from
+
+
+def build_tasks(run, corpus) -> tuple[list, object]:
+    """The run's tasks (data.tasks.Task) and the codec of its corpus."""
+    e = run.eval
+    codec = open_codec(prepare(run.data), run.data.tokenizer)
+    val_text = codec.decode(corpus.val[:VAL_TEXT_TOKENS]) if None in e.task_files else ""
+    tasks = []
+    for settings, files in zip(e.tasks, e.task_files):
+        if files is None:
+            tasks.append(builtin_task(settings["name"], val_text, e.test_items, e.pool_items, TASK_SEED))
+            continue
+        args = {k: v for k, v in settings.items() if k not in ("content", "fewshot_file")}
+        tasks.append(load_jsonl_task(**args, test=Path(files[0]), fewshot=files[1] and Path(files[1]),
+                                     n_test=e.test_items, n_pool=e.pool_items))
+    return tasks, codec
+
+
+def make_forward(graphdef: nnx.GraphDef, precision: str, out_sharding):
+    """(params, inputs, targets, answer mask, context mask) -> per row: the continuation's
+    log-likelihood, its token count, its tokens that are the argmax, the mean final hidden state
+    over the prompt."""
+    compute_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+
+    @partial(jax.jit, out_shardings=out_sharding)
+    def forward(params, inputs, targets, answer, context):
+        model = nnx.merge(graphdef, jax.tree.map(lambda p: p.astype(compute_dtype), params))
+        x = model.final_stream(inputs)
+        logits = model.logits(x)
+        logp = -(cross_entropy(logits, targets) * answer).sum(1)
+        correct = ((jnp.argmax(logits, -1) == targets) * answer).sum(1)
+        h = model.ln_f(x).astype(jnp.float32)
+        embedding = (h * context[..., None]).sum(1) / jnp.maximum(context.sum(1), 1)[:, None]
+        return logp, answer.sum(1), correct, embedding
+
+    return forward
+
+
+class TaskScorer:
+    def __init__(self, run, corpus, graphdef: nnx.GraphDef, mesh):
+        self.run = run
+        self.tasks, self.codec = build_tasks(run, corpus)
+        n_devices = mesh.devices.size
+        self.rows_per_pass = -(-ROWS // n_devices) * n_devices
+        self.by_row = NamedSharding(mesh, sharding.ROWS)
+        self.forward = make_forward(graphdef, run.precision, NamedSharding(mesh, PartitionSpec()))
+
+    def score(self, params, step: int, tokens: int) -> list[dict]:
+        """Every (task, shots, strategy) at this evaluation, as tasks.jsonl records."""
+        return [{"step": step, "tokens": tokens, **r} for task in self.tasks for r in self._task(params, task)]
+
+    def _pass(self, params, rows: Rows) -> Scored:
+        """The model over every row, rows_per_pass at a time (the same shapes each pass)."""
+        n = self.rows_per_pass
+        arrays = rows.arrays(-(-len(rows) // n) * n)
+        parts = []
+        for start in range(0, len(arrays[0]), n):
+            chunk = [a[start:start + n] for a in arrays]
+            device = sharding.global_arrays(chunk[0].shape, self.by_row, lambda a, b, c=chunk: [x[a:b] for x in c], 4)
+            parts.append([np.asarray(o) for o in self.forward(params, *device)])
+        logp, n_tokens, correct, embedding = (np.concatenate(p)[: len(rows)] for p in zip(*parts))
+        return Scored(logp.astype(np.float64), n_tokens, correct, embedding)
+
+    def _task(self, params, task) -> list[dict]:
+        """The 0-shot rows first (with the pool's features: the strategies that read the model use
+        them), then every (shots, strategy) with demonstrations in one pass."""
+        e, seq_len = self.run.eval, self.run.model.seq_len
+        rows = Rows(self.codec, seq_len)
+        pool = [rows.add(item.context, task.target_delimiter + item.answer) for item in task.pool]
+        zero = [[rows.add(item.context, c) for c in task.continuations(item)] for item in task.test]
+        first = self._pass(params, rows)
+        features = {"embeddings": (first.embedding[pool], first.embedding[[r[0] for r in zero]]),
+                    "losses": first.loss(pool)}
+        settings = [(k, s) for k in e.num_fewshot for s in e.strategies]
+        demos = {(k, s): choose(task, s, k, TASK_SEED, **({NEEDS[s]: features[NEEDS[s]]} if s in NEEDS else {}))
+                 for k, s in settings if k}
+        rows = Rows(self.codec, seq_len)
+        shot_rows = {key: [[rows.add(task.prompt(item, [task.pool[j] for j in d]), c) for c in task.continuations(item)]
+                           for item, d in zip(task.test, chosen)] for key, chosen in demos.items()}
+        later = self._pass(params, rows) if len(rows) else None
+        records = []
+        for k, s in settings:
+            out, item_rows, chosen = (later, shot_rows[k, s], demos[k, s]) if k else (first, zero, [[]] * len(zero))
+            items = [item_scores(task.kind, item.gold, task.continuations(item), r, out) for item, r in zip(task.test, item_rows)]
+            records.append(task_record(task, k, s, items, chosen))
+        return records
