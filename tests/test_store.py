@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from scalinglab.store import cache
+from scalinglab.store import cache, runs
 from scalinglab.store.files import is_in_progress, replacing, write_json, write_text
 from scalinglab.store.layout import RUN_FILES, RunDir, SweepDir
 
@@ -63,3 +63,21 @@ def test_cpu_facts_come_from_the_first_cpu_of_proc_cpuinfo():
         first = f.read().split("\n\n")[0]
     assert f"model name\t: {info['model name']}" in first
     assert info["flags"] and f"flags\t\t: {info['flags']}" in first
+
+
+def test_a_resumed_run_drops_the_task_scores_it_will_redo_and_a_branch_copies_its_trunks(tmp_path):
+    """Task scores follow the evaluations: a run resumed from step 20 scores step 30 again (its old
+    record would be a duplicate), and a cooldown branch's history up to its branch point is its trunk's."""
+    trunk, branch = RunDir(tmp_path / "trunk"), RunDir(tmp_path / "branch")
+    trunk.path.mkdir()
+    for step in (10, 20, 30):
+        runs.append_metrics(trunk, {"step": step, "tokens": 100 * step, "L": 3.0})
+        runs.append_tasks(trunk, [{"step": step, "tokens": 100 * step, "task": t, "shots": 0, "strategy": "random", "acc": 0.5}
+                                  for t in ("cloze", "recall")])
+    branch.path.mkdir()
+    runs.copy_evaluations(trunk, branch, upto=20)
+    assert [(t["step"], t["task"]) for t in runs.read_tasks(branch)] == [(10, "cloze"), (10, "recall"), (20, "cloze"), (20, "recall")]
+    assert [m["step"] for m in runs.read_metrics(branch)] == [10, 20]
+    runs.keep_metrics(trunk, lambda m: m["step"] <= 20)
+    assert [t["step"] for t in runs.read_tasks(trunk)] == [10, 10, 20, 20]
+    assert [m["step"] for m in runs.read_metrics(trunk)] == [10, 20]

@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit scaling laws to a sweep's results or to a CSV")
     fit.add_argument("path", nargs="?", help="results/<sweep> folder")
     fit.add_argument("--csv", metavar="FILE", help="fit a table with columns N, D (or C) and L instead")
-    fit.add_argument("--map", action="append", default=[], metavar="X=COLUMN", help='CSV column for N, D, C or L, e.g. --map N="Model Size"')
+    fit.add_argument("--map", action="append", default=[], metavar="X=COLUMN",
+                     help='CSV column for N, D, C or L, e.g. --map N="Model Size"; task_loss and acc (and run, whose rows are '
+                          "one run's checkpoints) fit a task's accuracy in two steps instead")
+    fit.add_argument("--chance", type=float, metavar="P", help="task fit: the chance accuracy, the floor of acc (default 0)")
     fit.add_argument("--predict", action="append", default=[], metavar="C=X | N=X,D=Y",
                      help="N_opt, D_opt and loss at compute C, or the loss at (N, D), with intervals; repeatable")
     fit.add_argument("--json", action="store_true", help="print the fit as JSON (E, A, B, alpha, beta, ci, frontier, ...)")

@@ -13,7 +13,8 @@ from ..errors import FitError
 from ..sweep.spec import FitSpec
 from .approaches import fit_envelope, fit_isoflop, power_laws
 from .laws import PARAMS, compute_optimal, fit_chinchilla
-from .uncertainty import bootstrap, extrapolation_check, interval, predict, summarize
+from .task_laws import task_report
+from .uncertainty import attempt, bootstrap, extrapolation_check, held_out_rows, interval, predict, summarize
 
 FRONTIER_POINTS = 30
 FRONTIER_REACH = 100  # the frontier is drawn to 100x the largest budget in the data
@@ -48,17 +49,12 @@ def _extrapolation(runs: pd.DataFrame, fit: FitSpec) -> dict:
     }
 
 
-def _attempt(f, *args) -> dict:
-    try:
-        return f(*args)
-    except FitError as e:
-        return {"skipped": str(e)}
-
-
 def analyze(runs: pd.DataFrame, evals: pd.DataFrame | None = None, fit: FitSpec = FitSpec(),
-            predictions: list[dict] = ()) -> dict:
+            predictions: list[dict] = (), tasks: pd.DataFrame | None = None, task_setting: tuple[int, str] = (0, "random")) -> dict:
     """runs: one row per run with N, D, C, L. evals (optional): one row per evaluation with
-    run_id, N, C_seen, L, for Approach 1. predictions: dicts with C, or with N and D."""
+    run_id, N, C_seen, L, for Approach 1. predictions: dicts with C, or with N and D. tasks
+    (optional): results.load(tasks=True), fitted at task_setting (shots, strategy), the runs the
+    extrapolation check holds out held out of the task laws too."""
     out: dict = {"n_runs": len(runs)}
     try:
         law = fit_chinchilla(runs["N"], runs["D"], runs["L"], fit.huber_delta, fit.method)
@@ -73,8 +69,11 @@ def analyze(runs: pd.DataFrame, evals: pd.DataFrame | None = None, fit: FitSpec 
         out["frontier"] = _frontier(law, boots, runs["C"])
         out["predictions"] = [predict(law, boots, **p) for p in predictions]
     out["power_laws"] = power_laws(runs)
-    out["isoflop"] = _attempt(fit_isoflop, runs)
+    out["isoflop"] = attempt(fit_isoflop, runs)
     if evals is not None:
-        out["envelope"] = _attempt(fit_envelope, evals)
-    out["extrapolation"] = _attempt(_extrapolation, runs, fit)
+        out["envelope"] = attempt(fit_envelope, evals)
+    out["extrapolation"] = attempt(_extrapolation, runs, fit)
+    if tasks is not None:
+        held = runs.loc[held_out_rows(runs, fit.holdout_fraction, fit.holdout_by).index, "run_id"]
+        out["tasks"] = task_report(tasks, fit, set(held), *task_setting)
     return out

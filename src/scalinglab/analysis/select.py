@@ -13,6 +13,7 @@ from ..errors import FitError
 from ..store.files import read_record, report_damage
 from ..store.frame import load
 from ..store.layout import SweepDir
+from ..sweep.evalspec import EvalSpec
 from ..sweep.spec import FitSpec
 
 
@@ -22,6 +23,8 @@ class FitInputs:
     """One row per done run with a positive, finite final loss L."""
     evals: pd.DataFrame | None
     """Their evaluations with C_seen (training FLOPs so far); None when every record is damaged."""
+    tasks: pd.DataFrame | None = None
+    """Their task scores (results.load(tasks=True)); None without eval.tasks."""
 
 
 def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: None) -> FitInputs:
@@ -44,12 +47,21 @@ def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: N
     if done.empty:
         what = f"all {len(diverged)} finished runs diverged" if len(diverged) and not len(bad) else "no finished runs with a usable loss yet"
         raise FitError(f"{sweep.path}: {what}; nothing to fit")
+    tasks = load(sweep.path, tasks=True)
+    tasks = tasks[tasks["run_id"].isin(done["run_id"])] if len(tasks) else None
     evals = load(sweep.path, per_eval=True)
     if evals.empty:  # every evaluation record damaged: the final losses still fit
-        return FitInputs(done, None)
+        return FitInputs(done, None, tasks)
     evals = evals[evals["run_id"].isin(done["run_id"])].copy()
     evals["C_seen"] = evals["tokens"] * evals["flops_per_token"]
-    return FitInputs(done, evals)
+    return FitInputs(done, evals, tasks)
+
+
+def task_setting(sweep: SweepDir) -> tuple[int, str]:
+    """The (shots, strategy) the task laws are fitted at: the sweep's most shots and first strategy."""
+    saved, _ = read_record(sweep.sweep_json, {"eval"})
+    spec = EvalSpec.model_validate(saved["eval"] if saved else {})
+    return max(spec.num_fewshot), spec.strategies[0]
 
 
 def saved_fit_spec(sweep: SweepDir | None, **overrides) -> FitSpec:

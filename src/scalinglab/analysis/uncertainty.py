@@ -68,6 +68,15 @@ def bootstrap(df: pd.DataFrame, n: int = DEFAULTS.bootstrap, huber_delta: float 
     return [Chinchilla(*r, objective=float("nan"), n_points=len(L)) for r in rows if r is not None]
 
 
+def attempt(f, *args) -> dict:
+    """f(*args), or {"skipped": why} when the data cannot support that fit: one part of a report
+    that cannot be fitted does not stop the others."""
+    try:
+        return f(*args)
+    except FitError as e:
+        return {"skipped": str(e)}
+
+
 def interval(values, level: float = LEVEL) -> list[float]:
     lo, hi = np.nanquantile(np.asarray(values, dtype=float), [(1 - level) / 2, (1 + level) / 2])
     return [float(lo), float(hi)]
@@ -104,16 +113,20 @@ def predict(law: Chinchilla, boots: list[Chinchilla], C: float | None = None, N:
     }
 
 
-def extrapolation_check(df: pd.DataFrame, fraction: float = DEFAULTS.holdout_fraction, by: str = DEFAULTS.holdout_by,
-                        huber_delta: float = DEFAULTS.huber_delta, method: str = DEFAULTS.method) -> pd.DataFrame:
-    """Fits L(N,D) without the runs in the top `fraction` of `by` (at least one run), then
-    predicts those. Returns the held-out runs with L_pred and the relative error."""
+def held_out_rows(df: pd.DataFrame, fraction: float = DEFAULTS.holdout_fraction, by: str = DEFAULTS.holdout_by) -> pd.DataFrame:
+    """The runs in the top `fraction` of `by` (at least one): what the extrapolation checks predict."""
     if by not in df:
         raise FitError(f"extrapolation check: no column {by!r}")
     cut = df[by].quantile(1 - fraction)
     held = df[df[by] >= cut] if fraction > 0 else df.iloc[0:0]
-    if held.empty:
-        held = df.nlargest(1, by)
+    return df.nlargest(1, by) if held.empty else held
+
+
+def extrapolation_check(df: pd.DataFrame, fraction: float = DEFAULTS.holdout_fraction, by: str = DEFAULTS.holdout_by,
+                        huber_delta: float = DEFAULTS.huber_delta, method: str = DEFAULTS.method) -> pd.DataFrame:
+    """Fits L(N,D) without the runs in the top `fraction` of `by` (at least one run), then
+    predicts those. Returns the held-out runs with L_pred and the relative error."""
+    held = held_out_rows(df, fraction, by)
     fit_rows = df.drop(held.index)
     law = fit_chinchilla(fit_rows["N"], fit_rows["D"], fit_rows["L"], huber_delta, method)
     out = held[["N", "D", "C", "L"]].copy()
