@@ -127,3 +127,14 @@ def test_tasks_enter_the_run_id_only_when_there_are_tasks(tmp_path):
         (tmp_path / folder / "t.jsonl").write_text(text)
         ids.append(planner.plan(parse({**base, "eval": {"tasks": [{"name": "u", "test": str(tmp_path / folder / "t.jsonl")}], "pool_items": 1}}))[0].run_id)
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_a_bad_line_in_a_user_task_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.jsonl").write_text('{"context": "a", "choices": ["x", "y"], "gold": 0}\n{"context": "b", "choices": ["x"], "gold": 5}\n')
+    doc = {"name": "bad", "grid": {"N": [1e5], "D": [1e6]}, "eval": {"tasks": [{"name": "mine", "test": "t.jsonl"}]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["run", "s.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("scalinglab: error: eval.tasks[0] (mine): t.jsonl:2: "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml", "t.jsonl"]

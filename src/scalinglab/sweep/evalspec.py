@@ -82,7 +82,10 @@ def check_eval(spec: EvalSpec, objective: str) -> None:
             path = getattr(task, field)
             if path is not None and not Path(path).is_file():
                 raise SpecError(f"{where}.{field}: {path} is not a file; give a JSONL file of the task's items")
-        load_jsonl_task(**task_arguments(task), n_test=spec.test_items, n_pool=spec.pool_items)
+        try:
+            load_jsonl_task(**task_arguments(task), n_test=spec.test_items, n_pool=spec.pool_items)
+        except SpecError as e:
+            raise SpecError(f"{where} ({task.name}): {e}") from None
     repeated = {n for n in names if names.count(n) > 1}
     if repeated:
         raise SpecError(f"eval.tasks: {sorted(repeated)[0]!r} is listed twice; give each task once")
