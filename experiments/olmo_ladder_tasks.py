@@ -4,7 +4,7 @@ intervals, beside the single-step one and the models' measured accuracy; the bac
 the 1.3B runs; and each task's emergence verdict over the ladder. "step 2 at bpb": step 2 applied to
 the target's measured bpb, which separates the two steps' errors.
 
-Data: /work/shared/data/olmo_ladder_tasks.csv (its README). The measured 7B and 13B numbers are
+Data: tests/data/olmo_ladder_tasks.csv (tests/data/README.md). The measured 7B and 13B numbers are
 from github.com/allenai/OLMo-ladder at commit 67a3f440f787d020da35e3ca8eeae475fae754f5:
 - 7B (N = 6,887,575,552, D = 3,945,065,873,408): src/scripts/paper/data/ladder-runs/
   peteish7_eval_anneal.csv, its one row (the annealed final model);
@@ -37,7 +37,7 @@ from scalinglab.analysis.task_laws import (
 )
 from scalinglab.analysis.uncertainty import LEVEL
 
-CSV = Path("/work/shared/data/olmo_ladder_tasks.csv")
+CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "olmo_ladder_tasks.csv"
 CHANCE = {"hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25, "piqa": 0.5, "csqa": 0.2,
           "socialiqa": 1 / 3, "openbookqa": 0.25}
 TARGETS = {"7B": (6.888e9, 3.945e12), "13B": (1.320e10, 5.0e12)}

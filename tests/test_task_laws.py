@@ -26,7 +26,7 @@ from scalinglab.cli import main
 from scalinglab.errors import FitError
 from scalinglab.sweep.spec import FitSpec
 
-OLMO_CSV = Path("/work/shared/data/olmo_ladder_tasks.csv")  # see /work/shared/data/README.md
+OLMO_CSV = Path(__file__).parent / "data" / "olmo_ladder_tasks.csv"  # see tests/data/README.md
 OLMO_CHANCE = {"hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25, "piqa": 0.5, "csqa": 0.2,
                "socialiqa": 1 / 3, "openbookqa": 0.25}
 SCALINGLAB = Path(sys.executable).parent / "scalinglab"

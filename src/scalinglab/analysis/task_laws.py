@@ -18,6 +18,8 @@ Inputs are DataFrames with columns run, N, D (tokens seen at that checkpoint), t
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ from scipy.special import expit
 from ..errors import FitError
 from .emergence import emergence
 from .laws import DEFAULTS, PARAMS, Chinchilla, fit_chinchilla
-from .uncertainty import LEVEL, attempt, interval
+from .uncertainty import LEVEL, attempt, in_processes, interval, seed_chunks
 
 COLUMNS = ("run", "N", "D", "task_loss", "acc")
 STEP2_FROM = 0.1  # step 2 skips each run's first 10% of tokens: early checkpoints are off the curve
@@ -175,14 +177,22 @@ def bootstrap_two_step(frame: pd.DataFrame, chance: float, n: int = DEFAULTS.boo
     checkpoints). Resamples too degenerate to fit are dropped."""
     frame = frame.reset_index(drop=True)
     finals, step2 = _positions(frame)
-    arrays = _arrays(frame)
+    seeds = [seed * 1_000_003 + i for i in range(n)]
+    # A resample takes seconds (few sizes make a flat L-BFGS-B valley): one worker per core from 4 on.
+    workers = len(os.sched_getaffinity(0)) if n >= 4 else 1
+    calls = [(_arrays(frame), finals, step2, chance, huber_delta, method, c) for c in seed_chunks(seeds, workers)]
+    return [m for m in in_processes(_resample_two_step, calls) if m is not None] if seeds else []
+
+
+def _resample_two_step(arrays, finals, step2, chance, huber_delta, method, seeds) -> list[TwoStep | None]:
+    """Both steps on one resample of the runs per seed (None where one is too degenerate to fit)."""
     out = []
-    for i in range(n):
-        pick = np.random.default_rng(seed * 1_000_003 + i).integers(0, len(finals), len(finals))
+    for s in seeds:
+        pick = np.random.default_rng(s).integers(0, len(finals), len(finals))
         try:
             out.append(_fit_at(arrays, finals[pick], np.concatenate([step2[r] for r in pick]), chance, huber_delta, method))
         except FitError:
-            continue
+            out.append(None)
     return out
 
 

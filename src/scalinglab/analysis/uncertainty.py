@@ -56,16 +56,24 @@ def bootstrap(df: pd.DataFrame, n: int = DEFAULTS.bootstrap, huber_delta: float 
     N, D, L = (df[c].to_numpy(dtype=float) for c in ("N", "D", "L"))
     seeds = [seed * 1_000_003 + i for i in range(n)]
     workers = max(1, min(workers or min(len(os.sched_getaffinity(0)), n // RESAMPLES_PER_WORKER), n))
-    chunks = [list(c) for c in np.array_split(seeds, workers)]  # contiguous: results stay in seed order
-    if workers == 1:
-        rows = _resample_fits(N, D, L, seeds, huber_delta, method)
-    else:
-        with _single_threaded_children():
-            # spawn, not fork: the caller may hold JAX's threads, which do not survive a fork.
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                parts = pool.map(_resample_fits, *zip(*[(N, D, L, c, huber_delta, method) for c in chunks]))
-                rows = [r for part in parts for r in part]
+    rows = in_processes(_resample_fits, [(N, D, L, c, huber_delta, method) for c in seed_chunks(seeds, workers)])
     return [Chinchilla(*r, objective=float("nan"), n_points=len(L)) for r in rows if r is not None]
+
+
+def seed_chunks(seeds: list[int], workers: int) -> list[list[int]]:
+    """Contiguous chunks, one per worker: the results stay in seed order."""
+    return [list(c) for c in np.array_split(seeds, max(1, min(workers, len(seeds)))) if len(c)]
+
+
+def in_processes(fn, calls: list[tuple]) -> list:
+    """fn(*call) for each call, each in a worker process (one BLAS thread each) when there are
+    several; the lists they return, joined in order."""
+    if len(calls) == 1:
+        return fn(*calls[0])
+    with _single_threaded_children():
+        # spawn, not fork: the caller may hold JAX's threads, which do not survive a fork.
+        with ProcessPoolExecutor(len(calls), mp_context=multiprocessing.get_context("spawn")) as pool:
+            return [r for part in pool.map(fn, *zip(*calls)) for r in part]
 
 
 def attempt(f, *args) -> dict:
