@@ -203,3 +203,27 @@ def test_requeues_are_bounded(tmp_path):
     assert read_json(run_dir.requeues)["count"] == 1
     with pytest.raises(RuntimeError, match="2 times; launch.slurm.max_requeues is 1"):
         job.checkpoint({}, str(run_dir.path), None)
+
+
+def test_a_requeue_that_slurm_stops_while_it_returns_is_not_a_failure(tmp_path):
+    """A run over several processes: process 0 has submitit requeue the job after the collective
+    save. slurmctld accepts the requeue and stops the job at once, and its SIGTERM can kill
+    `scontrol requeue` itself before it exits: the job exits as requeued, not failed."""
+    run_dir = RunDir(tmp_path / "r")
+    run_dir.path.mkdir()
+    job = TrainJob(max_requeues=3, processes=2)
+    job.warned = True
+
+    def killed_scontrol(signum, frame):
+        raise subprocess.CalledProcessError(-signal.SIGTERM, ["scontrol", "requeue", "10"])
+
+    job.requeue = killed_scontrol
+    with pytest.raises(SystemExit):
+        job._stopped({"status": "preempted", "step": 40}, run_dir)
+    assert not run_dir.summary.exists()
+
+    def refused(signum, frame):
+        raise subprocess.CalledProcessError(1, ["scontrol", "requeue", "10"])
+
+    job.requeue = refused  # scontrol's own failure is one
+    assert job._stopped({"status": "preempted", "step": 40}, run_dir)["status"] == "failed"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import traceback
 
@@ -167,6 +168,12 @@ class TrainJob(submitit.helpers.Checkpointable):
                                                 f"step {self.saved}; `scalinglab run` resumes it from there")
         try:
             self.requeue(signal.SIGUSR2, None)
+        except subprocess.CalledProcessError as e:
+            if e.returncode != -signal.SIGTERM:
+                return runs.record_failure(run_dir, f"{type(e).__name__}: {e}")
+            # slurmctld accepted the requeue and stops the job at once: its SIGTERM can reach
+            # `scontrol requeue`, a process of the job, before it exits. Exit as submitit does.
+            sys.exit(-1)
         except Exception as e:  # noqa: BLE001  (too many requeues)
             return runs.record_failure(run_dir, f"{type(e).__name__}: {e}")
         return summary
