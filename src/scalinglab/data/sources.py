@@ -109,14 +109,20 @@ def _jsonl_documents(f: Path, text_field: str, advance: Advance) -> Iterator[byt
                 yield _jsonl_text(line, f, n, text_field)
 
 
-def _jsonl_text(line: str, f: Path, n: int, text_field: str) -> bytes:
-    """The text of line n, a JSON object, as UTF-8."""
+def json_object(line: str, where: str) -> dict:
+    """One line of a JSONL file, which must hold a JSON object; `where` names the file and line."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError as e:
-        raise SpecError(f"data.path: {f} line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        raise SpecError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); give one JSON object a line") from None
     if not isinstance(row, dict):
-        raise SpecError(f"data.path: {f} line {n}: expected a JSON object, got {json.dumps(row)[:40]}")
+        raise SpecError(f"{where}: expected a JSON object, got {json.dumps(row)[:40]}")
+    return row
+
+
+def _jsonl_text(line: str, f: Path, n: int, text_field: str) -> bytes:
+    """The text of line n, a JSON object, as UTF-8."""
+    row = json_object(line, f"data.path: {f} line {n}")
     if text_field not in row:
         raise SpecError(f"data.text_field: {text_field!r} not in {f} line {n} (keys: {', '.join(row)})")
     text = row[text_field]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SpecError
+from .sources import json_object
 
 OUTPUT_TYPES = {"multiple_choice": "multiple_choice", "generate_until": "generation"}  # -> Task.kind
 
@@ -124,13 +125,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SpecError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}); give one JSON object a line") from None
-            if not isinstance(row, dict):
-                raise SpecError(f"{path}:{n}: expected a JSON object, got {json.dumps(row)[:40]}")
-            yield n, row
+            yield n, json_object(line, f"{path}:{n}")
 
 
 def _item(row: dict, path: Path, n: int, fields: tuple[str, str | None, str]) -> Item:

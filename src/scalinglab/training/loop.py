@@ -313,7 +313,8 @@ class Trainer:
     def _finish(self, status: str, resumed_from: int) -> dict:
         self._snapshot = None  # a preemption signal from now on saves nothing
         self._remove_checkpoint()  # finished: nothing left to resume
-        last = (runs.read_metrics(self.dir) or [{}])[-1]
+        metrics = runs.read_metrics(self.dir)
+        last = (metrics or [{}])[-1]
         c = self.counters
         rate = float(np.median(c.rates)) if c.rates else None
         summary = {
@@ -325,7 +326,7 @@ class Trainer:
             **throughput.mfu_figures(rate, self.run, self.peak, self.attention),
             "peak_flops": self.peak,
             "compile_s": c.compile_s,
-            "task_s": sum(m.get("task_s", 0.0) for m in runs.read_metrics(self.dir) if m["step"] > self.run.start_step)
+            "task_s": sum(m.get("task_s", 0.0) for m in metrics if m["step"] > self.run.start_step)
             if self.scorer else None,  # a branch's own: its trunk's scoring is the trunk's
             "wall_s": c.wall_s + self.elapsed(),
             "resumed_from": resumed_from,
