@@ -65,6 +65,24 @@ def test_scores_are_the_models_log_likelihoods_and_exact_match_is_greedy_decodin
         assert scores["task_loss"] == pytest.approx(-float(logp[-3:].sum()) / 3, rel=1e-5)
 
 
+def test_rows_grouped_by_width_score_as_at_full_width(model_and_forward):
+    """Task scoring pads each row to the width of its length group, not to seq_len: the scores and
+    features must not change (the model is causal, and the context mask stops at the prompt)."""
+    _, params, forward = model_and_forward
+    rng = np.random.default_rng(1)
+    rows = Rows(Codec(), SEQ_LEN)
+    for n in rng.integers(2, 40, 20):  # some longer than the context: cut from the left
+        text = bytes(rng.integers(97, 123, int(n), dtype=np.uint8)).decode()
+        rows.add(text[:-3], text[-3:])
+    full = Scored(*(np.asarray(o) for o in forward(params, *rows.arrays(32))))
+    groups = rows.by_width(4)
+    assert set(groups) <= {6, 12, 18, 24} and len(groups) > 1 and sorted(sum(groups.values(), [])) == list(range(len(rows)))
+    for width, ids in groups.items():
+        part = [np.asarray(o)[:len(ids)] for o in forward(params, *rows.arrays(len(ids) + 1, width, ids))]
+        for got, want in zip(part, (full.logp, full.n_tokens, full.n_correct, full.embedding)):
+            np.testing.assert_allclose(got, want[ids], rtol=1e-5, atol=1e-6)
+
+
 def test_multiple_choice_scores_rank_the_choices():
     out = Scored(logp=np.log(np.array([0.1, 0.6, 0.3, 0.2])), n_tokens=np.array([2, 2, 4, 1]),
                  n_correct=np.zeros(4), embedding=np.zeros((4, 1)))
@@ -127,6 +145,17 @@ def test_tasks_enter_the_run_id_only_when_there_are_tasks(tmp_path):
         (tmp_path / folder / "t.jsonl").write_text(text)
         ids.append(planner.plan(parse({**base, "eval": {"tasks": [{"name": "u", "test": str(tmp_path / folder / "t.jsonl")}], "pool_items": 1}}))[0].run_id)
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_a_cooldown_branch_scores_its_final_evaluation_and_has_its_trunks_before():
+    doc = {"name": "t", "grid": {"shapes": [{"n_layers": 1, "d_model": 16, "n_heads": 2}], "D": [64 * 4 * 100, 64 * 4 * 400]},
+           "model": {"seq_len": 64}, "train": {"batch_size": 4, "schedule": "wsd", "cooldown_branches": True, "n_evals": 4},
+           "eval": {"tasks": ["cloze"], "every": 2}}
+    trunk, *branches = sorted(planner.plan(parse(doc)), key=lambda r: (r.role != "trunk", r.D))
+    assert trunk.eval.steps == (80, 160, 240, 320) and trunk.eval.task_steps == (160, 320)
+    short, long = branches
+    assert short.eval.steps[-1] == 100 and short.eval.task_steps == (100,)  # branched at 80: nothing to copy
+    assert long.eval.steps[-1] == 400 and long.eval.task_steps == (160, 320, 400)
 
 
 def test_a_bad_line_in_a_user_task_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):

@@ -35,13 +35,25 @@ class Rows:
             self.sequences.append((tokens, min(len(answer), len(tokens) - 1)))
         return self.index[key]
 
-    def arrays(self, n_rows: int) -> tuple[np.ndarray, ...]:
-        """inputs, targets, continuation mask, context mask: (n_rows, seq_len) each, padded with
-        empty rows (n_rows >= len(self)); target position j predicts token j + 1."""
-        shape = (n_rows, self.seq_len)
+    def by_width(self, parts: int) -> dict[int, list[int]]:
+        """Row ids grouped by the width that holds them, a multiple of seq_len / parts: a pass over
+        short prompts (0-shot) costs a fraction of one over full-length ones."""
+        step = -(-self.seq_len // parts)
+        groups = {}
+        for r, (tokens, _) in enumerate(self.sequences):
+            groups.setdefault(min(self.seq_len, -(-(len(tokens) - 1) // step) * step), []).append(r)
+        return groups
+
+    def arrays(self, n_rows: int, width: int | None = None, rows: list[int] | None = None) -> tuple[np.ndarray, ...]:
+        """inputs, targets, continuation mask, context mask of `rows` (default: all), in that order:
+        (n_rows, width) each, width at least each row's length (default seq_len), padded with empty
+        rows (n_rows >= len(rows)); target position j predicts token j + 1."""
+        rows = range(len(self.sequences)) if rows is None else rows
+        shape = (n_rows, width or self.seq_len)
         inputs, targets = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
         answer, context = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-        for r, (tokens, n_answer) in enumerate(self.sequences):
+        for r, row in enumerate(rows):
+            tokens, n_answer = self.sequences[row]
             n = len(tokens) - 1
             inputs[r, :n], targets[r, :n] = tokens[:-1], tokens[1:]
             answer[r, n - n_answer:n] = 1

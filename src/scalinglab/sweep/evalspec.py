@@ -53,7 +53,8 @@ class EvalSpec(Section):
     """Items of each task's demonstration pool."""
     every: Int = Field(1, ge=1)
     """Score the tasks at every `every`-th validation evaluation, counted back from the last (which
-    is always scored)."""
+    is always scored). A cooldown branch scores only its last; before its branch point it has its
+    trunk's scores."""
 
 
 def builtin_name(name: str, where: str) -> str:
@@ -107,9 +108,12 @@ def _content(paths: list[Path]) -> str:
     return digest.hexdigest()[:20]
 
 
-def run_fields(spec: EvalSpec, eval_steps: tuple[int, ...]) -> dict:
+def run_fields(spec: EvalSpec, eval_steps: tuple[int, ...], trunk_steps: tuple[int, ...] | None = None) -> dict:
     """A run's task settings (sweep.runspec.EvalConfig's fields besides the validation loss's):
-    its tasks as records, their files, and the evaluations at which they are scored."""
+    its tasks as records, their files, and the evaluations at which they are scored. A cooldown
+    branch (trunk_steps: its trunk's task steps up to the branch point, whose scores it copies)
+    scores its final evaluation only: the cooldown's earlier ones are half-annealed, and scoring
+    them would cost a short branch more than its training."""
     shots = {"num_fewshot": tuple(spec.num_fewshot), "strategies": tuple(spec.strategies)}
     if not spec.tasks:
         return {"tasks": (), "task_files": (), "task_steps": (), **shots}
@@ -123,5 +127,8 @@ def run_fields(spec: EvalSpec, eval_steps: tuple[int, ...]) -> dict:
         settings = task.model_dump(exclude={"test", "fewshot"})
         tasks.append({**settings, "content": _content(paths), "fewshot_file": task.fewshot is not None})
         files.append([str(paths[0]), str(paths[1]) if task.fewshot else None])
-    steps = tuple(sorted(s for i, s in enumerate(reversed(eval_steps)) if i % spec.every == 0))
+    if trunk_steps is not None:
+        steps = (*trunk_steps, eval_steps[-1])
+    else:
+        steps = tuple(sorted(s for i, s in enumerate(reversed(eval_steps)) if i % spec.every == 0))
     return {"tasks": tuple(tasks), "task_files": tuple(files), "task_steps": steps, **shots}

@@ -47,7 +47,7 @@ def _eval_steps(first: int, last: int, n: int) -> tuple[int, ...]:
 
 def _run(spec: SweepSpec, shape: Shape, data: DataConfig, steps: int, seed: int, warmup: int, **fields) -> RunSpec:
     """The run of one shape trained `steps` steps; `fields` override the plain grid point's
-    (role, trunk_id, branch_steps, eval_steps, decay_start for cooldown branches)."""
+    (role, trunk_id, branch_steps, eval_steps, decay_start, trunk_task_steps for cooldown branches)."""
     t, m = spec.train, spec.model
     objective = pick(OBJECTIVES[t.objective], t)
     vocab = objective.model_vocab(data.vocab_size)
@@ -56,7 +56,8 @@ def _run(spec: SweepSpec, shape: Shape, data: DataConfig, steps: int, seed: int,
     decay_start = fields.pop("decay_start", steps - round(t.cooldown_fraction * steps))
     schedule = pick(SCHEDULES[t.schedule], t, steps=steps, warmup_steps=warmup, decay_start=decay_start)
     eval_steps = fields.pop("eval_steps", _eval_steps(0, steps, t.n_evals))
-    evals = pick(EvalConfig, spec.data, spec.eval, steps=eval_steps, **run_fields(spec.eval, eval_steps))
+    tasks = run_fields(spec.eval, eval_steps, fields.pop("trunk_task_steps", None))
+    evals = pick(EvalConfig, spec.data, spec.eval, steps=eval_steps, **tasks)
     fpt = flops_per_token(shape.N, shape.n_layers, shape.d_model, m.seq_len, vocab)
     D = steps * t.batch_size * m.seq_len
     return pick(
@@ -104,7 +105,9 @@ def _branched(spec: SweepSpec, shape: Shape, data: DataConfig, all_steps: list[i
     runs.append(trunk)
     for steps in branched:
         evals = tuple(e for e in trunk.eval.steps if e <= starts[steps]) + _eval_steps(starts[steps], steps, t.n_evals)
-        runs.append(_run(spec, shape, data, steps, seed, warmup, decay_start=starts[steps], trunk_id=trunk.run_id, eval_steps=evals))
+        copied = tuple(s for s in trunk.eval.task_steps if s <= starts[steps])
+        runs.append(_run(spec, shape, data, steps, seed, warmup, decay_start=starts[steps], trunk_id=trunk.run_id,
+                         eval_steps=evals, trunk_task_steps=copied))
     return runs
 
 

@@ -22,7 +22,9 @@ from ..data.tasks import load_jsonl_task
 from ..model.transformer import cross_entropy
 from . import sharding
 
-ROWS = 64  # sequences per pass (rounded up to a multiple of the devices)
+ROWS = 32  # full-length sequences per pass (rounded up to a multiple of the devices): on a CPU
+# core, 64 rows of 128 tokens ran 1.3x slower per token than 16 to 32 (bench_task_scoring.py)
+WIDTHS = 8  # rows are padded to a multiple of seq_len / WIDTHS: up to 8 compiled programs
 TASK_SEED = 0  # the items of built-in tasks and random demonstrations: the same for every run
 VAL_TEXT_TOKENS = 1 << 20  # held-out tokens the built-in tasks draw their items from
 
@@ -67,8 +69,7 @@ class TaskScorer:
     def __init__(self, run, corpus, graphdef: nnx.GraphDef, mesh):
         self.run = run
         self.tasks, self.codec = build_tasks(run, corpus)
-        n_devices = mesh.devices.size
-        self.rows_per_pass = -(-ROWS // n_devices) * n_devices
+        self.n_devices = mesh.devices.size
         self.by_row = NamedSharding(mesh, sharding.ROWS)
         self.forward = make_forward(graphdef, run.precision, NamedSharding(mesh, PartitionSpec()))
 
@@ -77,16 +78,24 @@ class TaskScorer:
         return [{"step": step, "tokens": tokens, **r} for task in self.tasks for r in self._task(params, task)]
 
     def _pass(self, params, rows: Rows) -> Scored:
-        """The model over every row, rows_per_pass at a time (the same shapes each pass)."""
-        n = self.rows_per_pass
-        arrays = rows.arrays(-(-len(rows) // n) * n)
-        parts = []
-        for start in range(0, len(arrays[0]), n):
-            chunk = [a[start:start + n] for a in arrays]
-            device = sharding.global_arrays(chunk[0].shape, self.by_row, lambda a, b, c=chunk: [x[a:b] for x in c], 4)
-            parts.append([np.asarray(o) for o in self.forward(params, *device)])
-        logp, n_tokens, correct, embedding = (np.concatenate(p)[: len(rows)] for p in zip(*parts))
+        """The model over every row, grouped by width (WIDTHS); each pass holds about ROWS x seq_len
+        tokens, so a width's shapes are the same every pass (one compiled program per width)."""
+        out = [None] * len(rows)
+        for width, ids in rows.by_width(WIDTHS).items():
+            n = self._rows_per_pass(width)
+            for start in range(0, len(ids), n):
+                chunk_ids = ids[start:start + n]
+                chunk = rows.arrays(n, width, chunk_ids)
+                device = sharding.global_arrays(chunk[0].shape, self.by_row, lambda a, b, c=chunk: [x[a:b] for x in c], 4)
+                scored = [np.asarray(o) for o in self.forward(params, *device)]
+                for i, row in enumerate(chunk_ids):
+                    out[row] = [o[i] for o in scored]
+        logp, n_tokens, correct, embedding = (np.stack(p) for p in zip(*out))
         return Scored(logp.astype(np.float64), n_tokens, correct, embedding)
+
+    def _rows_per_pass(self, width: int) -> int:
+        rows = max(1, ROWS * self.run.model.seq_len // width)
+        return -(-rows // self.n_devices) * self.n_devices
 
     def _task(self, params, task) -> list[dict]:
         """The 0-shot rows first (with the pool's features: the strategies that read the model use
