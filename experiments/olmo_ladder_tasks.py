@@ -4,8 +4,8 @@ intervals, beside the single-step one and the models' measured accuracy; the bac
 the 1.3B runs; and each task's emergence verdict over the ladder. "step 2 at bpb": step 2 applied to
 the target's measured bpb, which separates the two steps' errors.
 
-Data: tests/data/olmo_ladder_tasks.csv (tests/data/README.md). The measured 7B and 13B numbers are
-from github.com/allenai/OLMo-ladder at commit 67a3f440f787d020da35e3ca8eeae475fae754f5:
+Data: tests/data/olmo_ladder_tasks.csv and olmo_targets.csv (tests/data/README.md). The measured 7B
+and 13B numbers are from github.com/allenai/OLMo-ladder at commit 67a3f440f787d020da35e3ca8eeae475fae754f5:
 - 7B (N = 6,887,575,552, D = 3,945,065,873,408): src/scripts/paper/data/ladder-runs/
   peteish7_eval_anneal.csv, its one row (the annealed final model);
 - 13B (N = 13,202,396,160, D = 5,000,088,518,656): src/scripts/paper/data/ladder-runs/
@@ -41,15 +41,9 @@ CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "olmo_ladder_task
 CHANCE = {"hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25, "piqa": 0.5, "csqa": 0.2,
           "socialiqa": 1 / 3, "openbookqa": 0.25}
 TARGETS = {"7B": (6.888e9, 3.945e12), "13B": (1.320e10, 5.0e12)}
-# Measured (acc, bpb) of the targets, from the OLMo-ladder files named above.
-MEASURED = {
-    "7B": {"hellaswag": (0.81348, 0.67319), "arc_easy": (0.84554, 0.53298), "arc_challenge": (0.61945, 0.74244),
-           "piqa": (0.82046, 0.90884), "csqa": (0.72645, 0.80694), "socialiqa": (0.59928, 0.96287),
-           "openbookqa": (0.49400, 1.26826)},
-    "13B": {"hellaswag": (0.83191, 0.66093), "arc_easy": (0.87172, 0.51139), "arc_challenge": (0.63805, 0.71572),
-            "piqa": (0.82960, 0.89879), "csqa": (0.74103, 0.81158), "socialiqa": (0.61597, 0.95685),
-            "openbookqa": (0.48640, 1.26320)},
-}
+# Measured (acc, bpb) of the targets: tests/data/olmo_targets.csv, from the OLMo-ladder files named above.
+TARGETS_CSV = CSV.with_name("olmo_targets.csv")
+MEASURED = {model: {r.task: (r.acc, r.bpb) for r in rows.itertuples()} for model, rows in pd.read_csv(TARGETS_CSV).groupby("model")}
 PAPER_13B = {"hellaswag": 0.85304, "arc_easy": 0.77242, "arc_challenge": 0.52671, "piqa": 0.82080, "csqa": 0.77609,
              "socialiqa": 0.59948, "openbookqa": 0.44865}  # chained_main.csv, "Pred"
 # Test items per task (the standard splits' sizes), for accuracy's standard error in the emergence check.

@@ -18,6 +18,7 @@ from scalinglab.analysis.task_laws import (
     bootstrap_two_step,
     fit_two_step,
     predict_two_step,
+    smoothed,
     strategy_vs_scale,
     task_columns,
     task_report,
@@ -101,9 +102,9 @@ def olmo(task: str) -> pd.DataFrame:
 
 def test_olmo_ladder_backtest_holding_out_the_1b_runs():
     """Fitted on the 190M-760M runs, both steps predict the four 1.3B runs' final accuracy.
-    Measured (points, 1xC 2xC 5xC 10xC): hellaswag +0.3 -1.2 -2.2 -2.1, arc_easy -0.8 -1.5 -2.9
-    -2.5, arc_challenge -1.3 +1.2 +1.3 +3.8, piqa -0.6 -0.9 -1.3 -1.5, csqa +0.3 -1.9 +1.1 +0.5,
-    socialiqa -0.1 -1.6 -1.3 -1.1, openbookqa -2.5 +0.7 +0.8 +0.7: 22 of 28 within 2 points, every
+    Measured (points, 1xC 2xC 5xC 10xC): hellaswag +0.3 -1.2 -2.3 -2.4, arc_easy -0.4 -1.2 -3.0
+    -2.9, arc_challenge -1.4 +1.0 +0.5 +2.0, piqa -0.6 -0.9 -1.4 -1.7, csqa +0.6 -1.6 +1.3 +0.7,
+    socialiqa +0.2 -1.6 -1.7 -1.9, openbookqa -1.2 +1.9 +1.3 +0.4: 23 of 28 within 2 points, every
     task's mean |error| under 2, and at the 10xC runs 4 of 7 tasks within 2 points."""
     errors = {}
     for task, chance in OLMO_CHANCE.items():
@@ -115,6 +116,27 @@ def test_olmo_ladder_backtest_holding_out_the_1b_runs():
     assert table.abs().max().max() < 4.5, table
     assert (table.abs() <= 2).to_numpy().sum() >= 20, table
     assert (table.loc["1.3B-10xC"].abs() <= 2).sum() >= 4, table
+
+
+def test_olmo_ladder_predicts_olmo_2_7b_and_13b_as_well_as_the_paper():
+    """From all 16 ladder runs, the 7B (4T tokens) and 13B (5T) models' accuracy on 4 of the 7
+    tasks within 2 points, as the paper (4 of its 8, MMLU among them; its released 13B predictions,
+    chained_main.csv, have 2 of these 7). Measured errors, 7B / 13B: hellaswag +0.6 / +1.6,
+    arc_easy -10.1 / -12.2, arc_challenge -0.8 / -0.5, piqa -1.8 / -1.9, csqa +2.7 / +3.1,
+    socialiqa -5.1 / -6.2, openbookqa -0.2 / +2.0 (without smoothing: 2 and 1 of 7)."""
+    targets = pd.read_csv(OLMO_CSV.with_name("olmo_targets.csv"))
+    models = {task: fit_two_step(olmo(task), chance) for task, chance in OLMO_CHANCE.items()}
+    targets["error"] = [100 * (float(models[t.task](t.N, t.D)) - t.acc) for t in targets.itertuples()]
+    within = targets[targets["error"].abs() <= 2].groupby("model")["task"].apply(set)
+    assert within["7B"] >= {"hellaswag", "arc_challenge", "piqa"} and len(within["7B"]) >= 4, targets
+    assert within["13B"] >= {"hellaswag", "arc_challenge", "piqa"} and len(within["13B"]) >= 4, targets
+
+
+def test_checkpoints_are_averaged_over_the_last_5_percent_of_their_runs_tokens():
+    frame = pd.DataFrame({"run": ["a"] * 5 + ["b"] * 2, "N": 1.0, "D": [10, 20, 96, 98, 100, 50, 100],
+                          "task_loss": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], "acc": 0.5})
+    out = smoothed(frame.iloc[::-1])  # any row order
+    assert out["task_loss"].tolist() == [7.0, 6.0, 4.0, 3.5, 3.0, 2.0, 1.0]  # b: 5 apart, alone
 
 
 def test_sharpness_measures_the_largest_step_beyond_a_straight_line_in_log_n():

@@ -5,7 +5,8 @@ against model size is sharp. Pure functions over arrays and DataFrames; no JAX.
   Ladders"): step 1, the task loss of each run's final checkpoint as L(N, D) = E + A/N^alpha +
   B/D^beta (laws.fit_chinchilla); step 2, accuracy as a sigmoid of the task loss over every
   checkpoint past the first 10% of its run: acc = a / (1 + exp(-k (L - L0))) + b, where b is the
-  ceiling (acc as L -> 0) and a + b = chance the floor (acc as L grows).
+  ceiling (acc as L -> 0) and a + b = chance the floor (acc as L grows). Both steps see each
+  checkpoint averaged with its run's checkpoints in the 5% of the run's tokens before it (smoothed).
 - One step, for comparison: accuracy as a sigmoid in log10 C (C = 6ND) over the final checkpoints,
   from chance up to a fitted ceiling.
 - Bootstrap over runs (a resampled run brings all its checkpoints), both steps refitted each time.
@@ -34,6 +35,11 @@ from .uncertainty import LEVEL, attempt, in_processes, interval, seed_chunks
 
 COLUMNS = ("run", "N", "D", "task_loss", "acc")
 STEP2_FROM = 0.1  # step 2 skips each run's first 10% of tokens: early checkpoints are off the curve
+# Both steps see each checkpoint's task loss and accuracy averaged over the run's checkpoints in the
+# SMOOTHING x (its final D) tokens up to it, as OLMo-ladder's moving average of 5 checkpoints does
+# on its ~100 a run (on the ladder it moves 7B and 13B from 2 and 1 to 4 of 7 tasks within 2
+# points). Sparse evaluations (a sweep's, a few a run) are left as they are.
+SMOOTHING = 0.05
 MIN_RISE = 0.01  # accuracy must pass chance by a point somewhere for a sigmoid to mean anything
 # Step 2's anchor, as in allenai/OLMo-ladder: a model with zero task loss answers everything.
 # Without it the ceiling is set by the low-accuracy end alone and wanders (on the ladder's
@@ -158,7 +164,25 @@ def _fit_at(arrays, finals, step2, chance, huber_delta, method) -> TwoStep:
 
 
 def _arrays(frame: pd.DataFrame):
-    return tuple(frame[c].to_numpy(dtype=float) for c in ("N", "D", "task_loss", "acc"))
+    return tuple(smoothed(frame)[c].to_numpy(dtype=float) for c in ("N", "D", "task_loss", "acc"))
+
+
+def smoothed(frame: pd.DataFrame, window: float = SMOOTHING) -> pd.DataFrame:
+    """task_loss and acc of each checkpoint averaged over its run's checkpoints with D in
+    [D - window * the run's final D, D]; rows and their order unchanged (the index renumbered)."""
+    frame = frame.reset_index(drop=True)
+    out = frame.copy()
+    for _, rows in frame.groupby("run", sort=False).groups.items():
+        D = frame.loc[rows, "D"].to_numpy(dtype=float)
+        order = np.argsort(D, kind="stable")
+        values = frame.loc[rows, ["task_loss", "acc"]].to_numpy(dtype=float)[order]
+        sums = np.vstack([np.zeros(2), np.cumsum(values, axis=0)])
+        end = np.arange(1, len(D) + 1)
+        start = np.searchsorted(D[order], D[order] - window * D.max(), side="left")
+        mean = np.empty_like(values)
+        mean[order] = (sums[end] - sums[start]) / (end - start)[:, None]
+        out.loc[rows, ["task_loss", "acc"]] = mean
+    return out
 
 
 def fit_two_step(frame: pd.DataFrame, chance: float, huber_delta: float = DEFAULTS.huber_delta,
@@ -205,7 +229,7 @@ def predict_two_step(model: TwoStep, boots: list[TwoStep], N: float, D: float) -
 
 
 def fit_single_step(frame: pd.DataFrame, chance: float) -> SingleStep:
-    finals = final_rows(frame)
+    finals = final_rows(smoothed(frame))
     C = 6 * finals["N"].to_numpy(dtype=float) * finals["D"].to_numpy(dtype=float)
     return SingleStep(fit_sigmoid(np.log10(C), finals["acc"], chance, falling=False))
 
