@@ -61,7 +61,7 @@ def check_sweep(sweep_dir, n_runs=4, figures=FIGURES):
     evals = results.load(sweep_dir, per_eval=True)
     assert len(evals) == 2 * n_runs and {"step", "tokens", "L", "train_loss"} <= set(evals.columns)
     for run_dir in (sweep_dir / "runs").iterdir():
-        assert {p.name for p in run_dir.iterdir()} == {"run.json", "metrics.jsonl", "summary.json"}
+        assert {p.name for p in run_dir.iterdir()} == {"run.json", "metrics.jsonl", "summary.json", "weights.safetensors"}
     fit = json.loads((sweep_dir / "fit.json").read_text())
     assert fit["power_laws"]
     assert {p.name for p in (sweep_dir / "figures").iterdir()} == figures

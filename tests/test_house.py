@@ -28,6 +28,8 @@ JAX_MODULES = {
     "scalinglab.training.steps",
     "scalinglab.training.task_scoring",
     "scalinglab.training.throughput",
+    "scalinglab.training.sampling",
+    "scalinglab.training.weights",
 }
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 60, 400
 

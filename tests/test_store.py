@@ -52,8 +52,9 @@ def test_the_layout_names_every_run_file(tmp_path):
     sweep = SweepDir(tmp_path / "s")
     run = sweep.run("abc123")
     assert run == RunDir(tmp_path / "s" / "runs" / "abc123") and run.sweep == sweep and run.run_id == "abc123"
-    names = {p.name for p in (run.spec, run.metrics, run.tasks, run.summary, run.requeues, run.resume, run.branch_points)}
-    assert names == set(RUN_FILES)
+    names = {p.name for p in (run.spec, run.metrics, run.tasks, run.summary, run.requeues, run.resume, run.branch_points,
+                              run.weights, run.tensorboard)}
+    assert names | {"wandb"} == set(RUN_FILES)  # wandb's folder: wandb names what it writes
     assert {p.parent for p in (sweep.sweep_json, sweep.jobs, sweep.fit_json, sweep.figures, sweep.logs, sweep.compile_cache)} == {sweep.path}
 
 

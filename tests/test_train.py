@@ -34,7 +34,7 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     assert summary["tokens_per_s"] > 0
     assert 0 < summary["mfu"] <= summary["mfu_palm"] < 1 and summary["peak_flops"] > 1e9
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
-    assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "summary.json"}  # no checkpoint left
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "summary.json", "weights.safetensors"}  # no checkpoint left
 
 
 def test_a_branch_without_its_trunk_checkpoint_fails_and_keeps_its_evaluations(tmp_path):

@@ -35,6 +35,24 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--huber-delta", type=float, help=f"Huber threshold on log-loss residuals (default {fields['huber_delta'].default:g})")
 
 
+def _model_commands(sub) -> None:
+    """The verbs that take a finished run's weights out: export, sample."""
+    export = sub.add_parser("export", help="write a finished run as a Hugging Face transformers model folder")
+    export.add_argument("run", help="results/<sweep>/runs/<run_id> folder")
+    export.add_argument("--format", choices=["hf"], default="hf", help="hf: a GPT-2 folder (config, safetensors, tokenizer)")
+    export.add_argument("--out", required=True, metavar="DIR", help="the folder to write (new or empty)")
+    export.set_defaults(command=("export", "main"))
+
+    sample = sub.add_parser("sample", help="print text continuing a prompt, from a finished run's weights")
+    sample.add_argument("run", help="results/<sweep>/runs/<run_id> folder")
+    sample.add_argument("--prompt", required=True, metavar="TEXT", help="the text to continue")
+    sample.add_argument("--max-new-tokens", type=int, default=64, metavar="K", help="tokens to add (default 64)")
+    sample.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0: greedy (default); else sample")
+    sample.add_argument("--top-k", type=int, metavar="K", help="sample from the K likeliest tokens only")
+    sample.add_argument("--seed", type=int, default=0, metavar="S", help="random seed for sampling (default 0)")
+    sample.set_defaults(command=("sample", "main"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="scalinglab", description="Scaling-law sweeps: plan, train, fit, plot.")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -78,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print the fit as JSON (E, A, B, alpha, beta, ci, frontier, ...)")
     _fit_flags(fit)
     fit.set_defaults(command=("fit", "main"))
+
+    _model_commands(sub)
 
     plot = sub.add_parser("plot", help="regenerate a sweep's figures (and fit.json) from results/ alone")
     plot.add_argument("path", help="results/<sweep> folder")

@@ -22,9 +22,10 @@ from pathlib import Path
 
 RUNS = "runs"
 # A run folder's entries (RunDir's properties): scalinglab writes nothing else there.
-SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS = (
-    "run.json", "metrics.jsonl", "tasks.jsonl", "summary.json", "requeues.json", "ckpt", "branch_points")
-RUN_FILES = (SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS)
+SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS, WEIGHTS, TENSORBOARD, WANDB = (
+    "run.json", "metrics.jsonl", "tasks.jsonl", "summary.json", "requeues.json", "ckpt", "branch_points",
+    "weights.safetensors", "tensorboard", "wandb")
+RUN_FILES = (SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS, WEIGHTS, TENSORBOARD, WANDB)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,16 @@ class RunDir:
     def resume(self) -> Path:
         """The run's latest checkpoint while it is unfinished."""
         return self.path / RESUME
+
+    @property
+    def weights(self) -> Path:
+        """The finished run's parameters (train.keep_weights), float32 safetensors."""
+        return self.path / WEIGHTS
+
+    @property
+    def tensorboard(self) -> Path:
+        """Event files of launch.tracking: tensorboard."""
+        return self.path / TENSORBOARD
 
     @property
     def branch_points(self) -> Path:

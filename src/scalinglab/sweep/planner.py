@@ -63,7 +63,7 @@ def _run(spec: SweepSpec, shape: Shape, data: DataConfig, steps: int, seed: int,
     return pick(
         RunSpec, t, model=model, optim=pick(OptimConfig, t, schedule=schedule), data=data, eval=evals, seed=seed,
         N=shape.N, N_total=count_N_total(shape.N, shape.d_model, m.seq_len, vocab), D=D, flops_per_token=fpt,
-        C=float(fpt * D), **{"role": "run", "trunk_id": None, "branch_steps": (), **fields},
+        C=float(fpt * D), tracking=spec.launch.tracking, **{"role": "run", "trunk_id": None, "branch_steps": (), **fields},
     )  # fmt: skip
 
 

@@ -98,7 +98,8 @@ class EvalConfig:
 
 
 # Record keys that do not change what a run computes: left out of its id.
-NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp", "eval_task_files")
+NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp", "eval_task_files", "keep_weights",
+                "tracking")
 # A run without tasks has the id it had before tasks existed: these keys then stay out of it.
 TASK_KEYS = ("eval_tasks", "task_steps", "num_fewshot", "strategies", "test_items", "pool_items")
 # Keys every record had before the nesting, for choices that no longer hold them (a constant
@@ -142,6 +143,10 @@ class RunSpec:
     """Recompute each block's activations in the backward pass."""
     fsdp: int = 1
     """Devices the parameters and optimizer state are sharded over; 1: replicated."""
+    keep_weights: bool = True
+    """Keep the finished run's parameters (runs/<id>/weights.safetensors)."""
+    tracking: str = "none"
+    """launch.tracking: where each evaluation's figures are also logged (none, tensorboard, wandb)."""
 
     @property
     def steps(self) -> int:

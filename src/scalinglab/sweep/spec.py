@@ -7,6 +7,8 @@ Reading the YAML file and turning a validation error into one line is sweep/read
 
 from __future__ import annotations
 
+import importlib.util
+
 from pathlib import Path
 from typing import Literal
 
@@ -102,6 +104,9 @@ class TrainSpec(_Section):
     """bf16: bfloat16 compute with float32 master weights and optimizer state."""
     checkpoint_interval_s: Float = Field(600.0, ge=0)
     """Save a checkpoint (orbax) when this many seconds have passed since the last; 0: every step."""
+    keep_weights: bool = True
+    """Keep each finished run's parameters (runs/<id>/weights.safetensors, 4 bytes a parameter)
+    for `scalinglab export` and `sample`; false: deleted with the checkpoint."""
     weight_decay: Float = Field(0.1, ge=0)
     grad_clip: Float = Field(1.0, gt=0)
     b1: Float = Field(0.9, ge=0, lt=1)
@@ -146,6 +151,9 @@ class SlurmSpec(_Section):
 
 class LaunchSpec(_Section):
     executor: Literal["debug", "local", "slurm"] = "local"
+    tracking: Literal["none", "tensorboard", "wandb"] = "none"
+    """Also log every evaluation's figures: tensorboard (runs/<id>/tensorboard/), or wandb (offline,
+    runs/<id>/wandb/; needs `pip install wandb`)."""
     max_runs: Int = Field(1000, ge=1)
     """Refuse a grid of more runs than this (a typo such as D: [1e6, 2e6, ...] of 1,000 values)."""
     max_parallel: Int | None = Field(None, ge=1)
@@ -312,6 +320,9 @@ def check(spec: SweepSpec) -> None:
     if spec.train.cooldown_branches and spec.train.schedule != "wsd":
         raise SpecError("train.cooldown_branches: needs train.schedule 'wsd' (a stable phase to branch from)")
     check_extra(spec.launch.slurm.extra)
+    if spec.launch.tracking == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise SpecError("launch.tracking: wandb is not installed here; pip install wandb (it logs offline), "
+                        "or use tensorboard")
 
 
 def with_launch(spec: SweepSpec, **changes) -> SweepSpec:

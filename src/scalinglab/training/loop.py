@@ -23,7 +23,8 @@ from ..data.objectives import VAL_SEED
 from ..model.transformer import build_model
 from ..store import runs
 from ..store.layout import RunDir
-from . import checkpoint, distributed, sharding, throughput
+from . import checkpoint, distributed, sharding, throughput, weights
+from .tracking import open_tracker
 from .optimizer import build_optimizer
 from .steps import enable_compile_cache, make_loss_fn, make_train_step
 from .task_scoring import TaskScorer
@@ -84,6 +85,7 @@ class Trainer:
             Hook("checkpoint", self._checkpoint_due, partial(self._save, self.dir.resume, keep=1)),
         ]
         self._snapshot, self._in_hooks = None, False
+        self.tracker = open_tracker(run.tracking, run_dir, run.record(), self.main)
 
     def _build_steps(self):
         """The jitted training step and validation loss; returns a fresh model and optimizer state
@@ -231,6 +233,7 @@ class Trainer:
         }
         if self.main:
             runs.append_metrics(self.dir, record)
+        self.tracker.evaluation(step, record, float(run.optim.schedule.lr(run.optim.lr, step - 1, np)))
         self.log(f"step {step}/{run.steps}  L {L:.4f}  train {record['train_loss']:.4f}  tokens/s {rate or 0:,.0f}")
         c.loss_sum, c.loss_count = 0.0, 0
         self.t_interval, self.steps_in_interval = time.perf_counter(), 0
@@ -244,6 +247,7 @@ class Trainer:
         records = self.scorer.score(self.state[0], step, tokens)
         if self.main:
             runs.append_tasks(self.dir, records)
+        self.tracker.tasks(step, records)
         return {"task_s": time.perf_counter() - t0}
 
     def _save(self, directory: Path, step: int, keep: int | None) -> None:
@@ -312,7 +316,10 @@ class Trainer:
 
     def _finish(self, status: str, resumed_from: int) -> dict:
         self._snapshot = None  # a preemption signal from now on saves nothing
+        if status == "done" and self.run.keep_weights:
+            weights.save(self.dir.weights, self.state[0], self.run.run_id, write=self.main)
         self._remove_checkpoint()  # finished: nothing left to resume
+        self.tracker.close()
         metrics = runs.read_metrics(self.dir)
         last = (metrics or [{}])[-1]
         c = self.counters

@@ -1,0 +1,1 @@
+"""Trained runs carried into other tools: Hugging Face transformers folders. No JAX."""
