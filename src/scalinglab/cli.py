@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _model_commands(sub)
 
+    report = sub.add_parser("report", help="write results/<sweep>/report.html: figures, laws, held-out checks, runs")
+    report.add_argument("path", help="results/<sweep> folder")
+    report.set_defaults(command=("report", "main"))
+
     plot = sub.add_parser("plot", help="regenerate a sweep's figures (and fit.json) from results/ alone")
     plot.add_argument("path", help="results/<sweep> folder")
     _fit_flags(plot)

@@ -3,7 +3,7 @@
     results/<sweep>/
       sweep.json                 the resolved sweep (every default filled in)
       jobs.json                  each run's latest job id and executor
-      fit.json, figures/         the fitted laws and their figures
+      fit.json, figures/         the fitted laws and their figures; report.html, the page of them all
       logs/                      submitit's job scripts and logs
       jax_cache/                 compiled steps shared by the sweep's jobs
       runs/<run_id>/run.json     the run spec (a flat record; RunSpec.record)
@@ -122,6 +122,11 @@ class SweepDir:
     @property
     def fit_json(self) -> Path:
         return self.path / "fit.json"
+
+    @property
+    def report(self) -> Path:
+        """The sweep's one-page report (scalinglab report)."""
+        return self.path / "report.html"
 
     @property
     def figures(self) -> Path:
