@@ -164,7 +164,8 @@ def _fit_at(arrays, finals, step2, chance, huber_delta, method) -> TwoStep:
 
 
 def _arrays(frame: pd.DataFrame):
-    return tuple(smoothed(frame)[c].to_numpy(dtype=float) for c in ("N", "D", "task_loss", "acc"))
+    frame = smoothed(frame)
+    return tuple(frame[c].to_numpy(dtype=float) for c in ("N", "D", "task_loss", "acc"))
 
 
 def smoothed(frame: pd.DataFrame, window: float = SMOOTHING) -> pd.DataFrame:

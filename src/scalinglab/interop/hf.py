@@ -43,14 +43,14 @@ def export_hf(path: str | Path, out: Path) -> Path:
     tensors = gpt2_tensors(run, load_file(str(run_dir.weights)))
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(gpt2_config(run), indent=1) + "\n")
-    write_tokenizer(run, out)
+    eos_id = write_tokenizer(run, out)
+    (out / "config.json").write_text(json.dumps(gpt2_config(run, eos_id), indent=1) + "\n")
     return out
 
 
-def gpt2_config(run: RunSpec) -> dict:
+def gpt2_config(run: RunSpec, eos: int) -> dict:
+    """eos: the id of the token between documents (NUL for bytes, <|endoftext|> for BPE)."""
     m = run.model
-    eos = 0 if run.data.tokenizer == "byte" else None  # BPE: set by write_tokenizer from its vocabulary
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": m.vocab_size,
         "n_positions": m.seq_len, "n_embd": m.d_model, "n_layer": m.n_layers, "n_head": m.n_heads,
@@ -86,24 +86,22 @@ def gpt2_tensors(run: RunSpec, w: dict[str, np.ndarray]) -> dict[str, np.ndarray
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def write_tokenizer(run: RunSpec, out: Path) -> None:
+def write_tokenizer(run: RunSpec, out: Path) -> int:
     """tokenizer.json and its config for PreTrainedTokenizerFast: the corpus's own BPE, or bytes
-    as ids 0-255 (a byte-level BPE without merges; NUL separates documents, as in training)."""
+    as ids 0-255 (a byte-level BPE without merges; NUL separates documents, as in training).
+    Returns the id of the token between documents."""
     if run.data.tokenizer == "byte":
         byte_tokenizer().save(str(out / "tokenizer.json"))
-        eos = "\x00"
+        eos, eos_id = "\x00", 0
     else:
         shutil.copyfile(prepare(run.data) / "tokenizer.json", out / "tokenizer.json")
-        eos = EOT
-        config = json.loads((out / "config.json").read_text())
         vocab = json.loads((out / "tokenizer.json").read_text())
-        eos_id = next(t["id"] for t in vocab["added_tokens"] if t["content"] == EOT)
-        config["bos_token_id"] = config["eos_token_id"] = eos_id
-        (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+        eos, eos_id = EOT, next(t["id"] for t in vocab["added_tokens"] if t["content"] == EOT)
     settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": run.model.seq_len,
                 "bos_token": eos, "eos_token": eos, "clean_up_tokenization_spaces": False}
     (out / "tokenizer_config.json").write_text(json.dumps(settings, indent=1) + "\n")
     (out / "special_tokens_map.json").write_text(json.dumps({"bos_token": eos, "eos_token": eos}) + "\n")
+    return eos_id
 
 
 def byte_unicode() -> list[str]:
