@@ -82,3 +82,29 @@ def test_isoflop_design_spends_each_budget_on_every_size():
         assert all(r.D == r.steps * r.batch_size * r.model.seq_len for r in at)
     with pytest.raises(SpecError, match=r"grid.C: budgets 1e\+12 and 1.1e\+12 are closer than 1.25x"):
         parse({"name": "s", "grid": {"N": [2e4], "C": [1e12, 1.1e12]}})
+
+
+def test_lr_and_batch_size_axes_multiply_the_grid_and_keep_ids_deterministic():
+    base = {"name": "s", "grid": {"N": [2e4, 8e4], "D": [4e5, 8e5]}}
+    tuned = {**base, "grid": {**base["grid"], "lr": [1e-3, 3e-3, 1e-2], "batch_size": [8, 16]}}
+    runs = planner.plan(parse(tuned))
+    assert len(runs) == 2 * 2 * 3 * 2 and len({r.run_id for r in runs}) == len(runs)
+    assert {(r.optim.lr, r.batch_size) for r in runs} == {(lr, b) for lr in (1e-3, 3e-3, 1e-2) for b in (8, 16)}
+    assert [r.run_id for r in planner.plan(parse(tuned))] == [r.run_id for r in runs]
+    # The default train.lr and batch_size, given as one-element lists, are the same runs as without the lists.
+    same = {**base, "grid": {**base["grid"], "lr": [3e-3], "batch_size": [16]}}
+    assert [r.run_id for r in planner.plan(parse(same))] == [r.run_id for r in planner.plan(parse(base))]
+    for r in runs:  # each batch size trains the same tokens in its own number of steps
+        assert abs(r.D - r.steps * r.batch_size * 128) == 0 and abs(r.D / round(r.D, -5) - 1) < 0.01
+
+
+def test_lr_axis_with_cooldown_branches_gives_each_lr_its_own_trunk():
+    spec = {"name": "s", "grid": {"N": [2e4], "D": [4e5, 8e5], "lr": [1e-3, 3e-3]},
+            "train": {"schedule": "wsd", "cooldown_branches": True}}
+    runs = planner.plan(parse(spec))
+    trunks = [r for r in runs if r.role == "trunk"]
+    assert sorted(t.optim.lr for t in trunks) == [1e-3, 3e-3]
+    for r in runs:
+        if r.role == "run":
+            trunk = next(t for t in trunks if t.run_id == r.trunk_id)
+            assert trunk.optim.lr == r.optim.lr

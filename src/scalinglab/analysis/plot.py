@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from .hparams import tune  # noqa: E402
 from .laws import Chinchilla, PowerLaw  # noqa: E402
 
 def _chinchilla(fits: dict) -> Chinchilla | None:
@@ -252,7 +253,13 @@ def plot_all(runs: pd.DataFrame, fits: dict, out_dir: Path, evals: pd.DataFrame 
     """Writes every figure the data and fits support into out_dir; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [
+    paths = []
+    if "hyperparameters" in fits:  # every other figure shows the best run of each (N, D)
+        from .hparam_plots import plot_lr  # noqa: PLC0415  (it imports this module)
+
+        paths.append(plot_lr(runs, fits["hyperparameters"], out_dir / "loss_vs_lr.png"))
+        runs = tune(runs)[0]
+    paths += [
         _loss_vs(runs, fits, "N", "D", out_dir / "loss_vs_N.png"),
         _loss_vs(runs, fits, "D", "N", out_dir / "loss_vs_D.png"),
         _loss_vs_C(runs, fits, out_dir / "loss_vs_C.png"),

@@ -12,6 +12,7 @@ import pandas as pd
 from ..errors import FitError
 from ..sweep.spec import FitSpec
 from .approaches import fit_envelope, fit_isoflop, power_laws
+from .hparams import tune, tuned_axes
 from .laws import PARAMS, compute_optimal, fit_chinchilla
 from .task_laws import task_report
 from .uncertainty import attempt, bootstrap, extrapolation_check, held_out_rows, interval, predict, summarize
@@ -54,8 +55,11 @@ def analyze(runs: pd.DataFrame, evals: pd.DataFrame | None = None, fit: FitSpec 
     """runs: one row per run with N, D, C, L. evals (optional): one row per evaluation with
     run_id, N, C_seen, L, for Approach 1. predictions: dicts with C, or with N and D. tasks
     (optional): results.load(tasks=True), fitted at task_setting (shots, strategy), the runs the
-    extrapolation check holds out held out of the task laws too."""
+    extrapolation check holds out held out of the task laws too. A sweep that tunes lr or batch
+    size is fitted on its best run per (N, D), at the optimum its parabola finds."""
     out: dict = {"n_runs": len(runs)}
+    if tuned_axes(runs):
+        runs, out["hyperparameters"] = tune(runs, fit.bootstrap)
     try:
         law = fit_chinchilla(runs["N"], runs["D"], runs["L"], fit.huber_delta, fit.method)
     except FitError as e:

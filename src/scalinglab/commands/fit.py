@@ -79,6 +79,20 @@ def _print_checks(fits: dict, console: Console) -> None:
         console.print(f"  N = {h['N']:,.0f}, D = {h['D']:,.0f}: L = {h['L']:.4f}, predicted {h['L_pred']:.4f}{ci} ({h['rel_error']:+.2%})")
 
 
+def _print_hyper(hyper: dict, console: Console) -> None:
+    cells = hyper["cells"]
+    edge = sum(not c["lr_interior"] for c in cells)
+    console.print(f"tuned {', '.join(hyper['axes'])}: {len(cells)} cells (N, D), each fitted at its best"
+                  + (f"; {edge} with lr* at the edge of grid.lr (widen it there)" if edge else ""))
+    for law in hyper["laws"].values():
+        if "skipped" in law:
+            console.print(f"  {law['form']}: skipped, {law['skipped']}")
+            continue
+        ci = law.get("ci", {})
+        parts = [f"b_{k} = {b:.3f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "") for k, b in law["exponents"].items()]
+        console.print(f"  {law['form']}: a = {law['a']:.3g}, " + ", ".join(parts) + f" ({law['n_cells']} cells)")
+
+
 def _print_task(task: str, t: dict, console: Console) -> None:
     ext, emergence = t.get("extrapolation", {}), t.get("emergence", {})
     if "held_out" in ext:
@@ -105,6 +119,8 @@ def _print_tasks(tasks: dict, console: Console) -> None:
 
 
 def print_fits(fits: dict, console: Console) -> None:
+    if "hyperparameters" in fits:
+        _print_hyper(fits["hyperparameters"], console)
     _print_law(fits, console)
     for law in fits["power_laws"]:
         e = f"E = {law['E']:.4g}  " if law["E"] else ""

@@ -111,19 +111,31 @@ def _branched(spec: SweepSpec, shape: Shape, data: DataConfig, all_steps: list[i
     return runs
 
 
+def tuned(spec: SweepSpec) -> list[SweepSpec]:
+    """The sweep once per (lr, batch_size) of grid.lr x grid.batch_size, each with that setting as
+    its train.lr and train.batch_size; the sweep itself when neither list is given."""
+    g = spec.grid
+    settings = [{"lr": lr, "batch_size": b} for lr in g.lr or [spec.train.lr] for b in g.batch_size or [spec.train.batch_size]]
+    if g.lr is None and g.batch_size is None:
+        return [spec]
+    return [spec.model_copy(update={"train": spec.train.model_copy(update=s)}) for s in settings]
+
+
 def plan(spec: SweepSpec) -> list[RunSpec]:
-    """Every (shape, data size, seed) of the sweep, smallest model first; with cooldown branches,
-    each (shape, seed)'s trunk comes before its branches."""
-    t, data = spec.train, data_config(spec)
-    vocab = pick(OBJECTIVES[t.objective], t).model_vocab(data.vocab_size)
+    """Every (shape, data size, lr, batch size, seed) of the sweep, smallest model first; with
+    cooldown branches, each (shape, lr, batch size, seed)'s trunk comes before its branches."""
+    data = data_config(spec)
+    vocab = pick(OBJECTIVES[spec.train.objective], spec.train).model_vocab(data.vocab_size)
     runs = []
     for shape in sorted(shapes(spec), key=lambda s: s.N):
-        all_steps = _steps(spec, shape, flops_per_token(shape.N, shape.n_layers, shape.d_model, spec.model.seq_len, vocab))
-        for seed in spec.seeds:
-            if t.cooldown_branches:
-                runs += _branched(spec, shape, data, all_steps, seed)
-            else:
-                runs += [_run(spec, shape, data, steps, seed, _warmup(spec, steps)) for steps in all_steps]
+        fpt = flops_per_token(shape.N, shape.n_layers, shape.d_model, spec.model.seq_len, vocab)
+        for setting in tuned(spec):
+            all_steps = _steps(setting, shape, fpt)
+            for seed in spec.seeds:
+                if setting.train.cooldown_branches:
+                    runs += _branched(setting, shape, data, all_steps, seed)
+                else:
+                    runs += [_run(setting, shape, data, steps, seed, _warmup(setting, steps)) for steps in all_steps]
     return runs
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from ..errors import SpecError
 from .evalspec import EvalSpec, check_eval
 from .sbatch import check_extra
-from .types import Float, Int, Positive, Section as _Section
+from .types import Count, Float, Int, Positive, Section as _Section
 
 MIN_BPE_VOCAB = 258  # 256 byte symbols, <|endoftext|>, one merge
 EXECUTORS = ("debug", "local", "slurm")
@@ -77,6 +77,11 @@ class GridSpec(_Section):
     """Training tokens as a multiple of each model's N, instead of D."""
     C: list[Positive] | None = None
     """IsoFLOP design, instead of D: compute budgets (FLOPs); every size trains to each budget."""
+    lr: list[Positive] | None = None
+    """Peak learning rates to try at every (N, D), instead of train.lr: the fits use each cell's
+    best, from a parabola in log lr, and fit lr*(C) and lr*(N, D)."""
+    batch_size: list[Count] | None = None
+    """Batch sizes (sequences) to try at every (N, D), instead of train.batch_size: B*(C) likewise."""
 
 
 class TrainSpec(_Section):
@@ -246,9 +251,14 @@ def _check_grid(spec: SweepSpec) -> None:
         raise SpecError("grid: give exactly one of 'N' (target sizes) or 'shapes'")
     if sum(x is not None for x in (g.D, g.tokens_per_param, g.C)) != 1:
         raise SpecError("grid: give exactly one of 'D' (tokens), 'tokens_per_param' or 'C' (IsoFLOP budgets)")
-    for key in ("N", "shapes", "D", "tokens_per_param", "C"):
+    for key in ("N", "shapes", "D", "tokens_per_param", "C", "lr", "batch_size"):
         if getattr(g, key) == []:
             raise SpecError(f"grid.{key}: empty list; give at least one value")
+    for key in ("lr", "batch_size"):
+        if getattr(g, key) is not None and is_set(spec.train, key):
+            raise SpecError(f"train.{key} and grid.{key}: give the {key} in one place; remove train.{key}")
+        if len(set(getattr(g, key) or [])) != len(getattr(g, key) or []):
+            raise SpecError(f"grid.{key}: {getattr(g, key)} repeats a value")
     budgets = sorted(g.C or [])
     for lo, hi in zip(budgets, budgets[1:]):
         if hi < ISOFLOP_MIN_RATIO * lo:  # runs are grouped into budgets by gaps in C
@@ -256,9 +266,10 @@ def _check_grid(spec: SweepSpec) -> None:
     for i, s in enumerate(g.shapes or []):
         if s.d_model % s.n_heads:
             raise SpecError(f"grid.shapes[{i}].n_heads: d_model {s.d_model} is not divisible by n_heads {s.n_heads}")
-    n_runs = len(g.N or g.shapes) * len(g.D or g.tokens_per_param or g.C) * len(spec.seeds)
+    n_runs = (len(g.N or g.shapes) * len(g.D or g.tokens_per_param or g.C) * len(g.lr or [0])
+              * len(g.batch_size or [0]) * len(spec.seeds))
     if n_runs > spec.launch.max_runs:
-        raise SpecError(f"grid: {n_runs:,} runs (sizes x data sizes x seeds) is more than launch.max_runs "
+        raise SpecError(f"grid: {n_runs:,} runs (sizes x data sizes x lrs x batch sizes x seeds) is more than launch.max_runs "
                         f"{spec.launch.max_runs:,}; shorten the lists or raise the limit")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds: {spec.seeds} repeats a seed")
@@ -278,11 +289,18 @@ def _check_data(d: DataSpec) -> None:
         raise SpecError(f"data.path: {d.path} is not a regular file or a folder; give a file or folder of documents")
 
 
+def _batch_sizes(spec: SweepSpec) -> list[tuple[str, int]]:
+    """Every batch size the sweep trains with, and where the YAML gives it."""
+    if spec.grid.batch_size is None:
+        return [("train.batch_size", spec.train.batch_size)]
+    return [(f"grid.batch_size[{i}]", b) for i, b in enumerate(spec.grid.batch_size)]
+
+
 def _check_microbatch(spec: SweepSpec) -> None:
-    t = spec.train
-    if t.microbatch_size is not None and t.batch_size % t.microbatch_size:
-        raise SpecError(f"train.microbatch_size: {t.microbatch_size} does not divide train.batch_size "
-                        f"{t.batch_size}; give a divisor")
+    m = spec.train.microbatch_size
+    for where, b in _batch_sizes(spec):
+        if m is not None and b % m:
+            raise SpecError(f"train.microbatch_size: {m} does not divide {where} {b}; give a divisor")
 
 
 def _check_processes(spec: SweepSpec) -> None:
@@ -297,10 +315,10 @@ def _check_processes(spec: SweepSpec) -> None:
     if launch.devices % t.fsdp:
         raise SpecError(f"train.fsdp: {t.fsdp} does not divide the {launch.devices} device(s) of a run "
                         "(launch.gpus_per_job x launch.slurm.nodes, or one CPU device per process); give a divisor")
-    rows, what = (t.microbatch_size, "microbatch_size") if t.microbatch_size else (t.batch_size, "batch_size")
-    if rows % launch.devices:
-        raise SpecError(f"train.{what}: {rows} rows do not divide over the {launch.devices} devices of a run; "
-                        f"give a multiple of {launch.devices}")
+    for what, rows in [("train.microbatch_size", t.microbatch_size)] if t.microbatch_size else _batch_sizes(spec):
+        if rows % launch.devices:
+            raise SpecError(f"{what}: {rows} rows do not divide over the {launch.devices} devices of a run; "
+                            f"give a multiple of {launch.devices}")
 
 
 def check(spec: SweepSpec) -> None:

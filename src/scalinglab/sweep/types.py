@@ -18,6 +18,7 @@ def _not_bool(value):
 Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]
 Positive = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
+Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
 
 
 class Section(BaseModel):
