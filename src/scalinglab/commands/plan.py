@@ -32,7 +32,7 @@ def plan_table(runs: list[RunSpec], memories: list[memory.Memory]) -> pd.DataFra
     return pd.DataFrame([
         {"run_id": r.run_id, "n_layers": r.model.n_layers, "d_model": r.model.d_model, "n_heads": r.model.n_heads,
          "N": r.N, "N_total": r.N_total, "D": r.D, "tokens_per_param": r.D / r.N, "steps": r.steps, "seed": r.seed,
-         "role": role(r), "flops_per_token": r.flops_per_token, "C": r.C, "job_flops": r.job_flops, **memory.as_gib(m)}
+         "lr": r.optim.lr, "batch_size": r.batch_size, "role": role(r), "flops_per_token": r.flops_per_token, "C": r.C, "job_flops": r.job_flops, **memory.as_gib(m)}
         for r, m in zip(runs, memories)
     ])
 
@@ -40,13 +40,16 @@ def plan_table(runs: list[RunSpec], memories: list[memory.Memory]) -> pd.DataFra
 def print_plan(sweep: SweepSpec, runs: list[RunSpec], memories: list[memory.Memory], device: str, console: Console) -> None:
     """device: check_memory's line naming the devices the runs' memory was held to."""
     table = Table(title=f"sweep {sweep.name}: {len(runs)} runs")
-    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", "steps", "seed", "role", "C", "memory"):
+    tuned = [k for k in ("lr", "batch_size") if getattr(sweep.grid, k) is not None]  # columns only where they vary
+    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", "steps", *tuned, "seed", "role", "C", "memory"):
         table.add_column(col, justify="right")
     for r, mem in zip(runs, memories):
         m = r.model
+        hyper = {"lr": f"{r.optim.lr:.3g}", "batch_size": str(r.batch_size)}
         table.add_row(
             r.run_id, str(m.n_layers), str(m.d_model), str(m.n_heads), f"{r.N:,}", f"{r.N_total:,}",
-            f"{r.D:,}", f"{r.D / r.N:.1f}", f"{r.steps:,}", str(r.seed), role(r), f"{r.C:.3g}", f"{mem.total / GIB:.3g}",
+            f"{r.D:,}", f"{r.D / r.N:.1f}", f"{r.steps:,}", *(hyper[k] for k in tuned), str(r.seed), role(r),
+            f"{r.C:.3g}", f"{mem.total / GIB:.3g}",
         )  # fmt: skip
     console.print(table)
     parallel = max_parallel(sweep.launch, len(runs))
