@@ -107,9 +107,10 @@ def fit_power_law(x, L, irreducible: bool = False, name: str = "X", at: str = ""
     return PowerLaw(name, float(np.exp(e)), float(np.exp(log_a)), float(b), len(lx), at)
 
 
-def _huber_objective(p, lN, lD, lL, delta):
-    """Sum of Huber(log L_pred - log L) and its gradient, for p = (log E, log A, log B, alpha, beta).
-    Vectorised over leading axes of p (shape (..., 5)) for scoring many starts at once."""
+def _residuals(p, lN, lD, lL):
+    """log L_pred - log L for p = (log E, log A, log B, alpha, beta), the law written as a
+    log-sum-exp of its three terms; with the terms' exp(term - max) (3, ..., n) and their sum, whose
+    ratio is the softmax that derivatives need. Vectorised over leading axes of p (shape (..., 5))."""
     e, a, b, alpha, beta = np.moveaxis(np.asarray(p, dtype=float), -1, 0)
     terms = np.stack(
         np.broadcast_arrays(e[..., None], a[..., None] - alpha[..., None] * lN, b[..., None] - beta[..., None] * lD)
@@ -117,14 +118,23 @@ def _huber_objective(p, lN, lD, lL, delta):
     top = terms.max(axis=0)
     w = np.exp(terms - top)
     total = w.sum(axis=0)
-    r = top + np.log(total) - lL
-    huber = np.where(np.abs(r) <= delta, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta))
+    return top + np.log(total) - lL, w, total
+
+
+def _huber(r, delta):
+    return np.where(np.abs(r) <= delta, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta))
+
+
+def _huber_objective(p, lN, lD, lL, delta):
+    """Sum of Huber(log L_pred - log L) and its gradient, for p = (log E, log A, log B, alpha, beta).
+    Vectorised over leading axes of p (shape (..., 5)) for scoring many starts at once."""
+    r, w, total = _residuals(p, lN, lD, lL)
     g = np.clip(r, -delta, delta) / total  # dHuber/dr times 1/sum(w): w/total are the softmax weights
     grad = np.stack(
         [(g * w[0]).sum(-1), (g * w[1]).sum(-1), (g * w[2]).sum(-1), -(g * w[1] * lN).sum(-1), -(g * w[2] * lD).sum(-1)],
         axis=-1,
     )
-    return huber.sum(-1), grad
+    return _huber(r, delta).sum(-1), grad
 
 
 # Box for (log E, log A, log B, alpha, beta): wide enough to hold every published fit inside,
@@ -150,14 +160,20 @@ def _grid_recipe(lN, lD, lL, delta):
     return [_lbfgs(p0, lN, lD, lL, delta) for p0 in starts]
 
 
+def _varpro_design(lN, lD, lL):
+    """VARPRO_GRID's cells (alpha, beta), and for each the linear part's design (cells, points, 3):
+    columns 1, N^-alpha, D^-beta for E, A, B, rows divided by L so that residuals are relative."""
+    alpha, beta = (g.ravel() for g in np.meshgrid(VARPRO_GRID, VARPRO_GRID, indexing="ij"))
+    X = np.stack(np.broadcast_arrays(1.0, np.exp(-alpha[:, None] * lN), np.exp(-beta[:, None] * lD)), axis=-1)
+    return alpha, beta, X / np.exp(lL)[:, None]
+
+
 def _varpro(lN, lD, lL, delta):
     """For each (alpha, beta) on VARPRO_GRID: E, A, B >= 0 by least squares on relative residuals
     (L_pred - L) / L, which approximate the log residuals; score by the Huber objective; polish
     the best few cells with L-BFGS-B on all five parameters."""
     L = np.exp(lL)
-    alpha, beta = (g.ravel() for g in np.meshgrid(VARPRO_GRID, VARPRO_GRID, indexing="ij"))
-    X = np.stack(np.broadcast_arrays(1.0, np.exp(-alpha[:, None] * lN), np.exp(-beta[:, None] * lD)), axis=-1)
-    X = X / L[:, None]  # (cells, points, 3): rows scaled so residuals are relative
+    alpha, beta, X = _varpro_design(lN, lD, lL)
     # All cells at once by the normal equations; cells whose solution leaves the feasible set
     # (a negative E, A or B) are solved again, one by one, with NNLS.
     coef = np.linalg.solve(X.transpose(0, 2, 1) @ X + 1e-12 * np.eye(3), X.sum(axis=1)[..., None])[..., 0]
