@@ -13,23 +13,9 @@ import pandas as pd
 
 from ..errors import FitError
 from .laws import DEFAULTS, PARAMS, Chinchilla, compute_optimal, fit_chinchilla, frontier_exponents
+from .resample_fits import fit_resamples, resample_counts
 
 LEVEL = 0.95
-RESAMPLES_PER_WORKER = 100  # fewer do not repay a worker's start (~2 s of imports); by default, that is
-
-
-def _resample_fits(N, D, L, seeds, huber_delta, method) -> list[tuple | None]:
-    """Fits on bootstrap resamples of the runs, one per seed (None where a resample is degenerate)."""
-    out = []
-    for seed in seeds:
-        idx = np.random.default_rng(seed).integers(0, len(L), len(L))
-        try:
-            law = fit_chinchilla(N[idx], D[idx], L[idx], huber_delta, method)
-        except FitError:
-            out.append(None)
-            continue
-        out.append(tuple(getattr(law, k) for k in PARAMS))
-    return out
 
 
 @contextlib.contextmanager
@@ -50,14 +36,24 @@ def _single_threaded_children():
 
 
 def bootstrap(df: pd.DataFrame, n: int = DEFAULTS.bootstrap, huber_delta: float = DEFAULTS.huber_delta,
-              method: str = DEFAULTS.method, seed: int = 0, workers: int | None = None) -> list[Chinchilla]:
-    """L(N,D) refitted on n resamples of the runs (with replacement), spread over processes.
-    Resamples with too few distinct N or D to fit are dropped."""
+              seed: int = 0) -> list[Chinchilla]:
+    """L(N,D) refitted on n resamples of the runs (with replacement), all at once (resample_fits.py:
+    variable projection's starts and the full data's fit, whatever fit.method says). Resamples
+    with too few distinct N or D to fit are dropped."""
     N, D, L = (df[c].to_numpy(dtype=float) for c in ("N", "D", "L"))
-    seeds = [seed * 1_000_003 + i for i in range(n)]
-    workers = max(1, min(workers or min(len(os.sched_getaffinity(0)), n // RESAMPLES_PER_WORKER), n))
-    rows = in_processes(_resample_fits, [(N, D, L, c, huber_delta, method) for c in seed_chunks(seeds, workers)])
-    return [Chinchilla(*r, objective=float("nan"), n_points=len(L)) for r in rows if r is not None]
+    try:
+        law = fit_chinchilla(N, D, L, huber_delta)
+    except FitError:
+        return []
+    lN, lD, lL = np.log(N), np.log(D), np.log(L)
+    counts = resample_counts(len(L), [seed * 1_000_003 + i for i in range(n)])
+    counts = counts[[min(len(np.unique(lN[c > 0])), len(np.unique(lD[c > 0]))) >= 2 for c in counts]]
+    if not len(counts):
+        return []
+    start = np.array([np.log(law.E), np.log(law.A), np.log(law.B), law.alpha, law.beta])
+    p, f = fit_resamples(start, lN, lD, lL, counts, huber_delta)
+    return [Chinchilla(*np.exp(x[:3]).tolist(), float(x[3]), float(x[4]), objective=float(o), n_points=len(L))
+            for x, o in zip(p, f)]
 
 
 def seed_chunks(seeds: list[int], workers: int) -> list[list[int]]:
