@@ -114,7 +114,8 @@ def test_compute_optimal_is_the_minimum_on_the_budget():
 def test_predictions_carry_intervals_that_contain_the_truth():
     runs = grid_runs(noise=0.01, seed=3)
     law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
-    boots = bootstrap(runs, 100)
+    boots = bootstrap(runs, 100, workers=2)
+    assert [m.alpha for m in boots] == [m.alpha for m in bootstrap(runs, 100, workers=1)]
     at_C = predict(law, boots, C=1e21)
     N_true, D_true = compute_optimal(TRUTH, 1e21)
     lo, hi = at_C["N_opt"]["ci"]

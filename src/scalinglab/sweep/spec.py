@@ -196,8 +196,7 @@ class FitSpec(_Section):
     huber_delta: Float = Field(1e-3, gt=0)
     """Huber threshold on log-loss residuals for the L(N,D) fit (Hoffmann et al. 2022)."""
     method: Literal["varpro", "grid"] = "varpro"
-    """varpro: variable projection (fast); grid: L-BFGS-B from Hoffmann's 4,500 starts (minutes). The
-    fit of the data only: bootstrap resamples are always solved from variable projection's starts."""
+    """varpro: variable projection (fast); grid: L-BFGS-B from Hoffmann's 4,500 starts (minutes)."""
     bootstrap: Int = Field(200, ge=0)
     """Bootstrap resamples of the runs for confidence intervals (0: none)."""
     holdout_fraction: Float = Field(0.2, ge=0, lt=1)
