@@ -82,3 +82,26 @@ def test_isoflop_design_spends_each_budget_on_every_size():
         assert all(r.D == r.steps * r.batch_size * r.model.seq_len for r in at)
     with pytest.raises(SpecError, match=r"grid.C: budgets 1e\+12 and 1.1e\+12 are closer than 1.25x"):
         parse({"name": "s", "grid": {"N": [2e4], "C": [1e12, 1.1e12]}})
+
+
+def test_points_plan_exactly_the_listed_pairs_with_the_product_grids_ids():
+    product = planner.plan(parse({"name": "s", "grid": {"N": [2e4, 8e4], "D": [1e5, 2e5]}}))
+    pairs = [{"N": 8e4, "D": 1e5}, {"N": 2e4, "D": 2e5}, {"N": 2e4, "D": 1e5}]
+    runs = planner.plan(parse({"name": "s", "grid": {"points": pairs}}))
+    assert len(runs) == 3  # not the 2 x 3 product of the values
+    by_point = {(r.N, r.D): r.run_id for r in product}
+    assert {r.run_id for r in runs} == {by_point[(r.N, r.D)] for r in runs}  # a point is the same run as in a product
+    largest = (max(r.N for r in product), max(r.D for r in product))
+    assert {(r.N, r.D) for r in runs} == {(r.N, r.D) for r in product} - {largest}
+
+
+@pytest.mark.parametrize("grid,message", [
+    ({"points": []}, r"^grid.points: empty list"),
+    ({"points": [{"N": 2e4, "D": 1e5}], "D": [1e5]}, r"^grid.D: not used with grid.points"),
+    ({"points": [{"N": 2e4, "D": 1e5}, {"N": 2.01e4, "D": 1.0001e5}]}, r"^grid.points\[1\].D: 100,010 tokens: the same run as grid.points\[0\]"),
+    ({"points": [{"N": 2e4}]}, r"^grid.points\[0\].D: required, but missing$"),
+    ({"points": [{"N": 2e4, "D": 1e3}]}, r"^grid.points\[0\].D: 1,000 tokens = 0.488 batches .* at least 10 steps"),
+])
+def test_bad_points_are_refused_naming_the_entry(grid, message):
+    with pytest.raises(SpecError, match=message):
+        planner.plan(parse({"name": "s", "grid": grid}))

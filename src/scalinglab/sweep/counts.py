@@ -88,8 +88,11 @@ def shape_for(N_target: float, model: ModelSpec) -> Shape:
 
 
 def shapes(spec: SweepSpec) -> list[Shape]:
-    """The sweep's model shapes, as given or by the shape rule; the same shape twice is refused."""
+    """The sweep's model shapes, as given or by the shape rule; the same shape twice is refused,
+    except from grid.points, where several points may share a size."""
     g, m = spec.grid, spec.model
+    if g.points is not None:
+        return list(dict.fromkeys(shape_for(p.N, m) for p in g.points))
     if g.shapes is not None:
         out = [Shape(s.n_layers, s.d_model, s.n_heads, s.d_ff or round(m.mlp_ratio * s.d_model)) for s in g.shapes]
         where = "grid.shapes"

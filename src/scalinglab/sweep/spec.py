@@ -66,6 +66,13 @@ class Shape(_Section):
     d_ff: Int | None = Field(None, ge=1)
 
 
+class Point(_Section):
+    N: Positive
+    """Target non-embedding parameters; the shape rule picks the shape."""
+    D: Positive
+    """Training tokens."""
+
+
 class GridSpec(_Section):
     N: list[Positive] | None = None
     """Target non-embedding parameter counts; the shape rule picks (n_layers, d_model, n_heads)."""
@@ -77,6 +84,8 @@ class GridSpec(_Section):
     """Training tokens as a multiple of each model's N, instead of D."""
     C: list[Positive] | None = None
     """IsoFLOP design, instead of D: compute budgets (FLOPs); every size trains to each budget."""
+    points: list[Point] | None = None
+    """Explicit (N, D) pairs, instead of the N x D product (`scalinglab suggest` writes these)."""
 
 
 class TrainSpec(_Section):
@@ -240,10 +249,22 @@ def _check_unused(spec: SweepSpec) -> None:
                             f"only with {only}; remove it or change {section}.{chooser}")
 
 
-def _check_grid(spec: SweepSpec) -> None:
+def _check_points(spec: SweepSpec) -> None:
+    g = spec.grid
+    given = [k for k in ("N", "shapes", "D", "tokens_per_param", "C") if getattr(g, k) is not None]
+    if given:
+        raise SpecError(f"grid.{given[0]}: not used with grid.points, which gives each run's N and D; remove one of them")
+    if not g.points:
+        raise SpecError("grid.points: empty list; give at least one {N, D}")
+    if len(g.points) * len(spec.seeds) > spec.launch.max_runs:
+        raise SpecError(f"grid.points: {len(g.points) * len(spec.seeds):,} runs (points x seeds) is more than "
+                        f"launch.max_runs {spec.launch.max_runs:,}; shorten the list or raise the limit")
+
+
+def _check_product(spec: SweepSpec) -> None:
     g = spec.grid
     if (g.N is None) == (g.shapes is None):
-        raise SpecError("grid: give exactly one of 'N' (target sizes) or 'shapes'")
+        raise SpecError("grid: give exactly one of 'N' (target sizes) or 'shapes' (or 'points', (N, D) pairs)")
     if sum(x is not None for x in (g.D, g.tokens_per_param, g.C)) != 1:
         raise SpecError("grid: give exactly one of 'D' (tokens), 'tokens_per_param' or 'C' (IsoFLOP budgets)")
     for key in ("N", "shapes", "D", "tokens_per_param", "C"):
@@ -260,6 +281,13 @@ def _check_grid(spec: SweepSpec) -> None:
     if n_runs > spec.launch.max_runs:
         raise SpecError(f"grid: {n_runs:,} runs (sizes x data sizes x seeds) is more than launch.max_runs "
                         f"{spec.launch.max_runs:,}; shorten the lists or raise the limit")
+
+
+def _check_grid(spec: SweepSpec) -> None:
+    if spec.grid.points is not None:
+        _check_points(spec)
+    else:
+        _check_product(spec)
     if len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds: {spec.seeds} repeats a seed")
 
