@@ -40,6 +40,16 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
                    help=f"extrapolation check: share of the largest runs held out (default {FitSpec.model_fields['holdout_fraction'].default})")
 
 
+def _suggest_command(sub) -> None:
+    suggest = sub.add_parser("suggest", help="the next runs that most narrow the predicted loss at a target compute, as a sweep YAML")
+    suggest.add_argument("path", help="results/<sweep> folder")
+    suggest.add_argument("--target", required=True, metavar="C=FLOPS", help="the compute to predict the loss at, e.g. C=1e21 (C = 6ND)")
+    suggest.add_argument("--budget", type=float, metavar="FLOPS", help="FLOPs (6ND) the runs may spend (default: as much as the sweep's runs)")
+    suggest.add_argument("--out", metavar="FILE", help="the sweep YAML to write (default: <sweep>-suggest.yaml)")
+    _law_flags(suggest)
+    suggest.set_defaults(command=("suggest", "main"))
+
+
 def _model_commands(sub) -> None:
     """The verbs that take a finished run's weights out: export, sample."""
     export = sub.add_parser("export", help="write a finished run as a Hugging Face transformers model folder")
@@ -102,14 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_flags(fit)
     fit.set_defaults(command=("fit", "main"))
 
-    suggest = sub.add_parser("suggest", help="the next runs that most narrow the predicted loss at a target compute, as a sweep YAML")
-    suggest.add_argument("path", help="results/<sweep> folder")
-    suggest.add_argument("--target", required=True, metavar="C=FLOPS", help="the compute to predict the loss at, e.g. C=1e21 (C = 6ND)")
-    suggest.add_argument("--budget", type=float, metavar="FLOPS", help="FLOPs (6ND) the runs may spend (default: as much as the sweep's runs)")
-    suggest.add_argument("--out", metavar="FILE", help="the sweep YAML to write (default: <sweep>-suggest.yaml)")
-    _law_flags(suggest)
-    suggest.set_defaults(command=("suggest", "main"))
-
+    _suggest_command(sub)
     _model_commands(sub)
 
     report = sub.add_parser("report", help="write results/<sweep>/report.html: figures, laws, held-out checks, runs")
