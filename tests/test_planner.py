@@ -95,11 +95,19 @@ def test_points_plan_exactly_the_listed_pairs_with_the_product_grids_ids():
     assert {(r.N, r.D) for r in runs} == {(r.N, r.D) for r in product} - {largest}
 
 
+def test_a_point_may_give_a_shape_instead_of_N():
+    shape = {"n_layers": 4, "d_model": 32, "n_heads": 2}
+    product = planner.plan(parse({"name": "s", "grid": {"shapes": [shape], "D": [1e5]}}))
+    assert [r.run_id for r in planner.plan(parse({"name": "s", "grid": {"points": [{"shape": shape, "D": 1e5}]}}))] == [product[0].run_id]
+
+
 @pytest.mark.parametrize("grid,message", [
     ({"points": []}, r"^grid.points: empty list"),
+    ({"points": [{"N": 2e4, "shape": {"n_layers": 1, "d_model": 32, "n_heads": 2}, "D": 1e5}]}, r"^grid.points\[0\]: give exactly one of 'N'"),
     ({"points": [{"N": 2e4, "D": 1e5}], "D": [1e5]}, r"^grid.D: not used with grid.points"),
     ({"points": [{"N": 2e4, "D": 1e5}, {"N": 2.01e4, "D": 1.0001e5}]}, r"^grid.points\[1\].D: 100,010 tokens: the same run as grid.points\[0\]"),
     ({"points": [{"N": 2e4}]}, r"^grid.points\[0\].D: required, but missing$"),
+    ({"points": [{"D": 1e5}]}, r"^grid.points\[0\]: give exactly one of 'N'"),
     ({"points": [{"N": 2e4, "D": 1e3}]}, r"^grid.points\[0\].D: 1,000 tokens = 0.488 batches .* at least 10 steps"),
 ])
 def test_bad_points_are_refused_naming_the_entry(grid, message):

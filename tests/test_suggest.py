@@ -61,12 +61,13 @@ def test_suggest_writes_a_sweep_that_plan_plans_exactly(study, tmp_path, capsys)
     doc = yaml.safe_load(text)
     assert doc["name"] == "cpu-study" and json.loads((study / "sweep.json").read_text())["train"].items() <= doc["train"].items()
     points = doc["grid"]["points"]
-    assert points and sum(6 * p["N"] * p["D"] for p in points) <= 2e13
+    assert points and all(p["shape"]["n_layers"] == 4 for p in points)  # the study's family of shapes, not the shape rule's
     assert text.count("% of the target's variance") == len(points)  # a line per run saying why
     capsys.readouterr()
     assert main(["plan", str(out), "--json", str(tmp_path / "plan.json")]) == 0
     planned = [r for r in json.loads((tmp_path / "plan.json").read_text()) if r["role"] != "trunk"]
-    assert sorted((r["N"], r["D"]) for r in planned) == sorted((p["N"], p["D"]) for p in points)
+    assert sorted((r["d_model"], r["D"]) for r in planned) == sorted((p["shape"]["d_model"], p["D"]) for p in points)
+    assert sum(6 * r["N"] * r["D"] for r in planned) <= 2e13
     assert not {r["run_id"] for r in planned} & {d.name for d in (study / "runs").iterdir()}  # new runs, same folder
 
 

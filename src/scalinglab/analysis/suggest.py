@@ -60,14 +60,16 @@ def noise_variance(law: Chinchilla, runs: pd.DataFrame) -> float:
     return float(np.mean(np.log(runs["L"] / law(runs["N"], runs["D"])) ** 2))
 
 
-def candidate_grid(runs: pd.DataFrame, law: Chinchilla, C: float, budget: float, n: int = GRID_POINTS):
+def candidate_grid(runs: pd.DataFrame, law: Chinchilla, C: float, budget: float, n: int = GRID_POINTS,
+                   sizes: np.ndarray | None = None):
     """(N, D) on a log grid from the smallest run to the larger of the largest run and the
-    target's compute-optimal allocation, each with 6ND <= budget and tokens per parameter D/N
+    target's compute-optimal allocation (N: `sizes` instead, where the sweep's sizes are fixed),
+    each with 6ND <= budget and tokens per parameter D/N
     within the span of the runs' and the target's: the law is trusted where it was fitted, and
     a tiny model on endless (repeated) data tests a regime the target does not need."""
     N_opt, D_opt = compute_optimal(law, C)
     axes = [np.geomspace(runs[k].min(), max(runs[k].max(), opt), n) for k, opt in (("N", N_opt), ("D", D_opt))]
-    N, D = (a.ravel() for a in np.meshgrid(*axes, indexing="ij"))
+    N, D = (a.ravel() for a in np.meshgrid(axes[0] if sizes is None else sizes, axes[1], indexing="ij"))
     ratios = np.append(runs["D"] / runs["N"], D_opt / N_opt)
     keep = (6 * N * D <= budget) & (D / N >= ratios.min()) & (D / N <= ratios.max())
     return N[keep], D[keep]

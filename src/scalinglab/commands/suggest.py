@@ -5,6 +5,7 @@ Imports no JAX."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..analysis.uncertainty import bootstrap, predict
 from ..errors import FitError, UsageError
 from ..store.files import read_record, write_text
 from ..store.layout import SweepDir
-from ..sweep.counts import shape_for
+from ..sweep.counts import Shape, shape_for, shapes
 from ..sweep.planner import MIN_STEPS
 from ..sweep.read import parse
 from ..sweep.spec import SweepSpec
@@ -47,15 +48,22 @@ def saved_spec(sweep: SweepDir) -> SweepSpec:
     return parse(saved, str(sweep.sweep_json))
 
 
+def family(spec: SweepSpec) -> dict[int, Shape]:
+    """N -> shape, for a sweep of listed shapes (grid.shapes): new runs keep to those sizes, as a
+    law fitted on one family of shapes (say, 4 layers, only the width growing) says nothing of
+    another's. Empty where the shape rule picks the sizes."""
+    return {s.N: s for s in shapes(spec)} if spec.grid.shapes is not None else {}
+
+
 def realisable(spec: SweepSpec, N: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates as the planner trains them: N of the shape the rule picks (one that the rule
-    picks again from that N, so the YAML plans exactly it), D in whole batches of at least
-    MIN_STEPS steps; repeats dropped."""
-    tokens = spec.train.batch_size * spec.model.seq_len
+    """Candidates as the planner trains them: N of a listed shape, or of the shape the rule picks
+    (one that the rule picks again from that N, so the YAML plans exactly it), D in whole batches
+    of at least MIN_STEPS steps; repeats dropped."""
+    tokens, listed = spec.train.batch_size * spec.model.seq_len, family(spec)
     pairs = set()
     for n, d in zip(N, D):
-        n_shape = shape_for(n, spec.model).N
-        if shape_for(n_shape, spec.model).N == n_shape:
+        n_shape = n if n in listed else shape_for(n, spec.model).N
+        if n in listed or shape_for(n_shape, spec.model).N == n_shape:
             pairs.add((n_shape, max(MIN_STEPS, round(d / tokens)) * tokens))
     return tuple(np.array(v, dtype=float) for v in zip(*sorted(pairs))) if pairs else (np.array([]), np.array([]))
 
@@ -66,11 +74,12 @@ def sweep_yaml(spec: SweepSpec, name: str, s: Suggestion, C: float, budget: floa
     header = (f"# scalinglab suggest {source} --target C={C:.4g} --budget {budget:.4g}: the runs expected to narrow\n"
               f"# the bootstrap interval of the loss predicted at C most per FLOP (C = 6ND), by {1 - s.left ** 0.5:.0%} together.\n"
               f"# scalinglab run this file --results {source.parent} adds them to {source}/; refit with scalinglab fit {source}\n")
-    lines = ["grid:", "  points:"]
+    lines, listed = ["grid:", "  points:"], family(spec)
     for i, p in enumerate(s.picks):
         lines.append(f"    # {i + 1}: removes {p.share:.1%} of the target's variance ({p.share / total:.0%} of what these runs "
                      f"remove); 6ND = {p.cost:.3g} FLOPs, {p.cost / budget:.1%} of the budget")
-        lines.append(f"    - {{N: {p.N:.0f}, D: {p.D:.0f}}}")
+        size = f"shape: {yaml.safe_dump(dataclasses.asdict(listed[p.N]), default_flow_style=True).strip()}" if p.N in listed else f"N: {p.N:.0f}"
+        lines.append(f"    - {{{size}, D: {p.D:.0f}}}")
     rest = {k: v for k, v in spec.model_dump(mode="json").items() if k not in ("name", "grid", "seeds")}
     return (header + yaml.safe_dump({"name": name}) + "\n".join(lines) + "\n"
             + yaml.safe_dump({"seeds": spec.seeds[:1], **rest}, sort_keys=False))  # one run a point: what was scored
@@ -99,7 +108,8 @@ def main(args, console: Console) -> int:
     except FitError as e:
         raise FitError(f"{sweep.path}: {e}; train more runs (a grid of N x D) before asking what to train next") from None
     budget = args.budget or float((6 * runs["N"] * runs["D"]).sum())
-    N, D = realisable(spec, *candidate_grid(runs, law, C, budget))
+    sizes = np.array(sorted(family(spec)), dtype=float) if family(spec) else None
+    N, D = realisable(spec, *candidate_grid(runs, law, C, budget, sizes=sizes))
     if not (6 * N * D <= budget).any():
         raise UsageError(f"--budget {budget:.3g}: less than the cheapest run worth suggesting; give at least {(6 * N * D).min():.3g}"
                          if len(N) else f"--budget {budget:.3g}: too small for a run of {MIN_STEPS} steps; give more")

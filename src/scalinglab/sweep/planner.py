@@ -12,7 +12,7 @@ from ..data.sources import fingerprint
 from ..errors import SpecError
 from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES
-from .counts import Shape, count_N_total, flops_per_token, shape_for, shapes
+from .counts import Shape, count_N_total, flops_per_token, point_shape, shapes
 from .evalspec import run_fields
 from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
 from .spec import SweepSpec
@@ -74,7 +74,7 @@ def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
     tps = t.batch_size * spec.model.seq_len
     batch = f"batches of {tps:,} tokens (train.batch_size {t.batch_size} x model.seq_len {spec.model.seq_len})"
     if g.points is not None:
-        asked = [(f"grid.points[{i}].D: {p.D:,.0f} tokens", p.D) for i, p in enumerate(g.points) if shape_for(p.N, spec.model) == shape]
+        asked = [(f"grid.points[{i}].D: {p.D:,.0f} tokens", p.D) for i, p in enumerate(g.points) if point_shape(p, spec.model) == shape]
     elif g.D is not None:
         asked = [(f"grid.D[{i}]: {D:,.0f} tokens", D) for i, D in enumerate(g.D)]
     elif g.tokens_per_param is not None:

@@ -67,8 +67,10 @@ class Shape(_Section):
 
 
 class Point(_Section):
-    N: Positive
+    N: Positive | None = None
     """Target non-embedding parameters; the shape rule picks the shape."""
+    shape: Shape | None = None
+    """The model's shape, instead of N (a sweep of grid.shapes keeps its family of shapes)."""
     D: Positive
     """Training tokens."""
 
@@ -256,6 +258,11 @@ def _check_points(spec: SweepSpec) -> None:
         raise SpecError(f"grid.{given[0]}: not used with grid.points, which gives each run's N and D; remove one of them")
     if not g.points:
         raise SpecError("grid.points: empty list; give at least one {N, D}")
+    for i, p in enumerate(g.points):
+        if (p.N is None) == (p.shape is None):
+            raise SpecError(f"grid.points[{i}]: give exactly one of 'N' (a target size) or 'shape', and D")
+        if p.shape and p.shape.d_model % p.shape.n_heads:
+            raise SpecError(f"grid.points[{i}].shape.n_heads: d_model {p.shape.d_model} is not divisible by n_heads {p.shape.n_heads}")
     if len(g.points) * len(spec.seeds) > spec.launch.max_runs:
         raise SpecError(f"grid.points: {len(g.points) * len(spec.seeds):,} runs (points x seeds) is more than "
                         f"launch.max_runs {spec.launch.max_runs:,}; shorten the list or raise the limit")
