@@ -75,11 +75,13 @@ def study(tmp_path_factory) -> Path:
     return Path(shutil.copytree(ROOT / "results" / "cpu-study", tmp_path_factory.mktemp("house") / "cpu-study"))
 
 
-@pytest.mark.parametrize("verb", ["--help", "plan", "prepare", "status", "fit", "plot"])
+@pytest.mark.parametrize("verb", ["--help", "plan", "prepare", "status", "fit", "plot", "suggest"])
 def test_the_command_line_never_imports_jax(verb, study):
     sweep = str(ROOT / "sweeps" / "cpu-study.yaml")
     args = {"--help": ["--help"], "plan": ["plan", sweep], "prepare": ["prepare", sweep], "status": ["status", str(study)],
-            "fit": ["fit", str(study), "--bootstrap", "0"], "plot": ["plot", str(study), "--bootstrap", "0"]}[verb]
+            "fit": ["fit", str(study), "--bootstrap", "0"], "plot": ["plot", str(study), "--bootstrap", "0"],
+            "suggest": ["suggest", str(study), "--target", "C=1e16", "--budget", "2e13", "--bootstrap", "10",
+                        "--out", str(study.parent / "next.yaml")]}[verb]
     out = subprocess.run([sys.executable, "-c", CLI_WITHOUT_JAX, *args], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
 

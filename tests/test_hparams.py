@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.analysis.hparams import tune, tuned_axes
+from scalinglab.analysis.hparams import predicted, tune, tuned_axes
 from scalinglab.analysis.laws import Chinchilla
 from scalinglab.analysis.plot import plot_all
 from scalinglab.analysis.report import analyze
@@ -54,6 +54,10 @@ def test_noise_free_optima_and_laws_are_recovered_exactly():
     assert nd["exponents"] == pytest.approx({"N": -0.3, "D": -0.1}, abs=1e-4) and nd["a"] == pytest.approx(30, rel=1e-3)
     assert bc["exponents"]["C"] == pytest.approx(0.25, abs=1e-6) and bc["a"] == pytest.approx(0.05, rel=1e-5)
     json.dumps(summary)  # fit.json stores it
+    # What suggest gives a new run beyond the grid: the laws' optimum there.
+    new = predicted(summary, 1e8, 2e10)
+    assert new["lr"] == pytest.approx(lr_true(1e8, 2e10), rel=0.01)
+    assert new["batch_size"] == pytest.approx(batch_true(6 * 1e8 * 2e10), rel=0.01)
 
 
 def test_noisy_sweep_intervals_cover_the_true_exponents_and_noise():

@@ -108,3 +108,47 @@ def test_lr_axis_with_cooldown_branches_gives_each_lr_its_own_trunk():
         if r.role == "run":
             trunk = next(t for t in trunks if t.run_id == r.trunk_id)
             assert trunk.optim.lr == r.optim.lr
+
+
+def test_points_plan_exactly_the_listed_pairs_with_the_product_grids_ids():
+    product = planner.plan(parse({"name": "s", "grid": {"N": [2e4, 8e4], "D": [1e5, 2e5]}}))
+    pairs = [{"N": 8e4, "D": 1e5}, {"N": 2e4, "D": 2e5}, {"N": 2e4, "D": 1e5}]
+    runs = planner.plan(parse({"name": "s", "grid": {"points": pairs}}))
+    assert len(runs) == 3  # not the 2 x 3 product of the values
+    by_point = {(r.N, r.D): r.run_id for r in product}
+    assert {r.run_id for r in runs} == {by_point[(r.N, r.D)] for r in runs}  # a point is the same run as in a product
+    largest = (max(r.N for r in product), max(r.D for r in product))
+    assert {(r.N, r.D) for r in runs} == {(r.N, r.D) for r in product} - {largest}
+
+
+def test_a_point_may_give_a_shape_instead_of_N():
+    shape = {"n_layers": 4, "d_model": 32, "n_heads": 2}
+    product = planner.plan(parse({"name": "s", "grid": {"shapes": [shape], "D": [1e5]}}))
+    assert [r.run_id for r in planner.plan(parse({"name": "s", "grid": {"points": [{"shape": shape, "D": 1e5}]}}))] == [product[0].run_id]
+
+
+@pytest.mark.parametrize("grid,message", [
+    ({"points": []}, r"^grid.points: empty list"),
+    ({"points": [{"N": 2e4, "shape": {"n_layers": 1, "d_model": 32, "n_heads": 2}, "D": 1e5}]}, r"^grid.points\[0\]: give exactly one of 'N'"),
+    ({"points": [{"N": 2e4, "D": 1e5}], "D": [1e5]}, r"^grid.D: not used with grid.points"),
+    ({"points": [{"N": 2e4, "D": 1e5}, {"N": 2.01e4, "D": 1.0001e5}]}, r"^grid.points\[1\].D: 100,010 tokens: the same run as grid.points\[0\]"),
+    ({"points": [{"N": 2e4}]}, r"^grid.points\[0\].D: required, but missing$"),
+    ({"points": [{"D": 1e5}]}, r"^grid.points\[0\]: give exactly one of 'N'"),
+    ({"points": [{"N": 2e4, "D": 1e3}]}, r"^grid.points\[0\].D: 1,000 tokens = 0.488 batches .* at least 10 steps"),
+])
+def test_bad_points_are_refused_naming_the_entry(grid, message):
+    with pytest.raises(SpecError, match=message):
+        planner.plan(parse({"name": "s", "grid": grid}))
+
+
+def test_points_with_their_own_lr_and_batch_are_the_tuned_grids_runs():
+    product = planner.plan(parse({"name": "s", "grid": {"N": [2e4, 8e4], "D": [1e5, 2e5], "lr": [1e-3, 3e-3], "batch_size": [8, 16]}}))
+    ids = {(r.N, r.D, r.optim.lr, r.batch_size): r.run_id for r in product}
+    points = [{"N": 8e4, "D": 1e5, "lr": 1e-3, "batch_size": 8}, {"N": 2e4, "D": 2e5, "lr": 3e-3},
+              {"N": 8e4, "D": 2e5, "batch_size": 8}]
+    runs = planner.plan(parse({"name": "s", "grid": {"points": points}, "train": {"lr": 3e-3, "batch_size": 16}}))
+    assert len(runs) == 3
+    assert {ids[(r.N, r.D, r.optim.lr, r.batch_size)] for r in runs} == {r.run_id for r in runs}
+    assert sorted((r.optim.lr, r.batch_size) for r in runs) == [(1e-3, 8), (3e-3, 8), (3e-3, 16)]
+    with pytest.raises(SpecError, match=r"grid.lr: not used with a grid.points entry that gives its own lr"):
+        parse({"name": "s", "grid": {"points": points, "lr": [1e-3]}})

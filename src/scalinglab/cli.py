@@ -1,6 +1,6 @@
 """The `scalinglab` command line: argument parsing and dispatch to commands/. Bad input: one line
-on stderr, exit code 2. Importing this module, and running --help, plan, prepare, fit, plot or status,
-never imports JAX."""
+on stderr, exit code 2. Importing this module, and running --help, plan, prepare, fit, plot, suggest
+or status, never imports JAX."""
 
 from __future__ import annotations
 
@@ -25,14 +25,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _fit_flags(p: argparse.ArgumentParser) -> None:
-    """Overrides of the sweep's fit section (or of the defaults, for --csv)."""
+def _law_flags(p: argparse.ArgumentParser) -> None:
+    """Overrides of the sweep's fit section for L(N,D) and its bootstrap."""
     fields = FitSpec.model_fields
     p.add_argument("--method", choices=fields["method"].annotation.__args__, help=f"L(N,D) solver (default {fields['method'].default})")
     p.add_argument("--bootstrap", type=int, metavar="K", help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none)")
-    p.add_argument("--holdout", type=float, metavar="FRACTION",
-                   help=f"extrapolation check: share of the largest runs held out (default {fields['holdout_fraction'].default})")
     p.add_argument("--huber-delta", type=float, help=f"Huber threshold on log-loss residuals (default {fields['huber_delta'].default:g})")
+
+
+def _fit_flags(p: argparse.ArgumentParser) -> None:
+    """Overrides of the sweep's fit section (or of the defaults, for --csv)."""
+    _law_flags(p)
+    p.add_argument("--holdout", type=float, metavar="FRACTION",
+                   help=f"extrapolation check: share of the largest runs held out (default {FitSpec.model_fields['holdout_fraction'].default})")
+
+
+def _suggest_command(sub) -> None:
+    suggest = sub.add_parser("suggest", help="the next runs that most narrow the predicted loss at a target compute, as a sweep YAML")
+    suggest.add_argument("path", help="results/<sweep> folder")
+    suggest.add_argument("--target", required=True, metavar="C=FLOPS", help="the compute to predict the loss at, e.g. C=1e21 (C = 6ND)")
+    suggest.add_argument("--budget", type=float, metavar="FLOPS", help="FLOPs (6ND) the runs may spend (default: as much as the sweep's runs)")
+    suggest.add_argument("--out", metavar="FILE", help="the sweep YAML to write (default: <sweep>-suggest.yaml)")
+    _law_flags(suggest)
+    suggest.set_defaults(command=("suggest", "main"))
 
 
 def _model_commands(sub) -> None:
@@ -97,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_flags(fit)
     fit.set_defaults(command=("fit", "main"))
 
+    _suggest_command(sub)
     _model_commands(sub)
 
     report = sub.add_parser("report", help="write results/<sweep>/report.html: figures, laws, held-out checks, runs")

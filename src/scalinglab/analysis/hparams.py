@@ -171,3 +171,24 @@ def _law(form: str, y: np.ndarray, X: dict[str, np.ndarray], seed: int) -> dict:
         return {"form": form, **power_law(y, X, seed)}
     except FitError as e:
         return {"form": form, "skipped": str(e)}
+
+
+def predicted(summary: dict, N: float, D: float) -> dict[str, float]:
+    """The tuned hyperparameters for a new run at (N, D): lr from lr*(N, D) (else lr*(C)) and the
+    batch size from B*(C), where fitted, else the value of the cell nearest in C. C here is 6ND
+    scaled by the cells' own ratio of C to 6ND (their C counts every FLOP of the model)."""
+    laws, cells = summary["laws"], pd.DataFrame(summary["cells"])
+    C = 6 * N * D * float(np.median(cells["C"] / (6 * cells["N"] * cells["D"])))
+    nearest = cells.iloc[int(np.abs(np.log(cells["C"] / C)).argmin())]
+    out = {}
+    if "lr" in summary["axes"]:
+        law = next((laws[k] for k in ("lr_ND", "lr_C") if "skipped" not in laws[k]), None)
+        out["lr"] = float(f"{_at(law, N=N, D=D, C=C):.3g}") if law else float(nearest["lr_opt"])
+    if "batch_size" in summary["axes"]:
+        law = laws["batch_C"]
+        out["batch_size"] = max(1, round(_at(law, C=C))) if "skipped" not in law else int(nearest["batch_opt"])
+    return out
+
+
+def _at(law: dict, **x: float) -> float:
+    return law["a"] * float(np.prod([x[k] ** b for k, b in law["exponents"].items()]))

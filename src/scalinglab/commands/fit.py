@@ -26,7 +26,7 @@ def fit_spec(sweep: SweepDir | None, args) -> FitSpec:
     """The sweep's fit section (or the defaults), with command-line flags on top."""
     try:
         return saved_fit_spec(sweep, huber_delta=args.huber_delta, method=args.method, bootstrap=args.bootstrap,
-                              holdout_fraction=args.holdout)
+                              holdout_fraction=getattr(args, "holdout", None))  # suggest has no holdout
     except ValidationError as e:
         err = e.errors()[0]
         raise UsageError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None

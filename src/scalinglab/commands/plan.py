@@ -15,7 +15,7 @@ from ..launch.job import SHARED_GPU_MEMORY
 from ..launch.resources import GIB, device_memory_bytes, max_parallel, tpu_device_files
 from ..model.kernels import cpu_kernel_missing
 from ..sweep import memory, planner
-from ..sweep.counts import shapes
+from ..sweep.counts import point_shape, shapes
 from ..sweep.read import load
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec, SweepSpec, with_launch
@@ -136,10 +136,12 @@ def _gib(n: float) -> str:
 
 
 def _grid_entry(sweep: SweepSpec, run: RunSpec) -> str:
-    """The grid entry that asked for the run's shape: grid.N[i] or grid.shapes[i]."""
-    m = run.model
+    """The grid entry that asked for the run's shape: grid.N[i], grid.shapes[i] or grid.points[i]."""
+    m, g = run.model, sweep.grid
+    if g.points is not None:
+        return f"grid.points[{next(i for i, p in enumerate(g.points) if point_shape(p, sweep.model).N == run.N)}]"
     index = next(i for i, s in enumerate(shapes(sweep)) if (s.n_layers, s.d_model, s.n_heads, s.d_ff) == (m.n_layers, m.d_model, m.n_heads, m.d_ff))
-    return f"{'grid.shapes' if sweep.grid.shapes is not None else 'grid.N'}[{index}]"
+    return f"{'grid.shapes' if g.shapes is not None else 'grid.N'}[{index}]"
 
 
 def _what_to_do(sweep: SweepSpec, run: RunSpec, mem: memory.Memory, usable: float, n_runs: int) -> str:

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import SpecError
-from .spec import ModelSpec, SweepSpec
+from .spec import ModelSpec, Point, SweepSpec
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,20 @@ def shape_for(N_target: float, model: ModelSpec) -> Shape:
     return min((shape(lo), shape(lo + 1)), key=lambda s: abs(math.log(s.N / N_target)))
 
 
+def point_shape(point: Point, model: ModelSpec) -> Shape:
+    """A grid point's shape: as given, or the shape rule's for its N."""
+    if point.N is not None:
+        return shape_for(point.N, model)
+    s = point.shape
+    return Shape(s.n_layers, s.d_model, s.n_heads, s.d_ff or round(model.mlp_ratio * s.d_model))
+
+
 def shapes(spec: SweepSpec) -> list[Shape]:
-    """The sweep's model shapes, as given or by the shape rule; the same shape twice is refused."""
+    """The sweep's model shapes, as given or by the shape rule; the same shape twice is refused,
+    except from grid.points, where several points may share a size."""
     g, m = spec.grid, spec.model
+    if g.points is not None:
+        return list(dict.fromkeys(point_shape(p, m) for p in g.points))
     if g.shapes is not None:
         out = [Shape(s.n_layers, s.d_model, s.n_heads, s.d_ff or round(m.mlp_ratio * s.d_model)) for s in g.shapes]
         where = "grid.shapes"

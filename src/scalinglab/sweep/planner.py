@@ -1,4 +1,4 @@
-"""SweepSpec -> list[RunSpec]: the N x D grid (or IsoFLOP budgets), seeds and cooldown branches.
+"""SweepSpec -> list[RunSpec]: the N x D grid (or IsoFLOP budgets, or listed (N, D) points), seeds and cooldown branches.
 A pure function of the sweep (and of the corpus files' content, which names a corpus in run ids)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ..data.sources import fingerprint
 from ..errors import SpecError
 from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES
-from .counts import Shape, count_N_total, flops_per_token, shapes
+from .counts import Shape, count_N_total, flops_per_token, point_shape, shapes
 from .evalspec import run_fields
 from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
 from .spec import SweepSpec
@@ -73,19 +73,24 @@ def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
     g, t = spec.grid, spec.train
     tps = t.batch_size * spec.model.seq_len
     batch = f"batches of {tps:,} tokens (train.batch_size {t.batch_size} x model.seq_len {spec.model.seq_len})"
-    if g.D is not None:
+    if g.points is not None:
+        asked = [(f"grid.points[{i}].D: {p.D:,.0f} tokens", p.D) for i, p in enumerate(g.points) if point_shape(p, spec.model) == shape]
+    elif g.D is not None:
         asked = [(f"grid.D[{i}]: {D:,.0f} tokens", D) for i, D in enumerate(g.D)]
     elif g.tokens_per_param is not None:
         asked = [(f"grid.tokens_per_param[{i}]: {k:g} x N {shape.N:,}", k * shape.N) for i, k in enumerate(g.tokens_per_param)]
     else:  # IsoFLOP: each size gets the tokens that spend the budget
         asked = [(f"grid.C[{i}]: budget {C:.3g} at N {shape.N:,} ({fpt:,} FLOPs per token)", C / fpt) for i, C in enumerate(g.C)]
-    out = set()
+    out: dict[int, str] = {}
     for what, D in asked:
         steps = round(D / tps)
         if steps < MIN_STEPS:
             raise SpecError(f"{what} = {D / tps:.3g} {batch}; a run needs at least {MIN_STEPS} steps "
                             f"({MIN_STEPS * tps:,} tokens): raise it, or lower train.batch_size")
-        out.add(steps)
+        if g.points is not None and steps in out:  # listed pairs: the same run twice is a mistake, not a merge
+            raise SpecError(f"{what}: the same run as {out[steps].split(':')[0]} (n_layers {shape.n_layers}, d_model "
+                            f"{shape.d_model}, {steps:,} steps of {batch}); remove one of them")
+        out.setdefault(steps, what)
     return sorted(out)
 
 
@@ -112,13 +117,22 @@ def _branched(spec: SweepSpec, shape: Shape, data: DataConfig, all_steps: list[i
 
 
 def tuned(spec: SweepSpec) -> list[SweepSpec]:
-    """The sweep once per (lr, batch_size) of grid.lr x grid.batch_size, each with that setting as
-    its train.lr and train.batch_size; the sweep itself when neither list is given."""
-    g = spec.grid
-    settings = [{"lr": lr, "batch_size": b} for lr in g.lr or [spec.train.lr] for b in g.batch_size or [spec.train.batch_size]]
+    """The sweep once per (lr, batch_size) of grid.lr x grid.batch_size (or of grid.points that give
+    their own), each with that setting as its train.lr and train.batch_size; the sweep itself when
+    none is given."""
+    g, t = spec.grid, spec.train
+    if g.points is not None and any(p.lr or p.batch_size for p in g.points):  # each point's own, grouped
+
+        def setting(p):
+            return p.lr or t.lr, p.batch_size or t.batch_size
+
+        return [spec.model_copy(update={"grid": g.model_copy(update={"points": [p for p in g.points if setting(p) == k]}),
+                                        "train": t.model_copy(update={"lr": k[0], "batch_size": k[1]})})
+                for k in dict.fromkeys(map(setting, g.points))]
+    settings = [{"lr": lr, "batch_size": b} for lr in g.lr or [t.lr] for b in g.batch_size or [t.batch_size]]
     if g.lr is None and g.batch_size is None:
         return [spec]
-    return [spec.model_copy(update={"train": spec.train.model_copy(update=s)}) for s in settings]
+    return [spec.model_copy(update={"train": t.model_copy(update=s)}) for s in settings]
 
 
 def plan(spec: SweepSpec) -> list[RunSpec]:
@@ -131,7 +145,7 @@ def plan(spec: SweepSpec) -> list[RunSpec]:
         fpt = flops_per_token(shape.N, shape.n_layers, shape.d_model, spec.model.seq_len, vocab)
         for setting in tuned(spec):
             all_steps = _steps(setting, shape, fpt)
-            for seed in spec.seeds:
+            for seed in spec.seeds if all_steps else ():  # points of another setting only
                 if setting.train.cooldown_branches:
                     runs += _branched(setting, shape, data, all_steps, seed)
                 else:

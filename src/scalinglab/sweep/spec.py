@@ -66,6 +66,19 @@ class Shape(_Section):
     d_ff: Int | None = Field(None, ge=1)
 
 
+class Point(_Section):
+    N: Positive | None = None
+    """Target non-embedding parameters; the shape rule picks the shape."""
+    shape: Shape | None = None
+    """The model's shape, instead of N (a sweep of grid.shapes keeps its family of shapes)."""
+    D: Positive
+    """Training tokens."""
+    lr: Positive | None = None
+    """This run's learning rate, instead of train.lr (`scalinglab suggest` writes lr*(N, D))."""
+    batch_size: Count | None = None
+    """This run's batch size, instead of train.batch_size."""
+
+
 class GridSpec(_Section):
     N: list[Positive] | None = None
     """Target non-embedding parameter counts; the shape rule picks (n_layers, d_model, n_heads)."""
@@ -82,6 +95,8 @@ class GridSpec(_Section):
     best, from a parabola in log lr, and fit lr*(C) and lr*(N, D)."""
     batch_size: list[Count] | None = None
     """Batch sizes (sequences) to try at every (N, D), instead of train.batch_size: B*(C) likewise."""
+    points: list[Point] | None = None
+    """Explicit (N, D) pairs, instead of the N x D product (`scalinglab suggest` writes these)."""
 
 
 class TrainSpec(_Section):
@@ -245,10 +260,30 @@ def _check_unused(spec: SweepSpec) -> None:
                             f"only with {only}; remove it or change {section}.{chooser}")
 
 
-def _check_grid(spec: SweepSpec) -> None:
+def _check_points(spec: SweepSpec) -> None:
+    g = spec.grid
+    given = [k for k in ("N", "shapes", "D", "tokens_per_param", "C") if getattr(g, k) is not None]
+    if given:
+        raise SpecError(f"grid.{given[0]}: not used with grid.points, which gives each run's N and D; remove one of them")
+    if not g.points:
+        raise SpecError("grid.points: empty list; give at least one {N, D}")
+    for i, p in enumerate(g.points):
+        if (p.N is None) == (p.shape is None):
+            raise SpecError(f"grid.points[{i}]: give exactly one of 'N' (a target size) or 'shape', and D")
+        if p.shape and p.shape.d_model % p.shape.n_heads:
+            raise SpecError(f"grid.points[{i}].shape.n_heads: d_model {p.shape.d_model} is not divisible by n_heads {p.shape.n_heads}")
+    for key in ("lr", "batch_size"):
+        if getattr(g, key) is not None and any(getattr(p, key) for p in g.points):
+            raise SpecError(f"grid.{key}: not used with a grid.points entry that gives its own {key}; remove one of them")
+    if len(g.points) * len(spec.seeds) > spec.launch.max_runs:
+        raise SpecError(f"grid.points: {len(g.points) * len(spec.seeds):,} runs (points x seeds) is more than "
+                        f"launch.max_runs {spec.launch.max_runs:,}; shorten the list or raise the limit")
+
+
+def _check_product(spec: SweepSpec) -> None:
     g = spec.grid
     if (g.N is None) == (g.shapes is None):
-        raise SpecError("grid: give exactly one of 'N' (target sizes) or 'shapes'")
+        raise SpecError("grid: give exactly one of 'N' (target sizes) or 'shapes' (or 'points', (N, D) pairs)")
     if sum(x is not None for x in (g.D, g.tokens_per_param, g.C)) != 1:
         raise SpecError("grid: give exactly one of 'D' (tokens), 'tokens_per_param' or 'C' (IsoFLOP budgets)")
     for key in ("N", "shapes", "D", "tokens_per_param", "C", "lr", "batch_size"):
@@ -271,6 +306,13 @@ def _check_grid(spec: SweepSpec) -> None:
     if n_runs > spec.launch.max_runs:
         raise SpecError(f"grid: {n_runs:,} runs (sizes x data sizes x lrs x batch sizes x seeds) is more than launch.max_runs "
                         f"{spec.launch.max_runs:,}; shorten the lists or raise the limit")
+
+
+def _check_grid(spec: SweepSpec) -> None:
+    if spec.grid.points is not None:
+        _check_points(spec)
+    else:
+        _check_product(spec)
     if len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds: {spec.seeds} repeats a seed")
 

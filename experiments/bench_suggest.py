@@ -1,0 +1,117 @@
+"""Does `scalinglab suggest` spend FLOPs better than a grid or kyo-takano/chinchilla's rule?
+
+Campaigns simulated from a known law, Chinchilla's fit on Epoch's data (E 1.8172, A 477.8,
+B 2143, alpha 0.3473, beta 0.3672), with noise drawn from the reference study's relative residuals (results/cpu-study refitted: L / L_pred - 1,
+resampled). Each campaign: the same 9 small runs (3 N x 3 D), then the same budget spent by
+  suggest  analysis.suggest on the start runs' bootstrap fits, for the target C;
+  grid     a 4 x 4 log-spaced grid from the smallest start run up to the size that spends the budget;
+  greedy   kyo-takano/chinchilla's scaling rule: fit, train at the fitted law's compute-optimal
+           (N, D) for twice the largest run's C, repeat (the last run gets what is left).
+Error: |L_hat(N_hat, D_hat) / L_true(N_hat, D_hat) - 1| at the target C, where (N_hat, D_hat) is
+the final fit's own compute-optimal allocation: how far off the loss it promises for the run it
+recommends is. Prints medians and quartiles per strategy and suggest's median over the grid's.
+Usage: python experiments/bench_suggest.py [--campaigns 100] [--resamples 60] [--workers 2]
+"""
+
+import os
+
+os.environ.update(dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1"))  # 15x faster fits
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy.optimize import brentq  # noqa: E402
+
+from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla  # noqa: E402
+from scalinglab.analysis.select import fit_inputs  # noqa: E402
+from scalinglab.analysis.suggest import candidate_grid, suggest  # noqa: E402
+from scalinglab.analysis.uncertainty import bootstrap  # noqa: E402
+from scalinglab.store.layout import SweepDir  # noqa: E402
+
+TRUE = Chinchilla(E=1.8172, A=477.8, B=2143.0, alpha=0.3473, beta=0.3672, objective=0.0, n_points=0)
+START_N, START_D = np.geomspace(2e7, 2e8, 3), np.geomspace(4e8, 4e9, 3)
+TARGET_C = 1e21  # ~200x the largest start run
+BUDGET = 5e19  # ~5x what the start runs cost
+STUDY = Path(__file__).parents[1] / "results" / "cpu-study"
+
+
+def study_residuals() -> np.ndarray:
+    runs = fit_inputs(SweepDir(STUDY)).runs
+    law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
+    return (runs["L"] / law(runs["N"], runs["D"]) - 1).to_numpy()
+
+
+def train(N, D, rng, residuals) -> pd.DataFrame:
+    """Simulated runs: the true law's loss times 1 + a resampled residual of the study."""
+    N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
+    L = TRUE(N, D) * (1 + rng.choice(residuals, len(N)))
+    return pd.DataFrame({"N": N, "D": D, "L": L})
+
+
+def error(runs: pd.DataFrame) -> float:
+    law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
+    N, D = compute_optimal(law, TARGET_C)
+    return float(abs(law(N, D) / TRUE(N, D) - 1))
+
+
+def by_suggest(start, rng, residuals, resamples):
+    law = fit_chinchilla(start["N"], start["D"], start["L"])
+    boots = bootstrap(start, resamples, seed=int(rng.integers(1 << 30)), workers=1)
+    picks = suggest(law, boots, start, TARGET_C, BUDGET, *candidate_grid(start, law, TARGET_C, BUDGET)).picks
+    return pd.concat([start, train([p.N for p in picks], [p.D for p in picks], rng, residuals)])
+
+
+def by_grid(start, rng, residuals):
+    def points(scale):
+        N, D = np.meshgrid(np.geomspace(START_N[0], START_N[-1] * scale, 4), np.geomspace(START_D[0], START_D[-1] * scale, 4))
+        return N.ravel(), D.ravel()
+
+    scale = brentq(lambda s: 6 * np.prod(points(s), axis=0).sum() - BUDGET, 1e-3, 1e3)
+    return pd.concat([start, train(*points(scale), rng, residuals)])
+
+
+def by_greedy(start, rng, residuals):
+    runs, left = start, BUDGET
+    while left > 0:
+        C = min(2 * (6 * runs["N"] * runs["D"]).max(), left)
+        law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
+        runs = pd.concat([runs, train(*compute_optimal(law, C), rng, residuals)])
+        left -= C
+    return runs
+
+
+def campaign(i: int, residuals: np.ndarray, resamples: int) -> tuple[float, float, float]:
+    rng = np.random.default_rng(i)
+    N, D = (a.ravel() for a in np.meshgrid(START_N, START_D))
+    start = train(N, D, rng, residuals)
+    return (error(by_suggest(start, rng, residuals, resamples)), error(by_grid(start, rng, residuals)),
+            error(by_greedy(start, rng, residuals)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--campaigns", type=int, default=100)
+    p.add_argument("--resamples", type=int, default=60)
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    residuals = study_residuals()
+    start_cost = 6 * START_N.sum() * START_D.sum()
+    print(f"true law {TRUE}; target C {TARGET_C:.3g}, budget {BUDGET:.3g} (start runs: {start_cost:.3g}); "
+          f"{len(residuals)} residuals, sd {residuals.std():.2%}")
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:
+        rows = list(pool.map(campaign, range(args.campaigns), [residuals] * args.campaigns, [args.resamples] * args.campaigns))
+    errors = np.array(rows)
+    for name, e in zip(("suggest", "grid", "greedy"), errors.T):
+        q1, med, q3 = np.quantile(e, [0.25, 0.5, 0.75])
+        print(f"{name:<8} median {med:.3%}  quartiles [{q1:.3%}, {q3:.3%}]")
+    ratio = np.median(errors[:, 0]) / np.median(errors[:, 1])
+    print(f"suggest / grid median error: {ratio:.2f} (goal <= 0.5); {args.campaigns} campaigns in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
