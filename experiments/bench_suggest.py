@@ -3,14 +3,15 @@
 Campaigns simulated from a known law, Chinchilla's fit on Epoch's data (E 1.8172, A 477.8,
 B 2143, alpha 0.3473, beta 0.3672), with noise drawn from the reference study's relative residuals (results/cpu-study refitted: L / L_pred - 1,
 resampled). Each campaign: the same 9 small runs (3 N x 3 D), then the same budget spent by
-  suggest  analysis.suggest on the start runs' bootstrap fits, for the target C;
+  suggest  analysis.suggest on the runs' bootstrap fits, for the target C, in ROUNDS rounds of
+           equal budget (suggest, train, refit, suggest again: as the command is used);
   grid     a 4 x 4 log-spaced grid from the smallest start run up to the size that spends the budget;
   greedy   kyo-takano/chinchilla's scaling rule: fit, train at the fitted law's compute-optimal
            (N, D) for twice the largest run's C, repeat (the last run gets what is left).
 Error: |L_hat(N_hat, D_hat) / L_true(N_hat, D_hat) - 1| at the target C, where (N_hat, D_hat) is
 the final fit's own compute-optimal allocation: how far off the loss it promises for the run it
 recommends is. Prints medians and quartiles per strategy and suggest's median over the grid's.
-Usage: python experiments/bench_suggest.py [--campaigns 100] [--resamples 60] [--workers 2]
+Usage: python experiments/bench_suggest.py [--campaigns 100] [--resamples 60] [--workers 2] [--rounds 3]
 """
 
 import os
@@ -36,6 +37,7 @@ TRUE = Chinchilla(E=1.8172, A=477.8, B=2143.0, alpha=0.3473, beta=0.3672, object
 START_N, START_D = np.geomspace(2e7, 2e8, 3), np.geomspace(4e8, 4e9, 3)
 TARGET_C = 1e21  # ~200x the largest start run
 BUDGET = 5e19  # ~5x what the start runs cost
+ROUNDS = 4
 STUDY = Path(__file__).parents[1] / "results" / "cpu-study"
 
 
@@ -58,11 +60,16 @@ def error(runs: pd.DataFrame) -> float:
     return float(abs(law(N, D) / TRUE(N, D) - 1))
 
 
-def by_suggest(start, rng, residuals, resamples):
-    law = fit_chinchilla(start["N"], start["D"], start["L"])
-    boots = bootstrap(start, resamples, seed=int(rng.integers(1 << 30)), workers=1)
-    picks = suggest(law, boots, start, TARGET_C, BUDGET, *candidate_grid(start, law, TARGET_C, BUDGET)).picks
-    return pd.concat([start, train([p.N for p in picks], [p.D for p in picks], rng, residuals)])
+def by_suggest(start, rng, residuals, resamples, rounds):
+    runs, left = start, BUDGET
+    for r in range(rounds):
+        budget = left / (rounds - r)  # what a round has: a share of what is left
+        law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
+        boots = bootstrap(runs, resamples, seed=int(rng.integers(1 << 30)), workers=1)
+        picks = suggest(law, boots, runs, TARGET_C, budget, *candidate_grid(runs, law, TARGET_C, budget)).picks
+        runs = pd.concat([runs, train([p.N for p in picks], [p.D for p in picks], rng, residuals)])
+        left -= sum(p.cost for p in picks)
+    return runs
 
 
 def by_grid(start, rng, residuals):
@@ -84,11 +91,11 @@ def by_greedy(start, rng, residuals):
     return runs
 
 
-def campaign(i: int, residuals: np.ndarray, resamples: int) -> tuple[float, float, float]:
+def campaign(i: int, residuals: np.ndarray, resamples: int, rounds: int) -> tuple[float, float, float]:
     rng = np.random.default_rng(i)
     N, D = (a.ravel() for a in np.meshgrid(START_N, START_D))
     start = train(N, D, rng, residuals)
-    return (error(by_suggest(start, rng, residuals, resamples)), error(by_grid(start, rng, residuals)),
+    return (error(by_suggest(start, rng, residuals, resamples, rounds)), error(by_grid(start, rng, residuals)),
             error(by_greedy(start, rng, residuals)))
 
 
@@ -97,6 +104,7 @@ def main() -> None:
     p.add_argument("--campaigns", type=int, default=100)
     p.add_argument("--resamples", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=ROUNDS)
     args = p.parse_args()
     residuals = study_residuals()
     start_cost = 6 * START_N.sum() * START_D.sum()
@@ -104,7 +112,8 @@ def main() -> None:
           f"{len(residuals)} residuals, sd {residuals.std():.2%}")
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(campaign, range(args.campaigns), [residuals] * args.campaigns, [args.resamples] * args.campaigns))
+        rows = list(pool.map(campaign, range(args.campaigns), [residuals] * args.campaigns, [args.resamples] * args.campaigns,
+                             [args.rounds] * args.campaigns))
     errors = np.array(rows)
     for name, e in zip(("suggest", "grid", "greedy"), errors.T):
         q1, med, q3 = np.quantile(e, [0.25, 0.5, 0.75])

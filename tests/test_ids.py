@@ -93,3 +93,9 @@ def test_a_corpus_changed_after_planning_is_refused(tmp_path):
     with pytest.raises(SpecError, match=r"^data.path: the files of \S+corpus.jsonl changed since the sweep was planned"):
         load_corpus(run.data)
     assert load_corpus(data_config("jsonl", path)).train is not None  # unplanned: read as it is now
+
+
+def test_the_committed_lr_study_is_what_its_sweep_plans():
+    """results/lr-study was trained from sweeps/lr-study.yaml (grid.lr x grid.batch_size): the same runs."""
+    runs = planner.plan(parse(yaml.safe_load((SWEEPS / "lr-study.yaml").read_text())))
+    assert len(runs) == 72 and {r.run_id for r in runs} == {d.name for d in (SWEEPS.parent / "results" / "lr-study" / "runs").iterdir()}

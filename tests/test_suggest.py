@@ -15,6 +15,7 @@ import yaml
 from scalinglab.analysis.laws import Chinchilla
 from scalinglab.analysis.suggest import suggest
 from scalinglab.cli import main
+from scalinglab.sweep.counts import count_N
 
 ROOT = Path(__file__).resolve().parents[1]
 LAW = Chinchilla(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37, objective=0.0, n_points=0)
@@ -101,3 +102,22 @@ def test_a_sweep_too_small_to_fit_is_refused(study, tmp_path, capsys):
     assert str(small) in err and "L(N,D): need at least" in err and "train more runs" in err and not out.exists()
     (small / "sweep.json").unlink()
     assert "sweep.json: no such file" in _one_line_exit_2(["suggest", str(small), "--target", "C=1e16", "--out", str(out)], capsys)
+
+
+def test_a_sweep_that_tuned_lr_and_batch_gets_each_run_at_the_fitted_optimum(tmp_path, capsys):
+    """results/lr-study tried 4 learning rates x 3 batch sizes at every (N, D): each suggested run
+    carries lr*(N, D) and B*(C) from the study's fit, and plan trains it with exactly those."""
+    study = Path(shutil.copytree(ROOT / "results" / "lr-study", tmp_path / "lr-study"))
+    out = tmp_path / "next.yaml"
+    assert main(["suggest", str(study), "--target", "C=1e15", "--bootstrap", "12", "--out", str(out)]) == 0
+    doc = yaml.safe_load(out.read_text())
+    points = doc["grid"]["points"]
+    laws = json.loads((study / "fit.json").read_text())["hyperparameters"]["laws"]
+    for p in points:
+        N = count_N(4, p["shape"]["d_model"], 4 * p["shape"]["d_model"])
+        lr = laws["lr_ND"]["a"] * N ** laws["lr_ND"]["exponents"]["N"] * p["D"] ** laws["lr_ND"]["exponents"]["D"]
+        assert p["lr"] == pytest.approx(lr, rel=0.02) and 1 <= p["batch_size"] <= 64
+    capsys.readouterr()
+    assert main(["plan", str(out), "--json", str(tmp_path / "plan.json")]) == 0
+    planned = [r for r in json.loads((tmp_path / "plan.json").read_text()) if r["role"] != "trunk"]
+    assert sorted((r["lr"], r["batch_size"]) for r in planned) == sorted((p["lr"], p["batch_size"]) for p in points)
