@@ -45,6 +45,7 @@ def sweep(noise=0.0, seeds=(0,), lr_span=range(-3, 4), batches=range(-2, 3), see
 def test_noise_free_optima_and_laws_are_recovered_exactly():
     runs = sweep()
     assert tuned_axes(runs) == ["lr", "batch_size"]
+    assert tuned_axes(runs.drop(columns="batch_size")) == []  # a plain table (fit --csv): fitted as it is
     cells, summary = tune(runs, n=20)
     assert len(cells) == 12 and cells["lr_interior"].all()
     np.testing.assert_allclose(cells["lr_opt"], lr_true(cells["N"], cells["D"].round(-8)), rtol=1e-6)

@@ -26,8 +26,9 @@ SAME_D = 1.05  # data sizes within 5% are one cell: batch sizes round D to whole
 
 
 def tuned_axes(runs: pd.DataFrame) -> list[str]:
-    """The hyperparameters that take more than one value within some (N, D) cell."""
-    if runs.empty:
+    """The hyperparameters that take more than one value within some (N, D) cell of a sweep's runs
+    (a table without a sweep's columns, as `fit --csv` reads, has none)."""
+    if runs.empty or not {*HPARAMS, "run_id"} <= set(runs):
         return []
     cells = runs.assign(cell_D=cell_D(runs["D"]))
     return [h for h in HPARAMS if h in runs and cells.groupby(["N", "cell_D"])[h].nunique().max() > 1]
