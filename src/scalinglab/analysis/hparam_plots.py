@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .hparams import cell_D
+from .hparams import SAME_D, cell_D
 from .plot import _finish, _save
 
 MAX_PANELS = 4  # data sizes shown: the smallest, the largest and evenly between
@@ -19,7 +19,7 @@ MAX_PANELS = 4  # data sizes shown: the smallest, the largest and evenly between
 def _panel(ax, runs: pd.DataFrame, cells: pd.DataFrame, colors: dict) -> None:
     for cell in cells.itertuples():
         rows = runs[(runs["N"] == cell.N) & (runs["batch_size"] == cell.batch_size)
-                    & (np.abs(np.log(runs["D"] / cell.D)) < 0.05)]
+                    & (np.abs(np.log(runs["D"] / cell.D)) <= np.log(SAME_D))]
         mean = rows.groupby("lr")["L"].mean()
         color = colors[cell.N]
         ax.plot(mean.index, mean.to_numpy(), "o", color=color, ms=4, label=f"N = {cell.N:.3g}")

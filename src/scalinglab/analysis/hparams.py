@@ -31,7 +31,7 @@ def tuned_axes(runs: pd.DataFrame) -> list[str]:
     if runs.empty or not {*HPARAMS, "run_id"} <= set(runs):
         return []
     cells = runs.assign(cell_D=cell_D(runs["D"]))
-    return [h for h in HPARAMS if h in runs and cells.groupby(["N", "cell_D"])[h].nunique().max() > 1]
+    return [h for h in HPARAMS if cells.groupby(["N", "cell_D"])[h].nunique().max() > 1]
 
 
 def cell_D(D: pd.Series) -> pd.Series:
