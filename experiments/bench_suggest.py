@@ -1,17 +1,20 @@
 """Does `scalinglab suggest` spend FLOPs better than a grid or kyo-takano/chinchilla's rule?
 
 Campaigns simulated from a known law, Chinchilla's fit on Epoch's data (E 1.8172, A 477.8,
-B 2143, alpha 0.3473, beta 0.3672), with noise drawn from the reference study's relative residuals (results/cpu-study refitted: L / L_pred - 1,
-resampled). Each campaign: the same 9 small runs (3 N x 3 D), then the same budget spent by
-  suggest  analysis.suggest on the runs' bootstrap fits, for the target C, in ROUNDS rounds of
-           equal budget (suggest, train, refit, suggest again: as the command is used);
+B 2143, alpha 0.3473, beta 0.3672), with noise drawn from the reference study's relative
+residuals (results/cpu-study refitted: L / L_pred - 1, resampled). Each campaign: the same 9 small
+runs (3 N x 3 D), then the same budget spent by
+  suggest  analysis.suggest on the runs' fit, for the target C, in ROUNDS rounds of equal budget
+           (suggest, train, refit, suggest again: as the command is used);
   grid     a 4 x 4 log-spaced grid from the smallest start run up to the size that spends the budget;
   greedy   kyo-takano/chinchilla's scaling rule: fit, train at the fitted law's compute-optimal
            (N, D) for twice the largest run's C, repeat (the last run gets what is left).
 Error: |L_hat(N_hat, D_hat) / L_true(N_hat, D_hat) - 1| at the target C, where (N_hat, D_hat) is
 the final fit's own compute-optimal allocation: how far off the loss it promises for the run it
-recommends is. Prints medians and quartiles per strategy and suggest's median over the grid's.
-Usage: python experiments/bench_suggest.py [--campaigns 100] [--resamples 60] [--workers 2] [--rounds 3]
+recommends is. Each strategy's k-th new run of a campaign draws the same noise (common random
+numbers), so the strategies are compared on equal luck. Prints medians and quartiles per strategy
+and suggest's median over the grid's, with a 95% interval from resampling the campaigns.
+Usage: python experiments/bench_suggest.py [--campaigns 1000] [--workers 2] [--rounds 8]
 """
 
 import os
@@ -30,14 +33,13 @@ from scipy.optimize import brentq  # noqa: E402
 from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla  # noqa: E402
 from scalinglab.analysis.select import fit_inputs  # noqa: E402
 from scalinglab.analysis.suggest import candidate_grid, suggest  # noqa: E402
-from scalinglab.analysis.uncertainty import bootstrap  # noqa: E402
 from scalinglab.store.layout import SweepDir  # noqa: E402
 
 TRUE = Chinchilla(E=1.8172, A=477.8, B=2143.0, alpha=0.3473, beta=0.3672, objective=0.0, n_points=0)
 START_N, START_D = np.geomspace(2e7, 2e8, 3), np.geomspace(4e8, 4e9, 3)
 TARGET_C = 1e21  # ~200x the largest start run
 BUDGET = 5e19  # ~5x what the start runs cost
-ROUNDS = 4
+ROUNDS = 8
 STUDY = Path(__file__).parents[1] / "results" / "cpu-study"
 
 
@@ -60,13 +62,12 @@ def error(runs: pd.DataFrame) -> float:
     return float(abs(law(N, D) / TRUE(N, D) - 1))
 
 
-def by_suggest(start, rng, residuals, resamples, rounds):
+def by_suggest(start, rng, residuals, rounds):
     runs, left = start, BUDGET
     for r in range(rounds):
         budget = left / (rounds - r)  # what a round has: a share of what is left
         law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
-        boots = bootstrap(runs, resamples, seed=int(rng.integers(1 << 30)), workers=1)
-        picks = suggest(law, boots, runs, TARGET_C, budget, *candidate_grid(runs, law, TARGET_C, budget)).picks
+        picks = suggest(law, runs, TARGET_C, budget, *candidate_grid(runs, law, TARGET_C, budget)).picks
         runs = pd.concat([runs, train([p.N for p in picks], [p.D for p in picks], rng, residuals)])
         left -= sum(p.cost for p in picks)
     return runs
@@ -91,18 +92,20 @@ def by_greedy(start, rng, residuals):
     return runs
 
 
-def campaign(i: int, residuals: np.ndarray, resamples: int, rounds: int) -> tuple[float, float, float]:
-    rng = np.random.default_rng(i)
+def campaign(i: int, residuals: np.ndarray, rounds: int) -> tuple[float, float, float]:
     N, D = (a.ravel() for a in np.meshgrid(START_N, START_D))
-    start = train(N, D, rng, residuals)
-    return (error(by_suggest(start, rng, residuals, resamples, rounds)), error(by_grid(start, rng, residuals)),
-            error(by_greedy(start, rng, residuals)))
+    start = train(N, D, np.random.default_rng([i, 0]), residuals)
+
+    def noise():  # the same draws for each strategy's k-th new run (common random numbers): a paired comparison
+        return np.random.default_rng([i, 1])
+
+    return (error(by_suggest(start, noise(), residuals, rounds)), error(by_grid(start, noise(), residuals)),
+            error(by_greedy(start, noise(), residuals)))
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--campaigns", type=int, default=100)
-    p.add_argument("--resamples", type=int, default=60)
+    p.add_argument("--campaigns", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=ROUNDS)
     args = p.parse_args()
@@ -112,14 +115,16 @@ def main() -> None:
           f"{len(residuals)} residuals, sd {residuals.std():.2%}")
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(campaign, range(args.campaigns), [residuals] * args.campaigns, [args.resamples] * args.campaigns,
-                             [args.rounds] * args.campaigns))
+        rows = list(pool.map(campaign, range(args.campaigns), [residuals] * args.campaigns, [args.rounds] * args.campaigns))
     errors = np.array(rows)
     for name, e in zip(("suggest", "grid", "greedy"), errors.T):
         q1, med, q3 = np.quantile(e, [0.25, 0.5, 0.75])
         print(f"{name:<8} median {med:.3%}  quartiles [{q1:.3%}, {q3:.3%}]")
     ratio = np.median(errors[:, 0]) / np.median(errors[:, 1])
-    print(f"suggest / grid median error: {ratio:.2f} (goal <= 0.5); {args.campaigns} campaigns in {time.perf_counter() - t0:.0f} s")
+    idx = np.random.default_rng(0).integers(0, len(errors), (2000, len(errors)))  # campaigns resampled
+    lo, hi = np.quantile(np.median(errors[idx, 0], axis=1) / np.median(errors[idx, 1], axis=1), [0.025, 0.975])
+    print(f"suggest / grid median error: {ratio:.2f} [{lo:.2f}, {hi:.2f}] (goal <= 0.5); "
+          f"{args.campaigns} campaigns in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from rich.table import Table
 from ..analysis.hparams import predicted, tune, tuned_axes
 from ..analysis.laws import fit_chinchilla
 from ..analysis.select import fit_inputs
-from ..analysis.suggest import MIN_LAWS, Suggestion, candidate_grid, suggest
+from ..analysis.suggest import Suggestion, candidate_grid, suggest
 from ..analysis.uncertainty import bootstrap, predict
 from ..errors import FitError, UsageError
 from ..store.files import read_record, write_text
@@ -74,7 +74,7 @@ def sweep_yaml(spec: SweepSpec, name: str, s: Suggestion, C: float, budget: floa
     sweep that tuned lr or batch size (hyper: fit's "hyperparameters"), each run at the fitted optimum."""
     total = (1 - s.left) or 1.0  # the share of the removal each run makes
     header = (f"# scalinglab suggest {source} --target C={C:.4g} --budget {budget:.4g}: the runs expected to narrow\n"
-              f"# the bootstrap interval of the loss predicted at C most per FLOP (C = 6ND), by {1 - s.left ** 0.5:.0%} together.\n"
+              f"# the uncertainty of the loss predicted at C most per FLOP (C = 6ND), by {1 - s.left ** 0.5:.0%} together.\n"
               f"# scalinglab run this file --results {source.parent} adds them to {source}/; refit with scalinglab fit {source}\n")
     lines, listed = ["grid:", "  points:"], family(spec)
     for i, p in enumerate(s.picks):
@@ -105,8 +105,6 @@ def main(args, console: Console) -> int:
         raise UsageError(f"--budget {args.budget:g}: give the FLOPs (6ND) the new runs may spend, a positive number")
     sweep = SweepDir(Path(args.path))
     spec, fit = saved_spec(sweep), fit_spec(sweep, args)
-    if fit.bootstrap < MIN_LAWS:
-        raise UsageError(f"--bootstrap {fit.bootstrap}: suggest reads the bootstrap fits' disagreement; give at least {MIN_LAWS}")
     runs, hyper = fit_inputs(sweep, left_out=lambda line: console.print(f"[yellow]warning[/]: {line}")).runs, None
     if tuned_axes(runs):  # the law of each (N, D)'s best run, as fit has it
         runs, hyper = tune(runs, fit.bootstrap)
@@ -120,13 +118,12 @@ def main(args, console: Console) -> int:
     if not (6 * N * D <= budget).any():
         raise UsageError(f"--budget {budget:.3g}: less than the cheapest run worth suggesting; give at least {(6 * N * D).min():.3g}"
                          if len(N) else f"--budget {budget:.3g}: too small for a run of {MIN_STEPS} steps; give more")
-    boots = bootstrap(runs, fit.bootstrap, fit.huber_delta, fit.method)
-    s = suggest(law, boots, runs, C, budget, N, D)
+    s = suggest(law, runs, C, budget, N, D)
     out = Path(args.out or f"{sweep.name}-suggest.yaml")
     write_text(out, sweep_yaml(spec, sweep.name, s, C, budget, sweep.path, hyper))
-    today = predict(law, boots, C=C)["L"]
+    today = predict(law, bootstrap(runs, fit.bootstrap, fit.huber_delta, fit.method), C=C)["L"]
     print_picks(s, console)
     console.print(f"loss at C = {C:.3g}: {today['value']:.4g} [{today['ci'][0]:.4g}, {today['ci'][1]:.4g}] today; these runs "
-                  f"({sum(p.cost for p in s.picks):.3g} of {budget:.3g} FLOPs) are expected to narrow it by {1 - s.left ** 0.5:.0%}")
+                  f"({sum(p.cost for p in s.picks):.3g} of {budget:.3g} FLOPs) are expected to narrow its spread by {1 - s.left ** 0.5:.0%}")
     console.print(f"wrote {out}: scalinglab plan {out}, then scalinglab run {out} --results {sweep.path.parent}")
     return 0
