@@ -12,7 +12,7 @@ from scalinglab.analysis import laws
 from scalinglab.analysis.approaches import fit_envelope, fit_isoflop
 from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla, from_columns
 from scalinglab.analysis.report import analyze
-from scalinglab.analysis.uncertainty import bootstrap, extrapolation_check, predict, summarize
+from scalinglab.analysis.uncertainty import bootstrap, extrapolation_check, loose, predict, summarize
 from scalinglab.cli import main
 from scalinglab.sweep.spec import FitSpec
 
@@ -196,3 +196,9 @@ def test_isoflop_budget_that_does_not_bracket_its_optimum_is_skipped():
     lopsided = runs[(runs["C"] < top) | (runs["N"] > 1.5 * N_opt_top)]  # only sizes above N_opt
     iso = fit_isoflop(lopsided)
     assert len(iso["budgets"]) == 4 and max(b["C"] for b in iso["budgets"]) < top
+
+
+def test_loose_names_the_parameters_an_interval_leaves_open():
+    ci = {"E": [1e-12, 1.2], "A": [280.0, 725.0], "B": [14.0, 3e20], "alpha": [0.3, 0.37], "beta": [0.15, 1.5], "a": [0.0, 1.0]}
+    assert loose(ci) == ["E", "B"]  # beta spans exactly 10x: pinned; a is not an L(N,D) parameter
+    assert loose({**ci, "A": [0.0, 1.0]}) == ["E", "A", "B"]

@@ -51,6 +51,14 @@ def test_fit_reproduces_the_committed_law_and_the_held_out_errors(study, capsys)
     assert all(len(h["L_pred_ci"]) == 2 for h in committed["extrapolation"]["held_out"])  # from the bootstrap
 
 
+def test_fit_says_which_parameters_the_study_leaves_open(study, capsys):
+    """The study's E and B intervals reach 0 or span decades (README); fit says so, the rest is pinned."""
+    assert main(["fit", str(study), "--bootstrap", "40"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "not pinned" in x)
+    assert line.split("not pinned: ")[1].startswith("E, B (")
+    assert json.loads((study / "fit.json").read_text())["loose"] == ["E", "B"]
+
+
 def test_plot_regenerates_the_figures_from_the_committed_files(study):
     for png in (study / "figures").iterdir():
         png.unlink()

@@ -42,6 +42,8 @@ def test_the_report_opens_from_disk_with_every_figure_and_run(study, browser, tm
     assert len(links) == len(grid_points)  # cooldown trunks are not grid points: no row
     assert all(page.evaluate(f"document.getElementById('{target}') !== null") for target in links)
     assert page.locator("h2", has_text="Held-out check").count() == 1
+    loose = json.loads((sweep / "fit.json").read_text())["loose"]  # cpu-study: E, B; abilities: E, A, B
+    assert page.locator("td", has_text="not pinned").count() == len(loose) > 0
     assert (page.locator("h2", has_text="Task accuracy, held out").count() == 1) == (study == "abilities")
     page.screenshot(path=str(tmp_path / "report.png"))
     assert (tmp_path / "report.png").stat().st_size > 10_000

@@ -16,6 +16,8 @@ from .laws import DEFAULTS, PARAMS, Chinchilla, compute_optimal, fit_chinchilla,
 from .resample_fits import fit_resamples, resample_counts
 
 LEVEL = 0.95
+# An interval wider than this (upper / lower) does not pin its parameter: the runs leave it open.
+LOOSE = 10.0
 RESAMPLES_PER_WORKER = 100  # fewer do not repay a worker's start (~2 s of imports); by default, that is
 # From this many runs on, all resamples are solved at once (resample_fits.py): on Chinchilla's 240
 # the same intervals as refitting each, ~20x faster. Small sweeps' objectives have flat valleys
@@ -115,15 +117,22 @@ def interval(values, level: float = LEVEL) -> list[float]:
     return [float(lo), float(hi)]
 
 
+def loose(ci: dict) -> list[str]:
+    """The L(N,D) parameters whose interval reaches 0 or spans more than a factor LOOSE."""
+    return [k for k in PARAMS if k in ci and not (ci[k][0] > 0 and ci[k][1] <= LOOSE * ci[k][0])]
+
+
 def summarize(law: Chinchilla, boots: list[Chinchilla]) -> dict:
     """Point estimates and bootstrap intervals of the parameters and of the compute-optimal
-    exponents N_opt ~ C^a, D_opt ~ C^b (a = beta/(alpha+beta), b = alpha/(alpha+beta))."""
+    exponents N_opt ~ C^a, D_opt ~ C^b (a = beta/(alpha+beta), b = alpha/(alpha+beta)), and
+    which parameters the intervals leave loose."""
     a, b = frontier_exponents(law)
     out = {"n_bootstrap": len(boots), "level": LEVEL, "a": a, "b": b, "ci": {}}
     if boots:
         out["ci"] = {k: interval([getattr(m, k) for m in boots]) for k in PARAMS}
         exponents = np.array([frontier_exponents(m) for m in boots])
         out["ci"]["a"], out["ci"]["b"] = interval(exponents[:, 0]), interval(exponents[:, 1])
+        out["loose"] = loose(out["ci"])
     return out
 
 

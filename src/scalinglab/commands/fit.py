@@ -15,7 +15,7 @@ from ..analysis.laws import from_columns
 from ..analysis.report import analyze
 from ..analysis.select import fit_inputs, saved_fit_spec, task_setting
 from ..analysis.task_laws import bootstrap_two_step, fit_two_step, predict_two_step, task_columns, two_step_summary
-from ..analysis.uncertainty import LEVEL
+from ..analysis.uncertainty import LEVEL, LOOSE
 from ..errors import UsageError
 from ..store.files import write_json
 from ..store.layout import SweepDir
@@ -64,6 +64,9 @@ def _print_law(fits: dict, console: Console) -> None:
     for k in ("E", "A", "B", "alpha", "beta"):
         console.print(f"  {k:<5} = {fits[k]:.4g}{_ci(fits, k)}")
     console.print(f"  compute-optimal (C = 6ND): N_opt ~ C^{fits['a']:.3f}{_ci(fits, 'a')}, D_opt ~ C^{fits['b']:.3f}{_ci(fits, 'b')}")
+    if fits.get("loose"):
+        console.print(f"  not pinned: {', '.join(fits['loose'])} (interval reaching 0 or wider than {LOOSE:g}x); these runs leave the "
+                      "law open there and predictions beyond them loose: wider spans of N and D narrow it (scalinglab suggest picks runs)")
 
 
 def _print_checks(fits: dict, console: Console) -> None:
