@@ -104,6 +104,14 @@ def test_suggest_writes_a_sweep_that_plan_plans_exactly(study, tmp_path, capsys)
     assert not {r["run_id"] for r in planned} & {d.name for d in (study / "runs").iterdir()}  # new runs, same folder
 
 
+def test_without_a_bootstrap_it_still_suggests(study, tmp_path, capsys):
+    """The rule needs only the fit; the bootstrap gives the interval it prints, and may be skipped."""
+    out = tmp_path / "next.yaml"
+    assert main(["suggest", str(study), "--target", "C=1e16", "--budget", "2e13", "--bootstrap", "0", "--out", str(out)]) == 0
+    assert re.search(r"loss at C = 1e\+16: [0-9.]+ today", capsys.readouterr().out)
+    assert yaml.safe_load(out.read_text())["grid"]["points"]
+
+
 def _one_line_exit_2(argv, capsys) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

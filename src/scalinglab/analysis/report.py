@@ -36,7 +36,7 @@ def _extrapolation(runs: pd.DataFrame, fit: FitSpec) -> dict:
     held = extrapolation_check(runs, fit.holdout_fraction, fit.holdout_by, fit.huber_delta, fit.method)
     law = held.attrs["law"]
     # The interval of each prediction: the law refitted on resamples of the runs in the fit.
-    boots = bootstrap(runs.drop(held.index), fit.bootstrap, fit.huber_delta, fit.method) if fit.bootstrap else []
+    boots = bootstrap(runs.drop(held.index), fit.bootstrap, fit.huber_delta, fit.method)
     if boots:
         held["L_pred_ci"] = [interval([m(n, d) for m in boots]) for n, d in zip(held["N"], held["D"])]
     return {
@@ -65,7 +65,7 @@ def analyze(runs: pd.DataFrame, evals: pd.DataFrame | None = None, fit: FitSpec 
     except FitError as e:
         out["skipped"] = str(e)
     else:
-        boots = bootstrap(runs, fit.bootstrap, fit.huber_delta, fit.method) if fit.bootstrap else []
+        boots = bootstrap(runs, fit.bootstrap, fit.huber_delta, fit.method)
         out.update(asdict(law))
         out["law"] = "L(N,D) = E + A/N^alpha + B/D^beta"
         out["method"] = fit.method

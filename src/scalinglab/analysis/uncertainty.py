@@ -61,6 +61,8 @@ def bootstrap(df: pd.DataFrame, n: int = DEFAULTS.bootstrap, huber_delta: float 
     """L(N,D) refitted on n resamples of the runs (with replacement): all at once from
     BATCHED_MIN_RUNS runs on, else one by one spread over processes (`method` and `workers` are
     theirs). Resamples with too few distinct N or D to fit are dropped."""
+    if n <= 0:
+        return []
     N, D, L = (df[c].to_numpy(dtype=float) for c in ("N", "D", "L"))
     seeds = [seed * 1_000_003 + i for i in range(n)]
     if len(L) >= BATCHED_MIN_RUNS:

@@ -123,7 +123,8 @@ def main(args, console: Console) -> int:
     write_text(out, sweep_yaml(spec, sweep.name, s, C, budget, sweep.path, hyper))
     today = predict(law, bootstrap(runs, fit.bootstrap, fit.huber_delta, fit.method), C=C)["L"]
     print_picks(s, console)
-    console.print(f"loss at C = {C:.3g}: {today['value']:.4g} [{today['ci'][0]:.4g}, {today['ci'][1]:.4g}] today; these runs "
+    ci = f" [{today['ci'][0]:.4g}, {today['ci'][1]:.4g}]" if today["ci"] else ""  # none with --bootstrap 0
+    console.print(f"loss at C = {C:.3g}: {today['value']:.4g}{ci} today; these runs "
                   f"({sum(p.cost for p in s.picks):.3g} of {budget:.3g} FLOPs) are expected to narrow its spread by {1 - s.left ** 0.5:.0%}")
     console.print(f"wrote {out}: scalinglab plan {out}, then scalinglab run {out} --results {sweep.path.parent}")
     return 0
