@@ -7,10 +7,12 @@ Found (200 resamples, one noise draw each):
   design                         noise  loose      E interval        B interval
   3 widths x 3 D (5-min scale)   1%     E, A, B    [1e-12, 1.2]      [32, 1.4e7]
   3 widths x 3 D                 0.3%   B          [0.12, 0.83]      [68, 1.2e4]
-  5 widths x 4 D (cpu-study)     1%     E, B       [2e-7, 0.93]      [57, 9.8e5]
+  5 widths x 4 D (cpu-study fit) 1%     E, B       [2e-7, 0.93]      [57, 9.8e5]
   5 widths x 4 D                 0.3%   B          [0.42, 0.72]      [210, 3.5e3]
-So even an exact law needs a sixth of the study's noise to pin E, and B stays loose in both
-designs: no 5-minute CPU sweep, whose runs carry the study's noise, pins all five.
+(cpu-study fit: the 20 runs of its 5 smaller widths, which predict its held-out 1.49M model; sizes
+rounded.) So even an exact law leaves E open at 1% noise, pinned only somewhere between 1% and
+0.3%, and B open at both, in both designs (one noise draw each): no 5-minute CPU sweep, whose runs
+carry the study's noise, pins all five.
 Usage: python experiments/identifiability.py   (~1 minute)
 """
 
@@ -27,7 +29,7 @@ from scalinglab.analysis.uncertainty import bootstrap, interval, loose  # noqa: 
 LAW = Chinchilla(E=0.5445, A=78.74, B=429.8, alpha=0.4785, beta=0.4306, objective=0.0, n_points=0)
 DESIGNS = {
     "3 widths x 3 D (5-min scale)": ([12_576, 28_080, 49_728], [2e6, 3.2e6, 5e6]),
-    "5 widths x 4 D (cpu-study)": ([12_576, 49_728, 111_456, 198_000, 444_000], [2e6, 3.2e6, 5e6, 8e6]),
+    "5 widths x 4 D (cpu-study fit)": ([12_576, 49_728, 111_456, 198_000, 444_000], [2e6, 3.2e6, 5e6, 8e6]),
 }
 
 

@@ -2,6 +2,7 @@
 remove what it says they remove, within the budget; the command writes a sweep YAML that `plan`
 plans exactly, into the same results folder; bad input is one line, exit 2, and writes nothing."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -13,8 +14,9 @@ import pytest
 import yaml
 
 from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla
-from scalinglab.analysis.suggest import _greedy, candidate_grid, log_loss_gradient, suggest
+from scalinglab.analysis.suggest import _greedy, candidate_grid, log_loss_gradient, suggest, vanished
 from scalinglab.cli import main
+from scalinglab.errors import FitError
 from scalinglab.sweep.counts import count_N
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +28,8 @@ C = 1e20  # ~17x the largest run
 
 def runs_with_noise(sd: float) -> pd.DataFrame:
     """The 4 x 4 grid with residuals of exactly variance sd^2 per degree of freedom left, orthogonal
-    to the law's gradients: fitted, they give back LAW, with noise estimated as sd."""
+    to the law's gradients: below the Huber fit's delta (1e-3), where it is least squares, fitted
+    they give back LAW with noise estimated as sd."""
     J = log_loss_gradient(LAW, GRID_N, GRID_D)
     e = np.random.default_rng(0).normal(size=len(GRID_N))
     e -= J @ np.linalg.lstsq(J, e, rcond=None)[0]
@@ -69,17 +72,34 @@ def test_picks_keep_to_the_budget_and_skip_runs_already_done():
     N, D = candidate_grid(runs, law, C, 1e19)
     s = suggest(law, runs, C, 1e19, N, D)
     assert s.picks and sum(p.cost for p in s.picks) <= 1e19
-    assert 0 < s.left < 1 and sum(p.share for p in s.picks) >= 1 - s.left - 1e-9  # each share before conditioning
+    assert 0 < s.left < 1 and sum(p.share for p in s.picks) == pytest.approx(1 - s.left)  # each given the picks before it
     assert suggest(law, runs, C, 1e30, GRID_N[:3], GRID_D[:3]).picks == []
+
+
+def test_a_vanished_term_is_left_out_and_too_few_runs_are_refused():
+    runs = runs_with_noise(0.01)
+    law = dataclasses.replace(fit_chinchilla(runs["N"], runs["D"], runs["L"]), E=1e-12)
+    assert vanished(law, runs).tolist() == [True, False, False, False, False]
+    N, D = candidate_grid(runs, law, C, 1e19)
+    assert suggest(law, runs, C, 1e19, N, D).picks  # the other four still say where to look
+    with pytest.raises(FitError, match="5 runs leave no degrees of freedom"):
+        suggest(law, runs.iloc[:5], C, 1e19, N, D)
+
+
+def test_runs_that_fix_the_target_leave_nothing_to_suggest():
+    runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "L": LAW(GRID_N, GRID_D)})  # on the law: no noise at all
+    s = suggest(LAW, runs, C, 1e19, *candidate_grid(runs, LAW, C, 1e19))
+    assert s.picks == [] and s.spread == 0 and s.left == 1
 
 
 def test_of_two_runs_that_tell_the_same_the_cheaper_wins():
     """Per FLOP: candidates 0 and 1 tell the same about the target, 1 costs a tenth: 1 is picked,
-    and the rest of the budget goes to candidate 2, which tells something else."""
+    and the rest of the budget (10) goes to candidate 2, which tells something else."""
     S = np.array([[1.0, 0.8, 0.8, 0.3], [0.8, 1.0, 1.0, 0.0], [0.8, 1.0, 1.0, 0.0], [0.3, 0.0, 0.0, 1.0]])
-    picked, cuts, left = _greedy(S, np.array([10.0, 1.0, 1.0]), 2.0, 0.1, per_flop=True)
-    assert picked == [1, 2]
+    picked, cuts, left = _greedy(S, np.array([10.0, 1.0, 1.0]), 11.0, 0.1, per_flop=True)
+    assert picked == [1, 2]  # after 1, its costly twin would tell little (noise apart) and no longer fits
     assert cuts == pytest.approx([0.8**2 / 1.1, 0.3**2 / 1.1]) and left == pytest.approx(1 - sum(cuts))
+    assert _greedy(S, np.array([10.0, 1.0, 1.0]), 11.0, 0.1, per_flop=False)[0] == [0, 2]  # the plain greedy does not care
 
 
 @pytest.fixture(scope="module")

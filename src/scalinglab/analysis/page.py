@@ -61,13 +61,14 @@ def _counts(runs: pd.DataFrame) -> str:
 def _law(fit: dict) -> str:
     if "E" not in fit:
         return f"<h2>Fitted law</h2><p>Not fitted: {escape(str(fit.get('skipped', 'no runs')))}</p>"
-    loose = fit.get("loose", [])  # absent without a bootstrap, or in a fit.json older than it
-    rows = [[p, _num(fit[p]), _ci(fit.get("ci", {}).get(p)), "not pinned" if p in loose else ""] for p in PARAMS]
+    loose = fit.get("loose")  # absent without a bootstrap, or in a fit.json older than it: no column
+    rows = [[p, _num(fit[p]), _ci(fit.get("ci", {}).get(p))] + (["not pinned" if p in loose else ""] if loose is not None else [])
+            for p in PARAMS]
     laws = [[escape(p["form"]), escape(str(p.get("at", ""))), _num(p["a"]), _num(p["b"])] for p in fit.get("power_laws", [])]
     level = f"{fit.get('level', 0.95):.0%}"
     return (f"<h2>Fitted law</h2><p><code>{escape(fit['law'])}</code> over {fit['n_runs']} runs "
             f"({escape(fit.get('method', ''))}, {level} bootstrap intervals over {fit.get('n_bootstrap', 0)} resamples)</p>"
-            + _table(["parameter", "value", f"{level} interval", f"reaches 0 or spans > {LOOSE:g}x"], rows)
+            + _table(["parameter", "value", f"{level} interval"] + ([f"reaches 0 or spans > {LOOSE:g}x"] if loose is not None else []), rows)
             + (_table(["power law", "along", "a", "b"], laws) if laws else ""))
 
 

@@ -13,11 +13,16 @@ Picks are greedy, by that cut per FLOP (C = 6ND); after each pick S is condition
 next pick counts only what this one leaves unknown. Greedy by ratio alone can starve one
 expensive, decisive run, so the plain greedy (largest cut that fits what is left) runs too and
 the better of the two is kept (Krause & Guestrin 2005's budgeted rule).
-Why the linearisation and not the bootstrap fits' disagreement (the first version): on the same
-100 simulated campaigns (experiments/bench_suggest.py) it does as well in 4 rounds (median error
-1.02% against 1.00%) and better all at once (1.63% against 2.18%, lower in 64 of 100), and it
-needs no refits: milliseconds instead of a bootstrap per suggestion. Its blind spot: a parameter
-the fit put at its bound (E -> 0) has no gradient, so its uncertainty goes unseen.
+Why the linearisation and not the bootstrap fits' disagreement (the rule up to commit 05d81ff):
+on the same 100 simulated campaigns of experiments/bench_suggest.py (campaigns 0-99, both rules
+with the bench's shared noise), it did as well in 4 rounds (median error 1.02% against 1.00%)
+and better all at once (1.63% against 2.18%, lower in 64 of 100), and it needs no refits:
+milliseconds instead of a bootstrap per suggestion.
+Its limits: a parameter the fit made vanish (E -> 0) has no gradient, so its uncertainty goes
+unseen (`vanished`; the command warns). And the covariance is least squares', while the fit's
+Huber loss (delta 1e-3) acts like least absolute deviations on noise of ~1%: refits then spread
+~1.2x wider than the spread reported, which scales every candidate's cut alike but weighs a new
+run's noise a little too heavily against what the law does not know.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..errors import FitError
 from .laws import PARAMS, Chinchilla, compute_optimal
 
 GRID_POINTS = 16  # candidate values per axis of the (N, D) log grid
-RIDGE = 1e-8  # relative: J'J is singular where a term of the law has vanished (E -> 0)
+RCOND = 1e-10  # singular values of the column-scaled J'J below this share of the largest: directions no run tells apart
+VANISHED = 1e-9  # a parameter whose gradient is this small beside the largest has no effect left (E -> 0)
 
 
 @dataclass(frozen=True)
@@ -63,14 +70,29 @@ def noise_variance(law: Chinchilla, runs: pd.DataFrame) -> float:
     """The runs' squared log residuals around the law over the degrees of freedom the fit left:
     the noise a new run's loss carries."""
     r = np.log(runs["L"] / law(runs["N"], runs["D"])).to_numpy()
-    return float(r @ r / max(len(r) - len(PARAMS), 1))
+    if len(r) <= len(PARAMS):
+        raise FitError(f"suggest: {len(r)} runs leave no degrees of freedom to estimate the noise; it needs more than {len(PARAMS)}")
+    return float(r @ r / (len(r) - len(PARAMS)))
+
+
+def vanished(law: Chinchilla, runs: pd.DataFrame) -> np.ndarray:
+    """Per parameter: True where its gradient at every run is nil beside the largest (a term the fit
+    made vanish, E -> 0). Its uncertainty cannot be seen from here: the rule's blind spot."""
+    norm = np.linalg.norm(log_loss_gradient(law, runs["N"], runs["D"]), axis=0)
+    return norm <= VANISHED * norm.max()
 
 
 def parameter_covariance(law: Chinchilla, runs: pd.DataFrame, s2: float) -> np.ndarray:
-    """s2 (J'J)^-1 at the fitted law, J the runs' log-loss gradients."""
+    """s2 (J'J)^+ at the fitted law, J the runs' log-loss gradients. J's columns are scaled to unit
+    norm first, so the cutoff drops what the runs cannot tell apart, not a parameter in other units;
+    vanished parameters stay out (zero rows and columns)."""
     J = log_loss_gradient(law, runs["N"], runs["D"])
-    F = J.T @ J
-    return s2 * np.linalg.pinv(F + RIDGE * np.trace(F) * np.eye(len(F)))
+    live = ~vanished(law, runs)
+    norm = np.linalg.norm(J[:, live], axis=0)
+    Js = J[:, live] / norm
+    cov = np.zeros((len(PARAMS), len(PARAMS)))
+    cov[np.ix_(live, live)] = s2 * np.linalg.pinv(Js.T @ Js, rcond=RCOND, hermitian=True) / np.outer(norm, norm)
+    return cov
 
 
 def candidate_grid(runs: pd.DataFrame, law: Chinchilla, C: float, budget: float, n: int = GRID_POINTS,
@@ -112,7 +134,9 @@ def suggest(law: Chinchilla, runs: pd.DataFrame, C: float, budget: float, N: np.
     s2 = noise_variance(law, runs)
     G = np.vstack([log_loss_gradient(law, *compute_optimal(law, C)), log_loss_gradient(law, N, D)])
     S = G @ parameter_covariance(law, runs, s2) @ G.T
-    picked, cuts, var_left = min((_greedy(S, cost, budget, s2, per_flop) for per_flop in (True, False)), key=lambda g: g[2])
     var0 = float(S[0, 0])
+    if not var0 > 0:  # the runs fix the target (a law through every point): nothing to narrow
+        return Suggestion([], 0.0, 1.0)
+    picked, cuts, var_left = min((_greedy(S, cost, budget, s2, per_flop) for per_flop in (True, False)), key=lambda g: g[2])
     picks = [Pick(float(N[j]), float(D[j]), float(cost[j]), c / var0) for j, c in zip(picked, cuts)]
-    return Suggestion(picks, var0**0.5, var_left / var0 if var0 > 0 else 1.0)
+    return Suggestion(picks, var0**0.5, var_left / var0)

@@ -66,7 +66,7 @@ def _print_law(fits: dict, console: Console) -> None:
     console.print(f"  compute-optimal (C = 6ND): N_opt ~ C^{fits['a']:.3f}{_ci(fits, 'a')}, D_opt ~ C^{fits['b']:.3f}{_ci(fits, 'b')}")
     if fits.get("loose"):
         console.print(f"  not pinned: {', '.join(fits['loose'])} (interval reaching 0 or wider than {LOOSE:g}x); these runs leave the "
-                      "law open there and predictions beyond them loose: wider spans of N and D narrow it (scalinglab suggest picks runs)")
+                      "law open there and predictions beyond them loose: wider spans of N and D narrow it")
 
 
 def _print_checks(fits: dict, console: Console) -> None:
