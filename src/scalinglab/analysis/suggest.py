@@ -15,8 +15,8 @@ expensive, decisive run, so the plain greedy (largest cut that fits what is left
 the better of the two is kept (Krause & Guestrin 2005's budgeted rule).
 Why the linearisation and not the bootstrap fits' disagreement (the rule up to commit 05d81ff):
 on the same 100 simulated campaigns of experiments/bench_suggest.py (campaigns 0-99, both rules
-with the bench's shared noise), it did as well in 4 rounds (median error 1.02% against 1.00%)
-and better all at once (1.63% against 2.18%, lower in 64 of 100), and it needs no refits:
+with the bench's shared noise), it did as well in 4 rounds (median error 0.96% against 1.00%,
+lower in 56) and better all at once (1.67% against 2.18%, lower in 62), and it needs no refits:
 milliseconds instead of a bootstrap per suggestion.
 Its limits: a parameter the fit made vanish (E -> 0) has no gradient, so its uncertainty goes
 unseen (`vanished`; the command warns). And the covariance is least squares', while the fit's
