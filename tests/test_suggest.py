@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla
-from scalinglab.analysis.suggest import _greedy, candidate_grid, log_loss_gradient, suggest, vanished
+from scalinglab.analysis.suggest import _greedy, candidate_grid, log_loss_gradient, suggest
 from scalinglab.cli import main
 from scalinglab.errors import FitError
 from scalinglab.sweep.counts import count_N
@@ -79,9 +79,10 @@ def test_picks_keep_to_the_budget_and_skip_runs_already_done():
 def test_a_vanished_term_is_left_out_and_too_few_runs_are_refused():
     runs = runs_with_noise(0.01)
     law = dataclasses.replace(fit_chinchilla(runs["N"], runs["D"], runs["L"]), E=1e-12)
-    assert vanished(law, runs).tolist() == [True, False, False, False, False]
     N, D = candidate_grid(runs, law, C, 1e19)
-    assert suggest(law, runs, C, 1e19, N, D).picks  # the other four still say where to look
+    s = suggest(law, runs, C, 1e19, N, D)
+    assert s.unseen == ["E"]
+    assert s.picks  # the other four still say where to look
     with pytest.raises(FitError, match="5 runs leave no degrees of freedom"):
         suggest(law, runs.iloc[:5], C, 1e19, N, D)
 
@@ -89,7 +90,7 @@ def test_a_vanished_term_is_left_out_and_too_few_runs_are_refused():
 def test_runs_that_fix_the_target_leave_nothing_to_suggest():
     runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "L": LAW(GRID_N, GRID_D)})  # on the law: no noise at all
     s = suggest(LAW, runs, C, 1e19, *candidate_grid(runs, LAW, C, 1e19))
-    assert s.picks == [] and s.spread == 0 and s.left == 1
+    assert s.picks == [] and s.spread == 0 and s.left == 1 and s.unseen == []
 
 
 def test_of_two_runs_that_tell_the_same_the_cheaper_wins():

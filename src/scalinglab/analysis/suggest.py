@@ -57,6 +57,8 @@ class Suggestion:
     """Today's standard deviation of the target's log loss (linearised)."""
     left: float
     """The share of the variance expected to remain after every pick."""
+    unseen: list[str]
+    """Parameters the fit made vanish (E -> 0): their uncertainty the rule cannot see."""
 
 
 def log_loss_gradient(law: Chinchilla, N, D) -> np.ndarray:
@@ -75,22 +77,21 @@ def noise_variance(law: Chinchilla, runs: pd.DataFrame) -> float:
     return float(r @ r / (len(r) - len(PARAMS)))
 
 
-def vanished(law: Chinchilla, runs: pd.DataFrame) -> np.ndarray:
-    """Per parameter: True where its gradient at every run is nil beside the largest (a term the fit
-    made vanish, E -> 0). Its uncertainty cannot be seen from here: the rule's blind spot."""
-    norm = np.linalg.norm(log_loss_gradient(law, runs["N"], runs["D"]), axis=0)
+def vanished(J: np.ndarray) -> np.ndarray:
+    """Per parameter: True where its gradient J at every run is nil beside the largest (a term the
+    fit made vanish, E -> 0). Its uncertainty cannot be seen from here: the rule's blind spot."""
+    norm = np.linalg.norm(J, axis=0)
     return norm <= VANISHED * norm.max()
 
 
-def parameter_covariance(law: Chinchilla, runs: pd.DataFrame, s2: float) -> np.ndarray:
-    """s2 (J'J)^+ at the fitted law, J the runs' log-loss gradients. J's columns are scaled to unit
+def parameter_covariance(J: np.ndarray, s2: float) -> np.ndarray:
+    """s2 (J'J)^+, J the runs' log-loss gradients at the fitted law. J's columns are scaled to unit
     norm first, so the cutoff drops what the runs cannot tell apart, not a parameter in other units;
     vanished parameters stay out (zero rows and columns)."""
-    J = log_loss_gradient(law, runs["N"], runs["D"])
-    live = ~vanished(law, runs)
+    live = ~vanished(J)
     norm = np.linalg.norm(J[:, live], axis=0)
     Js = J[:, live] / norm
-    cov = np.zeros((len(PARAMS), len(PARAMS)))
+    cov = np.zeros((J.shape[1], J.shape[1]))
     cov[np.ix_(live, live)] = s2 * np.linalg.pinv(Js.T @ Js, rcond=RCOND, hermitian=True) / np.outer(norm, norm)
     return cov
 
@@ -131,12 +132,13 @@ def suggest(law: Chinchilla, runs: pd.DataFrame, C: float, budget: float, N: np.
     done = np.isclose(N[:, None], runs["N"].to_numpy()) & np.isclose(D[:, None], runs["D"].to_numpy())
     N, D = N[~done.any(axis=1)], D[~done.any(axis=1)]
     cost = 6 * N * D
-    s2 = noise_variance(law, runs)
+    s2, J = noise_variance(law, runs), log_loss_gradient(law, runs["N"], runs["D"])
+    unseen = [k for k, gone in zip(PARAMS, vanished(J)) if gone]
     G = np.vstack([log_loss_gradient(law, *compute_optimal(law, C)), log_loss_gradient(law, N, D)])
-    S = G @ parameter_covariance(law, runs, s2) @ G.T
+    S = G @ parameter_covariance(J, s2) @ G.T
     var0 = float(S[0, 0])
     if not var0 > 0:  # the runs fix the target (a law through every point): nothing to narrow
-        return Suggestion([], 0.0, 1.0)
+        return Suggestion([], 0.0, 1.0, unseen)
     picked, cuts, var_left = min((_greedy(S, cost, budget, s2, per_flop) for per_flop in (True, False)), key=lambda g: g[2])
     picks = [Pick(float(N[j]), float(D[j]), float(cost[j]), c / var0) for j, c in zip(picked, cuts)]
-    return Suggestion(picks, var0**0.5, var_left / var0)
+    return Suggestion(picks, var0**0.5, var_left / var0, unseen)

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..analysis.hparams import predicted, tune, tuned_axes
-from ..analysis.laws import PARAMS, fit_chinchilla
+from ..analysis.laws import fit_chinchilla
 from ..analysis.select import fit_inputs
-from ..analysis.suggest import Suggestion, candidate_grid, suggest, vanished
+from ..analysis.suggest import Suggestion, candidate_grid, suggest
 from ..analysis.uncertainty import bootstrap, predict
 from ..errors import FitError, UsageError
 from ..store.files import read_record, write_text
@@ -119,8 +119,8 @@ def main(args, console: Console) -> int:
         raise UsageError(f"--budget {budget:.3g}: less than the cheapest run worth suggesting; give at least {(6 * N * D).min():.3g}"
                          if len(N) else f"--budget {budget:.3g}: too small for a run of {MIN_STEPS} steps; give more")
     s = suggest(law, runs, C, budget, N, D)
-    if (gone := [k for k, v in zip(PARAMS, vanished(law, runs)) if v]):
-        console.print(f"[yellow]warning[/]: the fit made {', '.join(gone)} vanish (its term is nil at every run), so suggest "
+    if s.unseen:
+        console.print(f"[yellow]warning[/]: the fit made {', '.join(s.unseen)} vanish (its term is nil at every run), so suggest "
                       "cannot see how uncertain it is and these runs ignore it; `scalinglab fit` shows its interval")
     out = Path(args.out or f"{sweep.name}-suggest.yaml")
     write_text(out, sweep_yaml(spec, sweep.name, s, C, budget, sweep.path, hyper))
