@@ -8,7 +8,9 @@ from conftest import model_config
 from scalinglab.cli import main
 from scalinglab.errors import SpecError
 from scalinglab.model.transformer import TransformerLM, count_params
-from scalinglab.sweep import counts, planner
+from scalinglab.model import counts
+from scalinglab.sweep import planner
+from scalinglab.sweep.counts import shape_for
 from scalinglab.sweep.read import parse
 from scalinglab.sweep.spec import ModelSpec
 
@@ -35,7 +37,7 @@ def test_planned_runs_match_their_models():
 
 @pytest.mark.parametrize("target", [2e4, 1e5, 3e5, 1e6, 1e7, 1e8])
 def test_shape_rule_lands_near_target_with_the_aspect_ratio(target):
-    s = counts.shape_for(target, ModelSpec(d_head=32, aspect_ratio=32))
+    s = shape_for(target, ModelSpec(d_head=32, aspect_ratio=32))
     N = s.N
     assert 0.6 < N / target < 1.6
     assert s.d_model == s.n_heads * 32

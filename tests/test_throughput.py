@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from scalinglab.sweep import counts
+from scalinglab.model import counts
 from scalinglab.training import throughput
 
 # device_kind as JAX reports it -> dense fp32 (TF32 on NVIDIA, bf16 passes on TPU) and bf16 FLOP/s per device

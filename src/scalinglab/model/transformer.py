@@ -2,7 +2,7 @@
 masked objective), GELU MLP; init scales and multipliers from the run's parametrization.
 
 Linear layers have no biases and the output layer is tied to the token embedding, so the
-non-embedding parameter count is exactly sweep.counts.count_N (tested).
+non-embedding parameter count is exactly model.counts.count_N (tested).
 
 Layers run as one lax.scan over stacked parameters (compile time does not grow with depth),
 optionally rematerialised. Attention is chosen once per build by platform and precision

@@ -10,9 +10,10 @@ from ..data.corpus import tokenizer_vocab
 from ..data.objectives import OBJECTIVES
 from ..data.sources import fingerprint
 from ..errors import SpecError
+from ..model.counts import count_N_total, flops_per_token
 from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES
-from .counts import Shape, count_N_total, flops_per_token, point_shape, shapes
+from .counts import Shape, point_shape, shapes
 from .evalspec import run_fields
 from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
 from .spec import SweepSpec

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import jaxlib
 
 from ..store.cache import build_once, cache_dir, cpu_info
-from ..sweep import counts
+from ..model import counts
 
 log = logging.getLogger(__name__)
 
