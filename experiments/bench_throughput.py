@@ -1,5 +1,5 @@
 """Training throughput of the step real runs use (training.steps.make_train_step) for a few model
-shapes: tokens/s and MFU (run.flops_per_token, sweep.counts.flops_per_token's convention, over
+shapes: tokens/s and MFU (run.flops_per_token, model.counts.flops_per_token's convention, over
 training.throughput.cpu_peak(), measured on the cores this process may use).
 
 Each shape is an sp, fp32, causal run on the byte vocabulary (256) with mlp_ratio 4 and

@@ -59,7 +59,7 @@ class LM(nn.Module):
 
 
 def flops_per_token(n_layers: int, d: int, seq_len: int) -> int:
-    """scalinglab.sweep.counts.flops_per_token: 6 (N + d vocab) + 12 n_layers seq_len d."""
+    """scalinglab.model.counts.flops_per_token: 6 (N + d vocab) + 12 n_layers seq_len d."""
     N = n_layers * (4 * d * d + 2 * d * MLP_RATIO * d + 4 * d) + 2 * d
     return 6 * (N + d * VOCAB) + 12 * n_layers * seq_len * d
 

@@ -13,6 +13,8 @@ from conftest import data_config, with_sections
 
 from scalinglab.data.corpus import load_corpus
 from scalinglab.errors import SpecError
+from scalinglab.store.layout import RunDir
+from scalinglab.store.runs import write_spec
 from scalinglab.sweep import planner
 from scalinglab.sweep.read import parse
 from scalinglab.sweep.runspec import RunSpec
@@ -99,3 +101,15 @@ def test_the_committed_lr_study_is_what_its_sweep_plans():
     """results/lr-study was trained from sweeps/lr-study.yaml (grid.lr x grid.batch_size): the same runs."""
     runs = planner.plan(parse(yaml.safe_load((SWEEPS / "lr-study.yaml").read_text())))
     assert len(runs) == 72 and {r.run_id for r in runs} == {d.name for d in (SWEEPS.parent / "results" / "lr-study" / "runs").iterdir()}
+
+
+def test_run_json_is_written_byte_for_byte_as_the_committed_lr_studys(tmp_path):
+    """results/lr-study's run.json files were written when precision, role, tracking, data source,
+    tokenizer and strategies were plain strings in the run spec; written now, with them as enums,
+    each is the same bytes."""
+    committed = SWEEPS.parent / "results" / "lr-study" / "runs"
+    for run in planner.plan(parse(yaml.safe_load((SWEEPS / "lr-study.yaml").read_text()))):
+        run_dir = RunDir(tmp_path / run.run_id)
+        run_dir.path.mkdir()
+        write_spec(run_dir, run.record())
+        assert run_dir.spec.read_bytes() == (committed / run.run_id / "run.json").read_bytes()

@@ -9,9 +9,19 @@ import yaml
 from conftest import with_sections
 
 from scalinglab.cli import main
-from scalinglab.data.sources import corpus_files
+from scalinglab.data.corpus import TokenizerKind
+from scalinglab.data.demonstrations import Strategy
+from scalinglab.data.objectives import OBJECTIVES
+from scalinglab.data.sources import Source, corpus_files
+from scalinglab.data.tasks import OutputType
 from scalinglab.errors import SpecError
+from scalinglab.model.kernels import Precision
+from scalinglab.model.parametrization import PARAMETRIZATIONS
 from scalinglab.sweep.read import load, parse
+from scalinglab.sweep.spec import SweepSpec
+from scalinglab.sweep.types import Executor
+from scalinglab.training.schedules import SCHEDULES, CooldownShape
+from scalinglab.training.tracking import Tracking
 
 BASE = {"name": "s", "grid": {"N": [1e5], "D": [1e6]}}
 
@@ -46,6 +56,35 @@ CASES = [
 def test_bad_sweep_is_rejected_with_a_path_precise_line(doc, message):
     with pytest.raises(SpecError, match=message):
         parse(doc)
+
+
+# Each closed field of the YAML and where its choices come from: a registry's names or an enum's values.
+CHOICES = [
+    ("data", "source", Source), ("data", "tokenizer", TokenizerKind), ("model", "parametrization", PARAMETRIZATIONS.names),
+    ("train", "objective", OBJECTIVES.names), ("train", "schedule", SCHEDULES.names), ("train", "cooldown_shape", CooldownShape),
+    ("train", "precision", Precision), ("launch", "executor", Executor), ("launch", "tracking", Tracking),
+]
+
+
+@pytest.mark.parametrize("section,field,source", CHOICES, ids=[f"{s}.{f}" for s, f, _ in CHOICES])
+def test_a_choice_is_its_registrys_in_the_error_and_in_the_json_schema(section, field, source):
+    """The schema takes the choices from where the code defines them; the error line and the JSON
+    schema (which the docs read) list them, the schema at the field itself."""
+    names = [str(name) for name in source]
+    listed = ", ".join(f"'{n}'" for n in names[:-1]) + f" or '{names[-1]}'"
+    with pytest.raises(SpecError, match=f"^{section}.{field}: Input should be {re.escape(listed)} \\(got 'nope'\\)$"):
+        parse(with_(**{section: {field: "nope"}}))
+    schema = SweepSpec.model_json_schema()
+    properties = schema["$defs"][schema["properties"][section]["$ref"].split("/")[-1]]["properties"]
+    assert properties[field]["enum"] == names
+
+
+def test_the_eval_sections_choices_come_from_their_enums():
+    schema = SweepSpec.model_json_schema()["$defs"]
+    assert schema["EvalSpec"]["properties"]["strategies"]["items"]["enum"] == [str(s) for s in Strategy]
+    assert schema["TaskEntry"]["properties"]["output_type"]["enum"] == [str(t) for t in OutputType]
+    with pytest.raises(SpecError, match=r"^eval.strategies\[1\]: Input should be 'random', 'first_n', .* or 'difficulty' \(got 'best'\)$"):
+        parse(with_(eval={"strategies": ["random", "best"]}))
 
 
 @pytest.mark.parametrize("verb", ["plan", "run"])

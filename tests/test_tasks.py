@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scalinglab.data.builtin_tasks import BUILTIN, builtin_task
-from scalinglab.data.demonstrations import NEEDS, STRATEGIES, choose
+from scalinglab.data.demonstrations import NEEDS, Strategy, choose
 from scalinglab.data.tasks import Item, Task, load_jsonl_task
 from scalinglab.errors import SpecError
 
@@ -208,8 +208,8 @@ def test_every_strategy_gives_k_demonstrations_never_the_item_itself():
     task = Task("t", "generation", task.pool, task.pool, 0.0)  # the pool is the test set
     vectors = rng.normal(size=(12, 5))
     extra = {"embeddings": (vectors, vectors), "losses": rng.random(12)}
-    assert set(NEEDS) <= set(STRATEGIES)
-    for strategy in STRATEGIES:
+    assert set(NEEDS) <= set(Strategy)
+    for strategy in Strategy:
         picks = choose(task, strategy, 4, 0, **extra)
         assert len(picks) == 12 and all(len(p) == len(set(p)) == 4 for p in picks), strategy
         assert all(i not in p for i, p in enumerate(picks)), strategy

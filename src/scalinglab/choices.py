@@ -35,6 +35,16 @@ class Registry:
 
         return add
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every registered name, in the order registered: the YAML's choices."""
+        return tuple(self.classes)
+
+    def having(self, field: str) -> tuple[str, ...]:
+        """The names of the choices whose type declares `field`: the only ones a spec setting of
+        that name reaches, as `pick` copies fields by name."""
+        return tuple(name for name, cls in self.classes.items() if field in {f.name for f in dataclasses.fields(cls)})
+
     def __getitem__(self, name: str) -> type[Choice]:
         try:
             return self.classes[name]

@@ -15,9 +15,11 @@ from rich.console import Console
 from .errors import InputError, UsageError
 from .store.files import DamagedResults
 from .store.frame import NotASweep
-from .sweep.spec import EXECUTORS, FitSpec
+from .sweep.spec import FitSpec
+from .sweep.types import Executor
 
 DEFAULT_RESULTS = "results"
+EXECUTORS = [e.value for e in Executor]  # argparse lists choices by their repr: the values, not the members
 
 
 class _Parser(argparse.ArgumentParser):

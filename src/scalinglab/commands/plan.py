@@ -14,17 +14,19 @@ from ..errors import SpecError
 from ..launch.job import SHARED_GPU_MEMORY
 from ..launch.resources import GIB, device_memory_bytes, max_parallel, tpu_device_files
 from ..model.kernels import cpu_kernel_missing
+from ..store.runs import Role
 from ..sweep import memory, planner
 from ..sweep.counts import point_shape, shapes
 from ..sweep.read import load
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec, SweepSpec, with_launch
+from ..sweep.types import Executor
 
 
 def role(r: RunSpec) -> str:
-    if r.role == "trunk":
-        return "trunk"
-    return f"branch@{r.start_step}" if r.trunk_id else "run"
+    if r.role == Role.TRUNK:
+        return Role.TRUNK
+    return f"branch@{r.start_step}" if r.trunk_id else Role.RUN
 
 
 def plan_table(runs: list[RunSpec], memories: list[memory.Memory]) -> pd.DataFrame:
@@ -99,9 +101,9 @@ def device_source(launch: LaunchSpec, n_runs: int) -> str:
     if launch.gpus_per_job:
         shared = f" over launch.jobs_per_gpu {launch.jobs_per_gpu}" if launch.jobs_per_gpu > 1 else ""
         return f"the smallest GPU visible here{shared}"
-    if launch.executor == "slurm":
+    if launch.executor == Executor.SLURM:
         return f"launch.slurm.mem_gb {launch.slurm.mem_gb:g}"
-    at_once = min(max_parallel(launch, n_runs), n_runs) if launch.executor == "local" else 1
+    at_once = min(max_parallel(launch, n_runs), n_runs) if launch.executor == Executor.LOCAL else 1
     return "this machine's memory" + f" over {at_once} jobs at once" * (at_once > 1)
 
 
@@ -165,7 +167,7 @@ def _what_to_do(sweep: SweepSpec, run: RunSpec, mem: memory.Memory, usable: floa
         todo.append("set train.remat")
     if launch.gpus_per_job:
         todo.append("spread the batch over more GPUs (launch.gpus_per_job)")
-    elif launch.executor == "local" and min(max_parallel(launch, n_runs), n_runs) > 1:
+    elif launch.executor == Executor.LOCAL and min(max_parallel(launch, n_runs), n_runs) > 1:
         todo.append("run fewer jobs at once (launch.max_parallel)")
     last = "give the device's memory (launch.device_memory_gb) if it has more"
     return f"{', '.join(todo)}, or {last}" if todo else f"plan smaller models, or {last}"

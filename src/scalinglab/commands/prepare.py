@@ -9,7 +9,7 @@ from functools import partial
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from ..data.corpus import Corpus, Meter, corpus_dir, open_corpus, prepare
+from ..data.corpus import Corpus, Meter, TokenizerKind, corpus_dir, open_corpus, prepare
 from ..sweep.planner import data_config
 from ..sweep.read import load
 
@@ -43,7 +43,7 @@ def main(args, console: Console) -> int:
     data = data_config(load(args.sweep))
     corpus, cached = prepare_corpus(data, console)
     where = f"{data.source} {data.path}" if data.path else data.source
-    tokens = "byte" if data.tokenizer == "byte" else f"BPE ({data.vocab_size:,} ids)"
+    tokens = "byte" if data.tokenizer == TokenizerKind.BYTE else f"BPE ({data.vocab_size:,} ids)"
     console.print(f"corpus {where}, {tokens} tokens: {len(corpus.train):,} training, {len(corpus.val):,} held out "
                   f"({'cached' if cached else 'prepared'}: {corpus_dir(data)})")
     return 0

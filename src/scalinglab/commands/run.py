@@ -18,6 +18,7 @@ from ..sweep import planner
 from ..sweep.read import load
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec, with_launch
+from ..sweep.types import Executor
 from .fit import report
 from .plan import check_memory
 from .prepare import prepare_corpus
@@ -35,7 +36,7 @@ def check_gpus(launch_spec: LaunchSpec) -> None:
     """A local sweep given GPUs: refused before anything is written where its jobs would find none
     (they would fail one by one), too few for one job, or too few for max_parallel jobs at once."""
     g = launch_spec.gpus_per_job
-    if launch_spec.executor != "local" or not g:
+    if launch_spec.executor != Executor.LOCAL or not g:
         return
     gpus, visible = available_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")
     if not gpus:

@@ -11,18 +11,18 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..launch import jobs
-from ..store import runs
 from ..store.frame import load
 from ..store.layout import SweepDir
+from ..store.runs import Role, Status
 
-COLORS = {"done": "green", "running": "cyan", "failed": "red", "diverged": "red", "damaged": "red", "cancelled": "yellow",
-          "preempted": "yellow"}
+COLORS = {Status.DONE: "green", Status.RUNNING: "cyan", Status.FAILED: "red", Status.DIVERGED: "red", Status.DAMAGED: "red",
+          Status.CANCELLED: "yellow", Status.PREEMPTED: "yellow"}
 
 
 def sweep_runs(path: str) -> tuple[SweepDir, list[dict]]:
     """Every run of a results/<sweep> folder, cooldown trunks included, by N, D and seed."""
     rows = load(path, trunks=True).to_dict("records")
-    damaged = [r for r in rows if r["status"] == runs.DAMAGED]  # their N and D may be unknown
+    damaged = [r for r in rows if r["status"] == Status.DAMAGED]  # their N and D may be unknown
     ordered = sorted((r for r in rows if r not in damaged), key=lambda r: (r["N"], r["D"], r["seed"]))
     return SweepDir(Path(path)), ordered + damaged
 
@@ -33,8 +33,8 @@ def _states(path: str, sweep: SweepDir, rows: list[dict]) -> dict:
     except jobs.SlurmError as e:
         raise UsageError(f"{path}: {e}") from e
     for r in rows:  # a damaged run.json: whatever its summary says, the run is not usable as it is
-        if r["status"] == runs.DAMAGED:
-            states[r["run_id"]] = jobs.RunState(r["run_id"], runs.DAMAGED, states[r["run_id"]].job_id, r["error"])
+        if r["status"] == Status.DAMAGED:
+            states[r["run_id"]] = jobs.RunState(r["run_id"], Status.DAMAGED, states[r["run_id"]].job_id, r["error"])
     return states
 
 
@@ -47,11 +47,11 @@ def main(args, console: Console) -> int:
     for r in rows:
         st = states[r["run_id"]]
         state = f"[{COLORS[st.state]}]{st.state}[/]" if st.state in COLORS else st.state
-        role = "trunk" if r.get("role") == "trunk" else "branch" if pd.notna(r.get("trunk_id")) else ""
+        role = "trunk" if r.get("role") == Role.TRUNK else "branch" if pd.notna(r.get("trunk_id")) else ""
         size = [f"{int(r[k]):,}" if pd.notna(r.get(k)) else "?" for k in ("N", "D")]
         table.add_row(r["run_id"], *size, role, state, st.job_id or "", st.detail)
     console.print(table)
-    counts = {state: sum(s.state == state for s in states.values()) for state in jobs.STATES}
+    counts = {state: sum(s.state == state for s in states.values()) for state in Status}
     console.print(" · ".join(f"{n} {state}" for state, n in counts.items() if n))
     return 0
 

@@ -24,7 +24,7 @@ import string
 import numpy as np
 
 from ..errors import SpecError
-from .tasks import Item, Task
+from .tasks import Item, Task, TaskKind
 
 BUILTIN = {
     "recall": "in-context key->value recall, 'kq=37 mb=05 ab=62 mb=' -> '05' (generation, chance 0.01)",
@@ -68,11 +68,11 @@ def builtin_task(name: str, val_text: str, n_test: int, n_pool: int, seed: int) 
         make = _recall if name == "recall" else _copy
         test, pool = (_synthetic(make, n, np.random.default_rng([seed, salt, split]), seen)
                       for split, n in enumerate((n_test, n_pool)))
-        return Task(name, "generation", pool, test, CHANCE[name], target_delimiter="", fewshot_delimiter="\n")
+        return Task(name, TaskKind.GENERATION, pool, test, CHANCE[name], target_delimiter="", fewshot_delimiter="\n")
     half = len(val_text) // 2
     test = _held_out(name, val_text[half:], half, n_test, np.random.default_rng([seed, salt, 0]), seen)
     pool = _held_out(name, val_text[:half], 0, n_pool, np.random.default_rng([seed, salt, 1]), seen)
-    kind = "multiple_choice" if name == "cloze" else "generation"
+    kind = TaskKind.MULTIPLE_CHOICE if name == "cloze" else TaskKind.GENERATION
     return Task(name, kind, pool, test, CHANCE[name], target_delimiter="", fewshot_delimiter="\n\n")
 
 

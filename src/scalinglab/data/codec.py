@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import EOT
+from .corpus import EOT, TokenizerKind
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,9 @@ class Codec:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False).replace(EOT, "\x00")
 
 
-def open_codec(folder: Path, tokenizer: str) -> Codec:
+def open_codec(folder: Path, tokenizer: TokenizerKind) -> Codec:
     """The codec of the corpus prepared in `folder` (data.corpus.prepare)."""
-    if tokenizer == "byte":
+    if tokenizer == TokenizerKind.BYTE:
         return Codec()
     from tokenizers import Tokenizer  # noqa: PLC0415  (only BPE corpora need it)
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import partial
 from itertools import chain
 from pathlib import Path
@@ -31,6 +32,13 @@ BPE_SAMPLE_WINDOWS = 256  # the sample: this many windows of the training split,
 BPE_SAMPLE_SEED = 0
 
 Ranges = list[tuple[int, int]]  # [start, end) byte ranges of the stream
+
+
+class TokenizerKind(StrEnum):
+    """data.tokenizer: byte, UTF-8 bytes as ids 0-255; bpe, byte-level BPE learnt from the corpus."""
+
+    BYTE = "byte"
+    BPE = "bpe"
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,9 +62,9 @@ class Meter:
         yield lambda k: None
 
 
-def tokenizer_vocab(tokenizer: str, vocab_size: int) -> int:
+def tokenizer_vocab(tokenizer: TokenizerKind, vocab_size: int) -> int:
     """Number of token ids the tokenizer emits."""
-    return 256 if tokenizer == "byte" else vocab_size
+    return 256 if tokenizer == TokenizerKind.BYTE else vocab_size
 
 
 def load_corpus(data) -> Corpus:
@@ -105,7 +113,7 @@ def _build(data, meter: Meter, out: Path, sample_bytes: int = BPE_SAMPLE_BYTES) 
     with meter.phase("read", sources.files_size(data.source, data.path)) as advance:
         n = _write_stream(sources.documents(data.source, data.path, data.text_field, advance), stream)
     with open(stream, "rb") as f:
-        if data.tokenizer == "byte":
+        if data.tokenizer == TokenizerKind.BYTE:
             meta = _byte_tokens(f, n, data.val_fraction, out, meter)
         else:
             meta = _bpe_tokens(f, n, data, out, meter, sample_bytes)

@@ -17,37 +17,50 @@ context and answer are left out (when the pool is the test set that is the item 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
 import numpy as np
 from rank_bm25 import BM25Okapi
 
 from .tasks import Task
 
-STRATEGIES = ("random", "first_n", "bm25", "embedding", "mmr", "difficulty")
-NEEDS = {"embedding": "embeddings", "mmr": "embeddings", "difficulty": "losses"}  # what the scoring model must supply
+
+class Strategy(StrEnum):
+    """eval.strategies: how demonstrations are chosen (above)."""
+
+    RANDOM = "random"
+    FIRST_N = "first_n"
+    BM25 = "bm25"
+    EMBEDDING = "embedding"
+    MMR = "mmr"
+    DIFFICULTY = "difficulty"
+
+
+# What the scoring model must supply.
+NEEDS = {Strategy.EMBEDDING: "embeddings", Strategy.MMR: "embeddings", Strategy.DIFFICULTY: "losses"}
 LAMBDA = 0.5
 _WORD = re.compile(r"\w+")
 
 
-def choose(task: Task, strategy: str, k: int, seed: int, embeddings=None, losses=None) -> list[list[int]]:
+def choose(task: Task, strategy: Strategy, k: int, seed: int, embeddings=None, losses=None) -> list[list[int]]:
     """For each test item, in task.test order, the pool indices of its k demonstrations in prompt
     order. embeddings: (pool vectors (P, d), test vectors (T, d)); losses: (P,), the scoring model's
     loss on each pool item's answer."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"demonstration strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if strategy not in tuple(Strategy):
+        raise ValueError(f"demonstration strategy '{strategy}' is not one of {', '.join(Strategy)}")
     allowed = _allowed(task, k)
-    if strategy == "random":
+    if strategy == Strategy.RANDOM:
         return [_random(a, k, seed, i) for i, a in enumerate(allowed)]
-    if strategy == "first_n":
+    if strategy == Strategy.FIRST_N:
         return [np.flatnonzero(a)[:k].tolist() for a in allowed]
-    if strategy == "bm25":
+    if strategy == Strategy.BM25:
         return [_top(s, a, k) for s, a in zip(_bm25_scores(task), allowed)]
-    if strategy == "difficulty":
+    if strategy == Strategy.DIFFICULTY:
         easiness = -_losses(task, losses)
         return [_top(easiness, a, k) for a in allowed]
     pool, test = _unit_vectors(task, embeddings)
     relevance = test @ pool.T  # (T, P) cosine similarities
-    if strategy == "embedding":
+    if strategy == Strategy.EMBEDDING:
         return [_top(r, a, k) for r, a in zip(relevance, allowed)]
     redundancy = pool @ pool.T
     return [_mmr(r, redundancy, a, k) for r, a in zip(relevance, allowed)]

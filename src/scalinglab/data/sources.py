@@ -9,12 +9,24 @@ import json
 import os
 import sysconfig
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
 
 from ..errors import SpecError
 from ..store.cache import build_once, cache_dir
 
-SUFFIXES = {"text": (".txt", ".md", ".py", ".rst"), "jsonl": (".jsonl",), "parquet": (".parquet",)}
+
+class Source(StrEnum):
+    """data.source: where the documents come from."""
+
+    STDLIB = "stdlib"
+    TEXT = "text"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+    HF = "hf"
+
+
+SUFFIXES = {Source.TEXT: (".txt", ".md", ".py", ".rst"), Source.JSONL: (".jsonl",), Source.PARQUET: (".parquet",)}
 _STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idlelib"}
 BATCH_ROWS = 1024  # Parquet and hf rows read at a time
 
@@ -34,12 +46,12 @@ def stdlib_files() -> list[Path]:
     return sorted(files)
 
 
-def corpus_files(source: str, path: str | None) -> list[Path]:
+def corpus_files(source: Source, path: str | None) -> list[Path]:
     """The files the corpus is read from, in reading order (for hf: every file of the saved dataset)."""
-    if source == "stdlib":
+    if source == Source.STDLIB:
         return stdlib_files()
     root = Path(path)
-    if source == "hf":
+    if source == Source.HF:
         if not root.is_dir():
             raise SpecError(f"data.path: {root} is not a folder (give one written by datasets' save_to_disk)")
         return sorted(f for f in root.rglob("*") if f.is_file())
@@ -55,14 +67,14 @@ def corpus_files(source: str, path: str | None) -> list[Path]:
     return files
 
 
-def documents(source: str, path: str | None, text_field: str, advance: Advance = _ignore) -> Iterator[bytes]:
+def documents(source: Source, path: str | None, text_field: str, advance: Advance = _ignore) -> Iterator[bytes]:
     """Every document as UTF-8 bytes, in file then line/row order, one at a time: memory holds a
     document (or a batch of rows), never the corpus. advance(k) is called as k more bytes of the
     corpus files are read (roughly, for Parquet and hf: by rows), for a progress bar."""
-    if source == "hf":
+    if source == Source.HF:
         docs = _hf_documents(Path(path), text_field, advance)
     else:
-        read = {"jsonl": _jsonl_documents, "parquet": _parquet_documents}.get(source, _file_document)
+        read = {Source.JSONL: _jsonl_documents, Source.PARQUET: _parquet_documents}.get(source, _file_document)
         docs = (doc for f in corpus_files(source, path) for doc in read(f, text_field, advance))
     rows = nonempty = 0
     for doc in docs:
@@ -74,7 +86,7 @@ def documents(source: str, path: str | None, text_field: str, advance: Advance =
         raise SpecError(f"data.path: {path or 'stdlib'} is empty")
 
 
-def files_size(source: str, path: str | None) -> int:
+def files_size(source: Source, path: str | None) -> int:
     """Bytes in the corpus files: what documents() reads, the total of its advance() calls."""
     return sum(f.stat().st_size for f in corpus_files(source, path))
 
@@ -166,7 +178,7 @@ def _hf_documents(path: Path, text_field: str, advance: Advance) -> Iterator[byt
     if text_field not in ds.column_names:
         raise SpecError(f"data.text_field: {text_field!r} not in {path} (columns: {', '.join(ds.column_names)})")
     batches = (t[text_field] for t in ds.with_format("arrow").iter(batch_size=BATCH_ROWS))
-    yield from _batched_documents(batches, path, text_field, ds.num_rows, files_size("hf", str(path)), advance)
+    yield from _batched_documents(batches, path, text_field, ds.num_rows, files_size(Source.HF, str(path)), advance)
 
 
 def _batched_documents(columns, where: Path, text_field: str, rows: int, size: int, advance: Advance) -> Iterator[bytes]:
@@ -212,11 +224,11 @@ def _file_digest(f: Path) -> str:
     return build_once(cache_dir() / "file_digests" / stat_key, digest).read_text()
 
 
-def fingerprint(source: str, path: str | None) -> str | None:
+def fingerprint(source: Source, path: str | None) -> str | None:
     """The content of the corpus files, as one hash of each file's name (relative to data.path)
     and bytes: the same wherever the corpus lies. None for the built-in corpus, which is named by
     its source alone (its files are the running Python's)."""
-    if source == "stdlib":
+    if source == Source.STDLIB:
         return None
     files = corpus_files(source, path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .tasks import TaskKind
+
 
 @dataclass
 class Rows:
@@ -79,13 +81,13 @@ class Scored:
         return -self.logp[rows] / np.maximum(self.n_tokens[rows], 1)
 
 
-def item_scores(kind: str, gold: int, continuations: list[str], rows: list[int], out: Scored) -> dict:
+def item_scores(kind: TaskKind, gold: int, continuations: list[str], rows: list[int], out: Scored) -> dict:
     """One test item's scores from its rows (one per continuation; generation: one)."""
     logp, n = out.logp[rows], out.n_tokens[rows]
     n_bytes = np.array([max(1, len(c.encode("utf-8"))) for c in continuations])
-    g = gold if kind == "multiple_choice" else 0
+    g = gold if kind == TaskKind.MULTIPLE_CHOICE else 0
     scores = {"task_loss": float(-logp[g] / max(n[g], 1)), "task_bpb": float(-logp[g] / math.log(2) / n_bytes[g])}
-    if kind == "multiple_choice":
+    if kind == TaskKind.MULTIPLE_CHOICE:
         p = np.exp(logp - logp.max())
         scores.update(acc=float(np.argmax(logp) == g), acc_norm=float(np.argmax(logp / n_bytes) == g),
                       p_gold=float(p[g] / p.sum()), exact_match=math.nan, token_acc=math.nan)

@@ -10,12 +10,30 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from ..errors import SpecError
 from .sources import json_object
 
-OUTPUT_TYPES = {"multiple_choice": "multiple_choice", "generate_until": "generation"}  # -> Task.kind
+
+class TaskKind(StrEnum):
+    """How a task is scored, as tasks.jsonl records it: multiple_choice, the gold choice among the
+    choices (acc, acc_norm, p_gold); generation, the target's tokens (exact_match, token_acc)."""
+
+    MULTIPLE_CHOICE = "multiple_choice"
+    GENERATION = "generation"
+
+
+class OutputType(StrEnum):
+    """A user task's output_type, in lm-evaluation-harness's words."""
+
+    MULTIPLE_CHOICE = "multiple_choice"
+    GENERATE_UNTIL = "generate_until"
+
+    @property
+    def kind(self) -> TaskKind:
+        return TaskKind.MULTIPLE_CHOICE if self is OutputType.MULTIPLE_CHOICE else TaskKind.GENERATION
 
 
 @dataclass(frozen=True)
@@ -38,8 +56,7 @@ class Item:
 @dataclass(frozen=True)
 class Task:
     name: str
-    kind: str
-    """"multiple_choice" or "generation"."""
+    kind: TaskKind
     pool: tuple[Item, ...]
     """Where demonstrations are drawn from, and only from here."""
     test: tuple[Item, ...]
@@ -56,7 +73,7 @@ class Task:
 
     def continuations(self, item: Item) -> list[str]:
         """What is scored after the prompt: each choice, or the generation target, after target_delimiter."""
-        if self.kind == "multiple_choice":
+        if self.kind == TaskKind.MULTIPLE_CHOICE:
             return [self.target_delimiter + c for c in item.choices]
         return [self.target_delimiter + item.target]
 
@@ -65,7 +82,7 @@ def load_jsonl_task(
     name: str,
     test: str | Path,
     fewshot: str | Path | None,
-    output_type: str,
+    output_type: OutputType,
     doc_to_text: str,
     doc_to_choice: str | None,
     doc_to_target: str,
@@ -79,19 +96,19 @@ def load_jsonl_task(
     the fields of each line's object that hold the context, the choices (multiple choice) and the
     answer (for multiple choice an index into the choices or one of them). Without a fewshot file the
     pool is the test file's items, and demonstration choice never shows an item as its own demonstration."""
-    if output_type not in OUTPUT_TYPES:
-        raise SpecError(f"task {name}: output_type {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
-    kind = OUTPUT_TYPES[output_type]
-    if kind == "multiple_choice" and not doc_to_choice:
+    if output_type not in tuple(OutputType):
+        raise SpecError(f"task {name}: output_type '{output_type}' is not one of {', '.join(OutputType)}")
+    kind = OutputType(output_type).kind
+    if kind == TaskKind.MULTIPLE_CHOICE and not doc_to_choice:
         raise SpecError(f"task {name}: output_type multiple_choice needs doc_to_choice (the field that holds the choices)")
     for field, n in (("n_test", n_test), ("n_pool", n_pool)):
         if n is not None and n < 1:
             raise SpecError(f"task {name}: {field} is {n}; give at least 1 (or leave it out for the whole file)")
-    fields = (doc_to_text, doc_to_choice if kind == "multiple_choice" else None, doc_to_target)
+    fields = (doc_to_text, doc_to_choice if kind == TaskKind.MULTIPLE_CHOICE else None, doc_to_target)
     tests = _read_items(Path(test), fields, _most(n_test, n_pool) if fewshot is None else n_test)
     pool = tests[:n_pool] if fewshot is None else _read_items(Path(fewshot), fields, n_pool)
     tests = tests[:n_test]
-    chance = sum(1 / len(t.choices) for t in tests) / len(tests) if kind == "multiple_choice" else 0.0
+    chance = sum(1 / len(t.choices) for t in tests) / len(tests) if kind == TaskKind.MULTIPLE_CHOICE else 0.0
     return Task(name, kind, tuple(pool), tuple(tests), chance, target_delimiter, fewshot_delimiter)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from ..data.corpus import EOT, prepare
+from ..data.corpus import EOT, TokenizerKind, prepare
 from ..errors import InputError
 from ..sweep.runspec import RunSpec
 from .finished import finished_run
@@ -90,7 +90,7 @@ def write_tokenizer(run: RunSpec, out: Path) -> int:
     """tokenizer.json and its config for PreTrainedTokenizerFast: the corpus's own BPE, or bytes
     as ids 0-255 (a byte-level BPE without merges; NUL separates documents, as in training).
     Returns the id of the token between documents."""
-    if run.data.tokenizer == "byte":
+    if run.data.tokenizer == TokenizerKind.BYTE:
         byte_tokenizer().save(str(out / "tokenizer.json"))
         eos, eos_id = "\x00", 0
     else:

@@ -10,6 +10,7 @@ from ..store import runs
 from ..store.layout import SweepDir
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec
+from ..sweep.types import Executor
 from .scheduler import Outcome, Scheduler
 
 
@@ -24,7 +25,7 @@ def launch(plan: list[RunSpec], launch_spec: LaunchSpec, sweep: SweepDir, consol
             if runs.read_spec(run_dir) is None:  # lost or damaged: the plan knows what it said
                 runs.write_spec(run_dir, run.record())
             outcome.skipped += 1
-        elif launch_spec.executor != "slurm" and runs.is_locked(run_dir):  # slurm: its queued and running jobs are watched
+        elif launch_spec.executor != Executor.SLURM and runs.is_locked(run_dir):  # slurm: its queued and running jobs are watched
             elsewhere.append((run, run_dir))
         else:
             runs.write_spec(run_dir, run.record())

@@ -8,18 +8,19 @@ from pathlib import Path
 import submitit
 
 from ..sweep.spec import LaunchSpec
+from ..sweep.types import Executor
 from .resources import max_parallel
 
 
 def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Executor:
     timeout_min = launch.slurm.time_min
-    if launch.executor == "local":  # its jobs see no GPU; a GPU job sets its own (job.setup_job)
+    if launch.executor == Executor.LOCAL:  # its jobs see no GPU; a GPU job sets its own (job.setup_job)
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=timeout_min)
         return executor
     s = launch.slurm
     executor = submitit.AutoExecutor(folder=folder, cluster=launch.executor, slurm_max_num_timeout=s.max_requeues)
-    if launch.executor == "slurm":
+    if launch.executor == Executor.SLURM:
         optional = {"slurm_partition": s.partition, "slurm_account": s.account, "slurm_qos": s.qos,
                     "slurm_constraint": s.constraint, "mem_gb": s.mem_gb}
         executor.update_parameters(

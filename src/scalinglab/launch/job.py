@@ -20,6 +20,7 @@ import submitit
 
 from ..store import runs
 from ..store.layout import RunDir
+from ..store.runs import Status
 from ..sweep.runspec import RunSpec
 from .resources import local_gpus, tpu_device_files
 
@@ -139,7 +140,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self, record: dict, run_path: str, cores: list[int] | None) -> dict:
         summary = run_job(record, run_path, cores, started=self._started, gpus=self.gpus, processes=self.processes)
-        return self._stopped(summary, RunDir(run_path)) if summary["status"] == "preempted" else summary
+        return self._stopped(summary, RunDir(run_path)) if summary["status"] == Status.PREEMPTED else summary
 
     def _started(self, trainer) -> None:
         self.trainer = trainer

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from ..store import runs
 from ..store.files import locked, read_record, report_damage, write_json
 from ..store.layout import SweepDir
-
-STATES = ("pending", "running", "preempted", "done", "diverged", "failed", "cancelled", runs.DAMAGED)
+from ..store.runs import Status
+from ..sweep.types import Executor
 
 # sacct states of a job that has not ended, and of one that ended without a summary.
 _QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "PREEMPTED"}
@@ -45,7 +45,7 @@ def read_jobs(sweep: SweepDir) -> dict[str, dict]:
     return jobs
 
 
-def record_jobs(sweep: SweepDir, executor: str, job_ids: dict[str, str]) -> None:
+def record_jobs(sweep: SweepDir, executor: Executor, job_ids: dict[str, str]) -> None:
     """Adds jobs to jobs.json; the sweep folder's lock keeps two launchers from losing each other's."""
     with locked(sweep.path):
         jobs = read_jobs(sweep)
@@ -95,31 +95,31 @@ def _unfinished_state(run, job: dict, sacct: str | None) -> RunState:
     job_id, requeues = job.get("job_id"), runs.requeue_count(run)
     live = sacct in _RUNNING or sacct in _QUEUED
     if sacct in _RUNNING:
-        state, detail = "running", progress
+        state, detail = Status.RUNNING, progress
     elif sacct in _QUEUED:
-        state = "preempted" if requeues or sacct == "PREEMPTED" else "pending"
+        state = Status.PREEMPTED if requeues or sacct == "PREEMPTED" else Status.PENDING
         detail = f"requeued {requeues}x, from {progress}" if requeues else ""
     elif sacct and sacct.startswith("CANCELLED"):
-        state, detail = "cancelled", progress
+        state, detail = Status.CANCELLED, progress
     elif sacct:  # FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ... or COMPLETED without a summary
-        state, detail = "failed", f"job {sacct.lower()}"
+        state, detail = Status.FAILED, f"job {sacct.lower()}"
     elif runs.is_locked(run):  # a local job process holds the run's lock
-        state, detail, live = "running", progress, True
+        state, detail, live = Status.RUNNING, progress, True
     else:  # never submitted, or its job is gone (a local sweep stopped, a job unknown to sacct)
-        state, detail = "pending", "not running: `scalinglab run` trains it" if job_id or metrics else "not submitted"
+        state, detail = Status.PENDING, "not running: `scalinglab run` trains it" if job_id or metrics else "not submitted"
     return RunState(run.run_id, state, job_id, detail, live)
 
 
 def run_states(sweep: SweepDir, run_ids: list[str]) -> list[RunState]:
     """Every run's state, from its summary when it has one, else from its job."""
     jobs = read_jobs(sweep)
-    slurm = slurm_states([jobs[r]["job_id"] for r in run_ids if r in jobs and jobs[r]["executor"] == "slurm"])
+    slurm = slurm_states([jobs[r]["job_id"] for r in run_ids if r in jobs and jobs[r]["executor"] == Executor.SLURM])
     states = []
     for run_id in run_ids:
         run, job = sweep.run(run_id), jobs.get(run_id, {})
         summary = runs.read_summary(run)
         if summary is None:
-            states.append(_unfinished_state(run, job, slurm.get(job.get("job_id")) if job.get("executor") == "slurm" else None))
+            states.append(_unfinished_state(run, job, slurm.get(job.get("job_id")) if job.get("executor") == Executor.SLURM else None))
             continue
         detail = f"L={summary['L']:.4f}" if summary.get("L") is not None else summary.get("error") or ""
         states.append(RunState(run_id, summary["status"], job.get("job_id"), detail))
@@ -130,7 +130,7 @@ def cancel(sweep: SweepDir, run_ids: list[str]) -> list[RunState]:
     """Cancels the queued and running SLURM jobs of these runs; returns their states before.
     Local jobs belong to the `scalinglab run` process that started them (Ctrl-C stops them)."""
     jobs = read_jobs(sweep)
-    live = [s for s in run_states(sweep, run_ids) if s.live and jobs.get(s.run_id, {}).get("executor") == "slurm"]
+    live = [s for s in run_states(sweep, run_ids) if s.live and jobs.get(s.run_id, {}).get("executor") == Executor.SLURM]
     if live:
         _ask(["scancel", *[s.job_id for s in live]])
     return live

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..sweep.memory import GIB
 from ..sweep.spec import LaunchSpec
+from ..sweep.types import Executor
 
 
 def local_gpus() -> int:
@@ -44,18 +45,18 @@ def gpu_slots(launch: LaunchSpec, n_gpus: int) -> int:
 def max_parallel(launch: LaunchSpec, n_runs: int) -> int:
     if launch.max_parallel is not None:
         return launch.max_parallel
-    if launch.executor == "local" and launch.gpus_per_job:
+    if launch.executor == Executor.LOCAL and launch.gpus_per_job:
         return max(1, gpu_slots(launch, len(available_gpus())))
-    if launch.executor == "local":
+    if launch.executor == Executor.LOCAL:
         return max(1, len(os.sched_getaffinity(0)) // launch.threads_per_job)
-    return 1 if launch.executor == "debug" else max(1, n_runs)
+    return 1 if launch.executor == Executor.DEBUG else max(1, n_runs)
 
 
 def slot_cores(launch: LaunchSpec, slot: int, n_slots: int = 1) -> list[int] | None:
     """The cores of local job slot `slot` of n_slots, disjoint from the other slots' while there
     are enough: threads_per_job for a CPU job, an even share of the cores for a GPU job (its host
     work: input batches, dispatch). None where the job runs in this process (debug) or SLURM places it."""
-    if launch.executor != "local":
+    if launch.executor != Executor.LOCAL:
         return None
     cpus = sorted(os.sched_getaffinity(0))  # this process's cores, not always 0..n-1 (cgroups, taskset)
     per_job = max(1, len(cpus) // max(1, n_slots)) if launch.gpus_per_job else launch.threads_per_job
@@ -91,14 +92,14 @@ def device_memory_bytes(launch: LaunchSpec, n_runs: int | None = None) -> int | 
     if launch.device_memory_gb is not None:
         return int(launch.device_memory_gb * GIB)
     if launch.gpus_per_job:
-        smallest = None if launch.executor == "slurm" else _smallest_gpu_memory()
+        smallest = None if launch.executor == Executor.SLURM else _smallest_gpu_memory()
         return None if smallest is None else smallest // launch.jobs_per_gpu
     if tpu_device_files():
         return None
-    if launch.executor == "slurm":
+    if launch.executor == Executor.SLURM:
         return None if launch.slurm.mem_gb is None else int(launch.slurm.mem_gb * GIB)
     memory = _machine_memory()
-    at_once = max_parallel(launch, n_runs or 1) if launch.executor == "local" else 1
+    at_once = max_parallel(launch, n_runs or 1) if launch.executor == Executor.LOCAL else 1
     return None if memory is None else memory // max(1, min(at_once, n_runs or at_once))
 
 

@@ -15,8 +15,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ..store import runs
 from ..store.layout import RunDir, SweepDir
+from ..store.runs import Role, Status
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec
+from ..sweep.types import Executor
 from . import jobs
 from .executors import make_executor
 from .job import BUSY, TrainJob, run_job
@@ -48,7 +50,7 @@ def _trunk_ready(run: RunSpec, sweep: SweepDir) -> bool | None:
     trunk = sweep.run(run.trunk_id)
     if (trunk.branch_points / str(run.start_step)).is_dir():
         return True
-    return None if runs.status(trunk) in ("done", "diverged", "failed") else False
+    return None if runs.status(trunk) in (Status.DONE, Status.DIVERGED, Status.FAILED) else False
 
 
 @dataclass
@@ -63,11 +65,11 @@ class Scheduler:
     outcome: Outcome = field(default_factory=Outcome)
 
     def __post_init__(self):
-        self.queue = sorted(self.queue, key=lambda item: (item[0].role != "trunk", -item[0].job_flops))
+        self.queue = sorted(self.queue, key=lambda item: (item[0].role != Role.TRUNK, -item[0].job_flops))
         self.executor = make_executor(self.launch, self.sweep.logs, len(self.queue))
         self.n_slots = max_parallel(self.launch, len(self.queue))
         self.free_slots = list(range(self.n_slots))
-        self.gpus = available_gpus() if self.launch.executor == "local" and self.launch.gpus_per_job else []
+        self.gpus = available_gpus() if self.launch.executor == Executor.LOCAL and self.launch.gpus_per_job else []
         self.running: dict = {}  # job -> (run, run_dir, slot)
         self.total_flops = sum(r.job_flops for r, _ in self.queue)
         self.finished_flops, self.last_sacct = 0.0, time.time()
@@ -75,7 +77,7 @@ class Scheduler:
     def run(self) -> Outcome:
         with Progress(*COLUMNS, console=self.console, transient=False) as progress:
             self.progress, self.task = progress, progress.add_task("", total=self.total_flops)
-            if self.launch.executor == "slurm":
+            if self.launch.executor == Executor.SLURM:
                 self.submit_to_slurm(self.queue)
                 self.queue = []
             while self.queue or self.running or self.elsewhere:
@@ -83,7 +85,7 @@ class Scheduler:
                 self.admit()
                 self.reap()
                 time.sleep(POLL_S if self.running or self.elsewhere else 0)
-                if self.launch.executor == "slurm" and time.time() - self.last_sacct > SACCT_POLL_S:
+                if self.launch.executor == Executor.SLURM and time.time() - self.last_sacct > SACCT_POLL_S:
                     submitit.SlurmJob.watcher.update()  # one sacct for all jobs: sees cancelled and killed ones
                     self.last_sacct = time.time()
                 self.refresh()
@@ -105,7 +107,7 @@ class Scheduler:
             if runs.is_complete(run_dir):
                 self.outcome.skipped += 1
                 self.console.print(f"[green]{runs.status(run_dir)}[/] {run.run_id}  (trained by another process)")
-            elif self.launch.executor == "slurm":
+            elif self.launch.executor == Executor.SLURM:
                 self.submit_to_slurm([(run, run_dir)])
             else:
                 self.queue.append((run, run_dir))
@@ -131,7 +133,7 @@ class Scheduler:
         CUDA_VISIBLE_DEVICES) and takes only indices: the job itself sees its slot's GPUs, by the
         names of the parent's CUDA_VISIBLE_DEVICES (indices or UUIDs)."""
         launch, visible = self.launch, None
-        if launch.executor == "local" and launch.gpus_per_job:
+        if launch.executor == Executor.LOCAL and launch.gpus_per_job:
             visible = slot_gpus(launch, slot, self.gpus)
         job = self.executor.submit(run_job, run.record(), str(run_dir.path), slot_cores(launch, slot, self.n_slots),
                                    gpus=launch.gpus_per_job, visible=visible, jobs_per_gpu=launch.jobs_per_gpu)
@@ -153,7 +155,7 @@ class Scheduler:
                 self.elsewhere.append((run, run_dir))
                 continue
             self.finished_flops += run.job_flops
-            if summary["status"] == "failed":
+            if summary["status"] == Status.FAILED:
                 self._failed(run, summary)
                 continue
             self.outcome.done += 1
@@ -170,7 +172,7 @@ class Scheduler:
         except Exception as e:  # noqa: BLE001
             last_line = (str(e).strip().splitlines() or [""])[-1]
             summary = runs.read_summary(run_dir)  # the job's own account, if it wrote one
-            if summary and summary["status"] == "failed":
+            if summary and summary["status"] == Status.FAILED:
                 return summary
             return runs.record_failure(run_dir, f"{type(e).__name__}: {last_line}")
 
@@ -188,14 +190,14 @@ class Scheduler:
         watched, new = {}, []
         for run, run_dir in items:
             state = states[run.run_id]
-            if state.live and before.get(run.run_id, {}).get("executor") == "slurm":
+            if state.live and before.get(run.run_id, {}).get("executor") == Executor.SLURM:
                 watched[submitit.SlurmJob(folder=self.executor.folder, job_id=state.job_id)] = (run, run_dir)
             else:
                 new.append((run, run_dir))
         if watched:
             self.console.print(f"watching {len(watched)} run(s) already queued or running: {', '.join(sorted(j.job_id for j in watched))}")
         submitted = self._submit_arrays(new, [j.job_id for j, (r, _) in watched.items() if r.trunk_id is None])
-        jobs.record_jobs(self.sweep, "slurm", {r.run_id: j.job_id for j, (r, _) in submitted.items()})
+        jobs.record_jobs(self.sweep, Executor.SLURM, {r.run_id: j.job_id for j, (r, _) in submitted.items()})
         if submitted:
             array_ids = sorted({j.job_id.split("_")[0] for j in submitted})
             self.console.print(f"submitted {len(submitted)} run(s) to SLURM as job array(s) {', '.join(array_ids)}")

@@ -115,7 +115,7 @@ class LayerNorm(nnx.LayerNorm):
         return (plain_layer_norm if self.plain else layer_norm)(x, self.scale[...], self.bias[...], self.epsilon)
 
 
-def attention_kind(precision: str, devices=None) -> str:
+def attention_kind(precision: kernels.Precision, devices=None) -> kernels.Attention:
     """The attention (kernels.attention_kind) of a model built for these devices (default: the
     run's, over all its processes) in `precision`."""
     devices = devices or jax.devices()
@@ -123,17 +123,18 @@ def attention_kind(precision: str, devices=None) -> str:
     return kernels.attention_kind(first.platform, first.device_kind, len(devices), precision, cpu_attention.available)
 
 
-def attention(q_BLHK: jax.Array, k_BLHK: jax.Array, v_BLHK: jax.Array, scale: float, causal: bool, kind: str = "xla") -> jax.Array:
+def attention(q_BLHK: jax.Array, k_BLHK: jax.Array, v_BLHK: jax.Array, scale: float, causal: bool,
+              kind: kernels.Attention = kernels.Attention.XLA) -> jax.Array:
     """Softmax attention of `kind` (attention_kind). μP's 1/d_head (or the standard 1/sqrt(d_head))
     is the kernel's own scale."""
-    if kind == "cpu":  # the kernel works heads-major, as XLA's CPU batched dot wants it
+    if kind == kernels.Attention.CPU:  # the kernel works heads-major, as XLA's CPU batched dot wants it
         t = partial(jnp.swapaxes, axis1=1, axis2=2)
         return t(cpu_attention.attention(t(q_BLHK), t(k_BLHK), t(v_BLHK), scale, causal))
     return jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=scale, is_causal=causal, implementation=kind)
 
 
 class Block(nnx.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, r: Rules, causal: bool, kind: str, *, rngs: nnx.Rngs):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, r: Rules, causal: bool, kind: kernels.Attention, *, rngs: nnx.Rngs):
         def linear(name: str, d_in: int, d_out: int) -> nnx.Linear:
             init = nnx.initializers.normal(r.hidden_std[name])
             return nnx.Linear(d_in, d_out, use_bias=False, kernel_init=init, rngs=rngs)
@@ -145,7 +146,7 @@ class Block(nnx.Module):
         self.ln2 = LayerNorm(d_model, rngs=rngs)
         self.up = linear("up", d_model, d_ff)
         self.down = linear("down", d_ff, d_model)
-        self.ln1.plain = self.ln2.plain = kind != "cpu"
+        self.ln1.plain = self.ln2.plain = kind != kernels.Attention.CPU
 
     def __call__(self, x_BLD: jax.Array, k: jax.Array) -> jax.Array:
         """x_BLD: the stream holding the embedding and k residual branches (k = 2 x the block's index)."""
@@ -177,7 +178,7 @@ class TransformerLM(nnx.Module):
     def __init__(self, config, *, rngs: nnx.Rngs, attention: str = "xla", remat: bool = False):
         """config: the run's model section (sweep.runspec.ModelConfig); attention: its kind
         (attention_kind); remat: recompute each block's activations in the backward pass."""
-        if attention == "cpu" and not cpu_attention.available():  # registers the kernel with XLA
+        if attention == kernels.Attention.CPU and not cpu_attention.available():  # registers the kernel with XLA
             raise RuntimeError("the CPU attention kernel did not build (see the warning logged); use attention='xla'")
         c = config
         r = c.parametrization.rules(c.d_model, c.d_ff, c.n_layers, c.d_head)
@@ -188,7 +189,7 @@ class TransformerLM(nnx.Module):
         # Built one by one (the parameters each layer draws are those of an unrolled stack), run as one scan.
         self.blocks = _stacked([Block(c.d_model, c.n_heads, c.d_ff, r, causal, attention, rngs=rngs) for _ in range(c.n_layers)])
         self.ln_f = LayerNorm(c.d_model, rngs=rngs)
-        self.ln_f.plain = attention != "cpu"
+        self.ln_f.plain = attention != kernels.Attention.CPU
 
     def __call__(self, tokens_BL: jax.Array) -> jax.Array:
         return self.logits(self.final_stream(tokens_BL))
@@ -227,7 +228,7 @@ class TransformerLM(nnx.Module):
         return self.r.readout_mult * logits_BLV
 
 
-def build_model(config, seed: int, *, precision: str = "fp32", remat: bool = False) -> TransformerLM:
+def build_model(config, seed: int, *, precision: kernels.Precision = kernels.Precision.FP32, remat: bool = False) -> TransformerLM:
     """The model of a run's model section, its parameters drawn from `seed`, its attention chosen
     for this process's devices and `precision`."""
     return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision), remat=remat)

@@ -22,7 +22,7 @@ def _read_run(run: RunDir) -> dict:
             report_damage(p, "not a scalinglab file; ignored")
     spec = runs.read_spec(run)
     if spec is None:
-        return {"status": runs.DAMAGED, "error": "run.json: damaged"}
+        return {"status": runs.Status.DAMAGED, "error": "run.json: damaged"}
     summary = runs.read_summary(run)
     if summary is None and not run.resume.exists():
         metrics = runs.read_metrics(run)
@@ -30,7 +30,7 @@ def _read_run(run: RunDir) -> dict:
             report_damage(run.path, f"evaluations up to step {metrics[-1]['step']} of {spec['steps']} but no summary.json "
                                     "and no checkpoint (interrupted before its first checkpoint, or its summary was lost); "
                                     "not in the fits until it is trained again")
-    return {**spec, **(summary or {"status": "pending"})}
+    return {**spec, **(summary or {"status": runs.Status.PENDING})}
 
 
 ITEM_KEYS = ("items", "item_acc", "item_score", "demos")  # per test item lists of a task record
@@ -70,9 +70,9 @@ def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: 
             report_damage(d, "not a run folder (no run.json); ignored")
             continue
         row = {"run_id": run.run_id, **_read_run(run)}
-        if row.get("role") == "trunk" and not trunks:
+        if row.get("role") == runs.Role.TRUNK and not trunks:
             continue
-        if row["status"] == runs.DAMAGED and (per_eval or tasks):
+        if row["status"] == runs.Status.DAMAGED and (per_eval or tasks):
             continue
         if tasks:
             rows += _task_rows(run, row, items)

@@ -5,13 +5,37 @@ from __future__ import annotations
 
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
 
 from .files import read_record, report_damage, try_lock, write_json, write_text
 from .layout import RunDir
 
-COMPLETE = ("done", "diverged")  # a re-run would end the same way: skip them
-DAMAGED = "damaged"  # the status of a run whose run.json or summary.json cannot be read
+
+class Status(StrEnum):
+    """A run's state. summary.json records done, diverged, failed or preempted (its job stopped to
+    be requeued); the others are read off the run's files and its job: pending (no summary),
+    running, cancelled (launch/jobs.py), damaged (run.json or summary.json cannot be read)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PREEMPTED = "preempted"
+    DONE = "done"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DAMAGED = "damaged"
+
+
+class Role(StrEnum):
+    """A run's part in its sweep, as run.json records it (the planner sets it): run, a point of the
+    grid; trunk, the shared stable phase of cooldown branches, which `load` leaves out of the fits."""
+
+    RUN = "run"
+    TRUNK = "trunk"
+
+
+COMPLETE = (Status.DONE, Status.DIVERGED)  # a re-run would end the same way: skip them
 SPEC_KEYS = {"N", "D", "C", "seed", "steps", "flops_per_token"}  # what fits and status read from run.json
 EVAL_KEYS = {"step", "tokens", "L"}  # what every evaluation record holds
 TASK_KEYS = {"step", "tokens", "task", "shots", "strategy", "acc"}  # what every task record holds
@@ -38,23 +62,23 @@ def write_summary(run: RunDir, summary: dict) -> None:
 
 def read_summary(run: RunDir) -> dict | None:
     """The run's summary.json, None if it has none. One that cannot be read is reported and
-    reads as status "damaged": not complete, so `scalinglab run` trains the run again."""
+    reads as status damaged: not complete, so `scalinglab run` trains the run again."""
     summary, problem = read_record(run.summary, {"status"})
     if problem is None:
         return summary
     report_damage(run.summary, f"{problem}; the run counts as damaged")
-    return {"status": DAMAGED, "error": f"summary.json: {problem}"}
+    return {"status": Status.DAMAGED, "error": f"summary.json: {problem}"}
 
 
 def record_failure(run: RunDir, error: str, detail: str = "") -> dict:
-    summary = {"status": "failed", "error": error, "traceback": detail}
+    summary = {"status": Status.FAILED, "error": error, "traceback": detail}
     write_summary(run, summary)
     return summary
 
 
 def status(run: RunDir) -> str:
     summary = read_summary(run)
-    return summary["status"] if summary else "pending"
+    return summary["status"] if summary else Status.PENDING
 
 
 def is_complete(run: RunDir) -> bool:

@@ -7,15 +7,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
 from ..data.builtin_tasks import BUILTIN
-from ..data.demonstrations import STRATEGIES
-from ..data.tasks import load_jsonl_task
+from ..data.demonstrations import Strategy
+from ..data.objectives import OBJECTIVES
+from ..data.tasks import OutputType, load_jsonl_task
 from ..errors import SpecError
-from .types import Int, Section
+from .types import Int, Section, closed
 
 
 class TaskEntry(Section):
@@ -26,7 +27,7 @@ class TaskEntry(Section):
     """JSONL file of the test items, one JSON object per line."""
     fewshot: str | None = None
     """JSONL file the demonstrations are drawn from; default: the test file (an item is never its own)."""
-    output_type: Literal["multiple_choice", "generate_until"] = "multiple_choice"
+    output_type: closed(OutputType) = OutputType.MULTIPLE_CHOICE
     doc_to_text: str = "context"
     """The field holding each item's context (question)."""
     doc_to_choice: str = "choices"
@@ -44,7 +45,7 @@ class EvalSpec(Section):
     """Built-in task names (recall, copy, cloze, completion) or user tasks {name, test, ...}."""
     num_fewshot: list[Annotated[Int, Field(ge=0)]] = Field([0], min_length=1)
     """Demonstrations per prompt; every task is scored at each."""
-    strategies: list[Literal[STRATEGIES]] = Field(["random"], min_length=1)
+    strategies: list[closed(Strategy)] = Field([Strategy.RANDOM], min_length=1)
     """How demonstrations are chosen: random, first_n, bm25, embedding (the model's mean hidden
     state), mmr (diversity), difficulty (the model's easiest); with 0 shots there is nothing to choose."""
     test_items: Int = Field(100, ge=1)
@@ -69,7 +70,7 @@ def builtin_name(name: str, where: str) -> str:
 def check_eval(spec: EvalSpec, objective: str) -> None:
     """Task names, files and shot counts; a user task's files are read once here, so that a bad
     line is refused before anything is planned or written."""
-    if spec.tasks and objective != "causal":
+    if spec.tasks and not OBJECTIVES[objective].causal:
         raise SpecError(f"eval.tasks: scored by the likelihood of answers after a prompt, which needs "
                         f"train.objective 'causal', not {objective!r}; remove eval.tasks")
     names = []

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..data.batches import eval_chunks, n_val_windows
-from ..model.kernels import attention_kind
+from ..model.kernels import Attention, Precision, attention_kind
 from .runspec import RunSpec
 
 F32, BF16, INT32 = 4, 2, 4
@@ -41,7 +41,7 @@ GIB = 2**30
 # Kept by each layer, by attention kind: (float32, compute-dtype) counts. float32: the stream and
 # layer norms' inputs (and XLA's scores); compute dtype: matmul inputs, q, k, v, attention output,
 # the MLP's (and XLA's probabilities).
-KEPT = {"cpu": ((4, 0, 0), (5, 6, 0)), "cudnn": ((4, 0, 0), (6, 6, 0)), "xla": ((4, 0, 1), (6, 6, 1))}
+KEPT = {Attention.CPU: ((4, 0, 0), (5, 6, 0)), Attention.CUDNN: ((4, 0, 0), (6, 6, 0)), Attention.XLA: ((4, 0, 1), (6, 6, 1))}
 LAYER = (4, 3, 3)  # live while one layer's backward runs
 REMAT = (13, 4, 4)  # the same with remat, its forward recomputed
 HEAD_V, HEAD_D = 3, 4  # vocab_size- and d_model-wide at the head
@@ -79,23 +79,23 @@ class Memory:
         return max(self.step, self.evaluation)
 
 
-def job_attention(run: RunSpec, platform: str, devices: int, cpu_kernel: bool) -> str:
+def job_attention(run: RunSpec, platform: str, devices: int, cpu_kernel: bool) -> Attention:
     """The model's attention (model.kernels.attention_kind) on a job's devices; a sweep's GPUs are
     NVIDIA's (the '.[cuda]' install)."""
     return attention_kind(platform, "NVIDIA" if platform == "gpu" else platform, devices, run.precision, lambda: cpu_kernel)
 
 
-def per_token(run: RunSpec, counts: tuple[int, int, int], kind: str) -> int:
+def per_token(run: RunSpec, counts: tuple[int, int, int], kind: Attention) -> int:
     """Float32 values per token of counts (d_model, d_ff, n_heads x seq_len) wide; the scores
     only on XLA's attention path."""
     m = run.model
-    return counts[0] * m.d_model + counts[1] * m.d_ff + counts[2] * m.n_heads * m.seq_len * (kind == "xla")
+    return counts[0] * m.d_model + counts[1] * m.d_ff + counts[2] * m.n_heads * m.seq_len * (kind == Attention.XLA)
 
 
 def compute_bytes(run: RunSpec, platform: str) -> int:
     """Bytes of a compute-dtype activation: 2 under bf16, but 4 on a CPU (XLA computes bf16 in
     float32 there, and keeps the float32 copies); 4 under fp32."""
-    return BF16 if run.precision == "bf16" and platform != "cpu" else F32
+    return BF16 if run.precision == Precision.BF16 and platform != "cpu" else F32
 
 
 def estimate(run: RunSpec, platform: str = "cpu", devices: int = 1, cpu_kernel: bool = True) -> Memory:
@@ -106,7 +106,7 @@ def estimate(run: RunSpec, platform: str = "cpu", devices: int = 1, cpu_kernel: 
     tokens = -(-(run.microbatch_size or run.batch_size) // devices) * m.seq_len
     # fsdp: the embedding tables and one layer's weights gathered whole while they are used
     gathered = F32 * (run.N_total - run.N + run.N // m.n_layers) if run.fsdp > 1 else 0
-    copy = BF16 * P * (run.precision == "bf16")
+    copy = BF16 * P * (run.precision == Precision.BF16)
     gradients = F32 * P * (1 + (run.microbatch_size not in (None, run.batch_size))) + copy + gathered
     if run.remat:
         kept, layer = F32 * m.d_model, per_token(run, REMAT, kind)

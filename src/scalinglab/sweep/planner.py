@@ -12,6 +12,7 @@ from ..data.sources import fingerprint
 from ..errors import SpecError
 from ..model.counts import count_N_total, flops_per_token
 from ..model.parametrization import PARAMETRIZATIONS
+from ..store.runs import Role
 from ..training.schedules import SCHEDULES
 from .counts import Shape, point_shape, shapes
 from .evalspec import run_fields
@@ -64,7 +65,7 @@ def _run(spec: SweepSpec, shape: Shape, data: DataConfig, steps: int, seed: int,
     return pick(
         RunSpec, t, model=model, optim=pick(OptimConfig, t, schedule=schedule), data=data, eval=evals, seed=seed,
         N=shape.N, N_total=count_N_total(shape.N, shape.d_model, m.seq_len, vocab), D=D, flops_per_token=fpt,
-        C=float(fpt * D), tracking=spec.launch.tracking, **{"role": "run", "trunk_id": None, "branch_steps": (), **fields},
+        C=float(fpt * D), tracking=spec.launch.tracking, **{"role": Role.RUN, "trunk_id": None, "branch_steps": (), **fields},
     )  # fmt: skip
 
 
@@ -106,7 +107,7 @@ def _branched(spec: SweepSpec, shape: Shape, data: DataConfig, all_steps: list[i
     if not branched:
         return runs
     points = tuple(sorted({starts[steps] for steps in branched}))
-    trunk = _run(spec, shape, data, points[-1], seed, warmup, role="trunk", decay_start=points[-1], branch_steps=points,
+    trunk = _run(spec, shape, data, points[-1], seed, warmup, role=Role.TRUNK, decay_start=points[-1], branch_steps=points,
                  eval_steps=tuple(sorted(set(_eval_steps(0, points[-1], t.n_evals)) | set(points))))
     runs.append(trunk)
     for steps in branched:
@@ -156,7 +157,7 @@ def plan(spec: SweepSpec) -> list[RunSpec]:
 
 def grid_points(runs: list[RunSpec]) -> list[RunSpec]:
     """The runs that are points of the N x D grid (not cooldown trunks)."""
-    return [r for r in runs if r.role == "run"]
+    return [r for r in runs if r.role == Role.RUN]
 
 
 def estimate_seconds(runs: list[RunSpec], parallel: int) -> float:

@@ -14,11 +14,17 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
+from enum import Enum
 
 from ..choices import Choice
+from ..data.corpus import TokenizerKind
 from ..data.objectives import Objective
+from ..data.sources import Source
+from ..model.kernels import Precision
 from ..model.parametrization import Parametrization
+from ..store.runs import Role
 from ..training.schedules import Schedule
+from ..training.tracking import Tracking
 from .evalspec import EvalSpec
 from .spec import ModelSpec, TrainSpec
 
@@ -61,11 +67,11 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = key("data_source")
+    source: Source = key("data_source")
     path: str | None = key("data_path")
     """Absolute; where the corpus is read from, not part of the run id."""
     text_field: str
-    tokenizer: str
+    tokenizer: TokenizerKind
     vocab_size: int = key("tokenizer_vocab")
     """Token ids the tokenizer emits."""
     val_fraction: float
@@ -120,11 +126,9 @@ class RunSpec:
     data: DataConfig
     eval: EvalConfig
     batch_size: int
-    precision: str
-    """fp32, or bf16: bfloat16 compute with float32 master weights and optimizer state."""
+    precision: Precision
     seed: int
-    role: str
-    """run: a point of the grid; trunk: the shared stable phase of cooldown branches (not a point)."""
+    role: Role
     trunk_id: str | None
     """For a cooldown branch: the trunk run it starts from, at its schedule's decay_start."""
     branch_steps: tuple[int, ...]
@@ -145,8 +149,8 @@ class RunSpec:
     """Devices the parameters and optimizer state are sharded over; 1: replicated."""
     keep_weights: bool = True
     """Keep the finished run's parameters (runs/<id>/weights.safetensors)."""
-    tracking: str = "none"
-    """launch.tracking: where each evaluation's figures are also logged (none, tensorboard, wandb)."""
+    tracking: Tracking = Tracking.NONE
+    """launch.tracking: where each evaluation's figures are also logged."""
 
     @property
     def steps(self) -> int:
@@ -210,5 +214,7 @@ def _unflatten(cls, record: dict):
             kwargs[f.name] = _unflatten(t, record)
         elif f.metadata.get("key", f.name) in record:
             value = record[f.metadata.get("key", f.name)]
+            if isinstance(t, type) and issubclass(t, Enum):  # run.json holds its value: the member, as planned
+                value = t(value)
             kwargs[f.name] = tuple(value) if typing.get_origin(t) is tuple else value
     return cls(**kwargs)

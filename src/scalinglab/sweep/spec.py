@@ -8,24 +8,30 @@ Reading the YAML file and turning a validation error into one line is sweep/read
 from __future__ import annotations
 
 import importlib.util
-
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..data.corpus import TokenizerKind
+from ..data.objectives import OBJECTIVES
+from ..data.sources import Source
 from ..errors import SpecError
+from ..model.kernels import Precision
+from ..model.parametrization import PARAMETRIZATIONS
+from ..training.schedules import SCHEDULES, WSD, CooldownShape
+from ..training.tracking import Tracking
 from .evalspec import EvalSpec, check_eval
 from .sbatch import check_extra
-from .types import Count, Float, Int, Positive, Section as _Section
+from .types import Count, Executor, Float, Int, Positive, closed, one_of
+from .types import Section as _Section
 
 MIN_BPE_VOCAB = 258  # 256 byte symbols, <|endoftext|>, one merge
-EXECUTORS = ("debug", "local", "slurm")
 ISOFLOP_MIN_RATIO = 1.25
 
 
 class DataSpec(_Section):
-    source: Literal["stdlib", "text", "jsonl", "parquet", "hf"] = "stdlib"
+    source: closed(Source) = Source.STDLIB
     """stdlib: the running Python's standard-library sources (no download); text, jsonl, parquet, hf: `path`."""
     path: str | None = None
     """text: a UTF-8 file, or a folder searched recursively for *.txt, *.md, *.py, *.rst; jsonl, parquet:
@@ -33,7 +39,7 @@ class DataSpec(_Section):
     (of a DatasetDict, its train split)."""
     text_field: str = "text"
     """jsonl, parquet, hf: the key (column) holding each document's text."""
-    tokenizer: Literal["byte", "bpe"] = "byte"
+    tokenizer: closed(TokenizerKind) = TokenizerKind.BYTE
     """byte: UTF-8 bytes, 256 ids; bpe: byte-level BPE trained on the training split, cached in
     $SCALINGLAB_CACHE (default ~/.cache/scalinglab)."""
     vocab_size: Int = 4096
@@ -52,7 +58,7 @@ class ModelSpec(_Section):
     """Shape rule: n_heads = d_model / d_head."""
     aspect_ratio: Float = Field(32.0, gt=0)
     """Shape rule: d_model ~ aspect_ratio * n_layers."""
-    parametrization: Literal["sp", "mup", "u-mup"] = "sp"
+    parametrization: one_of(PARAMETRIZATIONS.names) = "sp"
     """sp: standard; mup: maximal update (muP), learning rate transfers across width from base_width;
     u-mup: unit-scaled muP (Blake et al. 2024), unit-variance weights, base lr near 1."""
     base_width: Int = Field(64, ge=1)
@@ -100,14 +106,14 @@ class GridSpec(_Section):
 
 
 class TrainSpec(_Section):
-    objective: Literal["causal", "masked"] = "causal"
+    objective: one_of(OBJECTIVES.names) = "causal"
     """causal: next-token LM; masked: BERT-style masked LM (bidirectional attention)."""
     mask_fraction: Float = Field(0.15, gt=0, lt=1)
     """masked: share of positions predicted (80% [MASK], 10% random token, 10% unchanged)."""
     batch_size: Int = Field(16, ge=1)
     lr: Float = Field(3e-3, gt=0)
     """Peak learning rate (base learning rate under mup and u-mup)."""
-    schedule: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
+    schedule: one_of(SCHEDULES.names) = "cosine"
     """After warmup: cosine or linear decay to lr * min_lr_ratio, constant, or warmup-stable-decay."""
     warmup_fraction: Float = Field(0.05, ge=0, lt=1)
     warmup_steps: Int | None = Field(None, ge=0)
@@ -116,11 +122,11 @@ class TrainSpec(_Section):
     """Decay ends at lr * min_lr_ratio."""
     cooldown_fraction: Float = Field(0.2, gt=0, le=0.5)
     """wsd: the final share of steps in which the learning rate decays."""
-    cooldown_shape: Literal["linear", "1-sqrt"] = "1-sqrt"
+    cooldown_shape: closed(CooldownShape) = CooldownShape.ONE_SQRT
     """wsd: decay shape; 1-sqrt is Hagele et al. 2024's."""
     cooldown_branches: bool = False
     """wsd: one stable run per model size, with a cooldown branched from it for every data size."""
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: closed(Precision) = Precision.FP32
     """bf16: bfloat16 compute with float32 master weights and optimizer state."""
     checkpoint_interval_s: Float = Field(600.0, ge=0)
     """Save a checkpoint (orbax) when this many seconds have passed since the last; 0: every step."""
@@ -170,8 +176,8 @@ class SlurmSpec(_Section):
 
 
 class LaunchSpec(_Section):
-    executor: Literal["debug", "local", "slurm"] = "local"
-    tracking: Literal["none", "tensorboard", "wandb"] = "none"
+    executor: closed(Executor) = Executor.LOCAL
+    tracking: closed(Tracking) = Tracking.NONE
     """Also log every evaluation's figures: tensorboard (runs/<id>/tensorboard/), or wandb (offline,
     runs/<id>/wandb/; needs `pip install wandb`)."""
     max_runs: Int = Field(1000, ge=1)
@@ -198,12 +204,12 @@ class LaunchSpec(_Section):
     @property
     def processes(self) -> int:
         """Processes that train one run together (JAX's distributed runtime when more than one)."""
-        return self.slurm.nodes * self.tasks_per_node if self.executor == "slurm" else 1
+        return self.slurm.nodes * self.tasks_per_node if self.executor == Executor.SLURM else 1
 
     @property
     def devices(self) -> int:
         """Devices of one run: its GPUs on every node, or one CPU device per process."""
-        return self.slurm.nodes * self.gpus_per_job if self.gpus_per_job and self.executor == "slurm" else (
+        return self.slurm.nodes * self.gpus_per_job if self.gpus_per_job and self.executor == Executor.SLURM else (
             self.gpus_per_job or self.processes)
 
 
@@ -241,13 +247,13 @@ def is_set(section: BaseModel, field: str) -> bool:
 # Settings that only one choice reads: (section, field, the choosing field, the choices that read it).
 # Given with another choice they would be ignored, so they are refused.
 _USED_ONLY_WITH = (
-    ("data", "text_field", "source", ("jsonl", "parquet", "hf")),
-    ("data", "vocab_size", "tokenizer", ("bpe",)),
-    ("model", "base_width", "parametrization", ("mup",)),
-    ("train", "mask_fraction", "objective", ("masked",)),
-    ("train", "min_lr_ratio", "schedule", ("cosine", "linear", "wsd")),
-    ("train", "cooldown_fraction", "schedule", ("wsd",)),
-    ("train", "cooldown_shape", "schedule", ("wsd",)),
+    ("data", "text_field", "source", (Source.JSONL, Source.PARQUET, Source.HF)),
+    ("data", "vocab_size", "tokenizer", (TokenizerKind.BPE,)),
+    ("model", "base_width", "parametrization", PARAMETRIZATIONS.having("base_width")),
+    ("train", "mask_fraction", "objective", OBJECTIVES.having("mask_fraction")),
+    ("train", "min_lr_ratio", "schedule", SCHEDULES.having("min_lr_ratio")),
+    ("train", "cooldown_fraction", "schedule", (WSD.name,)),  # the planner's decay_start of a WSD schedule
+    ("train", "cooldown_shape", "schedule", SCHEDULES.having("cooldown_shape")),
 )
 
 
@@ -255,8 +261,8 @@ def _check_unused(spec: SweepSpec) -> None:
     for section, field, chooser, users in _USED_ONLY_WITH:
         s = getattr(spec, section)
         if is_set(s, field) and getattr(s, chooser) not in users:
-            only = ", ".join(repr(u) for u in users[:-1]) + " or " * (len(users) > 1) + repr(users[-1])
-            raise SpecError(f"{section}.{field}: not used with {section}.{chooser} {getattr(s, chooser)!r}, "
+            only = ", ".join(f"'{u}'" for u in users[:-1]) + " or " * (len(users) > 1) + f"'{users[-1]}'"
+            raise SpecError(f"{section}.{field}: not used with {section}.{chooser} '{getattr(s, chooser)}', "
                             f"only with {only}; remove it or change {section}.{chooser}")
 
 
@@ -318,7 +324,7 @@ def _check_grid(spec: SweepSpec) -> None:
 
 
 def _check_data(d: DataSpec) -> None:
-    if d.source == "stdlib":
+    if d.source == Source.STDLIB:
         if d.path is not None:
             raise SpecError("data.path: not used with data.source 'stdlib'; remove it or set a source that reads it")
         return
@@ -348,7 +354,7 @@ def _check_microbatch(spec: SweepSpec) -> None:
 def _check_processes(spec: SweepSpec) -> None:
     launch, s, t = spec.launch, spec.launch.slurm, spec.train
     for field, value in (("nodes", s.nodes), ("tasks_per_node", s.tasks_per_node)):
-        if launch.executor != "slurm" and value not in (None, 1):
+        if launch.executor != Executor.SLURM and value not in (None, 1):
             raise SpecError(f"launch.slurm.{field}: {value} needs launch.executor 'slurm' (SLURM starts the "
                             "processes of a run over several nodes); remove it to train each run in one process")
     if launch.gpus_per_job % launch.tasks_per_node and launch.gpus_per_job:
@@ -374,13 +380,13 @@ def check(spec: SweepSpec) -> None:
     _check_microbatch(spec)
     _check_processes(spec)
     check_eval(spec.eval, spec.train.objective)
-    if spec.launch.jobs_per_gpu > 1 and (spec.launch.executor != "local" or spec.launch.gpus_per_job != 1):
+    if spec.launch.jobs_per_gpu > 1 and (spec.launch.executor != Executor.LOCAL or spec.launch.gpus_per_job != 1):
         raise SpecError("launch.jobs_per_gpu: shares a GPU between local jobs; needs launch.executor 'local' "
                         "and launch.gpus_per_job 1")
-    if spec.train.cooldown_branches and spec.train.schedule != "wsd":
+    if spec.train.cooldown_branches and spec.train.schedule != WSD.name:
         raise SpecError("train.cooldown_branches: needs train.schedule 'wsd' (a stable phase to branch from)")
     check_extra(spec.launch.slurm.extra)
-    if spec.launch.tracking == "wandb" and importlib.util.find_spec("wandb") is None:
+    if spec.launch.tracking == Tracking.WANDB and importlib.util.find_spec("wandb") is None:
         raise SpecError("launch.tracking: wandb is not installed here; pip install wandb (it logs offline), "
                         "or use tensorboard")
 

@@ -1,8 +1,11 @@
-"""The number types and the frozen, closed section every part of the sweep schema is built from."""
+"""The number types, the choice types and the frozen, closed section every part of the sweep
+schema is built from."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -23,3 +26,34 @@ Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def one_of(names: Iterable[str]):
+    """The type of a field that takes one of `names` (a registry's, e.g. SCHEDULES.names) as the
+    YAML spells it: pydantic's one-line error and the JSON schema's enum list them."""
+    return Literal[tuple(names)]
+
+
+class _Inline:
+    """The JSON schema of an enum where the field is, not as a reference into $defs."""
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        return dict(handler.resolve_ref_schema(handler(core_schema)))
+
+
+def closed(kind: type[StrEnum]):
+    """The type of a field of a closed vocabulary: the YAML's string becomes the member of `kind`;
+    pydantic's error lists the values, and the JSON schema lists them inline as an enum (with the
+    enum's docstring), as for one_of, so that a reader of the schema finds them at the field."""
+    return Annotated[kind, _Inline()]
+
+
+class Executor(StrEnum):
+    """launch.executor: where a sweep's jobs run (submitit's executors)."""
+
+    DEBUG = "debug"
+    """In this process, one job at a time (tests)."""
+    LOCAL = "local"
+    """Subprocesses of `scalinglab run` on this machine."""
+    SLURM = "slurm"
+    """Jobs of a SLURM job array; one run over several nodes where launch.slurm.nodes says so."""

@@ -23,11 +23,12 @@ from ..data.objectives import VAL_SEED
 from ..model.transformer import build_model
 from ..store import runs
 from ..store.layout import RunDir
+from ..store.runs import Status
 from . import checkpoint, distributed, sharding, throughput, weights
-from .tracking import open_tracker
 from .optimizer import build_optimizer
 from .steps import enable_compile_cache, make_loss_fn, make_train_step
 from .task_scoring import TaskScorer
+from .tracking import open_tracker
 
 AGREE_EVERY = 10  # steps between the processes' agreements on a time-based checkpoint
 
@@ -130,7 +131,7 @@ class Trainer:
         resumed_from = self.counters.step
         self.pending: list = []  # losses stay on device: no sync between evaluations and checkpoints
         self.t_interval = self.t_ckpt = time.perf_counter()
-        self.steps_in_interval, status = 0, "done"
+        self.steps_in_interval, status = 0, Status.DONE
         self.next_batch = self._device_batch(self.counters.step + 1)
         for step in range(self.counters.step + 1, self.run.steps + 1):
             self._step(step, first=step == resumed_from + 1)
@@ -141,7 +142,7 @@ class Trainer:
             if not due:
                 continue
             if not self._flush_losses(step):
-                status = "diverged"
+                status = Status.DIVERGED
                 break
             self._in_hooks = True  # counters, metrics and checkpoints change: a preemption save now waits
             try:
@@ -152,7 +153,7 @@ class Trainer:
             self._take_snapshot(step)
             if preempted:
                 self.log(f"preempted: saved step {step} on every process")
-                return {"status": "preempted", "step": step}
+                return {"status": Status.PREEMPTED, "step": step}
         return self._finish(status, resumed_from)
 
     def _device_batch(self, step: int) -> tuple:
@@ -314,9 +315,9 @@ class Trainer:
             checkpoint.remove(self.dir.resume)
         distributed.barrier("checkpoint removed")
 
-    def _finish(self, status: str, resumed_from: int) -> dict:
+    def _finish(self, status: Status, resumed_from: int) -> dict:
         self._snapshot = None  # a preemption signal from now on saves nothing
-        if status == "done" and self.run.keep_weights:
+        if status == Status.DONE and self.run.keep_weights:
             weights.save(self.dir.weights, self.state[0], self.run.run_id, write=self.main)
         self._remove_checkpoint()  # finished: nothing left to resume
         self.tracker.close()
@@ -326,8 +327,8 @@ class Trainer:
         rate = float(np.median(c.rates)) if c.rates else None
         summary = {
             "status": status,
-            "L": last.get("L") if status == "done" else None,
-            "bpb": last.get("bpb") if status == "done" else None,
+            "L": last.get("L") if status == Status.DONE else None,
+            "bpb": last.get("bpb") if status == Status.DONE else None,
             "train_loss": last.get("train_loss"),
             "tokens_per_s": rate,
             **throughput.mfu_figures(rate, self.run, self.peak, self.attention),

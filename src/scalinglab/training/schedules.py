@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 from ..choices import Choice, Registry
 
 SCHEDULES = Registry("schedule")
+
+
+class CooldownShape(StrEnum):
+    """How WSD's cooldown falls: linearly, or as 1 - sqrt of its progress (Hagele et al. 2024)."""
+
+    LINEAR = "linear"
+    ONE_SQRT = "1-sqrt"
 
 
 @dataclass(frozen=True)
@@ -82,10 +90,10 @@ class WSD(Schedule):
 
     min_lr_ratio: float
     decay_start: int
-    cooldown_shape: str
+    cooldown_shape: CooldownShape
 
     def after_warmup(self, peak, step, xp):
         end = peak * self.min_lr_ratio
         frac = self.decay_fraction(step, self.decay_start, xp)
-        shape = 1 - xp.sqrt(frac) if self.cooldown_shape == "1-sqrt" else 1 - frac
+        shape = 1 - xp.sqrt(frac) if self.cooldown_shape == CooldownShape.ONE_SQRT else 1 - frac
         return end + (peak - end) * shape

@@ -12,13 +12,14 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from ..model.kernels import Precision
 from ..model.transformer import cross_entropy
 
 
-def make_loss_fn(precision: str, graphdef: nnx.GraphDef):
+def make_loss_fn(precision: Precision, graphdef: nnx.GraphDef):
     """(params, inputs, targets, weights[, total]) -> the cross-entropy summed with its weights over
     `total` (default: the weights' sum, a weighted mean), computed in `precision`."""
-    compute_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+    compute_dtype = jnp.bfloat16 if precision == Precision.BF16 else jnp.float32
 
     def loss_fn(params, inputs, targets, weights, total=None):
         params = jax.tree.map(lambda p: p.astype(compute_dtype), params)  # master weights stay fp32

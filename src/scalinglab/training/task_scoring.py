@@ -19,6 +19,7 @@ from ..data.corpus import prepare
 from ..data.demonstrations import NEEDS, choose
 from ..data.task_rows import Rows, Scored, item_scores, task_record
 from ..data.tasks import load_jsonl_task
+from ..model.kernels import Precision
 from ..model.transformer import cross_entropy
 from . import sharding
 
@@ -45,11 +46,11 @@ def build_tasks(run, corpus) -> tuple[list, object]:
     return tasks, codec
 
 
-def make_forward(graphdef: nnx.GraphDef, precision: str, out_sharding):
+def make_forward(graphdef: nnx.GraphDef, precision: Precision, out_sharding):
     """(params, inputs, targets, answer mask, context mask) -> per row: the continuation's
     log-likelihood, its token count, its tokens that are the argmax, the mean final hidden state
     over the prompt."""
-    compute_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+    compute_dtype = jnp.bfloat16 if precision == Precision.BF16 else jnp.float32
 
     @partial(jax.jit, out_shardings=out_sharding)
     def forward(params, inputs, targets, answer, context):

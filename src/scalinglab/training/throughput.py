@@ -36,8 +36,9 @@ import jax
 import jax.numpy as jnp
 import jaxlib
 
-from ..store.cache import build_once, cache_dir, cpu_info
 from ..model import counts
+from ..model.kernels import Attention, Precision
+from ..store.cache import build_once, cache_dir, cpu_info
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ ACCELERATORS = (
 # Matmuls (m, k, n) whose best rate is the CPU's peak: mid-sized (operands in L2 to L3), no
 # power-of-two leading dimension, a few milliseconds on one core; among them the model's kind.
 CPU_SHAPES = ((480, 240, 720), (480, 480, 480), (432, 432, 432), (640, 160, 640), (512, 176, 704), (512, 704, 176))
-CPU_DTYPES = {"fp32": ("float32",), "bf16": ("float32", "bfloat16")}  # bf16: whichever XLA runs faster
+CPU_DTYPES = {Precision.FP32: ("float32",), Precision.BF16: ("float32", "bfloat16")}  # bf16: whichever XLA runs faster
 MEASURE_S, MAX_MEASURE_S = 3.0, 30.0
 CLEAN_TRIALS = 10  # per shape: trials whose process CPU time was >= CLEAN of their wall time
 CLEAN = 0.97
@@ -70,7 +71,7 @@ CLEAN = 0.97
 # causal score blocks above the diagonal: the CPU kernel's (cpu_attention.cc, kBlock); cuDNN's
 # tiles are its own, counted as the triangle (1: the least any kernel computes); XLA's dots
 # compute the whole matrix and mask it (None).
-SKIPPED_BLOCKS = {"cpu": 64, "cudnn": 1, "xla": None}
+SKIPPED_BLOCKS = {Attention.CPU: 64, Attention.CUDNN: 1, Attention.XLA: None}
 CHILD = """
 import json, os, sys
 os.sched_setaffinity(0, {int(sys.argv[1])})  # before JAX starts its threads
@@ -84,18 +85,18 @@ def normalize(device_kind: str) -> str:
     return " ".join(re.sub(r"[-_]", " ", device_kind).upper().split())
 
 
-def device_peak(device_kind: str, precision: str = "fp32") -> float | None:
+def device_peak(device_kind: str, precision: Precision = Precision.FP32) -> float | None:
     """Dense peak FLOP/s of one accelerator of this device_kind; None if not in ACCELERATORS."""
     kind = normalize(device_kind)
     if re.search(r"\bMIG\b", kind):  # a slice of a GPU: the whole GPU's figure would be wrong
         return None
     for _, pattern, fp32, bf16 in ACCELERATORS:
         if re.search(pattern, kind):
-            return bf16 if precision == "bf16" else fp32
+            return bf16 if precision == Precision.BF16 else fp32
     return None
 
 
-def devices_peak(devices, precision: str = "fp32") -> float | None:
+def devices_peak(devices, precision: Precision = Precision.FP32) -> float | None:
     """Peak FLOP/s of `devices` together: CPUs by cpu_peak (cores, not devices) of each process, accelerators by
     the table; None if any accelerator is unknown."""
     if not devices:
@@ -110,14 +111,14 @@ def devices_peak(devices, precision: str = "fp32") -> float | None:
     return None if None in peaks else sum(peaks)
 
 
-def peak_flops(precision: str = "fp32") -> float | None:
+def peak_flops(precision: Precision = Precision.FP32) -> float | None:
     """Peak FLOP/s of all the run's devices (jax.devices(): with one process, the local ones)."""
     return devices_peak(jax.devices(), precision)
 
 
-def cpu_peak(precision: str = "fp32") -> float:
+def cpu_peak(precision: Precision = Precision.FP32) -> float:
     """The CPU peak of this process: its cores (os.sched_getaffinity) times one core's peak."""
-    per_core = max(core_peak(dtype) for dtype in CPU_DTYPES.get(precision, CPU_DTYPES["fp32"]))
+    per_core = max(core_peak(dtype) for dtype in CPU_DTYPES[precision])
     return len(os.sched_getaffinity(0)) * per_core
 
 
@@ -178,7 +179,7 @@ def measure_core_peak(dtype: str = "float32", seconds: float = MEASURE_S) -> dic
     return {"flops": max(rates.values()), "by_shape": rates, "clean_trials": min(clean)}
 
 
-def computed_flops_per_token(run, attention: str) -> float:
+def computed_flops_per_token(run, attention: Attention) -> float:
     """FLOPs per token a training step of `run` (a RunSpec) computes with `attention`, the kind
     its model was built with (model.transformer.attention_kind): counts.computed_flops_per_token."""
     m = run.model
@@ -190,7 +191,7 @@ def mfu(tokens_per_s: float | None, flops_per_token: float, peak: float | None) 
     return None if not tokens_per_s or not peak else tokens_per_s * flops_per_token / peak
 
 
-def mfu_figures(tokens_per_s: float | None, run, peak: float | None, attention: str) -> dict[str, float | None]:
+def mfu_figures(tokens_per_s: float | None, run, peak: float | None, attention: Attention) -> dict[str, float | None]:
     """{"mfu": over the FLOPs the step computes (computed_flops_per_token), "mfu_palm": over
     run.flops_per_token (PaLM's convention: the full attention score matrix)}; None without a
     rate or a peak. Causal attention that skips score blocks makes mfu the smaller."""

@@ -7,8 +7,17 @@ from __future__ import annotations
 
 import math
 import time
+from enum import StrEnum
 
 from ..store.layout import RunDir
+
+
+class Tracking(StrEnum):
+    """launch.tracking: where each evaluation's figures are also logged."""
+
+    NONE = "none"
+    TENSORBOARD = "tensorboard"
+    WANDB = "wandb"
 
 EVALUATION = {"L": "val/loss", "bpb": "val/bpb", "train_loss": "train/loss", "tokens_per_s": "throughput/tokens_per_s",
               "mfu": "throughput/mfu", "task_s": "throughput/task_s"}
@@ -65,7 +74,7 @@ class Wandb(Tracker):
         self.run.finish()
 
 
-def open_tracker(kind: str, run_dir: RunDir, record: dict, main: bool) -> Tracker:
-    if not main or kind == "none":
+def open_tracker(kind: Tracking, run_dir: RunDir, record: dict, main: bool) -> Tracker:
+    if not main or kind == Tracking.NONE:
         return Tracker()
-    return TensorBoard(run_dir) if kind == "tensorboard" else Wandb(run_dir, record)
+    return TensorBoard(run_dir) if kind == Tracking.TENSORBOARD else Wandb(run_dir, record)
