@@ -98,6 +98,47 @@ def test_cli_bad_input_exit_2_one_line_nothing_written(verb, tmp_path, capsys, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+# A flag that overrides the launch section is checked with the whole spec: each of these sweeps is
+# valid as written, and the flag breaks a rule across sections, which the jobs would otherwise
+# only meet inside the trainer.
+SLURM_NODES = {"executor": "slurm", "slurm": {"nodes": 2}}
+OVERRIDES = [
+    (["plan", "run"], ["--executor", "local"], with_(launch=SLURM_NODES, train={"fsdp": 2}),
+     r"--executor local: launch.slurm.nodes: 2 needs launch.executor 'slurm' \(.*\); remove it to train each run in one process"),
+    (["plan", "run"], ["--executor", "local"], with_(launch={**SLURM_NODES, "gpus_per_job": 4}, train={"fsdp": 8}),
+     r"--executor local: launch.slurm.nodes: 2 needs launch.executor 'slurm'"),
+    (["plan", "run"], ["--executor", "debug"], with_(launch={"gpus_per_job": 1, "jobs_per_gpu": 2}),
+     r"--executor debug: launch.jobs_per_gpu: shares a GPU between local jobs; needs launch.executor 'local'"),
+    (["run"], ["--max-parallel", "0"], BASE, r"--max-parallel 0: launch.max_parallel: Input should be greater than or equal to 1"),
+    (["run"], ["--threads-per-job", "0"], BASE, r"--threads-per-job 0: launch.threads_per_job: Input should be greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize("verbs,flags,doc,message", OVERRIDES,
+                         ids=["local-over-2-nodes", "local-over-2-nodes-fsdp-8", "debug-sharing-a-gpu", "max-parallel-0", "threads-0"])
+def test_a_flag_that_breaks_the_spec_exits_2_with_one_line_and_writes_nothing(verbs, flags, doc, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    load(path)  # valid as written
+    for verb in verbs:
+        assert main([verb, str(path), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("scalinglab: error: ") and err.count("\n") == 1, err
+        assert re.fullmatch(message + r".*\n", err.removeprefix("scalinglab: error: ")), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # no results/s/
+
+
+def test_a_flag_changes_the_launch_only(tmp_path, capsys):
+    """The spec rebuilt with a flag is the same sweep: the same runs, the same ids."""
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(with_(train={"schedule": "wsd", "cooldown_branches": True}, grid={"N": [1e5], "D": [1e6, 2e6]})))
+    for name, flags in (("yaml", []), ("flag", ["--executor", "debug"])):
+        assert main(["plan", str(path), "--json", str(tmp_path / f"{name}.json"), *flags]) == 0
+    assert "(1 job(s) at once, debug)" in capsys.readouterr().out
+    assert (tmp_path / "yaml.json").read_text() == (tmp_path / "flag.json").read_text()
+
+
 def test_missing_file_and_broken_yaml(tmp_path, capsys):
     assert main(["plan", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: no such sweep file" in capsys.readouterr().err

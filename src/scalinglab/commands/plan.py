@@ -15,9 +15,9 @@ from ..launch.resources import max_parallel
 from ..store.runs import Role
 from ..sweep import memory, planner
 from ..sweep.memory import GIB
-from ..sweep.read import load
+from ..sweep.read import load, with_launch
 from ..sweep.runspec import RunSpec
-from ..sweep.spec import SweepSpec, with_launch
+from ..sweep.spec import SweepSpec
 
 
 def role(r: RunSpec) -> str:

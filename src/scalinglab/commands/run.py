@@ -13,8 +13,7 @@ from ..launch.preflight import check_data, check_gpus, check_memory
 from ..store.files import write_json
 from ..store.layout import SweepDir
 from ..sweep import planner
-from ..sweep.read import load
-from ..sweep.spec import with_launch
+from ..sweep.read import load, with_launch
 from .fit import report
 
 

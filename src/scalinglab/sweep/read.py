@@ -143,3 +143,19 @@ def load(path: str | Path) -> SweepSpec:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise SpecError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     return parse(data, str(path))
+
+
+def with_launch(spec: SweepSpec, **flags) -> SweepSpec:
+    """The spec with launch fields replaced by command-line flags (None: not given), which win over
+    the YAML; parsed and checked whole again, as a flag can break a rule across sections
+    (--executor local on a sweep whose runs span 2 SLURM nodes). An error names the flags first."""
+    changes = {k: v for k, v in flags.items() if v is not None}
+    if not changes:
+        return spec
+    data = spec.model_dump(mode="json")
+    data["launch"].update(changes)
+    given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changes.items())
+    try:
+        return parse(data, given)
+    except SpecError as e:
+        raise SpecError(f"{given}: {e}") from None

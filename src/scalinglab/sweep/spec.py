@@ -390,11 +390,3 @@ def check(spec: SweepSpec) -> None:
         raise SpecError("launch.tracking: wandb is not installed here; pip install wandb (it logs offline), "
                         "or use tensorboard")
 
-
-def with_launch(spec: SweepSpec, **changes) -> SweepSpec:
-    """The spec with launch fields replaced (CLI flags win over the YAML)."""
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if not changes:
-        return spec
-    launch = LaunchSpec.model_validate({**spec.launch.model_dump(), **changes})
-    return spec.model_copy(update={"launch": launch})
