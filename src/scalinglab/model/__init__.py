@@ -1,2 +1,2 @@
-"""The Transformer and its parametrizations. transformer and cpu_attention import JAX;
-parametrization does not (the planner builds its types)."""
+"""The Transformer, its parametrizations, counts and attention kernels. transformer and cpu_attention
+import JAX; the others do not (the planner builds their types and counts with them)."""

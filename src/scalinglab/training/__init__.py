@@ -1,2 +1,2 @@
 """One run's training: the step loop, the optimizer, checkpoints, throughput. Imports JAX, except
-schedules (the planner builds its types)."""
+schedules and tracking (the planner builds their types)."""
