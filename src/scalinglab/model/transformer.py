@@ -175,7 +175,7 @@ def _stacked(blocks: list[Block]) -> Block:
 
 
 class TransformerLM(nnx.Module):
-    def __init__(self, config, *, rngs: nnx.Rngs, attention: str = "xla", remat: bool = False):
+    def __init__(self, config, *, rngs: nnx.Rngs, attention: kernels.Attention = kernels.Attention.XLA, remat: bool = False):
         """config: the run's model section (sweep.runspec.ModelConfig); attention: its kind
         (attention_kind); remat: recompute each block's activations in the backward pass."""
         if attention == kernels.Attention.CPU and not cpu_attention.available():  # registers the kernel with XLA
