@@ -2,6 +2,9 @@
 results layout; the CPU facts that key cache entries, read once from /proc/cpuinfo."""
 
 import os
+import platform
+import shutil
+import subprocess
 
 import pytest
 
@@ -58,12 +61,37 @@ def test_the_layout_names_every_run_file(tmp_path):
     assert {p.parent for p in (sweep.sweep_json, sweep.jobs, sweep.fit_json, sweep.figures, sweep.logs, sweep.compile_cache)} == {sweep.path}
 
 
-def test_cpu_facts_come_from_the_first_cpu_of_proc_cpuinfo():
-    info = cache.cpu_info()
-    with open("/proc/cpuinfo") as f:
-        first = f.read().split("\n\n")[0]
-    assert f"model name\t: {info['model name']}" in first
-    assert info["flags"] and f"flags\t\t: {info['flags']}" in first
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz
+flags\t\t: fpu sse2 avx avx2 avx512f
+bogomips\t: 4800.00
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7763 64-Core Processor
+flags\t\t: fpu sse2 avx avx2
+"""
+
+
+def test_cpu_facts_are_the_first_cpus_of_a_cpuinfo_file(tmp_path):
+    """A machine whose CPUs differ (a hybrid, or a file from another machine): the first CPU's fields,
+    whole, none of the second's."""
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO)
+    info = cache.cpu_info(str(path))
+    assert info == {"processor": "0", "vendor_id": "GenuineIntel", "model name": "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz",
+                    "flags": "fpu sse2 avx avx2 avx512f", "bogomips": "4800.00"}
+    assert cache.cpu_info(str(tmp_path / "none"))["model name"] == platform.processor()  # no cpuinfo: platform's name
+
+
+@pytest.mark.skipif(shutil.which("lscpu") is None or platform.machine() != "x86_64",
+                    reason="lscpu names an x86 CPU and its flags as /proc/cpuinfo does; ARM's differ")
+def test_this_machines_cpu_is_the_one_lscpu_names():
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=True).stdout
+    named = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lscpu.splitlines())}
+    assert cache.cpu_info()["model name"] == named["Model name"]
+    assert set(cache.cpu_info()["flags"].split()) == set(named["Flags"].split())
 
 
 def test_a_resumed_run_drops_the_task_scores_it_will_redo_and_a_branch_copies_its_trunks(tmp_path):

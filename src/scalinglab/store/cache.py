@@ -35,12 +35,12 @@ def build_once(done: Path, build: Callable[[Path], None]) -> Path:
 
 
 @functools.cache
-def cpu_info() -> dict[str, str]:
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
     """The first CPU's fields in /proc/cpuinfo ('model name', 'flags', ...); on a system without
     it, the model name platform reports. Cache entries built for this CPU are keyed by these."""
     fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
                 if not line.strip():
                     break  # the end of the first CPU's block
