@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+import tracemalloc
 from pathlib import Path
 
 import jax
@@ -211,9 +211,17 @@ def test_plan_refuses_a_run_that_cannot_fit_and_says_what_to_do(tmp_path, capsys
     assert "memory" in capsys.readouterr().out
 
 
-def test_a_model_of_N_1e15_is_refused_at_once(capsys):
-    t0 = time.perf_counter()
-    assert main(["plan", str(BAD_SWEEP)]) == 2
-    assert time.perf_counter() - t0 < 10
+def test_a_model_of_N_1e15_is_refused_by_arithmetic(capsys):
+    """Refused from the counts alone: nothing the size of the model (1e15 parameters) or of its
+    steps (1e13) is built on the way, so the refusal takes milliseconds (experiments/bench_preflight.py)."""
+    main(["plan", str(BAD_SWEEP)])  # the modules a first call imports are not the plan's memory
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        assert main(["plan", str(BAD_SWEEP)]) == 2
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "n_layers 4334" in err and "plan smaller models" in err
