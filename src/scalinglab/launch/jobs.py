@@ -26,7 +26,7 @@ class SlurmError(RuntimeError):
 @dataclass(frozen=True)
 class RunState:
     run_id: str
-    state: str
+    state: Status
     job_id: str | None = None
     detail: str = ""
     live: bool = False  # a queued or running job will still train the run
