@@ -115,7 +115,8 @@ def cell(text: str) -> str:
 
 
 def code(value: str) -> str:
-    value = str(value).replace("|", r"\|")
+    """A code span (a `|` inside one does not split a table cell)."""
+    value = str(value)
     fence = "``" if "`" in value else "`"
     return f"{fence}{value}{fence}"
 
@@ -302,7 +303,7 @@ def argument_row(parser: argparse.ArgumentParser, a: argparse.Action) -> str:
 
 
 def _usage(parser: argparse.ArgumentParser) -> str:
-    formatter = argparse.HelpFormatter(parser.prog, width=96)
+    formatter = argparse.HelpFormatter(parser.prog, width=76)  # fits the page without scrolling
     formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups, prefix="")
     return formatter.format_help().strip()
 
