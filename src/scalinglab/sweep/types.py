@@ -25,7 +25,9 @@ Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # use_attribute_docstrings: a field's docstring becomes its description, which the generated
+    # YAML reference of the docs site shows (docs/hooks/reference.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def one_of(names: Iterable[str]):
