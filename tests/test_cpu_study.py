@@ -38,7 +38,7 @@ def test_fit_reproduces_the_committed_law_and_the_held_out_errors(study, capsys)
     fit = json.loads(capsys.readouterr().out)
     committed = json.loads((STUDY / "fit.json").read_text())
     for k in ("E", "A", "B", "alpha", "beta"):
-        assert fit[k] == pytest.approx(committed[k], rel=1e-4)
+        assert fit["law"]["params"][k] == pytest.approx(committed["law"]["params"][k], rel=1e-4)
     ext = fit["extrapolation"]
     held = ext["held_out"]
     assert ext["n_fit"] == 20 and len(held) == 4
@@ -56,7 +56,7 @@ def test_fit_says_which_parameters_the_study_leaves_open(study, capsys):
     assert main(["fit", str(study), "--bootstrap", "40"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "not pinned" in x)
     assert line.split("not pinned: ")[1].startswith("E, B (")
-    assert json.loads((study / "fit.json").read_text())["loose"] == ["E", "B"]
+    assert json.loads((study / "fit.json").read_text())["law"]["loose"] == ["E", "B"]
 
 
 def test_plot_regenerates_the_figures_from_the_committed_files(study):

@@ -2,7 +2,6 @@
 remove what it says they remove, within the budget; the command writes a sweep YAML that `plan`
 plans exactly, into the same results folder; bad input is one line, exit 2, and writes nothing."""
 
-import dataclasses
 import json
 import re
 import shutil
@@ -13,17 +12,24 @@ import pandas as pd
 import pytest
 import yaml
 
-from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla
+from scalinglab.analysis.laws import Fitted, Loss
+from scalinglab.analysis.laws.chinchilla import CHINCHILLA, compute_optimal
+from scalinglab.analysis.laws.solve import fit
 from scalinglab.analysis.suggest import _greedy, candidate_grid, log_loss_gradient, suggest
+from scalinglab.analysis.sweepfit import SweepFit
 from scalinglab.cli import main
 from scalinglab.errors import FitError
-from scalinglab.sweep.counts import count_N
+from scalinglab.model.counts import count_N
 
 ROOT = Path(__file__).resolve().parents[1]
-LAW = Chinchilla(E=1.8, A=480.0, B=2100.0, alpha=0.35, beta=0.37, objective=0.0, n_points=0)
+LAW = Fitted.of(CHINCHILLA, {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha": 0.35, "beta": 0.37})
+
+
+def fit_chinchilla(N, D, L) -> Fitted:
+    return fit(CHINCHILLA, (N, D), L, Loss(1e-3))
 GRID_N, GRID_D = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 1e8, 4), np.geomspace(1e9, 1e10, 4)))
 NOISE = 5e-4  # log-loss sd: small, where a refit moves as its linearisation says
-C = 1e20  # ~17x the largest run
+C_6ND = 1e20  # ~17x the largest run's 6ND
 
 
 def runs_with_noise(sd: float) -> pd.DataFrame:
@@ -40,14 +46,15 @@ def runs_with_noise(sd: float) -> pd.DataFrame:
 def target_log_loss(N, D, rng) -> float:
     L = LAW(N, D) * np.exp(rng.normal(0, NOISE, len(N)))
     law = fit_chinchilla(N, D, L)
-    return float(np.log(law(*compute_optimal(law, C))))
+    return float(np.log(law(*compute_optimal(law, C_6ND))))
 
 
 def test_log_loss_gradient_is_the_derivative():
     N, D, eps = np.array([3e7, 2e9]), np.array([5e8, 4e10]), 1e-6
-    p = np.log([LAW.E, LAW.A, LAW.B]).tolist() + [LAW.alpha, LAW.beta]
+    p = LAW.theta  # log E, log A, log B, alpha, beta
+
     def log_L(q):
-        return np.log(Chinchilla(*np.exp(q[:3]), q[3], q[4], 0.0, 0)(N, D))
+        return np.log(Fitted(CHINCHILLA, q)(N, D))
     numeric = np.column_stack([(log_L(np.add(p, h)) - log_L(np.subtract(p, h))) / (2 * eps) for h in np.eye(5) * eps])
     assert log_loss_gradient(LAW, N, D) == pytest.approx(numeric, rel=1e-5, abs=1e-9)
 
@@ -57,8 +64,8 @@ def test_spread_and_share_match_refits_of_noisy_runs():
     removes the share of that variance it says (150 noise draws, paired before and after)."""
     runs = runs_with_noise(NOISE)
     law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
-    N_x, D_x = (np.atleast_1d(v) for v in compute_optimal(law, C / 10))  # one run near the target
-    s = suggest(law, runs, C, 1e30, N_x, D_x)
+    N_x, D_x = (np.atleast_1d(v) for v in compute_optimal(law, C_6ND / 10))  # one run near the target
+    s = suggest(law, runs, C_6ND, 1e30, N_x, D_x)
     before = [target_log_loss(GRID_N, GRID_D, np.random.default_rng(k)) for k in range(150)]
     after = [target_log_loss(np.append(GRID_N, N_x), np.append(GRID_D, D_x), np.random.default_rng(k)) for k in range(150)]
     assert np.std(before) == pytest.approx(s.spread, rel=0.2)
@@ -69,27 +76,27 @@ def test_spread_and_share_match_refits_of_noisy_runs():
 def test_picks_keep_to_the_budget_and_skip_runs_already_done():
     runs = runs_with_noise(0.01)
     law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
-    N, D = candidate_grid(runs, law, C, 1e19)
-    s = suggest(law, runs, C, 1e19, N, D)
+    N, D = candidate_grid(runs, law, C_6ND, 1e19)
+    s = suggest(law, runs, C_6ND, 1e19, N, D)
     assert s.picks and sum(p.cost for p in s.picks) <= 1e19
     assert 0 < s.left < 1 and sum(p.share for p in s.picks) == pytest.approx(1 - s.left)  # each given the picks before it
-    assert suggest(law, runs, C, 1e30, GRID_N[:3], GRID_D[:3]).picks == []
+    assert suggest(law, runs, C_6ND, 1e30, GRID_N[:3], GRID_D[:3]).picks == []
 
 
 def test_a_vanished_term_is_left_out_and_too_few_runs_are_refused():
     runs = runs_with_noise(0.01)
-    law = dataclasses.replace(fit_chinchilla(runs["N"], runs["D"], runs["L"]), E=1e-12)
-    N, D = candidate_grid(runs, law, C, 1e19)
-    s = suggest(law, runs, C, 1e19, N, D)
+    law = Fitted.of(CHINCHILLA, {**fit_chinchilla(runs["N"], runs["D"], runs["L"]).values, "E": 1e-12})
+    N, D = candidate_grid(runs, law, C_6ND, 1e19)
+    s = suggest(law, runs, C_6ND, 1e19, N, D)
     assert s.unseen == ["E"]
     assert s.picks  # the other four still say where to look
     with pytest.raises(FitError, match="5 runs leave no degrees of freedom"):
-        suggest(law, runs.iloc[:5], C, 1e19, N, D)
+        suggest(law, runs.iloc[:5], C_6ND, 1e19, N, D)
 
 
 def test_runs_that_fix_the_target_leave_nothing_to_suggest():
     runs = pd.DataFrame({"N": GRID_N, "D": GRID_D, "L": LAW(GRID_N, GRID_D)})  # on the law: no noise at all
-    s = suggest(LAW, runs, C, 1e19, *candidate_grid(runs, LAW, C, 1e19))
+    s = suggest(LAW, runs, C_6ND, 1e19, *candidate_grid(runs, LAW, C_6ND, 1e19))
     assert s.picks == [] and s.spread == 0 and s.left == 1 and s.unseen == []
 
 
@@ -110,7 +117,7 @@ def study(tmp_path_factory) -> Path:
 
 def test_suggest_writes_a_sweep_that_plan_plans_exactly(study, tmp_path, capsys):
     out = tmp_path / "next.yaml"
-    assert main(["suggest", str(study), "--target", "C=1e16", "--budget", "2e13", "--bootstrap", "12", "--out", str(out)]) == 0
+    assert main(["suggest", str(study), "--target", "C_6ND=1e16", "--budget", "2e13", "--bootstrap", "12", "--out", str(out)]) == 0
     text = out.read_text()
     doc = yaml.safe_load(text)
     assert doc["name"] == "cpu-study" and json.loads((study / "sweep.json").read_text())["train"].items() <= doc["train"].items()
@@ -128,8 +135,8 @@ def test_suggest_writes_a_sweep_that_plan_plans_exactly(study, tmp_path, capsys)
 def test_without_a_bootstrap_it_still_suggests(study, tmp_path, capsys):
     """The rule needs only the fit; the bootstrap gives the interval it prints, and may be skipped."""
     out = tmp_path / "next.yaml"
-    assert main(["suggest", str(study), "--target", "C=1e16", "--budget", "2e13", "--bootstrap", "0", "--out", str(out)]) == 0
-    assert re.search(r"loss at C = 1e\+16: [0-9.]+ today", capsys.readouterr().out)
+    assert main(["suggest", str(study), "--target", "C_6ND=1e16", "--budget", "2e13", "--bootstrap", "0", "--out", str(out)]) == 0
+    assert re.search(r"loss at C_6ND = 1e\+16: [0-9.]+ today", capsys.readouterr().out)
     assert yaml.safe_load(out.read_text())["grid"]["points"]
 
 
@@ -141,9 +148,10 @@ def _one_line_exit_2(argv, capsys) -> str:
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--target", "N=1e9"], r"--target N=1e9: expected C=FLOPS"),
-    (["--target", "C=-3"], r"--target C=-3: expected C=FLOPS"),
-    (["--target", "C=1e16", "--budget", "0"], r"--budget 0: give the FLOPs"),
+    (["--target", "N=1e9"], r"--target N=1e9: expected C_6ND=FLOPS"),
+    (["--target", "C_6ND=-3"], r"--target C_6ND=-3: expected C_6ND=FLOPS"),
+    (["--target", "C=1e16"], r"--target C=1e16: the law's compute is C_6ND = 6ND, not C .*write --target C_6ND=1e16"),
+    (["--target", "C_6ND=1e16", "--budget", "0"], r"--budget 0: give the FLOPs"),
 ])
 def test_bad_flags_exit_2_with_one_line_and_write_nothing(flags, message, study, tmp_path, capsys):
     out = tmp_path / "next.yaml"
@@ -158,10 +166,10 @@ def test_a_sweep_too_small_to_fit_is_refused(study, tmp_path, capsys):
     for run in sorted((study / "runs").iterdir())[:3]:
         shutil.copytree(run, small / "runs" / run.name)
     out = tmp_path / "next.yaml"
-    err = _one_line_exit_2(["suggest", str(small), "--target", "C=1e16", "--out", str(out)], capsys)
+    err = _one_line_exit_2(["suggest", str(small), "--target", "C_6ND=1e16", "--out", str(out)], capsys)
     assert str(small) in err and "L(N,D): need at least" in err and "train more runs" in err and not out.exists()
     (small / "sweep.json").unlink()
-    assert "sweep.json: no such file" in _one_line_exit_2(["suggest", str(small), "--target", "C=1e16", "--out", str(out)], capsys)
+    assert "sweep.json: none readable" in _one_line_exit_2(["suggest", str(small), "--target", "C_6ND=1e16", "--out", str(out)], capsys)
 
 
 def test_a_sweep_that_tuned_lr_and_batch_gets_each_run_at_the_fitted_optimum(tmp_path, capsys):
@@ -169,13 +177,13 @@ def test_a_sweep_that_tuned_lr_and_batch_gets_each_run_at_the_fitted_optimum(tmp
     carries lr*(N, D) and B*(C) from the study's fit, and plan trains it with exactly those."""
     study = Path(shutil.copytree(ROOT / "results" / "lr-study", tmp_path / "lr-study"))
     out = tmp_path / "next.yaml"
-    assert main(["suggest", str(study), "--target", "C=1e15", "--bootstrap", "12", "--out", str(out)]) == 0
+    assert main(["suggest", str(study), "--target", "C_6ND=1e15", "--bootstrap", "12", "--out", str(out)]) == 0
     doc = yaml.safe_load(out.read_text())
     points = doc["grid"]["points"]
-    laws = json.loads((study / "fit.json").read_text())["hyperparameters"]["laws"]
+    law = SweepFit.read(study / "fit.json").hyperparameters.laws["lr_ND"].params
     for p in points:
         N = count_N(4, p["shape"]["d_model"], 4 * p["shape"]["d_model"])
-        lr = laws["lr_ND"]["a"] * N ** laws["lr_ND"]["exponents"]["N"] * p["D"] ** laws["lr_ND"]["exponents"]["D"]
+        lr = law["a"] * N ** law["b_N"] * p["D"] ** law["b_D"]
         assert p["lr"] == pytest.approx(lr, rel=0.02) and 1 <= p["batch_size"] <= 64
     capsys.readouterr()
     assert main(["plan", str(out), "--json", str(tmp_path / "plan.json")]) == 0

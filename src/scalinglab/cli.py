@@ -16,7 +16,7 @@ from .errors import InputError, UsageError
 from .store.files import DamagedResults
 from .store.frame import NotASweep
 from .sweep.spec import FitSpec
-from .sweep.types import Executor
+from .sweep.types import Executor, Method
 
 DEFAULT_RESULTS = "results"
 EXECUTORS = [e.value for e in Executor]  # argparse lists choices by their repr: the values, not the members
@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def _law_flags(p: argparse.ArgumentParser) -> None:
     """Overrides of the sweep's fit section for L(N,D) and its bootstrap."""
     fields = FitSpec.model_fields
-    p.add_argument("--method", choices=fields["method"].annotation.__args__, help=f"L(N,D) solver (default {fields['method'].default})")
+    p.add_argument("--method", choices=[m.value for m in Method], help=f"L(N,D) solver (default {fields['method'].default})")
     p.add_argument("--bootstrap", type=int, metavar="K", help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none)")
     p.add_argument("--huber-delta", type=float, help=f"Huber threshold on log-loss residuals (default {fields['huber_delta'].default:g})")
 
@@ -45,8 +45,8 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
 def _suggest_command(sub) -> None:
     suggest = sub.add_parser("suggest", help="the next runs that most narrow the predicted loss at a target compute, as a sweep YAML")
     suggest.add_argument("path", help="results/<sweep> folder")
-    suggest.add_argument("--target", required=True, metavar="C=FLOPS", help="the compute to predict the loss at, e.g. C=1e21 (C = 6ND)")
-    suggest.add_argument("--budget", type=float, metavar="FLOPS", help="FLOPs (6ND) the runs may spend (default: as much as the sweep's runs)")
+    suggest.add_argument("--target", required=True, metavar="C_6ND=FLOPS", help="the compute to predict the loss at, e.g. C_6ND=1e21 (the law's compute, 6ND)")
+    suggest.add_argument("--budget", type=float, metavar="FLOPS", help="C_6ND (6ND) the new runs may spend together (default: as much as the sweep's runs)")
     suggest.add_argument("--out", metavar="FILE", help="the sweep YAML to write (default: <sweep>-suggest.yaml)")
     _law_flags(suggest)
     suggest.set_defaults(command=("suggest", "main"))
@@ -103,14 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit scaling laws to a sweep's results or to a CSV")
     fit.add_argument("path", nargs="?", help="results/<sweep> folder")
-    fit.add_argument("--csv", metavar="FILE", help="fit a table with columns N, D (or C) and L instead")
+    fit.add_argument("--csv", metavar="FILE", help="fit a table with columns N, D (or C_6ND) and L instead")
     fit.add_argument("--map", action="append", default=[], metavar="X=COLUMN",
-                     help='CSV column for N, D, C or L, e.g. --map N="Model Size"; task_loss and acc (and run, whose rows are '
-                          "one run's checkpoints) fit a task's accuracy in two steps instead")
+                     help='CSV column for N, D, C_6ND (6ND FLOPs: gives D), C (the FLOPs the runs computed) or L, e.g. '
+                          '--map N="Model Size"; task_loss and acc (and run, whose rows are one run\'s checkpoints) fit a '
+                          "task's accuracy in two steps instead")
     fit.add_argument("--chance", type=float, metavar="P", help="task fit: the chance accuracy, the floor of acc (default 0)")
-    fit.add_argument("--predict", action="append", default=[], metavar="C=X | N=X,D=Y",
-                     help="N_opt, D_opt and loss at compute C, or the loss at (N, D), with intervals; repeatable")
-    fit.add_argument("--json", action="store_true", help="print the fit as JSON (E, A, B, alpha, beta, ci, frontier, ...)")
+    fit.add_argument("--predict", action="append", default=[], metavar="C_6ND=X | N=X,D=Y",
+                     help="N_opt, D_opt and loss at the law's compute C_6ND = 6ND, or the loss at (N, D), with intervals; repeatable")
+    fit.add_argument("--json", action="store_true", help="print the fit as JSON (fit.json's SweepFit: law, frontier, predictions, ...)")
     _fit_flags(fit)
     fit.set_defaults(command=("fit", "main"))
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FitError
+from .taskfit import Emergence, Shape, Sharpness
 
 # With 4 sizes evenly spaced in log N, 0.3 asks one step for 63% of the rise or more (a straight
 # line gives each 33%): accuracy at chance, then up, is sharp; a sigmoid across the range is not.
@@ -22,10 +23,10 @@ SHARP_EXCESS = 0.3
 SHARPNESS_MEASURE = ("largest share of the total rise between two consecutive sizes, minus that step's "
                      "share of the log N range; sharp at or above the threshold")
 VERDICTS = {
-    ("sharp", "sharp"): "sharp under both",
-    ("sharp", "smooth"): "sharp only under the discontinuous metric (smooth under the continuous one: the mirage)",
-    ("smooth", "smooth"): "smooth under both",
-    ("smooth", "sharp"): "sharp only under the continuous metric",
+    (Shape.SHARP, Shape.SHARP): "sharp under both",
+    (Shape.SHARP, Shape.SMOOTH): "sharp only under the discontinuous metric (smooth under the continuous one: the mirage)",
+    (Shape.SMOOTH, Shape.SMOOTH): "smooth under both",
+    (Shape.SMOOTH, Shape.SHARP): "sharp only under the continuous metric",
 }
 FLAT = "flat (no rise beyond noise)"
 ONLY_DISCONTINUOUS = "rises only under the discontinuous metric (the continuous one is flat)"
@@ -38,7 +39,7 @@ def _by_size(N, y, se):
     return g["y"].mean(), np.sqrt(g["v"].sum()) / g.size()
 
 
-def sharpness(N, y, se=None, higher_is_better: bool = True) -> dict:
+def sharpness(N, y, se=None, higher_is_better: bool = True, metric: str = "y") -> Sharpness:
     """The sharpness of y against N (the module's docstring) and its shape: "sharp", "smooth" or
     "flat". se: the standard errors of the values, for the noise; none: only no rise is flat."""
     mean, err = _by_size(N, y, se)
@@ -49,23 +50,22 @@ def sharpness(N, y, se=None, higher_is_better: bool = True) -> dict:
     rise, noise = v[-1] - v[0], float(np.hypot(err.iloc[0], err.iloc[-1]))
     excess = np.diff(v) / rise - np.diff(lN) / (lN[-1] - lN[0]) if rise > 0 else np.zeros(len(v) - 1)
     i = int(np.argmax(excess))
-    shape = "flat" if rise <= 2 * noise else ("sharp" if excess[i] >= SHARP_EXCESS else "smooth")
-    return {"sharpness": float(excess[i]), "between": [float(mean.index[i]), float(mean.index[i + 1])],
-            "rise": float(rise), "noise": noise, "shape": shape, "N": mean.index.tolist(), "values": mean.tolist()}
+    shape = Shape.FLAT if rise <= 2 * noise else (Shape.SHARP if excess[i] >= SHARP_EXCESS else Shape.SMOOTH)
+    return Sharpness(metric=metric, sharpness=float(excess[i]), between=(float(mean.index[i]), float(mean.index[i + 1])),
+                     rise=float(rise), noise=noise, shape=shape, N=mean.index.tolist(), values=mean.tolist())
 
 
 def emergence(N, discontinuous, continuous, discontinuous_se=None, continuous_se=None,
-              continuous_higher_is_better: bool = True, names: tuple[str, str] = ("acc", "continuous")) -> dict:
+              continuous_higher_is_better: bool = True, names: tuple[str, str] = ("acc", "continuous")) -> Emergence:
     """Per-run final values of a task under a discontinuous metric (accuracy, exact match) and a
     continuous one (gold-answer probability, per-token accuracy, or a loss: then
     continuous_higher_is_better=False): each metric's sharpness and one verdict (VERDICTS)."""
-    disc = {"metric": names[0]} | sharpness(N, discontinuous, discontinuous_se)
-    cont = {"metric": names[1]} | sharpness(N, continuous, continuous_se, continuous_higher_is_better)
-    if disc["shape"] == "flat":
+    disc = sharpness(N, discontinuous, discontinuous_se, metric=names[0])
+    cont = sharpness(N, continuous, continuous_se, continuous_higher_is_better, metric=names[1])
+    if disc.shape is Shape.FLAT:
         verdict = FLAT
-    elif cont["shape"] == "flat":
+    elif cont.shape is Shape.FLAT:
         verdict = ONLY_DISCONTINUOUS
     else:
-        verdict = VERDICTS[disc["shape"], cont["shape"]]
-    return {"discontinuous": disc, "continuous": cont, "verdict": verdict, "measure": SHARPNESS_MEASURE,
-            "threshold": SHARP_EXCESS}
+        verdict = VERDICTS[disc.shape, cont.shape]
+    return Emergence(discontinuous=disc, continuous=cont, verdict=verdict, measure=SHARPNESS_MEASURE, threshold=SHARP_EXCESS)

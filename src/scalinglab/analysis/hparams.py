@@ -19,7 +19,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FitError
-from .uncertainty import interval
+from .laws.bootstrap import interval
+from .laws.power import PowerLaw
+from .laws.solve import fit
+from .parts import LawFit, Skipped
+from .sweepfit import Cell, Hyperparameters
 
 HPARAMS = ("lr", "batch_size")
 SAME_D = 1.05  # data sizes within 5% are one cell: batch sizes round D to whole steps differently
@@ -44,18 +48,20 @@ def cell_D(D: pd.Series) -> pd.Series:
 
 
 def _vertex(u: np.ndarray, Y: np.ndarray):
-    """Optimum of each column of Y (n, B) over u (n,): (u*, L*, interior). The parabola's vertex
-    where it opens upward inside [min u, max u]; else the u with the lowest mean loss."""
+    """Optimum of each column of Y (n, B) over u (n,): (u*, L*, interior, the parabola of column 0
+    or None). The parabola's vertex where it opens upward inside [min u, max u]; else the u with
+    the lowest mean loss."""
     means = np.stack([Y[u == x].mean(0) for x in np.unique(u)])
     k = means.argmin(0)
     u_best, L_best = np.unique(u)[k], means[k, np.arange(Y.shape[1])]
     if len(np.unique(u)) < 3:
-        return u_best, L_best, np.zeros(Y.shape[1], bool)
+        return u_best, L_best, np.zeros(Y.shape[1], bool), None
     c2, c1, c0 = np.polyfit(u, Y, 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         v = -c1 / (2 * c2)
     interior = (c2 > 0) & (v >= u.min()) & (v <= u.max())
-    return np.where(interior, v, u_best), np.where(interior, c0 + c1 * v + c2 * v**2, L_best), interior
+    parabola = (float(c2[0]), float(c1[0]), float(c0[0]))
+    return np.where(interior, v, u_best), np.where(interior, c0 + c1 * v + c2 * v**2, L_best), interior, parabola
 
 
 def _fitted(u: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, float, int]:
@@ -89,9 +95,9 @@ def _lr_optima(runs: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, np.
     draws, sigma = _draws(groups, n, seed)
     rows, lr_opt, L_opt = [], [], []
     for g, Y in zip(groups, draws):
-        u, L, interior = _vertex(np.log(g["lr"].to_numpy(float)), Y)
+        u, L, interior, parabola = _vertex(np.log(g["lr"].to_numpy(float)), Y)
         best = g.loc[g["L"].idxmin()]
-        rows.append({**best.to_dict(), "lr_interior": bool(interior[0]), "n_lr": g["lr"].nunique()})
+        rows.append({**best.to_dict(), "lr_interior": bool(interior[0]), "n_lr": g["lr"].nunique(), "lr_parabola": parabola})
         lr_opt.append(np.exp(u))
         L_opt.append(L)
     return pd.DataFrame(rows), np.array(lr_opt), np.array(L_opt), sigma
@@ -103,7 +109,7 @@ def _batch_optima(rows: pd.DataFrame, lr_opt: np.ndarray, L_opt: np.ndarray):
     out, lrs, Bs, Ls = [], [], [], []
     for _, g in rows.groupby(["N", "cell_D"], sort=True):
         i = g.index.to_numpy()
-        u, L, interior = _vertex(np.log(g["batch_size"].to_numpy(float)), L_opt[i])
+        u, L, interior, _ = _vertex(np.log(g["batch_size"].to_numpy(float)), L_opt[i])
         nearest = i[np.abs(np.log(g["batch_size"].to_numpy(float))[:, None] - u).argmin(0)]  # lr* of the nearest B
         out.append({**rows.loc[i[L_opt[i, 0].argmin()]].to_dict(), "batch_interior": bool(interior[0]),
                     "n_batch": len(i)})
@@ -113,53 +119,49 @@ def _batch_optima(rows: pd.DataFrame, lr_opt: np.ndarray, L_opt: np.ndarray):
     return pd.DataFrame(out), np.array(lrs), np.array(Bs), np.array(Ls)
 
 
-def power_law(y: np.ndarray, X: dict[str, np.ndarray], seed: int = 0) -> dict:
+def power_law(y: np.ndarray, X: dict[str, np.ndarray], target: str, seed: int = 0) -> LawFit:
     """log y = log a + sum_k b_k log x_k over the cells: y (cells, 1 + n) with the point estimate
     in column 0; intervals over the draws, each with the cells resampled."""
-    names = list(X)
-    A = np.column_stack([np.ones(len(y)), *(np.log(X[k]) for k in names)])
-    if len(y) < A.shape[1] + 1 or np.linalg.matrix_rank(A) < A.shape[1]:
-        raise FitError(f"needs more cells with an interior optimum than {len(y)}, at distinct {', '.join(names)}")
-    coef = np.linalg.lstsq(A, np.log(y[:, 0]), rcond=None)[0]
+    law = PowerLaw(tuple(X), y=target)
+    columns = tuple(X.values())
+    if len(y) <= len(law.params):  # no residual left to tell a law from a line through the cells
+        raise FitError(f"needs more cells with an interior optimum than {len(y)}, at distinct {', '.join(X)}")
+    point = fit(law, columns, y[:, 0])
     rng = np.random.default_rng(seed)
     draws = []
     for b in range(1, y.shape[1]):
         pick = rng.integers(0, len(y), len(y))
-        if np.linalg.matrix_rank(A[pick]) == A.shape[1]:
-            draws.append(np.linalg.lstsq(A[pick], np.log(y[pick, b]), rcond=None)[0])
-    draws = np.array(draws).reshape(-1, A.shape[1])
-    out = {"a": float(np.exp(coef[0])), "exponents": dict(zip(names, map(float, coef[1:]))), "n_cells": len(y)}
-    if len(draws):
-        out["ci"] = {"a": interval(np.exp(draws[:, 0])), **{k: interval(draws[:, i + 1]) for i, k in enumerate(names)}}
-    return out
+        try:
+            draws.append(fit(law, tuple(x[pick] for x in columns), y[pick, b]))
+        except FitError:  # a resample of too few distinct cells
+            continue
+    return LawFit.of(point, draws)
 
 
-def tune(runs: pd.DataFrame, n: int = 0, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def tune(runs: pd.DataFrame, n: int = 0, seed: int = 0) -> tuple[pd.DataFrame, Hyperparameters]:
     """The sweep reduced to one row per (N, D) cell, its best run's, with L the loss at the fitted
     optimum; and what was found: per cell lr* (and B*) with intervals from n draws, and the
-    power laws lr*(C), lr*(N, D), B*(C)."""
+    power laws lr*(C), lr*(N, D), B*(C) (C: the FLOPs the cells' runs computed)."""
     axes = tuned_axes(runs)
     runs = runs.assign(cell_D=cell_D(runs["D"])).reset_index(drop=True)
     rows, lr_opt, L_opt, sigma = _lr_optima(runs, n, seed)
     cells, B_opt = rows, None
     if "batch_size" in axes:
         cells, lr_opt, B_opt, L_opt = _batch_optima(rows, lr_opt, L_opt)
-    cells = cells.drop(columns="cell_D").assign(L=L_opt[:, 0], lr_opt=lr_opt[:, 0])
-    table = cells[["N", "D", "C", "L", "batch_size", "lr_opt", "lr_interior", "n_lr", "run_id"]].copy()
-    table["L_ci"], table["lr_ci"] = _cis(L_opt), _cis(lr_opt)
-    laws = {}
+    cells = cells.drop(columns="cell_D").assign(L=L_opt[:, 0], lr_opt=lr_opt[:, 0], L_ci=_cis(L_opt), lr_ci=_cis(lr_opt))
+    laws: dict[str, LawFit | Skipped] = {}
     if "lr" in axes:
         inner = cells["lr_interior"].to_numpy()
-        laws["lr_C"] = _law("lr* = a * C^b", lr_opt[inner], {"C": cells["C"].to_numpy(float)[inner]}, seed)
-        laws["lr_ND"] = _law("lr* = a * N^b_N * D^b_D", lr_opt[inner], {k: cells[k].to_numpy(float)[inner] for k in ("N", "D")}, seed)
+        laws["lr_C"] = _law(lr_opt[inner], {"C": cells["C"].to_numpy(float)[inner]}, "lr*", seed)
+        laws["lr_ND"] = _law(lr_opt[inner], {k: cells[k].to_numpy(float)[inner] for k in ("N", "D")}, "lr*", seed)
     if B_opt is not None:
-        cells["batch_opt"] = table["batch_opt"] = B_opt[:, 0]
-        table["batch_ci"], table["batch_interior"] = _cis(B_opt), cells["batch_interior"]
+        cells = cells.assign(batch_opt=B_opt[:, 0], batch_ci=_cis(B_opt))
         inner = cells["batch_interior"].to_numpy()
-        laws["batch_C"] = _law("B* = a * C^b", B_opt[inner], {"C": cells["C"].to_numpy(float)[inner]}, seed)
-    summary = {"axes": axes, "noise": None if sigma is None else float(sigma), "n_bootstrap": lr_opt.shape[1] - 1, "laws": laws,
-               "cells": table.to_dict(orient="records")}
-    return cells, summary
+        laws["batch_C"] = _law(B_opt[inner], {"C": cells["C"].to_numpy(float)[inner]}, "B*", seed)
+    fields = set(Cell.model_fields)
+    found = Hyperparameters(axes=axes, noise=None if sigma is None else float(sigma), n_bootstrap=lr_opt.shape[1] - 1,
+                            laws=laws, cells=[Cell(**{k: v for k, v in r.items() if k in fields}) for r in cells.to_dict("records")])
+    return cells, found
 
 
 def _cis(draws: np.ndarray) -> list:
@@ -167,29 +169,29 @@ def _cis(draws: np.ndarray) -> list:
     return [interval(d[1:]) if draws.shape[1] > 1 else None for d in draws]
 
 
-def _law(form: str, y: np.ndarray, X: dict[str, np.ndarray], seed: int) -> dict:
+def _law(y: np.ndarray, X: dict[str, np.ndarray], target: str, seed: int) -> LawFit | Skipped:
     try:
-        return {"form": form, **power_law(y, X, seed)}
+        return power_law(y, X, target, seed)
     except FitError as e:
-        return {"form": form, "skipped": str(e)}
+        return Skipped(skipped=str(e))
 
 
-def predicted(summary: dict, N: float, D: float) -> dict[str, float]:
-    """The tuned hyperparameters for a new run at (N, D): lr from lr*(N, D) (else lr*(C)) and the
-    batch size from B*(C), where fitted, else the value of the cell nearest in C. C here is 6ND
-    scaled by the cells' own ratio of C to 6ND (their C counts every FLOP of the model)."""
-    laws, cells = summary["laws"], pd.DataFrame(summary["cells"])
-    C = 6 * N * D * float(np.median(cells["C"] / (6 * cells["N"] * cells["D"])))
-    nearest = cells.iloc[int(np.abs(np.log(cells["C"] / C)).argmin())]
-    out = {}
-    if "lr" in summary["axes"]:
-        law = next((laws[k] for k in ("lr_ND", "lr_C") if "skipped" not in laws[k]), None)
-        out["lr"] = float(f"{_at(law, N=N, D=D, C=C):.3g}") if law else float(nearest["lr_opt"])
-    if "batch_size" in summary["axes"]:
-        law = laws["batch_C"]
-        out["batch_size"] = max(1, round(_at(law, C=C))) if "skipped" not in law else int(nearest["batch_opt"])
+def predicted(found: Hyperparameters, N: float, D: float, C: float) -> dict[str, float]:
+    """The tuned hyperparameters for a new run at (N, D) that computes C FLOPs: lr from lr*(N, D)
+    (else lr*(C)) and the batch size from B*(C), where fitted, else the value of the cell nearest
+    in C."""
+    nearest = min(found.cells, key=lambda c: abs(np.log(c.C / C)))
+    at = {"N": N, "D": D, "C": C}
+    out: dict[str, float] = {}
+    if "lr" in found.axes:
+        law = next((found.laws[k] for k in ("lr_ND", "lr_C") if isinstance(found.laws[k], LawFit)), None)
+        out["lr"] = float(f"{_at(law, at):.3g}") if isinstance(law, LawFit) else nearest.lr_opt
+    if "batch_size" in found.axes:
+        law = found.laws["batch_C"]
+        out["batch_size"] = max(1, round(_at(law, at))) if isinstance(law, LawFit) else int(nearest.batch_opt or nearest.batch_size)
     return out
 
 
-def _at(law: dict, **x: float) -> float:
-    return law["a"] * float(np.prod([x[k] ** b for k, b in law["exponents"].items()]))
+def _at(law: LawFit, at: dict[str, float]) -> float:
+    fitted = law.fitted()
+    return float(fitted(*(at[x] for x in fitted.law.inputs)))

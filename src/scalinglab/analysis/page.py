@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import json
 from html import escape
 
 import numpy as np
@@ -16,6 +15,9 @@ import pandas as pd
 from ..errors import InputError
 from ..store.frame import load
 from ..store.layout import SweepDir
+from .parts import CI
+from .sweepfit import Extrapolation, MainLaw, SweepFit
+from .taskfit import TaskExtrapolation
 from .uncertainty import LOOSE
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -23,13 +25,12 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border-bottom:1px solid
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
 .done{color:#17803d}.failed,.diverged,.damaged{color:#b42318}section.run{display:inline-block;margin:0 1em 1em 0}
 code{background:#f4f4f4;padding:0 3px}"""
-PARAMS = ("E", "A", "B", "alpha", "beta")
 
 
 def report_page(sweep: SweepDir) -> str:
     if not sweep.fit_json.exists():
         raise InputError(f"{sweep.path}: no {sweep.fit_json.name}; run `scalinglab plot {sweep.path}` first")
-    fit = json.loads(sweep.fit_json.read_text())
+    fit = SweepFit.read(sweep.fit_json)
     runs, evals = load(sweep.path), load(sweep.path, per_eval=True)
     body = [f"<h1>{escape(sweep.name)}</h1>", _counts(runs), _law(fit), _held_out(fit), _tasks(fit),
             _figures(sweep), _run_table(runs), _curves(evals)]
@@ -47,7 +48,7 @@ def _num(x, fmt: str = ".4g") -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
 
 
-def _ci(ci, fmt: str = ".4g") -> str:
+def _ci(ci: CI | None, fmt: str = ".4g") -> str:
     return f"[{_num(ci[0], fmt)}, {_num(ci[1], fmt)}]" if ci else ""
 
 
@@ -58,41 +59,41 @@ def _counts(runs: pd.DataFrame) -> str:
     return f"<p>{len(runs)} runs: {states}. Written {when} by <code>scalinglab report</code>.</p>"
 
 
-def _law(fit: dict) -> str:
-    if "E" not in fit:
-        return f"<h2>Fitted law</h2><p>Not fitted: {escape(str(fit.get('skipped', 'no runs')))}</p>"
-    loose = fit.get("loose")  # absent without a bootstrap, or in a fit.json older than it: no column
-    rows = [[p, _num(fit[p]), _ci(fit.get("ci", {}).get(p))] + (["not pinned" if p in loose else ""] if loose is not None else [])
-            for p in PARAMS]
-    laws = [[escape(p["form"]), escape(str(p.get("at", ""))), _num(p["a"]), _num(p["b"])] for p in fit.get("power_laws", [])]
-    level = f"{fit.get('level', 0.95):.0%}"
-    return (f"<h2>Fitted law</h2><p><code>{escape(fit['law'])}</code> over {fit['n_runs']} runs "
-            f"({escape(fit.get('method', ''))}, {level} bootstrap intervals over {fit.get('n_bootstrap', 0)} resamples)</p>"
+def _law(fit: SweepFit) -> str:
+    law = fit.law
+    if not isinstance(law, MainLaw):
+        return f"<h2>Fitted law</h2><p>Not fitted: {escape(law.skipped)}</p>"
+    loose = law.loose  # None without a bootstrap: no column
+    rows = [[escape(p), _num(v), _ci(law.ci.get(p))] + (["not pinned" if p in loose else ""] if loose is not None else [])
+            for p, v in law.params.items()]
+    laws = [[escape(p.form), escape(p.at), _num(p.params["a"]), _num(p.params["b"])] for p in fit.power_laws]
+    level = f"{law.level:.0%}"
+    return (f"<h2>Fitted law</h2><p><code>{escape(law.form)}</code> over {law.n_points} runs "
+            f"({escape(law.method)}, {level} bootstrap intervals over {law.n_bootstrap} resamples)</p>"
             + _table(["parameter", "value", f"{level} interval"] + ([f"reaches 0 or spans > {LOOSE:g}x"] if loose is not None else []), rows)
             + (_table(["power law", "along", "a", "b"], laws) if laws else ""))
 
 
-def _held_out(fit: dict) -> str:
-    ex = fit.get("extrapolation", {})
-    if "held_out" not in ex:
-        return "<h2>Held-out check</h2><p>None: " + escape(str(ex.get("skipped", "no runs held out"))) + "</p>"
-    rows = [[_num(h["N"], ",.0f"), _num(h["D"], ",.0f"), _num(h["L"]), _num(h["L_pred"]), _ci(h.get("L_pred_ci")),
-             f"{100 * (h['L_pred'] - h['L']) / h['L']:+.2f}%"] for h in ex["held_out"]]
-    return (f"<h2>Held-out check</h2><p>Fitted on {ex['n_fit']} runs; the largest by {escape(ex['by'])} predicted: "
-            f"mean |error| {100 * ex['mean_abs_rel_error']:.2f}%, max {100 * ex['max_abs_rel_error']:.2f}%.</p>"
+def _held_out(fit: SweepFit) -> str:
+    ex = fit.extrapolation
+    if not isinstance(ex, Extrapolation):
+        return "<h2>Held-out check</h2><p>None: " + escape(ex.skipped) + "</p>"
+    rows = [[_num(h.N, ",.0f"), _num(h.D, ",.0f"), _num(h.L), _num(h.L_pred), _ci(h.L_pred_ci), f"{100 * h.rel_error:+.2f}%"]
+            for h in ex.held_out]
+    return (f"<h2>Held-out check</h2><p>Fitted on {ex.n_fit} runs; the largest by {escape(ex.by)} predicted: "
+            f"mean |error| {100 * ex.mean_abs_rel_error:.2f}%, max {100 * ex.max_abs_rel_error:.2f}%.</p>"
             + _table(["N", "D", "L", "predicted", "interval", "error"], rows))
 
 
-def _tasks(fit: dict) -> str:
-    section = fit.get("tasks", {})
-    rows = []
-    for name, t in section.get("tasks", {}).items():
-        for h in t.get("extrapolation", {}).get("held_out", []):
-            rows.append([escape(name), _num(h["N"], ",.0f"), _num(h["D"], ",.0f"), _num(h["acc"], ".3f"),
-                         _num(h["acc_pred"], ".3f"), _ci(h.get("acc_pred_ci"), ".3f"), f"{h['error_points']:+.1f}"])
+def _tasks(fit: SweepFit) -> str:
+    if fit.tasks is None:
+        return ""
+    rows = [[escape(name), _num(h.N, ",.0f"), _num(h.D, ",.0f"), _num(h.acc, ".3f"), _num(h.acc_pred, ".3f"),
+             _ci(h.acc_pred_ci, ".3f"), f"{h.error_points:+.1f}"]
+            for name, t in fit.tasks.tasks.items() if isinstance(t.extrapolation, TaskExtrapolation) for h in t.extrapolation.held_out]
     if not rows:
         return ""
-    setting = f"{section.get('shots')}-shot, {escape(str(section.get('strategy')))} demonstrations"
+    setting = f"{fit.tasks.shots}-shot, {escape(fit.tasks.strategy)} demonstrations"
     return (f"<h2>Task accuracy, held out</h2><p>{setting}: the two-step law (task loss from N and D, then accuracy "
             "from task loss) fitted without these runs.</p>" + _table(["task", "N", "D", "acc", "predicted", "interval", "points"], rows))
 

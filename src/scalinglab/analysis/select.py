@@ -1,5 +1,5 @@
 """What a sweep's fits are made from: its finished runs with a usable loss, their evaluations with
-the FLOPs spent so far (C_seen), and the fit settings it was run with. No JAX."""
+the FLOPs spent so far (C_seen), their task scores, and the fit settings it was run with. No JAX."""
 
 from __future__ import annotations
 
@@ -8,20 +8,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
-from ..errors import FitError
-from ..store.files import read_record, report_damage
+from ..errors import FitError, UsageError
 from ..store.frame import load
 from ..store.layout import SweepDir
+from ..store.runs import Status
 from ..sweep.evalspec import EvalSpec
+from ..sweep.saved import saved_sweep
 from ..sweep.spec import FitSpec
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitInputs:
     runs: pd.DataFrame
     """One row per done run with a positive, finite final loss L."""
-    evals: pd.DataFrame | None
+    evals: pd.DataFrame | None = None
     """Their evaluations with C_seen (training FLOPs so far); None when every record is damaged."""
     tasks: pd.DataFrame | None = None
     """Their task scores (results.load(tasks=True)); None without eval.tasks."""
@@ -32,12 +34,12 @@ def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: N
     runs whose loss is not a positive number are left out, each kind named in one line passed to
     left_out. FitError if none is left."""
     df = load(sweep.path)
-    status = df["status"] if "status" in df else pd.Series("pending", index=df.index)
-    diverged = df[status == "diverged"]
+    status = df["status"] if "status" in df else pd.Series(Status.PENDING, index=df.index)
+    diverged = df[status == Status.DIVERGED]
     if len(diverged):
         left_out(f"{len(diverged)} diverged run(s) left out of the fits: "
                  + ", ".join(f"{r.run_id} (N={r.N:,}, D={r.D:,})" for r in diverged.itertuples()))
-    done = df[status == "done"]
+    done = df[status == Status.DONE]
     L = pd.to_numeric(done["L"], errors="coerce") if "L" in done else pd.Series(dtype=float)
     bad = done[~(L > 0) | ~np.isfinite(L)]
     if len(bad):
@@ -59,17 +61,28 @@ def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: N
 
 def task_setting(sweep: SweepDir) -> tuple[int, str]:
     """The (shots, strategy) the task laws are fitted at: the sweep's most shots and first strategy."""
-    saved, _ = read_record(sweep.sweep_json, {"eval"})
-    spec = EvalSpec.model_validate(saved["eval"] if saved else {})
-    return max(spec.num_fewshot), spec.strategies[0]
+    saved = saved_sweep(sweep)
+    spec = saved.eval if saved else EvalSpec()
+    return max(spec.num_fewshot), str(spec.strategies[0])
 
 
 def saved_fit_spec(sweep: SweepDir | None, **overrides) -> FitSpec:
-    """The fit section the sweep was run with (sweep.json; the defaults without one), with
-    `overrides` that are not None on top. A damaged sweep.json is reported and read as defaults;
-    a bad value raises pydantic's ValidationError."""
-    saved, problem = read_record(sweep.sweep_json, {"fit"}) if sweep else (None, None)
-    if problem is not None:
-        report_damage(sweep.sweep_json, f"{problem}; fitting with the default fit settings")
-    base = saved["fit"] if saved else {}
+    """The fit section the sweep was run with (the defaults without a readable sweep.json), with
+    `overrides` that are not None on top. A bad value raises pydantic's ValidationError."""
+    saved = saved_sweep(sweep) if sweep else None
+    base = saved.fit.model_dump() if saved else {}
     return FitSpec.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+FLAGS = {"holdout_fraction": "--holdout"}  # fit section fields whose flag is not their name
+
+
+def fit_spec(sweep: SweepDir | None, **flags) -> FitSpec:
+    """saved_fit_spec with command-line flags on top (None: not given); a bad value is one line
+    naming its flag (UsageError)."""
+    try:
+        return saved_fit_spec(sweep, **flags)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0])
+        raise UsageError(f"{FLAGS.get(field, '--' + field.replace('_', '-'))}: {err['msg']}") from None

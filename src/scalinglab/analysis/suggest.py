@@ -1,7 +1,7 @@
 """The next runs worth training: those expected to shrink the uncertainty of the loss predicted at
-a target compute C the most per FLOP. Pure functions over the fitted law; no JAX.
+a target compute C_6ND the most per FLOP of 6ND. Pure functions over the fitted law; no JAX.
 
-The quantity: the log loss at the law's compute-optimal (N, D) for C (what `fit --predict C=...`
+The quantity: the log loss at the law's compute-optimal (N, D) for C_6ND (what `fit --predict C_6ND=...`
 reports), in log space, where the fit's noise is. Its uncertainty is read from the fit's
 linearisation (the delta method): with J the gradient of each run's log loss in the parameters
 (log E, log A, log B, alpha, beta) and s2 the residual variance, the parameters' covariance is
@@ -9,7 +9,7 @@ s2 (J'J)^-1, and S, the covariance of (target, every candidate's log loss), is G
 for their gradients G. (By the envelope theorem the optimum's own move with the parameters adds
 nothing to first order.) Training candidate x, whose measured log loss carries variance s2, is
 expected to cut the target's variance by S[t,x]^2 / (S[x,x] + s2) (an exact Gaussian update).
-Picks are greedy, by that cut per FLOP (C = 6ND); after each pick S is conditioned on it, so the
+Picks are greedy, by that cut per FLOP of 6ND (C_6ND); after each pick S is conditioned on it, so the
 next pick counts only what this one leaves unknown. Greedy by ratio alone can starve one
 expensive, decisive run, so the plain greedy (largest cut that fits what is left) runs too and
 the better of the two is kept (Krause & Guestrin 2005's budgeted rule).
@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FitError
-from .laws import PARAMS, Chinchilla, compute_optimal
+from .laws import Fitted
+from .laws.chinchilla import compute_optimal
 
 GRID_POINTS = 16  # candidate values per axis of the (N, D) log grid
 RCOND = 1e-10  # singular values of the column-scaled J'J below this share of the largest: directions no run tells apart
@@ -45,7 +46,7 @@ class Pick:
     N: float
     D: float
     cost: float
-    """C = 6ND of the run."""
+    """C_6ND = 6ND of the run (its FLOPs in the law's convention)."""
     share: float
     """The part of today's variance of the target's log loss this run is expected to remove."""
 
@@ -61,20 +62,20 @@ class Suggestion:
     """Parameters the fit made vanish (E -> 0): their uncertainty the rule cannot see."""
 
 
-def log_loss_gradient(law: Chinchilla, N, D) -> np.ndarray:
-    """d log L(N, D) / d (log E, log A, log B, alpha, beta), a row per (N, D)."""
+def log_loss_gradient(law: Fitted, N, D) -> np.ndarray:
+    """d log L(N, D) / d theta (log E, log A, log B, alpha, beta: the law's own Jacobian), a row per (N, D)."""
     N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
-    a, b = law.A * N**-law.alpha, law.B * D**-law.beta
-    return np.column_stack([np.full_like(N, law.E), a, b, -a * np.log(N), -b * np.log(D)]) / (law.E + a + b)[:, None]
+    return law.law.jacobian(law.theta, N, D)
 
 
-def noise_variance(law: Chinchilla, runs: pd.DataFrame) -> float:
+def noise_variance(law: Fitted, runs: pd.DataFrame) -> float:
     """The runs' squared log residuals around the law over the degrees of freedom the fit left:
     the noise a new run's loss carries."""
     r = np.log(runs["L"] / law(runs["N"], runs["D"])).to_numpy()
-    if len(r) <= len(PARAMS):
-        raise FitError(f"suggest: {len(r)} runs leave no degrees of freedom to estimate the noise; it needs more than {len(PARAMS)}")
-    return float(r @ r / (len(r) - len(PARAMS)))
+    P = len(law.law.params)
+    if len(r) <= P:
+        raise FitError(f"suggest: {len(r)} runs leave no degrees of freedom to estimate the noise; it needs more than {P}")
+    return float(r @ r / (len(r) - P))
 
 
 def vanished(J: np.ndarray) -> np.ndarray:
@@ -96,14 +97,14 @@ def parameter_covariance(J: np.ndarray, s2: float) -> np.ndarray:
     return cov
 
 
-def candidate_grid(runs: pd.DataFrame, law: Chinchilla, C: float, budget: float, n: int = GRID_POINTS,
+def candidate_grid(runs: pd.DataFrame, law: Fitted, C_6ND: float, budget: float, n: int = GRID_POINTS,
                    sizes: np.ndarray | None = None):
     """(N, D) on a log grid from the smallest run to the larger of the largest run and the
     target's compute-optimal allocation (N: `sizes` instead, where the sweep's sizes are fixed),
     each with 6ND <= budget and tokens per parameter D/N
     within the span of the runs' and the target's: the law is trusted where it was fitted, and
     a tiny model on endless (repeated) data tests a regime the target does not need."""
-    N_opt, D_opt = compute_optimal(law, C)
+    N_opt, D_opt = compute_optimal(law, C_6ND)
     axes = [np.geomspace(runs[k].min(), max(runs[k].max(), opt), n) for k, opt in (("N", N_opt), ("D", D_opt))]
     N, D = (a.ravel() for a in np.meshgrid(axes[0] if sizes is None else sizes, axes[1], indexing="ij"))
     ratios = np.append(runs["D"] / runs["N"], D_opt / N_opt)
@@ -126,15 +127,15 @@ def _greedy(S: np.ndarray, cost: np.ndarray, budget: float, s2: float, per_flop:
     return picked, cuts, float(S[0, 0])
 
 
-def suggest(law: Chinchilla, runs: pd.DataFrame, C: float, budget: float, N: np.ndarray, D: np.ndarray) -> Suggestion:
-    """The candidates (N, D) to train within `budget` FLOPs (C = 6ND), chosen as the module says.
+def suggest(law: Fitted, runs: pd.DataFrame, C_6ND: float, budget: float, N: np.ndarray, D: np.ndarray) -> Suggestion:
+    """The candidates (N, D) to train within `budget` FLOPs of 6ND (C_6ND), chosen as the module says.
     Candidates at the (N, D) of a run already done are left out: planned again, they would be it."""
     done = np.isclose(N[:, None], runs["N"].to_numpy()) & np.isclose(D[:, None], runs["D"].to_numpy())
     N, D = N[~done.any(axis=1)], D[~done.any(axis=1)]
     cost = 6 * N * D
     s2, J = noise_variance(law, runs), log_loss_gradient(law, runs["N"], runs["D"])
-    unseen = [k for k, gone in zip(PARAMS, vanished(J)) if gone]
-    G = np.vstack([log_loss_gradient(law, *compute_optimal(law, C)), log_loss_gradient(law, N, D)])
+    unseen = [k for k, gone in zip(law.law.names, vanished(J)) if gone]
+    G = np.vstack([log_loss_gradient(law, *compute_optimal(law, C_6ND)), log_loss_gradient(law, N, D)])
     S = G @ parameter_covariance(J, s2) @ G.T
     var0 = float(S[0, 0])
     if not var0 > 0:  # the runs fix the target (a law through every point): nothing to narrow

@@ -1,22 +1,20 @@
-"""Figures of a sweep's downstream tasks, from its evaluations (results.load(path, tasks=True)) and
-task_laws.task_report's dict: emergence, accuracy per demonstration strategy against N, and the
-two steps with the held-out runs' predictions. A figure the data cannot support is left out. No JAX."""
+"""The task figures of a sweep, from its task scores and the fitted TaskReport: emergence (each
+task's discontinuous and continuous metric against N and C), strategies against scale, and the
+two-step law's steps with the held-out runs. No JAX."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only: works with no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .laws import PARAMS, Chinchilla  # noqa: E402
-from .plot import _save, _span  # noqa: E402
-from .task_laws import Sigmoid, final_rows, report_rows  # noqa: E402
+from .figstyle import Figure, plt, save, span
+from .parts import LawFit, Skipped
+from .task_laws import final_rows
+from .task_report import report_rows
+from .taskfit import Spread, TaskExtrapolation, TaskReport, TwoStepFit
 
 PANEL = (5.2, 3.6)  # inches per panel
 
@@ -38,30 +36,31 @@ def _style(ax, xlabel: str, ylabel: str, title: str, chance: float | None = None
     ax.legend(fontsize=6)
 
 
-def _emergence(rows: pd.DataFrame, fits: dict, path: Path) -> Path | None:
+def emergence(rows: pd.DataFrame, report: TaskReport) -> Figure | None:
     """Per task: its discontinuous and continuous metric against N (left) and C (right)."""
-    tasks = [t for t, f in fits["tasks"].items() if "verdict" in f["emergence"]]
+    tasks = [(name, t) for name, t in report.tasks.items() if not isinstance(t.emergence, Skipped)]
     if not tasks:
         return None
     fig, axes = _grid(len(tasks), 2)
-    for (left, right), task in zip(axes, tasks):
-        em, chance = fits["tasks"][task]["emergence"], fits["tasks"][task]["chance"]
+    for (left, right), (task, t) in zip(axes, tasks):
+        em = t.emergence
+        assert not isinstance(em, Skipped)
         finals = final_rows(rows[rows["task"] == task])
-        for part, color in (("discontinuous", "C0"), ("continuous", "C1")):
-            name = em[part]["metric"]
+        for part, color in ((em.discontinuous, "C0"), (em.continuous, "C1")):
+            kind = "discontinuous" if part is em.discontinuous else "continuous"
             for ax, x in ((left, "N"), (right, "C")):
-                ax.scatter(finals[x], finals[name], color=color, s=14, alpha=0.7, zorder=3,
-                           label=f"{name} ({part}, sharpness {em[part]['sharpness']:.2f}: {em[part]['shape']})")
-            left.plot(em[part]["N"], em[part]["values"], color=color, lw=1)
-        _style(left, "N (parameters)", "metric at the final evaluation", f"{task}: {em['verdict']}", chance)
-        _style(right, "C (training FLOPs)", "metric at the final evaluation", f"{task} against compute", chance)
-    return _save(fig, path)
+                ax.scatter(finals[x], finals[part.metric], color=color, s=14, alpha=0.7, zorder=3,
+                           label=f"{part.metric} ({kind}, sharpness {part.sharpness:.2f}: {part.shape})")
+            left.plot(part.N, part.values, color=color, lw=1)
+        _style(left, "N (parameters)", "metric at the final evaluation", f"{task}: {em.verdict}", t.chance)
+        _style(right, "C (FLOPs the runs computed)", "metric at the final evaluation", f"{task} against compute", t.chance)
+    return fig
 
 
-def _strategies(fits: dict, path: Path) -> Path | None:
+def strategies(report: TaskReport) -> Figure | None:
     """Accuracy against N per strategy, one panel per (task, shots), with 95% intervals over items."""
-    panels = [(task, shots, [c for c in s["curves"] if c["shots"] == shots])
-              for task, s in fits["strategy_vs_scale"].items() for shots in sorted({c["shots"] for c in s["curves"]})]
+    panels = [(task, shots, [c for c in s.curves if c.shots == shots])
+              for task, s in report.strategy_vs_scale.items() for shots in sorted({c.shots for c in s.curves})]
     panels = [p for p in panels if len(p[2]) >= 2]
     if not panels:
         return None
@@ -71,21 +70,22 @@ def _strategies(fits: dict, path: Path) -> Path | None:
         ax.set_visible(False)
     for ax, (task, shots, curves) in zip(axes.flat, panels):
         for curve in curves:
-            acc, ci = np.array(curve["acc"]), np.array(curve["acc_ci"])
-            ax.errorbar(curve["N"], acc, yerr=np.clip([acc - ci[:, 0], ci[:, 1] - acc], 0, None), marker="o", ms=4,
-                        capsize=3, lw=1, label=curve["strategy"])
-        spread = next((s for s in fits["strategy_vs_scale"][task]["spread"] if s["shots"] == shots), {})
-        chance = fits["tasks"].get(task, {}).get("chance")
-        _style(ax, "N (parameters)", "accuracy (final evaluation)", f"{task}, {shots}-shot: {spread.get('finding', spread.get('skipped', ''))}", chance)
-    return _save(fig, path)
+            acc, ci = np.array(curve.acc), np.array(curve.acc_ci)
+            ax.errorbar(curve.N, acc, yerr=np.clip([acc - ci[:, 0], ci[:, 1] - acc], 0, None), marker="o", ms=4,
+                        capsize=3, lw=1, label=curve.strategy)
+        spread = next((s for s in report.strategy_vs_scale[task].spread if s.shots == shots), None)
+        finding = "" if spread is None else spread.finding if isinstance(spread, Spread) else spread.skipped
+        chance = report.tasks[task].chance if task in report.tasks else None
+        _style(ax, "N (parameters)", "accuracy (final evaluation)", f"{task}, {shots}-shot: {finding}", chance)
+    return fig
 
 
-def _step1(ax, fitted: pd.DataFrame, held: pd.DataFrame, s1: dict) -> None:
-    law = Chinchilla(**{k: s1[k] for k in PARAMS}, objective=float("nan"), n_points=s1["n_points"])
+def _step1(ax, fitted: pd.DataFrame, held: pd.DataFrame, step1: LawFit) -> None:
+    law = step1.fitted()
     finals = final_rows(fitted)
     Ds = np.sort(np.unique(np.concatenate([finals["D"], held["D"]])))
     colors = dict(zip(Ds, plt.cm.viridis(np.linspace(0, 0.9, len(Ds)))))
-    Ns = _span(pd.concat([finals["N"], held["N"]]), pad=1.2)
+    Ns = span(pd.concat([finals["N"], held["N"]]), pad=1.2)
     for D, color in colors.items():
         ax.plot(Ns, law(Ns, D), color=color, lw=1)
     ax.scatter(finals["N"], finals["task_loss"], c=[colors[d] for d in finals["D"]], s=16, zorder=3, label="runs in the fit (final)")
@@ -95,16 +95,17 @@ def _step1(ax, fitted: pd.DataFrame, held: pd.DataFrame, s1: dict) -> None:
     _style(ax, "N (parameters)", "task loss (final checkpoint)", "step 1: task loss = E + A/N^alpha + B/D^beta, a line per D")
 
 
-def _step2(ax, fitted: pd.DataFrame, held: pd.DataFrame, s2: dict, chance: float) -> None:
-    sigmoid = Sigmoid(s2["a"], s2["b"], s2["k"], s2["L0"], s2["n_points"])
+def _step2(ax, fitted: pd.DataFrame, held: pd.DataFrame, step2: LawFit, chance: float) -> None:
+    sigmoid, v = step2.fitted(), step2.params
     ax.scatter(fitted["task_loss"], fitted["acc"], s=5, alpha=0.3, color="C0", label="checkpoints of the runs in the fit")
     L = np.linspace(min(fitted["task_loss"].min(), held["task_loss"].min() if len(held) else np.inf) * 0.95,
                     fitted["task_loss"].max() * 1.02, 200)
-    ax.plot(L, sigmoid(L), "k-", lw=1.2, label=f"acc = {s2['a']:.3g} / (1 + exp(-{s2['k']:.3g} (L - {s2['L0']:.3g}))) + {s2['b']:.3g}")
+    ax.plot(L, sigmoid(L), "k-", lw=1.2,
+            label=f"acc = {chance:.3g} + {v['ceiling'] - chance:.3g} / (1 + exp({v['k']:.3g} (L - {v['x0']:.3g})))")
     if len(held):
         ax.scatter(held["task_loss"], held["acc"], facecolors="none", edgecolors="k", s=60, zorder=4, label="held out: measured")
         yerr = None
-        if "acc_pred_ci" in held:
+        if held["acc_pred_ci"].notna().any():
             ci = np.array(held["acc_pred_ci"].tolist())
             yerr = np.clip([held["acc_pred"] - ci[:, 0], ci[:, 1] - held["acc_pred"]], 0, None)
         ax.errorbar(held["task_loss_pred"], held["acc_pred"], yerr=yerr, fmt="x", color="C3", capsize=3, zorder=5,
@@ -112,30 +113,36 @@ def _step2(ax, fitted: pd.DataFrame, held: pd.DataFrame, s2: dict, chance: float
     _style(ax, "task loss", "accuracy", "step 2: accuracy against task loss", chance, logx=False)
 
 
-def _two_step(rows: pd.DataFrame, fits: dict, path: Path) -> Path | None:
-    tasks = [t for t, f in fits["tasks"].items() if "step1" in f["two_step"]]
+def two_step(rows: pd.DataFrame, report: TaskReport) -> Figure | None:
+    tasks = [(name, t) for name, t in report.tasks.items() if isinstance(t.two_step, TwoStepFit)]
     if not tasks:
         return None
     fig, axes = _grid(len(tasks), 2)
-    for (left, right), task in zip(axes, tasks):
-        f = fits["tasks"][task]
+    for (left, right), (task, t) in zip(axes, tasks):
+        assert isinstance(t.two_step, TwoStepFit)
         data = rows[rows["task"] == task].dropna(subset=["task_loss", "acc"])
-        held = pd.DataFrame(f["extrapolation"].get("held_out", []))
+        ext = t.extrapolation
+        held = pd.DataFrame([h.model_dump() for h in ext.held_out]) if isinstance(ext, TaskExtrapolation) else pd.DataFrame()
         if held.empty:
-            held = pd.DataFrame(columns=["run_id", "N", "D", "acc", "task_loss"], dtype=float)
+            held = pd.DataFrame(columns=["run_id", "N", "D", "acc", "task_loss", "acc_pred_ci"], dtype=float)
         fitted = data[~data["run"].isin(held["run_id"])]
-        _step1(left, fitted, held, f["two_step"]["step1"])
-        _step2(right, fitted, held, f["two_step"]["step2"], f["chance"])
+        _step1(left, fitted, held, t.two_step.step1)
+        _step2(right, fitted, held, t.two_step.step2, t.chance)
         left.set_title(f"{task} — {left.get_title()}", fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
-def plot_tasks(frame: pd.DataFrame, tasks_fits: dict, out_dir: Path) -> list[Path]:
-    """Writes tasks_emergence.png, tasks_strategies.png and tasks_two_step.png into out_dir, each
-    only when the data and fits support it; returns the paths written."""
+def task_figures(frame: pd.DataFrame, report: TaskReport) -> dict[str, Figure]:
+    """tasks_emergence.png, tasks_strategies.png and tasks_two_step.png, each where the data and
+    fits support it."""
+    rows = report_rows(frame, report.shots, report.strategy)
+    built = {"tasks_emergence.png": emergence(rows, report), "tasks_strategies.png": strategies(report),
+             "tasks_two_step.png": two_step(rows, report)}
+    return {name: fig for name, fig in built.items() if fig is not None}
+
+
+def plot_tasks(frame: pd.DataFrame, report: TaskReport, out_dir: Path) -> list[Path]:
+    """Writes the task figures into out_dir; returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = report_rows(frame, tasks_fits["shots"], tasks_fits["strategy"])
-    written = [_emergence(rows, tasks_fits, out_dir / "tasks_emergence.png"), _strategies(tasks_fits, out_dir / "tasks_strategies.png"),
-               _two_step(rows, tasks_fits, out_dir / "tasks_two_step.png")]
-    return [p for p in written if p is not None]
+    return [save(fig, out_dir / name) for name, fig in task_figures(frame, report).items()]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..analysis.pipeline import draw, fit_sweep
+from ..analysis.text import lines
 from ..errors import FitError
 from ..launch.dispatch import launch
 from ..launch.preflight import check_data, check_gpus, check_memory
@@ -14,7 +16,6 @@ from ..store.files import write_json
 from ..store.layout import SweepDir
 from ..sweep import planner
 from ..sweep.read import load, with_launch
-from .fit import report
 
 
 def main(args, console: Console) -> int:
@@ -33,7 +34,10 @@ def main(args, console: Console) -> int:
     console.print(f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed{cancelled} "
                   f"in {time.perf_counter() - t0:.0f} s")
     try:
-        report(sweep, spec.fit, console)
+        inputs, fit = fit_sweep(sweep, spec.fit, lambda line: console.print(f"[yellow]warning[/]: {line}"))
     except FitError as e:
         console.print(f"no fit yet: {e}")
+    else:
+        for line in [*lines(fit), *(f"wrote {p}" for p in draw(sweep, inputs, fit))]:
+            console.print(line)
     return 1 if outcome.failed else 0

@@ -23,7 +23,7 @@ from ..training.schedules import SCHEDULES, WSD, CooldownShape
 from ..training.tracking import Tracking
 from .evalspec import EvalSpec, check_eval
 from .sbatch import check_extra
-from .types import Count, Executor, Float, Int, Positive, closed, one_of
+from .types import Count, Executor, Float, Int, Method, Positive, closed, one_of
 from .types import Section as _Section
 
 MIN_BPE_VOCAB = 258  # 256 byte symbols, <|endoftext|>, one merge
@@ -216,7 +216,7 @@ class LaunchSpec(_Section):
 class FitSpec(_Section):
     huber_delta: Float = Field(1e-3, gt=0)
     """Huber threshold on log-loss residuals for the L(N,D) fit (Hoffmann et al. 2022)."""
-    method: Literal["varpro", "grid"] = "varpro"
+    method: closed(Method) = Method.VARPRO
     """varpro: variable projection (fast); grid: L-BFGS-B from Hoffmann's 4,500 starts (minutes)."""
     bootstrap: Int = Field(200, ge=0)
     """Bootstrap resamples of the runs for confidence intervals (0: none)."""

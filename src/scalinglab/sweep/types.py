@@ -59,3 +59,12 @@ class Executor(StrEnum):
     """Subprocesses of `scalinglab run` on this machine."""
     SLURM = "slurm"
     """Jobs of a SLURM job array; one run over several nodes where launch.slurm.nodes says so."""
+
+
+class Method(StrEnum):
+    """How the L(N,D) solver finds its starting points (analysis.laws.solve)."""
+
+    VARPRO = "varpro"
+    """Variable projection over (alpha, beta), the linear E, A, B solved at each: fast."""
+    GRID = "grid"
+    """L-BFGS-B from Hoffmann et al.'s 4,500 starts: the published recipe, minutes."""

@@ -1,0 +1,58 @@
+"""What every figure shares: matplotlib without a display, log axes labelled for losses that span
+well under a decade, the span a curve is drawn over, a law's title, saving. No JAX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works with no display
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from .laws import Fitted  # noqa: E402
+
+__all__ = ["Figure", "finish", "law_title", "plt", "save", "span"]
+
+
+def span(values: pd.Series, pad: float = 1.5) -> np.ndarray:
+    """100 points from the smallest value / pad to the largest * pad, evenly in log."""
+    return np.geomspace(values.min() / pad, values.max() * pad, 100)
+
+
+def law_title(law: Fitted | None) -> str:
+    if law is None:
+        return "L(N,D) not fitted"
+    v = law.values
+    return f"L = {v['E']:.3g} + {v['A']:.3g}/N^{v['alpha']:.3f} + {v['B']:.3g}/D^{v['beta']:.3f}"
+
+
+def finish(ax, xlabel: str, title: str) -> None:
+    """Log axes, loss labelled with plain numbers (minor ticks too), a grid and the legend."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    lo, hi = ax.get_xlim()
+    if hi / lo < 100:  # under two decades: too few major ticks to read values off
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e")))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("L (validation loss, nats/token)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,98 @@
+"""The one solver every law is fitted with: starting points (variable projection over the law's
+linear coefficients, or the law's own), the best polished, the lowest objective kept. Huber
+objectives are polished with L-BFGS-B on the law's analytic gradient, least squares with scipy's
+least_squares on its Jacobian, both inside the law's bounds. No JAX."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import least_squares, lsq_linear, minimize, nnls
+
+from ...errors import FitError
+from ...sweep.types import Method
+from .base import Fitted, Law, Loss, Space
+
+SQUARES = Loss()
+
+
+def inputs(X) -> tuple[np.ndarray, ...]:
+    """The law's input columns as float arrays; FitError unless positive and finite."""
+    return tuple(_positive(x) for x in X)
+
+
+def _positive(x) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(x) & (x > 0)):
+        raise FitError("every value must be positive and finite")
+    return x
+
+
+def objective(law: Law, theta, X, observed, loss: Loss):
+    """The loss summed over points and its gradient, for theta (..., P)."""
+    r = law.fitted_value(theta, *X) - observed
+    return loss.value(r).sum(-1), np.einsum("...np,...n->...p", law.jacobian(theta, *X), loss.slope(r))
+
+
+def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO) -> Fitted:
+    """The law fitted to y at the points X (a tuple of the law's input columns, in its order)."""
+    X = inputs(X) if law.positive_inputs else tuple(np.asarray(x, dtype=float) for x in X)
+    y = _positive(y) if law.space is Space.LOG else np.asarray(y, dtype=float)
+    if (problem := law.problem(X)) is not None:
+        raise FitError(problem)
+    observed = law.observed(y)
+    theta = law.solve_exactly(X, observed, loss)
+    if theta is None:
+        grid = law.start_grid() if method is Method.GRID else None
+        starts = grid if grid is not None else law.starts(X, y, loss)
+        if starts is None:
+            starts = varpro_starts(law, X, y, loss)
+        ends = [polish(law, p0, X, observed, loss) for p0 in starts]
+        theta = min(ends, key=lambda t: float(objective(law, t, X, observed, loss)[0]))
+    return Fitted(law, theta, float(objective(law, theta, X, observed, loss)[0]), len(y))
+
+
+def polish(law: Law, p0, X, observed, loss: Loss) -> np.ndarray:
+    lo, hi = np.array(law.bounds).T
+    p0 = np.clip(p0, lo, hi)
+    if loss.delta is None:
+        return least_squares(lambda p: law.fitted_value(p, *X) - observed, p0, lambda p: law.jacobian(p, *X),
+                             bounds=(lo, hi)).x
+    return minimize(lambda p: objective(law, p, X, observed, loss), p0, jac=True, method="L-BFGS-B", bounds=law.bounds,
+                    options={"maxiter": 10_000, "ftol": 1e-12, "gtol": 1e-10}).x
+
+
+def linear_solutions(law: Law, cells, X, y) -> np.ndarray:
+    """Per cell, the linear coefficients (cells, K) by least squares on relative residuals
+    (pred - y) / y for a law fitted in log space, which approximate its log residuals, or plain
+    residuals otherwise; all cells at once by the normal equations, then those whose solution
+    leaves the coefficients' bounds solved again within them, one by one."""
+    offset, basis = law.design(cells, X)
+    target = y - offset
+    if law.space is Space.LOG:
+        basis, target = basis / y[:, None], target / y
+    K = basis.shape[-1]
+    coef = np.linalg.solve(basis.transpose(0, 2, 1) @ basis + 1e-12 * np.eye(K),
+                           np.einsum("cnk,cn->ck", basis, np.broadcast_to(target, basis.shape[:2]))[..., None])[..., 0]
+    lo, hi = law.coefficient_bounds()
+    for i in np.flatnonzero(((coef < lo) | (coef > hi)).any(axis=1)):
+        coef[i] = _bounded(basis[i], np.broadcast_to(target, basis.shape[:2])[i], lo, hi)
+    return coef
+
+
+def _bounded(A, b, lo, hi) -> np.ndarray:
+    if A.shape[1] == 1:  # one unknown: the bounded solution is the clipped one
+        return np.clip((A[:, 0] @ b) / max(A[:, 0] @ A[:, 0], 1e-12), lo, hi)[None]
+    if lo == 0 and hi == np.inf:
+        return nnls(A, b)[0]
+    return lsq_linear(A, b, bounds=(lo, hi)).x
+
+
+def varpro_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
+    """Variable projection: each cell of the law's grid with its best linear coefficients, scored
+    by the objective; the law's `polish` best (ties: the first)."""
+    cells = law.grid(X, y)
+    if cells is None:
+        raise FitError(f"{law.name}: no starting points (the law has no grid of its nonlinear parameters)")
+    starts = law.assemble(linear_solutions(law, cells, X, y), cells)
+    scores, _ = objective(law, starts, X, law.observed(y), loss)
+    return starts[np.argsort(scores, kind="stable")[: law.polish]]
