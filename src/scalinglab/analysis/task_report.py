@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.tasks import TaskKind
 from ..errors import FitError
 from ..sweep.spec import FitSpec
 from .emergence import emergence
@@ -25,11 +26,11 @@ def report_rows(frame: pd.DataFrame, shots: int, strategy: str) -> pd.DataFrame:
     return rows.assign(D=rows["tokens"]).rename(columns={"run_id": "run"})
 
 
-def _emergence(finals: pd.DataFrame, kind: str) -> Emergence:
+def _emergence(finals: pd.DataFrame, kind: TaskKind) -> Emergence:
     """Accuracy against p_gold (multiple choice) or per-token accuracy (generation). Their standard
     errors over items: acc's as measured; the continuous metric's at most sqrt(m (1 - m) / items),
     the largest a mean of values in [0, 1] can have."""
-    name = "p_gold" if kind == "multiple_choice" else "token_acc"
+    name = "p_gold" if kind is TaskKind.MULTIPLE_CHOICE else "token_acc"
     m = finals[name].to_numpy(dtype=float)
     bound = np.sqrt(np.clip(m * (1 - m), 0, None) / finals["n_items"].to_numpy(dtype=float))
     return emergence(finals["N"], finals["acc"], m, finals["acc_se"], bound, names=("acc", name))
@@ -39,7 +40,7 @@ def _task(rows: pd.DataFrame, spec: FitSpec, held_out_ids) -> TaskFit:
     """One task's laws (fitted without the held-out runs), emergence and extrapolation."""
     data = rows.dropna(subset=["task_loss", "acc"])
     chance = float(rows["chance"].iloc[0])
-    kind = str(rows["kind"].iloc[0])
+    kind = TaskKind(rows["kind"].iloc[0])
     fitted = data[~data["run"].isin(held_out_ids)]
     single = attempt(fit_single_step, fitted, chance)
     parts: dict = {"single_step": single if isinstance(single, Skipped) else LawFit.of(single.law)}

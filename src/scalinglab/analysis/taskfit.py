@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from ..data.tasks import TaskKind
 from .parts import CI, LawFit, Part, Skipped
 
 
@@ -67,7 +68,7 @@ class Emergence(Part):
 
 
 class TaskFit(Part):
-    kind: str
+    kind: TaskKind
     chance: float
     n_runs: int
     n_fit_runs: int
