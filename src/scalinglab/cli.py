@@ -31,22 +31,35 @@ def _law_flags(p: argparse.ArgumentParser) -> None:
     """Overrides of the sweep's fit section for L(N,D) and its bootstrap."""
     fields = FitSpec.model_fields
     p.add_argument("--method", choices=[m.value for m in Method], help=f"L(N,D) solver (default {fields['method'].default})")
-    p.add_argument("--bootstrap", type=int, metavar="K", help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none)")
+    p.add_argument(
+        "--bootstrap", type=int, metavar="K", help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none)"
+    )
     p.add_argument("--huber-delta", type=float, help=f"Huber threshold on log-loss residuals (default {fields['huber_delta'].default:g})")
 
 
 def _fit_flags(p: argparse.ArgumentParser) -> None:
     """Overrides of the sweep's fit section (or of the defaults, for --csv)."""
     _law_flags(p)
-    p.add_argument("--holdout", type=float, metavar="FRACTION",
-                   help=f"extrapolation check: share of the largest runs held out (default {FitSpec.model_fields['holdout_fraction'].default})")
+    p.add_argument(
+        "--holdout",
+        type=float,
+        metavar="FRACTION",
+        help=f"extrapolation check: share of the largest runs held out (default {FitSpec.model_fields['holdout_fraction'].default})",
+    )
 
 
 def _suggest_command(sub) -> None:
     suggest = sub.add_parser("suggest", help="the next runs that most narrow the predicted loss at a target compute, as a sweep YAML")
     suggest.add_argument("path", help="results/<sweep> folder")
-    suggest.add_argument("--target", required=True, metavar="C_6ND=FLOPS", help="the compute to predict the loss at, e.g. C_6ND=1e21 (the law's compute, 6ND)")
-    suggest.add_argument("--budget", type=float, metavar="FLOPS", help="C_6ND (6ND) the new runs may spend together (default: as much as the sweep's runs)")
+    suggest.add_argument(
+        "--target",
+        required=True,
+        metavar="C_6ND=FLOPS",
+        help="the compute to predict the loss at, e.g. C_6ND=1e21 (the law's compute, 6ND)",
+    )
+    suggest.add_argument(
+        "--budget", type=float, metavar="FLOPS", help="C_6ND (6ND) the new runs may spend together (default: as much as the sweep's runs)"
+    )
     suggest.add_argument("--out", metavar="FILE", help="the sweep YAML to write (default: <sweep>-suggest.yaml)")
     _law_flags(suggest)
     suggest.set_defaults(command=("suggest", "main"))
@@ -68,6 +81,45 @@ def _model_commands(sub) -> None:
     sample.add_argument("--top-k", type=int, metavar="K", help="sample from the K likeliest tokens only")
     sample.add_argument("--seed", type=int, default=0, metavar="S", help="random seed for sampling (default 0)")
     sample.set_defaults(command=("sample", "main"))
+
+
+def _fit_command(sub) -> None:
+    """fit: a sweep's laws, or any table's."""
+    fit = sub.add_parser("fit", help="fit scaling laws to a sweep's results or to a CSV")
+    fit.add_argument("path", nargs="?", help="results/<sweep> folder")
+    fit.add_argument("--csv", metavar="FILE", help="fit a table with columns N, D (or C_6ND) and L instead")
+    fit.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="X=COLUMN",
+        help="CSV column for N, D, C_6ND (6ND FLOPs: gives D), C (the FLOPs the runs computed) or L, e.g. "
+        '--map N="Model Size"; task_loss and acc (and run, whose rows are one run\'s checkpoints) fit a '
+        "task's accuracy in two steps instead",
+    )
+    fit.add_argument("--chance", type=float, metavar="P", help="task fit: the chance accuracy, the floor of acc (default 0)")
+    fit.add_argument(
+        "--predict",
+        action="append",
+        default=[],
+        metavar="C_6ND=X | N=X,D=Y",
+        help="N_opt, D_opt and loss at the law's compute C_6ND = 6ND, or the loss at (N, D), with intervals; repeatable",
+    )
+    fit.add_argument("--json", action="store_true", help="print the fit as JSON (fit.json's SweepFit: law, frontier, predictions, ...)")
+    _fit_flags(fit)
+    fit.set_defaults(command=("fit", "main"))
+
+
+def _figure_commands(sub) -> None:
+    """The verbs that draw a sweep from disk: report, plot."""
+    report = sub.add_parser("report", help="write results/<sweep>/report.html: figures, laws, held-out checks, runs")
+    report.add_argument("path", help="results/<sweep> folder")
+    report.set_defaults(command=("report", "main"))
+
+    plot = sub.add_parser("plot", help="regenerate a sweep's figures (and fit.json) from results/ alone")
+    plot.add_argument("path", help="results/<sweep> folder")
+    _fit_flags(plot)
+    plot.set_defaults(command=("fit", "plot"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads-per-job", type=int, metavar="N", help="override launch.threads_per_job")
     run.set_defaults(command=("run", "main"))
 
-    status = sub.add_parser("status", help="every run's state (pending, running, preempted, done, failed, ...) from results/ and the scheduler")
+    status = sub.add_parser(
+        "status", help="every run's state (pending, running, preempted, done, failed, ...) from results/ and the scheduler"
+    )
     status.add_argument("path", help="results/<sweep> folder")
     status.set_defaults(command=("status", "main"))
 
@@ -101,31 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("path", help="results/<sweep> folder")
     cancel.set_defaults(command=("status", "cancel"))
 
-    fit = sub.add_parser("fit", help="fit scaling laws to a sweep's results or to a CSV")
-    fit.add_argument("path", nargs="?", help="results/<sweep> folder")
-    fit.add_argument("--csv", metavar="FILE", help="fit a table with columns N, D (or C_6ND) and L instead")
-    fit.add_argument("--map", action="append", default=[], metavar="X=COLUMN",
-                     help='CSV column for N, D, C_6ND (6ND FLOPs: gives D), C (the FLOPs the runs computed) or L, e.g. '
-                          '--map N="Model Size"; task_loss and acc (and run, whose rows are one run\'s checkpoints) fit a '
-                          "task's accuracy in two steps instead")
-    fit.add_argument("--chance", type=float, metavar="P", help="task fit: the chance accuracy, the floor of acc (default 0)")
-    fit.add_argument("--predict", action="append", default=[], metavar="C_6ND=X | N=X,D=Y",
-                     help="N_opt, D_opt and loss at the law's compute C_6ND = 6ND, or the loss at (N, D), with intervals; repeatable")
-    fit.add_argument("--json", action="store_true", help="print the fit as JSON (fit.json's SweepFit: law, frontier, predictions, ...)")
-    _fit_flags(fit)
-    fit.set_defaults(command=("fit", "main"))
-
+    _fit_command(sub)
     _suggest_command(sub)
     _model_commands(sub)
-
-    report = sub.add_parser("report", help="write results/<sweep>/report.html: figures, laws, held-out checks, runs")
-    report.add_argument("path", help="results/<sweep> folder")
-    report.set_defaults(command=("report", "main"))
-
-    plot = sub.add_parser("plot", help="regenerate a sweep's figures (and fit.json) from results/ alone")
-    plot.add_argument("path", help="results/<sweep> folder")
-    _fit_flags(plot)
-    plot.set_defaults(command=("fit", "plot"))
+    _figure_commands(sub)
     return p
 
 

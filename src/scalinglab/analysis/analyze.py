@@ -51,8 +51,7 @@ def fitted_runs(runs: pd.DataFrame, fit: SweepFit) -> pd.DataFrame:
     return pd.DataFrame([c.model_dump() for c in fit.hyperparameters.cells])
 
 
-def analyze(inputs: FitInputs, spec: FitSpec = FitSpec(), at: Sequence[At] = (),
-            task_setting: tuple[int, str] = (0, "random")) -> SweepFit:
+def analyze(inputs: FitInputs, spec: FitSpec = FitSpec(), at: Sequence[At] = (), task_setting: tuple[int, str] = (0, "random")) -> SweepFit:
     """inputs.runs: one row per run with N, D, C, L (C the FLOPs it computed); inputs.evals
     (optional): one row per evaluation with run_id, N, C_seen, flops_per_token, L, for Approach 1;
     inputs.tasks (optional): results.load(tasks=True), fitted at task_setting (shots, strategy),
@@ -61,12 +60,21 @@ def analyze(inputs: FitInputs, spec: FitSpec = FitSpec(), at: Sequence[At] = (),
     runs, law = c.runs, c.law
     parts: dict = {"law": law}
     if isinstance(law, Fitted):
-        parts.update(law=main_law(law, c.boots, spec), frontier=frontier(law, c.boots, 6 * runs["N"] * runs["D"]),
-                     predictions=[predict(law, c.boots, a) for a in at])
+        parts.update(
+            law=main_law(law, c.boots, spec),
+            frontier=frontier(law, c.boots, 6 * runs["N"] * runs["D"]),
+            predictions=[predict(law, c.boots, a) for a in at],
+        )
     if inputs.evals is not None:
         parts["envelope"] = attempt(fit_envelope, inputs.evals)
     if inputs.tasks is not None:
         held = runs.loc[held_out_rows(runs, spec.holdout_fraction, spec.holdout_by).index, "run_id"]
         parts["tasks"] = task_report(inputs.tasks, spec, set(held), *task_setting)
-    return SweepFit(n_runs=len(inputs.runs), power_laws=power_laws(runs), isoflop=attempt(fit_isoflop, runs),
-                    extrapolation=attempt(extrapolation, runs, spec), hyperparameters=c.hyperparameters, **parts)
+    return SweepFit(
+        n_runs=len(inputs.runs),
+        power_laws=power_laws(runs),
+        isoflop=attempt(fit_isoflop, runs),
+        extrapolation=attempt(extrapolation, runs, spec),
+        hyperparameters=c.hyperparameters,
+        **parts,
+    )

@@ -60,9 +60,15 @@ def _budget(g: pd.DataFrame) -> Budget | None:
     if not lN.min() < x < lN.max():  # N_opt not bracketed
         return None
     slope, icpt = np.polyfit(lN, np.log(g["D"].to_numpy()), 1)
-    return Budget(C=float(np.exp(np.log(g["C"]).mean())), N_opt=float(np.exp(x)), D_opt=float(np.exp(icpt + slope * x)),
-                  L_min=float(p0 + p1 * x + p2 * x * x), parabola=(float(p2), float(p1), float(p0)),
-                  N=g["N"].tolist(), L=g["L"].tolist())
+    return Budget(
+        C=float(np.exp(np.log(g["C"]).mean())),
+        N_opt=float(np.exp(x)),
+        D_opt=float(np.exp(icpt + slope * x)),
+        L_min=float(p0 + p1 * x + p2 * x * x),
+        parabola=(float(p2), float(p1), float(p0)),
+        N=g["N"].tolist(),
+        L=g["L"].tolist(),
+    )
 
 
 def fit_isoflop(df: pd.DataFrame) -> IsoFLOP:
@@ -80,8 +86,11 @@ def fit_envelope(evals: pd.DataFrame, n_grid: int = 40) -> Envelope:
     """Approach 1: the lower envelope of all training curves (L against FLOPs so far, each
     curve interpolated in log-log). At each C the run on the envelope gives N_opt(C); then
     N_opt = a C^b. evals: one row per evaluation with run_id, N, C_seen, flops_per_token and L."""
-    curves = [(g["N"].iloc[0], g["flops_per_token"].iloc[0], np.log(g["C_seen"].to_numpy()), np.log(g["L"].to_numpy()))
-              for _, g in evals.sort_values("C_seen").groupby("run_id") if len(g) >= 2]
+    curves = [
+        (g["N"].iloc[0], g["flops_per_token"].iloc[0], np.log(g["C_seen"].to_numpy()), np.log(g["L"].to_numpy()))
+        for _, g in evals.sort_values("C_seen").groupby("run_id")
+        if len(g) >= 2
+    ]
     if len(curves) < 2:
         raise FitError("envelope: need training curves of at least 2 runs")
     grid = np.linspace(min(c[2][0] for c in curves), max(c[2][-1] for c in curves), n_grid)
@@ -92,5 +101,6 @@ def fit_envelope(evals: pd.DataFrame, n_grid: int = 40) -> Envelope:
     C = np.exp(grid[ok])
     law = fit(PowerLaw(("C",), y="N_opt"), (C,), N_opt)  # raises when the envelope never changes size
     D = C / np.array([curves[i][1] for i in best], dtype=float)
-    return Envelope(C=C.tolist(), N_opt=N_opt.tolist(), D=D.tolist(), L=np.exp(lL[best, np.flatnonzero(ok)]).tolist(),
-                    N_opt_law=LawFit.of(law))
+    return Envelope(
+        C=C.tolist(), N_opt=N_opt.tolist(), D=D.tolist(), L=np.exp(lL[best, np.flatnonzero(ok)]).tolist(), N_opt_law=LawFit.of(law)
+    )

@@ -20,8 +20,10 @@ from .taskfit import Emergence, Shape, Sharpness
 # With 4 sizes evenly spaced in log N, 0.3 asks one step for 63% of the rise or more (a straight
 # line gives each 33%): accuracy at chance, then up, is sharp; a sigmoid across the range is not.
 SHARP_EXCESS = 0.3
-SHARPNESS_MEASURE = ("largest share of the total rise between two consecutive sizes, minus that step's "
-                     "share of the log N range; sharp at or above the threshold")
+SHARPNESS_MEASURE = (
+    "largest share of the total rise between two consecutive sizes, minus that step's "
+    "share of the log N range; sharp at or above the threshold"
+)
 VERDICTS = {
     (Shape.SHARP, Shape.SHARP): "sharp under both",
     (Shape.SHARP, Shape.SMOOTH): "sharp only under the discontinuous metric (smooth under the continuous one: the mirage)",
@@ -34,8 +36,9 @@ ONLY_DISCONTINUOUS = "rises only under the discontinuous metric (the continuous 
 
 def _by_size(N, y, se):
     """Mean per distinct N, and the standard error of that mean."""
-    g = pd.DataFrame({"N": np.asarray(N, dtype=float), "y": np.asarray(y, dtype=float),
-                      "v": np.asarray(se, dtype=float) ** 2 if se is not None else 0.0}).groupby("N")
+    g = pd.DataFrame(
+        {"N": np.asarray(N, dtype=float), "y": np.asarray(y, dtype=float), "v": np.asarray(se, dtype=float) ** 2 if se is not None else 0.0}
+    ).groupby("N")
     return g["y"].mean(), np.sqrt(g["v"].sum()) / g.size()
 
 
@@ -51,12 +54,27 @@ def sharpness(N, y, se=None, higher_is_better: bool = True, metric: str = "y") -
     excess = np.diff(v) / rise - np.diff(lN) / (lN[-1] - lN[0]) if rise > 0 else np.zeros(len(v) - 1)
     i = int(np.argmax(excess))
     shape = Shape.FLAT if rise <= 2 * noise else (Shape.SHARP if excess[i] >= SHARP_EXCESS else Shape.SMOOTH)
-    return Sharpness(metric=metric, sharpness=float(excess[i]), between=(float(mean.index[i]), float(mean.index[i + 1])),
-                     rise=float(rise), noise=noise, shape=shape, N=mean.index.tolist(), values=mean.tolist())
+    return Sharpness(
+        metric=metric,
+        sharpness=float(excess[i]),
+        between=(float(mean.index[i]), float(mean.index[i + 1])),
+        rise=float(rise),
+        noise=noise,
+        shape=shape,
+        N=mean.index.tolist(),
+        values=mean.tolist(),
+    )
 
 
-def emergence(N, discontinuous, continuous, discontinuous_se=None, continuous_se=None,
-              continuous_higher_is_better: bool = True, names: tuple[str, str] = ("acc", "continuous")) -> Emergence:
+def emergence(
+    N,
+    discontinuous,
+    continuous,
+    discontinuous_se=None,
+    continuous_se=None,
+    continuous_higher_is_better: bool = True,
+    names: tuple[str, str] = ("acc", "continuous"),
+) -> Emergence:
     """Per-run final values of a task under a discontinuous metric (accuracy, exact match) and a
     continuous one (gold-answer probability, per-token accuracy, or a loss: then
     continuous_higher_is_better=False): each metric's sharpness and one verdict (VERDICTS)."""

@@ -8,13 +8,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: works with no display
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .laws import Fitted  # noqa: E402
+from .laws import Fitted
 
 __all__ = ["Figure", "finish", "law_title", "plt", "save", "span"]
 

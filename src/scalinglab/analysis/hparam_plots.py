@@ -17,8 +17,9 @@ MAX_PANELS = 4  # data sizes shown: the smallest, the largest and evenly between
 
 def _panel(ax, runs: pd.DataFrame, cells: list[Cell], colors: dict) -> None:
     for cell in cells:
-        rows = runs[(runs["N"] == cell.N) & (runs["batch_size"] == cell.batch_size)
-                    & (np.abs(np.log(runs["D"] / cell.D)) <= np.log(SAME_D))]
+        rows = runs[
+            (runs["N"] == cell.N) & (runs["batch_size"] == cell.batch_size) & (np.abs(np.log(runs["D"] / cell.D)) <= np.log(SAME_D))
+        ]
         mean = rows.groupby("lr")["L"].mean()
         color = colors[cell.N]
         ax.plot(mean.index, mean.to_numpy(), "o", color=color, ms=4, label=f"N = {cell.N:.3g}")
@@ -27,8 +28,9 @@ def _panel(ax, runs: pd.DataFrame, cells: list[Cell], colors: dict) -> None:
             xs = np.linspace(u.min(), u.max(), 60)
             ax.plot(np.exp(xs), np.polyval(cell.lr_parabola, xs), color=color, lw=1)
         err = None if cell.lr_ci is None else [[cell.lr_opt - cell.lr_ci[0]], [cell.lr_ci[1] - cell.lr_opt]]
-        ax.errorbar([cell.lr_opt], [cell.L], xerr=err, fmt="*" if cell.lr_interior else "x", color=color, ms=11,
-                    mec="k", capsize=3, zorder=4)
+        ax.errorbar(
+            [cell.lr_opt], [cell.L], xerr=err, fmt="*" if cell.lr_interior else "x", color=color, ms=11, mec="k", capsize=3, zorder=4
+        )
 
 
 def _lr_vs_C(ax, cells: list[Cell], law: LawFit | Skipped) -> None:
@@ -65,5 +67,7 @@ def lr_figure(runs: pd.DataFrame, hyper: Hyperparameters) -> Figure:
         finish(ax, "learning rate", f"D = {D:.3g}")
         ax.set_yscale("linear")  # a parabola's few percent of loss
     _lr_vs_C(axes[0][-1], cells, hyper.laws.get("lr_C", Skipped(skipped="lr not tuned")))
-    fig.suptitle("loss against learning rate per size: * the fitted optimum (bar: its interval), x an optimum at the edge of grid.lr", fontsize=9)
+    fig.suptitle(
+        "loss against learning rate per size: * the fitted optimum (bar: its interval), x an optimum at the edge of grid.lr", fontsize=9
+    )
     return fig

@@ -81,8 +81,8 @@ def _draws(groups: list[pd.DataFrame], n: int, seed: int) -> tuple[list[np.ndarr
     sigma = np.sqrt(sum(f[1] for f in fits) / dof) if dof else None
     rng = np.random.default_rng(seed)
     out = []
-    for g, (fit, _, _) in zip(groups, fits):
-        redraw = fit[:, None] + sigma * rng.standard_normal((len(g), n)) if sigma is not None and n else np.empty((len(g), 0))
+    for g, (values, _, _) in zip(groups, fits):
+        redraw = values[:, None] + sigma * rng.standard_normal((len(g), n)) if sigma is not None and n else np.empty((len(g), 0))
         out.append(np.column_stack([g["L"].to_numpy(float), redraw]))
     return out, sigma
 
@@ -111,8 +111,7 @@ def _batch_optima(rows: pd.DataFrame, lr_opt: np.ndarray, L_opt: np.ndarray):
         i = g.index.to_numpy()
         u, L, interior, _ = _vertex(np.log(g["batch_size"].to_numpy(float)), L_opt[i])
         nearest = i[np.abs(np.log(g["batch_size"].to_numpy(float))[:, None] - u).argmin(0)]  # lr* of the nearest B
-        out.append({**rows.loc[i[L_opt[i, 0].argmin()]].to_dict(), "batch_interior": bool(interior[0]),
-                    "n_batch": len(i)})
+        out.append({**rows.loc[i[L_opt[i, 0].argmin()]].to_dict(), "batch_interior": bool(interior[0]), "n_batch": len(i)})
         lrs.append(lr_opt[nearest, np.arange(L_opt.shape[1])])
         Bs.append(np.exp(u))
         Ls.append(L)
@@ -159,8 +158,13 @@ def tune(runs: pd.DataFrame, n: int = 0, seed: int = 0) -> tuple[pd.DataFrame, H
         inner = cells["batch_interior"].to_numpy()
         laws["batch_C"] = _law(B_opt[inner], {"C": cells["C"].to_numpy(float)[inner]}, "B*", seed)
     fields = set(Cell.model_fields)
-    found = Hyperparameters(axes=axes, noise=None if sigma is None else float(sigma), n_bootstrap=lr_opt.shape[1] - 1,
-                            laws=laws, cells=[Cell(**{k: v for k, v in r.items() if k in fields}) for r in cells.to_dict("records")])
+    found = Hyperparameters(
+        axes=axes,
+        noise=None if sigma is None else float(sigma),
+        n_bootstrap=lr_opt.shape[1] - 1,
+        laws=laws,
+        cells=[Cell(**{k: v for k, v in r.items() if k in fields}) for r in cells.to_dict("records")],
+    )
     return cells, found
 
 

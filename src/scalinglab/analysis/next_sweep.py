@@ -35,7 +35,7 @@ def realisable(spec: SweepSpec, N: np.ndarray, D: np.ndarray) -> tuple[np.ndarra
     pairs = set()
     for n, d in zip(N, D):
         n_shape = n if n in listed else shape_for(n, spec.model).N
-        if n in listed or shape_for(n_shape, spec.model).N == n_shape:
+        if n in listed or n_shape == shape_for(n_shape, spec.model).N:
             pairs.add((n_shape, max(MIN_STEPS, round(d / tokens)) * tokens))
     return tuple(np.array(v, dtype=float) for v in zip(*sorted(pairs))) if pairs else (np.array([]), np.array([]))
 
@@ -65,11 +65,16 @@ def next_spec(spec: SweepSpec, s: Suggestion, hyper: Hyperparameters | None, voc
 def next_yaml(spec: SweepSpec, s: Suggestion, C_6ND: float, budget: float, source: Path, tuned: bool) -> str:
     """The YAML of next_spec, with a comment saying why each run is there."""
     total = (1 - s.left) or 1.0  # the share of the removal each run makes
-    header = [f"scalinglab suggest {source} --target C_6ND={C_6ND:.4g} --budget {budget:.4g}: the runs expected to narrow",
-              f"the uncertainty of the loss predicted at C_6ND most per FLOP of 6ND, by {1 - s.left ** 0.5:.0%} together.",
-              f"scalinglab run this file --results {source.parent} adds them to {source}/; refit with scalinglab fit {source}"]
-    header += [f"grid.points[{i}]: removes {p.share:.1%} of the target's variance ({p.share / total:.0%} of what these runs "
-               f"remove); 6ND = {p.cost:.3g} FLOPs, {p.cost / budget:.1%} of the budget" for i, p in enumerate(s.picks)]
+    header = [
+        f"scalinglab suggest {source} --target C_6ND={C_6ND:.4g} --budget {budget:.4g}: the runs expected to narrow",
+        f"the uncertainty of the loss predicted at C_6ND most per FLOP of 6ND, by {1 - s.left**0.5:.0%} together.",
+        f"scalinglab run this file --results {source.parent} adds them to {source}/; refit with scalinglab fit {source}",
+    ]
+    header += [
+        f"grid.points[{i}]: removes {p.share:.1%} of the target's variance ({p.share / total:.0%} of what these runs "
+        f"remove); 6ND = {p.cost:.3g} FLOPs, {p.cost / budget:.1%} of the budget"
+        for i, p in enumerate(s.picks)
+    ]
     if tuned:
         header.append("lr and batch_size: the fitted optimum at each run's (N, D) (scalinglab fit shows the laws)")
     doc = spec.model_dump(mode="json")

@@ -51,5 +51,4 @@ class LawFit(Part):
         """A fitted law and, with resamples, each parameter's interval."""
         ci = {k: interval([b[k] for b in boots]) for k in law.values} if boots else {}
         record = {k: list(v) if isinstance(v, tuple) else v for k, v in law.law.record().items()}  # as JSON reads it back
-        return cls(law=record, form=law.law.form, params=law.values, ci=ci, objective=law.objective,
-                   n_points=law.n_points, **extra)
+        return cls(law=record, form=law.law.form, params=law.values, ci=ci, objective=law.objective, n_points=law.n_points, **extra)

@@ -25,7 +25,7 @@ def fit_sweep(sweep: SweepDir, spec: FitSpec, warn: Callable[[str], None], at: S
 def draw(sweep: SweepDir, inputs: FitInputs, fit: SweepFit) -> list[Path]:
     """Every figure of the fit, written into the sweep's figures/."""
     from .plot import plot_all  # noqa: PLC0415  (matplotlib only when figures are made)
-    from .task_plots import plot_tasks  # noqa: PLC0415
+    from .task_plots import plot_tasks  # noqa: PLC0415  (matplotlib only when figures are made)
 
     paths = plot_all(inputs.runs, fit, sweep.figures, inputs.evals)
     if fit.tasks is not None and inputs.tasks is not None:

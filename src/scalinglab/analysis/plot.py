@@ -106,12 +106,23 @@ def frontier(fit: SweepFit) -> Figure:
             band = np.array(band)
             ax.fill_between(fr.C_6ND, band[:, 0], band[:, 1], color="C0", alpha=0.2, label=f"{law.level:.0%} bootstrap band")
         if isinstance(fit.isoflop, IsoFLOP):
-            ax.scatter([6 * b.N_opt * b.D_opt for b in fit.isoflop.budgets], [getattr(b, key) for b in fit.isoflop.budgets],
-                       color="C3", zorder=3, label="IsoFLOP minima (Approach 2)")
+            ax.scatter(
+                [6 * b.N_opt * b.D_opt for b in fit.isoflop.budgets],
+                [getattr(b, key) for b in fit.isoflop.budgets],
+                color="C3",
+                zorder=3,
+                label="IsoFLOP minima (Approach 2)",
+            )
         env = fit.envelope
         if key == "N_opt" and env is not None and not isinstance(env, Skipped):
-            ax.scatter(6 * np.array(env.N_opt) * np.array(env.D), env.N_opt, color="C2", s=10, zorder=3,
-                       label="training-curve envelope (Approach 1)")
+            ax.scatter(
+                6 * np.array(env.N_opt) * np.array(env.D),
+                env.N_opt,
+                color="C2",
+                s=10,
+                zorder=3,
+                label="training-curve envelope (Approach 1)",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("C_6ND = 6ND (the law's compute)")
@@ -154,7 +165,7 @@ def residuals(df: pd.DataFrame, law: Fitted) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel(C_LABEL)
     ax.set_ylabel("L(N,D) fit / L - 1  (%)")
-    ax.set_title(f"residuals of the L(N,D) fit (RMS {100 * np.sqrt(np.mean(rel ** 2)):.2f}%)", fontsize=9)
+    ax.set_title(f"residuals of the L(N,D) fit (RMS {100 * np.sqrt(np.mean(rel**2)):.2f}%)", fontsize=9)
     ax.grid(True, alpha=0.3)
     return fig
 
@@ -177,8 +188,15 @@ def _predicted_vs_measured(ax, fit_rows: pd.DataFrame, law: Fitted, held: pd.Dat
         ax.errorbar(held["L"], held["L_pred"], yerr=yerr, fmt="o", color="C3", ms=5, capsize=3, label=label + ", 95% intervals")
     else:
         ax.scatter(held["L"], held["L_pred"], color="C3", s=28, label=label)
-    drawn = np.concatenate([fit_rows["L"], law(fit_rows["N"], fit_rows["D"]), held["L"], held["L_pred"],
-                            *([held["L_pred"] - yerr[0], held["L_pred"] + yerr[1]] if yerr is not None else [])])
+    drawn = np.concatenate(
+        [
+            fit_rows["L"],
+            law(fit_rows["N"], fit_rows["D"]),
+            held["L"],
+            held["L_pred"],
+            *([held["L_pred"] - yerr[0], held["L_pred"] + yerr[1]] if yerr is not None else []),
+        ]
+    )
     pad = 0.03 * np.ptp(drawn)
     lims = [drawn.min() - pad, drawn.max() + pad]
     ax.plot(lims, lims, "k-", lw=0.8)
@@ -186,8 +204,7 @@ def _predicted_vs_measured(ax, fit_rows: pd.DataFrame, law: Fitted, held: pd.Dat
     ax.set_ylim(lims)
     ax.set_xlabel("L measured")
     ax.set_ylabel("L predicted")
-    ax.set_title(f"extrapolation check: held-out |error| mean {ext.mean_abs_rel_error:.2%}, "
-                 f"max {ext.max_abs_rel_error:.2%}", fontsize=9)
+    ax.set_title(f"extrapolation check: held-out |error| mean {ext.mean_abs_rel_error:.2%}, max {ext.max_abs_rel_error:.2%}", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -212,8 +229,18 @@ def extrapolation(df: pd.DataFrame, ext: Extrapolation) -> Figure:
         left.plot(xs, law(xs, value) if x == "N" else law(value, xs), color=colors[value], lw=1.2)
     left.scatter([], [], facecolors="none", edgecolors="k", s=90, lw=1.5, label="held out: measured")
     if yerr is not None:
-        left.errorbar(held[x], held["L_pred"], yerr=yerr, fmt="_", color="k", ms=12, capsize=3, lw=1, zorder=5,
-                      label="held out: predicted, 95% interval")
+        left.errorbar(
+            held[x],
+            held["L_pred"],
+            yerr=yerr,
+            fmt="_",
+            color="k",
+            ms=12,
+            capsize=3,
+            lw=1,
+            zorder=5,
+            label="held out: predicted, 95% interval",
+        )
     finish(left, x, f"fitted on {ext.n_fit} runs, carried out to the held-out largest by {ext.by}\n{law_title(law)}")
     _predicted_vs_measured(right, fit_rows, law, held, ext, yerr)
     return fig

@@ -37,17 +37,23 @@ def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: N
     status = df["status"] if "status" in df else pd.Series(Status.PENDING, index=df.index)
     diverged = df[status == Status.DIVERGED]
     if len(diverged):
-        left_out(f"{len(diverged)} diverged run(s) left out of the fits: "
-                 + ", ".join(f"{r.run_id} (N={r.N:,}, D={r.D:,})" for r in diverged.itertuples()))
+        left_out(
+            f"{len(diverged)} diverged run(s) left out of the fits: "
+            + ", ".join(f"{r.run_id} (N={r.N:,}, D={r.D:,})" for r in diverged.itertuples())
+        )
     done = df[status == Status.DONE]
     L = pd.to_numeric(done["L"], errors="coerce") if "L" in done else pd.Series(dtype=float)
     bad = done[~(L > 0) | ~np.isfinite(L)]
     if len(bad):
-        left_out(f"{len(bad)} run(s) with a final loss that is not a positive number left out of the fits: "
-                 + ", ".join(f"{r.run_id} (L={r.L})" for r in bad.itertuples()))
+        left_out(
+            f"{len(bad)} run(s) with a final loss that is not a positive number left out of the fits: "
+            + ", ".join(f"{r.run_id} (L={r.L})" for r in bad.itertuples())
+        )
     done = done.drop(bad.index)
     if done.empty:
-        what = f"all {len(diverged)} finished runs diverged" if len(diverged) and not len(bad) else "no finished runs with a usable loss yet"
+        what = (
+            f"all {len(diverged)} finished runs diverged" if len(diverged) and not len(bad) else "no finished runs with a usable loss yet"
+        )
         raise FitError(f"{sweep.path}: {what}; nothing to fit")
     tasks = load(sweep.path, tasks=True)
     tasks = tasks[tasks["run_id"].isin(done["run_id"])] if len(tasks) else None

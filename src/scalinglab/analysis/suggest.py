@@ -97,8 +97,7 @@ def parameter_covariance(J: np.ndarray, s2: float) -> np.ndarray:
     return cov
 
 
-def candidate_grid(runs: pd.DataFrame, law: Fitted, C_6ND: float, budget: float, n: int = GRID_POINTS,
-                   sizes: np.ndarray | None = None):
+def candidate_grid(runs: pd.DataFrame, law: Fitted, C_6ND: float, budget: float, n: int = GRID_POINTS, sizes: np.ndarray | None = None):
     """(N, D) on a log grid from the smallest run to the larger of the largest run and the
     target's compute-optimal allocation (N: `sizes` instead, where the sweep's sizes are fixed),
     each with 6ND <= budget and tokens per parameter D/N
@@ -108,7 +107,7 @@ def candidate_grid(runs: pd.DataFrame, law: Fitted, C_6ND: float, budget: float,
     axes = [np.geomspace(runs[k].min(), max(runs[k].max(), opt), n) for k, opt in (("N", N_opt), ("D", D_opt))]
     N, D = (a.ravel() for a in np.meshgrid(axes[0] if sizes is None else sizes, axes[1], indexing="ij"))
     ratios = np.append(runs["D"] / runs["N"], D_opt / N_opt)
-    keep = (6 * N * D <= budget) & (D / N >= ratios.min()) & (D / N <= ratios.max())
+    keep = (budget >= 6 * N * D) & (ratios.min() <= D / N) & (ratios.max() >= D / N)
     return N[keep], D[keep]
 
 

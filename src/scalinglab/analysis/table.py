@@ -31,8 +31,14 @@ def from_columns(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     missing = [c for c in ("N", "L") if c not in renamed]
     if missing or ("D" not in renamed and "C_6ND" not in renamed):
         need = ", ".join(missing + ([] if ("D" in renamed or "C_6ND" in renamed) else ["D or C_6ND"]))
-        hint = (f"; --map C={mapping['C']} gives the FLOPs the runs computed, which do not give D: if that column "
-                f"is 6ND, map it as C_6ND={mapping['C']}") if "C" in mapping and "D" not in renamed else ""
+        hint = (
+            (
+                f"; --map C={mapping['C']} gives the FLOPs the runs computed, which do not give D: if that column "
+                f"is 6ND, map it as C_6ND={mapping['C']}"
+            )
+            if "C" in mapping and "D" not in renamed
+            else ""
+        )
         raise FitError(f"the table has no column for {need}; columns are {list(df.columns)}; map one with --map N=COLUMN{hint}")
     if "D" not in renamed:
         renamed["D"] = renamed["C_6ND"] / (6 * renamed["N"])

@@ -77,8 +77,9 @@ def task_columns(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     renamed = df.rename(columns={theirs: ours for ours, theirs in mapping.items()})
     missing = [c for c in COLUMNS[1:] if c not in renamed]
     if missing:
-        raise FitError(f"the table has no column for {', '.join(missing)}; columns are {list(df.columns)}; "
-                       f"map one with --map {missing[0]}=COLUMN")
+        raise FitError(
+            f"the table has no column for {', '.join(missing)}; columns are {list(df.columns)}; map one with --map {missing[0]}=COLUMN"
+        )
     out = renamed[list(COLUMNS[1:])].apply(pd.to_numeric, errors="coerce")
     out.insert(0, "run", renamed["run"].astype(str) if "run" in renamed else np.arange(len(out)).astype(str))
     bad = ~np.isfinite(out[list(COLUMNS[1:])]).all(axis=1) | (out[["N", "D", "task_loss"]] <= 0).any(axis=1)
@@ -100,7 +101,7 @@ def _positions(frame: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
     D = frame["D"].to_numpy(dtype=float)
     final_D = pd.Series(D).groupby(codes).transform("max").to_numpy()
     finals = pd.Series(D).groupby(codes).idxmax().to_numpy()
-    later = D >= STEP2_FROM * final_D
+    later = STEP2_FROM * final_D <= D
     return finals, [np.flatnonzero(later & (codes == r)) for r in range(len(finals))]
 
 
@@ -135,7 +136,7 @@ def smoothed(frame: pd.DataFrame, window: float = SMOOTHING) -> pd.DataFrame:
     [D - window * the run's final D, D]; rows and their order unchanged (the index renumbered)."""
     frame = frame.reset_index(drop=True)
     out = frame.copy()
-    for _, rows in frame.groupby("run", sort=False).groups.items():
+    for rows in frame.groupby("run", sort=False).groups.values():
         D = frame.loc[rows, "D"].to_numpy(dtype=float)
         order = np.argsort(D, kind="stable")
         values = frame.loc[rows, ["task_loss", "acc"]].to_numpy(dtype=float)[order]
@@ -194,8 +195,9 @@ def fit_single_step(frame: pd.DataFrame, chance: float) -> SingleStep:
     return SingleStep(fit_sigmoid(np.log10(C_6ND), finals["acc"], chance, falling=False, x_name="log10 C_6ND"))
 
 
-def held_out_predictions(frame: pd.DataFrame, held_out, model: TwoStep, boots: list[TwoStep],
-                         single: SingleStep | None = None) -> pd.DataFrame:
+def held_out_predictions(
+    frame: pd.DataFrame, held_out, model: TwoStep, boots: list[TwoStep], single: SingleStep | None = None
+) -> pd.DataFrame:
     """The final checkpoints of the runs in held_out, with both steps' predictions (and the
     single step's) and the errors in accuracy points, 100 * (predicted - measured)."""
     out = final_rows(frame[frame["run"].isin(held_out)])[list(COLUMNS)].reset_index(drop=True)
@@ -226,17 +228,35 @@ def backtest(frame: pd.DataFrame, chance: float, held_out=None, spec: FitSpec = 
 
 def two_step_fit(model: TwoStep, boots: list[TwoStep]) -> TwoStepFit:
     """Both steps' parameters, with bootstrap intervals when there are resamples."""
-    return TwoStepFit(step1=LawFit.of(model.step1, [b.step1 for b in boots]),
-                      step2=LawFit.of(model.step2, [b.step2 for b in boots]), n_bootstrap=len(boots))
+    return TwoStepFit(
+        step1=LawFit.of(model.step1, [b.step1 for b in boots]),
+        step2=LawFit.of(model.step2, [b.step2 for b in boots]),
+        n_bootstrap=len(boots),
+    )
 
 
 def extrapolation(data: pd.DataFrame, held_out, model: TwoStep, boots: list[TwoStep], single: SingleStep | None) -> TaskExtrapolation:
     held = held_out_predictions(data, held_out, model, boots, single)
     if held.empty:
         raise FitError("no held-out runs evaluated on this task")
-    rows = [TaskHeldOut(run_id=r["run"], N=r["N"], D=r["D"], acc=r["acc"], acc_pred=r["acc_pred"], acc_pred_ci=r.get("acc_pred_ci"),
-                        task_loss=r["task_loss"], task_loss_pred=r["task_loss_pred"], error_points=r["error_points"],
-                        single_step_error_points=r.get("single_step_error_points")) for r in held.to_dict("records")]
+    rows = [
+        TaskHeldOut(
+            run_id=r["run"],
+            N=r["N"],
+            D=r["D"],
+            acc=r["acc"],
+            acc_pred=r["acc_pred"],
+            acc_pred_ci=r.get("acc_pred_ci"),
+            task_loss=r["task_loss"],
+            task_loss_pred=r["task_loss_pred"],
+            error_points=r["error_points"],
+            single_step_error_points=r.get("single_step_error_points"),
+        )
+        for r in held.to_dict("records")
+    ]
     single_errors = held["single_step_error_points"].abs().mean() if single is not None else None
-    return TaskExtrapolation(held_out=rows, mean_abs_error_points=float(held["error_points"].abs().mean()),
-                             single_step_mean_abs_error_points=None if single_errors is None else float(single_errors))
+    return TaskExtrapolation(
+        held_out=rows,
+        mean_abs_error_points=float(held["error_points"].abs().mean()),
+        single_step_mean_abs_error_points=None if single_errors is None else float(single_errors),
+    )

@@ -49,8 +49,15 @@ def emergence(rows: pd.DataFrame, report: TaskReport) -> Figure | None:
         for part, color in ((em.discontinuous, "C0"), (em.continuous, "C1")):
             kind = "discontinuous" if part is em.discontinuous else "continuous"
             for ax, x in ((left, "N"), (right, "C")):
-                ax.scatter(finals[x], finals[part.metric], color=color, s=14, alpha=0.7, zorder=3,
-                           label=f"{part.metric} ({kind}, sharpness {part.sharpness:.2f}: {part.shape})")
+                ax.scatter(
+                    finals[x],
+                    finals[part.metric],
+                    color=color,
+                    s=14,
+                    alpha=0.7,
+                    zorder=3,
+                    label=f"{part.metric} ({kind}, sharpness {part.sharpness:.2f}: {part.shape})",
+                )
             left.plot(part.N, part.values, color=color, lw=1)
         _style(left, "N (parameters)", "metric at the final evaluation", f"{task}: {em.verdict}", t.chance)
         _style(right, "C (FLOPs the runs computed)", "metric at the final evaluation", f"{task} against compute", t.chance)
@@ -59,20 +66,31 @@ def emergence(rows: pd.DataFrame, report: TaskReport) -> Figure | None:
 
 def strategies(report: TaskReport) -> Figure | None:
     """Accuracy against N per strategy, one panel per (task, shots), with 95% intervals over items."""
-    panels = [(task, shots, [c for c in s.curves if c.shots == shots])
-              for task, s in report.strategy_vs_scale.items() for shots in sorted({c.shots for c in s.curves})]
+    panels = [
+        (task, shots, [c for c in s.curves if c.shots == shots])
+        for task, s in report.strategy_vs_scale.items()
+        for shots in sorted({c.shots for c in s.curves})
+    ]
     panels = [p for p in panels if len(p[2]) >= 2]
     if not panels:
         return None
     n_cols = min(3, len(panels))
     fig, axes = _grid(-(-len(panels) // n_cols), n_cols)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (task, shots, curves) in zip(axes.flat, panels):
         for curve in curves:
             acc, ci = np.array(curve.acc), np.array(curve.acc_ci)
-            ax.errorbar(curve.N, acc, yerr=np.clip([acc - ci[:, 0], ci[:, 1] - acc], 0, None), marker="o", ms=4,
-                        capsize=3, lw=1, label=curve.strategy)
+            ax.errorbar(
+                curve.N,
+                acc,
+                yerr=np.clip([acc - ci[:, 0], ci[:, 1] - acc], 0, None),
+                marker="o",
+                ms=4,
+                capsize=3,
+                lw=1,
+                label=curve.strategy,
+            )
         spread = next((s for s in report.strategy_vs_scale[task].spread if s.shots == shots), None)
         finding = "" if spread is None else spread.finding if isinstance(spread, Spread) else spread.skipped
         chance = report.tasks[task].chance if task in report.tasks else None
@@ -98,18 +116,28 @@ def _step1(ax, fitted: pd.DataFrame, held: pd.DataFrame, step1: LawFit) -> None:
 def _step2(ax, fitted: pd.DataFrame, held: pd.DataFrame, step2: LawFit, chance: float) -> None:
     sigmoid, v = step2.fitted(), step2.params
     ax.scatter(fitted["task_loss"], fitted["acc"], s=5, alpha=0.3, color="C0", label="checkpoints of the runs in the fit")
-    L = np.linspace(min(fitted["task_loss"].min(), held["task_loss"].min() if len(held) else np.inf) * 0.95,
-                    fitted["task_loss"].max() * 1.02, 200)
-    ax.plot(L, sigmoid(L), "k-", lw=1.2,
-            label=f"acc = {chance:.3g} + {v['ceiling'] - chance:.3g} / (1 + exp({v['k']:.3g} (L - {v['x0']:.3g})))")
+    L = np.linspace(
+        min(fitted["task_loss"].min(), held["task_loss"].min() if len(held) else np.inf) * 0.95, fitted["task_loss"].max() * 1.02, 200
+    )
+    ax.plot(
+        L, sigmoid(L), "k-", lw=1.2, label=f"acc = {chance:.3g} + {v['ceiling'] - chance:.3g} / (1 + exp({v['k']:.3g} (L - {v['x0']:.3g})))"
+    )
     if len(held):
         ax.scatter(held["task_loss"], held["acc"], facecolors="none", edgecolors="k", s=60, zorder=4, label="held out: measured")
         yerr = None
         if held["acc_pred_ci"].notna().any():
             ci = np.array(held["acc_pred_ci"].tolist())
             yerr = np.clip([held["acc_pred"] - ci[:, 0], ci[:, 1] - held["acc_pred"]], 0, None)
-        ax.errorbar(held["task_loss_pred"], held["acc_pred"], yerr=yerr, fmt="x", color="C3", capsize=3, zorder=5,
-                    label="held out: predicted (both steps), 95% interval")
+        ax.errorbar(
+            held["task_loss_pred"],
+            held["acc_pred"],
+            yerr=yerr,
+            fmt="x",
+            color="C3",
+            capsize=3,
+            zorder=5,
+            label="held out: predicted (both steps), 95% interval",
+        )
     _style(ax, "task loss", "accuracy", "step 2: accuracy against task loss", chance, logx=False)
 
 
@@ -136,8 +164,11 @@ def task_figures(frame: pd.DataFrame, report: TaskReport) -> dict[str, Figure]:
     """tasks_emergence.png, tasks_strategies.png and tasks_two_step.png, each where the data and
     fits support it."""
     rows = report_rows(frame, report.shots, report.strategy)
-    built = {"tasks_emergence.png": emergence(rows, report), "tasks_strategies.png": strategies(report),
-             "tasks_two_step.png": two_step(rows, report)}
+    built = {
+        "tasks_emergence.png": emergence(rows, report),
+        "tasks_strategies.png": strategies(report),
+        "tasks_two_step.png": two_step(rows, report),
+    }
     return {name: fig for name, fig in built.items() if fig is not None}
 
 

@@ -51,10 +51,15 @@ def _task(rows: pd.DataFrame, spec: FitSpec, held_out_ids) -> TaskFit:
     else:
         boots = bootstrap_two_step(fitted, chance, spec)
         parts["two_step"] = two_step_fit(model, boots)
-        parts["extrapolation"] = attempt(extrapolation, data, held_out_ids, model, boots,
-                                         None if isinstance(single, Skipped) else single)
-    return TaskFit(kind=kind, chance=chance, n_runs=int(data["run"].nunique()), n_fit_runs=int(fitted["run"].nunique()),
-                   emergence=attempt(_emergence, final_rows(data), kind), **parts)
+        parts["extrapolation"] = attempt(extrapolation, data, held_out_ids, model, boots, None if isinstance(single, Skipped) else single)
+    return TaskFit(
+        kind=kind,
+        chance=chance,
+        n_runs=int(data["run"].nunique()),
+        n_fit_runs=int(fitted["run"].nunique()),
+        emergence=attempt(_emergence, final_rows(data), kind),
+        **parts,
+    )
 
 
 def _spread(rows: pd.DataFrame, shots: int) -> Spread | SpreadSkipped:
@@ -68,11 +73,20 @@ def _spread(rows: pd.DataFrame, shots: int) -> Spread | SpreadSkipped:
     spread = 100 * (acc.max(axis=1) - acc.min(axis=1))
     slope = float(np.polyfit(np.log10(acc.index), spread, 1)[0])
     trend = "stays the same" if abs(slope) < 1e-6 else ("shrinks" if slope < 0 else "grows")
-    finding = (f"with N the spread between the best and worst strategy {trend}: "
-               f"{slope:+.2f} points per decade of N ({spread.iloc[0]:.1f} points at N = {acc.index[0]:.3g}, "
-               f"{spread.iloc[-1]:.1f} at N = {acc.index[-1]:.3g})")
-    return Spread(shots=shots, N=acc.index.tolist(), best=acc.idxmax(axis=1).tolist(), worst=acc.idxmin(axis=1).tolist(),
-                  spread_points=spread.tolist(), slope_points_per_decade=slope, finding=finding)
+    finding = (
+        f"with N the spread between the best and worst strategy {trend}: "
+        f"{slope:+.2f} points per decade of N ({spread.iloc[0]:.1f} points at N = {acc.index[0]:.3g}, "
+        f"{spread.iloc[-1]:.1f} at N = {acc.index[-1]:.3g})"
+    )
+    return Spread(
+        shots=shots,
+        N=acc.index.tolist(),
+        best=acc.idxmax(axis=1).tolist(),
+        worst=acc.idxmin(axis=1).tolist(),
+        spread_points=spread.tolist(),
+        slope_points_per_decade=slope,
+        finding=finding,
+    )
 
 
 def strategy_vs_scale(frame: pd.DataFrame) -> dict[str, StrategyScale]:
@@ -87,8 +101,15 @@ def strategy_vs_scale(frame: pd.DataFrame) -> dict[str, StrategyScale]:
         for (shots, strategy), g in rows.groupby(["shots", "strategy"]):
             per = g.groupby("N").agg(acc=("acc", "mean"), v=("v", "sum"), n=("acc", "size"))
             half = 1.96 * np.sqrt(per["v"]) / per["n"]
-            curves.append(Curve(shots=int(shots), strategy=str(strategy), N=per.index.tolist(), acc=per["acc"].tolist(),
-                                acc_ci=[(float(a - h), float(a + h)) for a, h in zip(per["acc"], half)]))
+            curves.append(
+                Curve(
+                    shots=int(shots),
+                    strategy=str(strategy),
+                    N=per.index.tolist(),
+                    acc=per["acc"].tolist(),
+                    acc_ci=[(float(a - h), float(a + h)) for a, h in zip(per["acc"], half)],
+                )
+            )
         out[str(task)] = StrategyScale(curves=curves, spread=[_spread(g, int(s)) for s, g in rows.groupby("shots")])
     return out
 
@@ -99,6 +120,11 @@ def task_report(frame: pd.DataFrame, spec: FitSpec, held_out_ids, shots: int, st
     which are then predicted; a part that cannot be fitted is Skipped(why)."""
     held_out_ids = sorted(held_out_ids)
     rows = report_rows(frame, shots, strategy)
-    return TaskReport(shots=shots, strategy=strategy, level=LEVEL, held_out=held_out_ids,
-                      tasks={str(task): _task(g, spec, held_out_ids) for task, g in rows.groupby("task")},
-                      strategy_vs_scale=strategy_vs_scale(frame))
+    return TaskReport(
+        shots=shots,
+        strategy=strategy,
+        level=LEVEL,
+        held_out=held_out_ids,
+        tasks={str(task): _task(g, spec, held_out_ids) for task, g in rows.groupby("task")},
+        strategy_vs_scale=strategy_vs_scale(frame),
+    )

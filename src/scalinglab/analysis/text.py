@@ -31,8 +31,10 @@ def law_lines(fit: SweepFit) -> Iterator[str]:
         a, b = fit.frontier.a, fit.frontier.b
         yield f"  compute-optimal (C_6ND = 6ND): N_opt ~ C_6ND^{a.value:.3f}{_ci(a.ci)}, D_opt ~ C_6ND^{b.value:.3f}{_ci(b.ci)}"
     if law.loose:
-        yield (f"  not pinned: {', '.join(law.loose)} (interval reaching 0 or wider than {LOOSE:g}x); these runs leave the "
-               "law open there and predictions beyond them loose: wider spans of N and D narrow it")
+        yield (
+            f"  not pinned: {', '.join(law.loose)} (interval reaching 0 or wider than {LOOSE:g}x); these runs leave the "
+            "law open there and predictions beyond them loose: wider spans of N and D narrow it"
+        )
 
 
 def _power_law(law: LawFit, at: str) -> str:
@@ -45,8 +47,10 @@ def approach_lines(fit: SweepFit) -> Iterator[str]:
     yield from (_power_law(p, p.at) for p in fit.power_laws)
     if not isinstance(fit.isoflop, Skipped):
         iso = fit.isoflop
-        yield (f"IsoFLOP (Approach 2, {len(iso.budgets)} budgets, runs' C): N_opt ~ C^{iso.N_opt.params['b']:.3f}, "
-               f"D_opt ~ C^{iso.D_opt.params['b']:.3f}")
+        yield (
+            f"IsoFLOP (Approach 2, {len(iso.budgets)} budgets, runs' C): N_opt ~ C^{iso.N_opt.params['b']:.3f}, "
+            f"D_opt ~ C^{iso.D_opt.params['b']:.3f}"
+        )
     if fit.envelope is not None and not isinstance(fit.envelope, Skipped):
         yield f"envelope (Approach 1, runs' C): N_opt ~ C^{fit.envelope.N_opt_law.params['b']:.3f}"
 
@@ -55,8 +59,10 @@ def check_lines(fit: SweepFit) -> Iterator[str]:
     ext = fit.extrapolation
     if isinstance(ext, Skipped):
         return
-    yield (f"extrapolation check: fitted on {ext.n_fit} runs, predicted the {len(ext.held_out)} largest by {ext.by}: "
-           f"mean |error| {ext.mean_abs_rel_error:.2%}, max {ext.max_abs_rel_error:.2%}")
+    yield (
+        f"extrapolation check: fitted on {ext.n_fit} runs, predicted the {len(ext.held_out)} largest by {ext.by}: "
+        f"mean |error| {ext.mean_abs_rel_error:.2%}, max {ext.max_abs_rel_error:.2%}"
+    )
     for h in ext.held_out:
         yield f"  N = {h.N:,.0f}, D = {h.D:,.0f}: L = {h.L:.4f}, predicted {h.L_pred:.4f}{_ci(h.L_pred_ci, '.4f')} ({h.rel_error:+.2%})"
 
@@ -64,15 +70,20 @@ def check_lines(fit: SweepFit) -> Iterator[str]:
 def prediction_lines(fit: SweepFit) -> Iterator[str]:
     for p in fit.predictions:
         at = f"C_6ND = {p.C_6ND:.3g}" if p.C_6ND is not None else f"N = {p.N:.3g}, D = {p.D:.3g}"
-        parts = [_estimate(k, e) for k, e in (("N_opt", p.N_opt), ("D_opt", p.D_opt), ("tokens_per_param", p.tokens_per_param),
-                                               ("L", p.L)) if e is not None]
+        parts = [
+            _estimate(k, e)
+            for k, e in (("N_opt", p.N_opt), ("D_opt", p.D_opt), ("tokens_per_param", p.tokens_per_param), ("L", p.L))
+            if e is not None
+        ]
         yield f"predict at {at}: " + ", ".join(parts)
 
 
 def hyper_lines(hyper: Hyperparameters) -> Iterator[str]:
     edge = sum(not c.lr_interior for c in hyper.cells)
-    yield (f"tuned {', '.join(hyper.axes)}: {len(hyper.cells)} cells (N, D), each fitted at its best"
-           + (f"; {edge} with lr* at the edge of grid.lr (widen it there)" if edge else ""))
+    yield (
+        f"tuned {', '.join(hyper.axes)}: {len(hyper.cells)} cells (N, D), each fitted at its best"
+        + (f"; {edge} with lr* at the edge of grid.lr (widen it there)" if edge else "")
+    )
     for name, law in hyper.laws.items():
         if isinstance(law, Skipped):
             yield f"  {name}: skipped, {law.skipped}"
@@ -87,8 +98,7 @@ def _task_lines(name: str, t: TaskFit) -> Iterator[str]:
         why = t.two_step.skipped if isinstance(t.two_step, Skipped) else ext.skipped
         yield f"  {name}: two-step law not fitted: {why}"
     else:
-        single = ("" if ext.single_step_mean_abs_error_points is None
-                  else f", {ext.single_step_mean_abs_error_points:.1f} (single-step)")
+        single = "" if ext.single_step_mean_abs_error_points is None else f", {ext.single_step_mean_abs_error_points:.1f} (single-step)"
         yield f"  {name}: held-out runs' acc off by {ext.mean_abs_error_points:.1f} points on average (two-step){single}"
         for h in ext.held_out:
             yield f"    N = {h.N:,.0f}, D = {h.D:,.0f}: acc {h.acc:.3f}, predicted {h.acc_pred:.3f}{_ci(h.acc_pred_ci, '.3f')}"
@@ -97,8 +107,7 @@ def _task_lines(name: str, t: TaskFit) -> Iterator[str]:
 
 
 def task_lines(tasks: TaskReport) -> Iterator[str]:
-    yield (f"tasks ({tasks.shots}-shot, {tasks.strategy} demonstrations; "
-           f"{len(tasks.held_out)} run(s) held out of the task laws):")
+    yield (f"tasks ({tasks.shots}-shot, {tasks.strategy} demonstrations; {len(tasks.held_out)} run(s) held out of the task laws):")
     for name, t in tasks.tasks.items():
         yield from _task_lines(name, t)
     for name, s in tasks.strategy_vs_scale.items():

@@ -43,8 +43,10 @@ class At:
         except ValueError:
             point = {}
         if set(point) == {"C"}:
-            raise UsageError(f"{flag} {text}: the law's compute is C_6ND = 6ND, not C (the FLOPs a run computes, attention "
-                             f"and embeddings counted); write {flag} C_6ND={text.partition('=')[2]}")
+            raise UsageError(
+                f"{flag} {text}: the law's compute is C_6ND = 6ND, not C (the FLOPs a run computes, attention "
+                f"and embeddings counted); write {flag} C_6ND={text.partition('=')[2]}"
+            )
         if set(point) not in ({"C_6ND"}, {"N", "D"}) or not all(v > 0 and np.isfinite(v) for v in point.values()):
             raise UsageError(f"{flag} {text}: expected C_6ND=FLOPS or N=PARAMS,D=TOKENS with positive numbers")
         return cls(**point)
@@ -58,8 +60,7 @@ def fit_law(runs: pd.DataFrame, spec: FitSpec = FitSpec()) -> Fitted:
 
 def bootstrap_law(runs: pd.DataFrame, spec: FitSpec = FitSpec(), seed: int = 0, workers: int | None = None) -> list[Fitted]:
     """fit_law on spec.bootstrap resamples of the runs."""
-    return bootstrap(CHINCHILLA, (runs["N"], runs["D"]), runs["L"], spec.bootstrap, Loss(spec.huber_delta), spec.method,
-                     seed, workers)
+    return bootstrap(CHINCHILLA, (runs["N"], runs["D"]), runs["L"], spec.bootstrap, Loss(spec.huber_delta), spec.method, seed, workers)
 
 
 def attempt(f: Callable[..., T], *args) -> T | Skipped:
@@ -79,8 +80,7 @@ def loose(ci: dict[str, tuple[float, float]]) -> list[str]:
 def main_law(law: Fitted, boots: list[Fitted], spec: FitSpec) -> MainLaw:
     """L(N,D) with each parameter's interval and which of them the intervals leave loose."""
     part = LawFit.of(law, boots)
-    return MainLaw(**part.model_dump(), method=spec.method, n_bootstrap=len(boots), level=LEVEL,
-                   loose=loose(part.ci) if boots else None)
+    return MainLaw(**part.model_dump(), method=spec.method, n_bootstrap=len(boots), level=LEVEL, loose=loose(part.ci) if boots else None)
 
 
 def _estimate(value: float, samples) -> Estimate:
@@ -94,8 +94,13 @@ def frontier(law: Fitted, boots: list[Fitted], C_6ND_runs: pd.Series) -> Frontie
     N_opt, D_opt = compute_optimal(law, C_6ND)
     a, b = frontier_exponents(law)
     exponents = np.array([frontier_exponents(m) for m in boots]).reshape(-1, 2)
-    out = {"a": _estimate(a, exponents[:, 0]), "b": _estimate(b, exponents[:, 1]), "C_6ND": C_6ND.tolist(),
-           "N_opt": N_opt.tolist(), "D_opt": D_opt.tolist()}
+    out = {
+        "a": _estimate(a, exponents[:, 0]),
+        "b": _estimate(b, exponents[:, 1]),
+        "C_6ND": C_6ND.tolist(),
+        "N_opt": N_opt.tolist(),
+        "D_opt": D_opt.tolist(),
+    }
     if boots:
         samples = np.array([compute_optimal(m, C_6ND) for m in boots])  # (boots, 2, points)
         out["N_opt_ci"] = [interval(samples[:, 0, i]) for i in range(len(C_6ND))]
@@ -106,16 +111,15 @@ def frontier(law: Fitted, boots: list[Fitted], C_6ND_runs: pd.Series) -> Frontie
 def predict(law: Fitted, boots: list[Fitted], at: At) -> Prediction:
     """At a compute C_6ND: N_opt, D_opt, tokens per parameter and loss there; or at (N, D): the
     loss. Each with its bootstrap interval."""
+
     def values(m: Fitted) -> dict[str, float]:
         if at.C_6ND is not None:
             n_opt, d_opt = compute_optimal(m, at.C_6ND)
-            return {"N_opt": float(n_opt), "D_opt": float(d_opt), "tokens_per_param": float(d_opt / n_opt),
-                    "L": float(m(n_opt, d_opt))}
+            return {"N_opt": float(n_opt), "D_opt": float(d_opt), "tokens_per_param": float(d_opt / n_opt), "L": float(m(n_opt, d_opt))}
         return {"L": float(m(at.N, at.D))}
 
     point, samples = values(law), [values(m) for m in boots]
-    return Prediction(C_6ND=at.C_6ND, N=at.N, D=at.D,
-                      **{k: _estimate(v, [s[k] for s in samples]) for k, v in point.items()})
+    return Prediction(C_6ND=at.C_6ND, N=at.N, D=at.D, **{k: _estimate(v, [s[k] for s in samples]) for k, v in point.items()})
 
 
 def held_out_rows(df: pd.DataFrame, fraction: float, by: str) -> pd.DataFrame:
@@ -136,8 +140,17 @@ def extrapolation(runs: pd.DataFrame, spec: FitSpec) -> Extrapolation:
     law = fit_law(rest, spec)
     boots = bootstrap_law(rest, spec)
     pred = law(held["N"], held["D"])
-    rows = [HeldOut(N=n, D=d, C=c, L=l, L_pred=p, rel_error=p / l - 1, L_pred_ci=interval([m(n, d) for m in boots]) if boots else None)
-            for n, d, c, l, p in zip(held["N"], held["D"], held["C"], held["L"], pred)]
+    rows = [
+        HeldOut(N=n, D=d, C=c, L=L, L_pred=p, rel_error=p / L - 1, L_pred_ci=interval([m(n, d) for m in boots]) if boots else None)
+        for n, d, c, L, p in zip(held["N"], held["D"], held["C"], held["L"], pred)
+    ]
     errors = np.abs([h.rel_error for h in rows])
-    return Extrapolation(by=spec.holdout_by, fraction=spec.holdout_fraction, n_fit=len(rest), law=LawFit.of(law),
-                         held_out=rows, mean_abs_rel_error=float(errors.mean()), max_abs_rel_error=float(errors.max()))
+    return Extrapolation(
+        by=spec.holdout_by,
+        fraction=spec.holdout_fraction,
+        n_fit=len(rest),
+        law=LawFit.of(law),
+        held_out=rows,
+        mean_abs_rel_error=float(errors.mean()),
+        max_abs_rel_error=float(errors.max()),
+    )

@@ -28,12 +28,30 @@ def role(r: RunSpec) -> str:
 
 def plan_table(runs: list[RunSpec], memories: list[memory.Memory]) -> pd.DataFrame:
     """One row a run; memory: GiB per device at its peak, memory_<part>: each part's (sweep/memory.py)."""
-    return pd.DataFrame([
-        {"run_id": r.run_id, "n_layers": r.model.n_layers, "d_model": r.model.d_model, "n_heads": r.model.n_heads,
-         "N": r.N, "N_total": r.N_total, "D": r.D, "tokens_per_param": r.D / r.N, "steps": r.steps, "seed": r.seed,
-         "lr": r.optim.lr, "batch_size": r.batch_size, "role": role(r), "flops_per_token": r.flops_per_token, "C": r.C, "job_flops": r.job_flops, **memory.as_gib(m)}
-        for r, m in zip(runs, memories)
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "run_id": r.run_id,
+                "n_layers": r.model.n_layers,
+                "d_model": r.model.d_model,
+                "n_heads": r.model.n_heads,
+                "N": r.N,
+                "N_total": r.N_total,
+                "D": r.D,
+                "tokens_per_param": r.D / r.N,
+                "steps": r.steps,
+                "seed": r.seed,
+                "lr": r.optim.lr,
+                "batch_size": r.batch_size,
+                "role": role(r),
+                "flops_per_token": r.flops_per_token,
+                "C": r.C,
+                "job_flops": r.job_flops,
+                **memory.as_gib(m),
+            }
+            for r, m in zip(runs, memories)
+        ]
+    )
 
 
 def print_plan(sweep: SweepSpec, runs: list[RunSpec], memories: list[memory.Memory], device: str, console: Console) -> None:
@@ -55,7 +73,9 @@ def print_plan(sweep: SweepSpec, runs: list[RunSpec], memories: list[memory.Memo
     est = planner.estimate_seconds(runs, parallel)
     spent = sum(r.job_flops for r in runs)
     independent = sum(r.C for r in planner.grid_points(runs))
-    shared = f" (independent runs: {independent:.3g}, {1 - spent / independent:.0%} saved by cooldown branches)" if spent < independent else ""
+    shared = (
+        f" (independent runs: {independent:.3g}, {1 - spent / independent:.0%} saved by cooldown branches)" if spent < independent else ""
+    )
     console.print(
         f"runs {len(planner.grid_points(runs))} · total C {spent:.3g} FLOPs{shared} · "
         f"estimated wall time here {est / 60:.1f} min ({parallel} job(s) at once, {sweep.launch.executor})"

@@ -16,6 +16,8 @@ def main(args, console: Console) -> int:
     corpus, cached = prepare_corpus(data, console)
     where = f"{data.source} {data.path}" if data.path else data.source
     tokens = "byte" if data.tokenizer == TokenizerKind.BYTE else f"BPE ({data.vocab_size:,} ids)"
-    console.print(f"corpus {where}, {tokens} tokens: {len(corpus.train):,} training, {len(corpus.val):,} held out "
-                  f"({'cached' if cached else 'prepared'}: {corpus_dir(data)})")
+    console.print(
+        f"corpus {where}, {tokens} tokens: {len(corpus.train):,} training, {len(corpus.val):,} held out "
+        f"({'cached' if cached else 'prepared'}: {corpus_dir(data)})"
+    )
     return 0

@@ -19,8 +19,7 @@ from ..sweep.read import load, with_launch
 
 
 def main(args, console: Console) -> int:
-    spec = with_launch(load(args.sweep), executor=args.executor, max_parallel=args.max_parallel,
-                       threads_per_job=args.threads_per_job)
+    spec = with_launch(load(args.sweep), executor=args.executor, max_parallel=args.max_parallel, threads_per_job=args.threads_per_job)
     check_gpus(spec.launch)
     runs = planner.plan(spec)
     check_memory(spec, runs)  # every run fits its device, before anything is written
@@ -31,8 +30,9 @@ def main(args, console: Console) -> int:
     t0 = time.perf_counter()
     outcome = launch(runs, spec.launch, sweep, console)
     cancelled = f", {outcome.cancelled} cancelled" if outcome.cancelled else ""
-    console.print(f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed{cancelled} "
-                  f"in {time.perf_counter() - t0:.0f} s")
+    console.print(
+        f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed{cancelled} in {time.perf_counter() - t0:.0f} s"
+    )
     try:
         inputs, fit = fit_sweep(sweep, spec.fit, lambda line: console.print(f"[yellow]warning[/]: {line}"))
     except FitError as e:

@@ -11,8 +11,11 @@ from ..interop.finished import finished_run
 
 
 def main(args, console: Console) -> int:
-    for flag, value, least in (("--max-new-tokens", args.max_new_tokens, 1), ("--temperature", args.temperature, 0),
-                               ("--top-k", args.top_k, 1)):
+    for flag, value, least in (
+        ("--max-new-tokens", args.max_new_tokens, 1),
+        ("--temperature", args.temperature, 0),
+        ("--top-k", args.top_k, 1),
+    ):
         if value is not None and value < least:
             raise UsageError(f"{flag} {value:g}: must be at least {least}")
     run, run_dir = finished_run(args.run)

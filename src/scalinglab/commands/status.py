@@ -15,8 +15,15 @@ from ..store.frame import load
 from ..store.layout import SweepDir
 from ..store.runs import Role, Status
 
-COLORS = {Status.DONE: "green", Status.RUNNING: "cyan", Status.FAILED: "red", Status.DIVERGED: "red", Status.DAMAGED: "red",
-          Status.CANCELLED: "yellow", Status.PREEMPTED: "yellow"}
+COLORS = {
+    Status.DONE: "green",
+    Status.RUNNING: "cyan",
+    Status.FAILED: "red",
+    Status.DIVERGED: "red",
+    Status.DAMAGED: "red",
+    Status.CANCELLED: "yellow",
+    Status.PREEMPTED: "yellow",
+}
 
 
 def sweep_runs(path: str) -> tuple[SweepDir, list[dict]]:

@@ -50,21 +50,30 @@ def main(args, console: Console) -> int:
     budget = args.budget or float((6 * runs["N"] * runs["D"]).sum())
     sizes = np.array(sorted(family(spec)), dtype=float) if family(spec) else None
     N, D = realisable(spec, *candidate_grid(runs, law, C_6ND, budget, sizes=sizes))
-    if not (6 * N * D <= budget).any():
-        raise UsageError(f"--budget {budget:.3g}: less than the cheapest run worth suggesting; give at least {(6 * N * D).min():.3g}"
-                         if len(N) else f"--budget {budget:.3g}: too small for a run of {MIN_STEPS} steps; give more")
+    if not (budget >= 6 * N * D).any():
+        raise UsageError(
+            f"--budget {budget:.3g}: less than the cheapest run worth suggesting; give at least {(6 * N * D).min():.3g}"
+            if len(N)
+            else f"--budget {budget:.3g}: too small for a run of {MIN_STEPS} steps; give more"
+        )
     s = suggest(law, runs, C_6ND, budget, N, D)
     if s.unseen:
-        console.print(f"[yellow]warning[/]: the fit made {', '.join(s.unseen)} vanish (its term is nil at every run), so suggest "
-                      "cannot see how uncertain it is and these runs ignore it; `scalinglab fit` shows its interval")
+        console.print(
+            f"[yellow]warning[/]: the fit made {', '.join(s.unseen)} vanish (its term is nil at every run), so suggest "
+            "cannot see how uncertain it is and these runs ignore it; `scalinglab fit` shows its interval"
+        )
     out = Path(args.out or f"{sweep.name}-suggest.yaml")
     vocab = int(found.runs["vocab_size"].iloc[0]) if "vocab_size" in found.runs else 256
-    write_text(out, next_yaml(next_spec(spec, s, found.hyperparameters, vocab), s, C_6ND, budget, sweep.path,
-                              found.hyperparameters is not None))
+    write_text(
+        out, next_yaml(next_spec(spec, s, found.hyperparameters, vocab), s, C_6ND, budget, sweep.path, found.hyperparameters is not None)
+    )
     today = predict(law, found.boots, At(C_6ND=C_6ND)).L
     print_picks(s, console)
     ci = f" [{today.ci[0]:.4g}, {today.ci[1]:.4g}]" if today.ci else ""  # none with --bootstrap 0
-    console.print(f"loss at C_6ND = {C_6ND:.3g}: {today.value:.4g}{ci} today; these runs "
-                  f"({sum(p.cost for p in s.picks):.3g} of {budget:.3g} FLOPs of 6ND) are expected to narrow its linearised spread by {1 - s.left ** 0.5:.0%}")
+    console.print(
+        f"loss at C_6ND = {C_6ND:.3g}: {today.value:.4g}{ci} today; these runs "
+        f"({sum(p.cost for p in s.picks):.3g} of {budget:.3g} FLOPs of 6ND) are expected to narrow "
+        f"its linearised spread by {1 - s.left**0.5:.0%}"
+    )
     console.print(f"wrote {out}: scalinglab plan {out}, then scalinglab run {out} --results {sweep.path.parent}")
     return 0

@@ -41,4 +41,3 @@ def batch(train: np.ndarray, seq_len: int, batch_size: int, seed: int, step: int
         raise SpecError(f"data: {len(train)} training tokens are too few for model.seq_len {seq_len}")
     starts = np.random.default_rng([seed, step]).integers(0, len(train) - seq_len - 1, batch_size)[rows]
     return np.asarray(train[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int32)
-

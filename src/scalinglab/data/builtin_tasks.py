@@ -66,8 +66,7 @@ def builtin_task(name: str, val_text: str, n_test: int, n_pool: int, seed: int) 
     seen: Seen = set()
     if name in ("recall", "copy"):
         make = _recall if name == "recall" else _copy
-        test, pool = (_synthetic(make, n, np.random.default_rng([seed, salt, split]), seen)
-                      for split, n in enumerate((n_test, n_pool)))
+        test, pool = (_synthetic(make, n, np.random.default_rng([seed, salt, split]), seen) for split, n in enumerate((n_test, n_pool)))
         return Task(name, TaskKind.GENERATION, pool, test, CHANCE[name], target_delimiter="", fewshot_delimiter="\n")
     half = len(val_text) // 2
     test = _held_out(name, val_text[half:], half, n_test, np.random.default_rng([seed, salt, 0]), seen)
@@ -98,7 +97,7 @@ def _recall(rng: np.random.Generator) -> tuple[str, str]:
 
 def _copy(rng: np.random.Generator) -> tuple[str, str]:
     s = "".join(string.ascii_lowercase[i] for i in rng.integers(0, 26, COPY_LEN))
-    return f"{s}{SEPARATOR}{s[:COPY_LEN // 2]}", s[COPY_LEN // 2:]
+    return f"{s}{SEPARATOR}{s[: COPY_LEN // 2]}", s[COPY_LEN // 2 :]
 
 
 def _held_out(name: str, text: str, offset: int, n: int, rng: np.random.Generator, seen: Seen) -> tuple[Item, ...]:
@@ -107,8 +106,10 @@ def _held_out(name: str, text: str, offset: int, n: int, rng: np.random.Generato
     found = [(m.start(1), m.group(1)) for m in (_CLOZE if name == "cloze" else _COMPLETION).finditer(text)]
     answers = sorted({a for _, a in found})  # cloze distractors: the same kind of answer, elsewhere
     if name == "cloze" and len(answers) < CHOICES:
-        raise SpecError(f"task cloze: the held-out text has {len(answers)} distinct answers, fewer than {CHOICES}; "
-                        "hold out more text (data.val_fraction)")
+        raise SpecError(
+            f"task cloze: the held-out text has {len(answers)} distinct answers, fewer than {CHOICES}; "
+            "hold out more text (data.val_fraction)"
+        )
     items = []
     for i in rng.permutation(len(found)):
         if len(items) == n:
@@ -124,8 +125,10 @@ def _held_out(name: str, text: str, offset: int, n: int, rng: np.random.Generato
             items.append(Item(str(offset + p), context, target=answer))
     if len(items) < n:
         split = "first" if offset == 0 else "second"
-        raise SpecError(f"task {name}: the {split} half of the held-out text yields {len(items)} items, fewer than "
-                        f"the {n} asked for; ask for fewer or hold out more text (data.val_fraction)")
+        raise SpecError(
+            f"task {name}: the {split} half of the held-out text yields {len(items)} items, fewer than "
+            f"the {n} asked for; ask for fewer or hold out more text (data.val_fraction)"
+        )
     return tuple(items)
 
 
@@ -133,12 +136,12 @@ def _context(text: str, p: int) -> str | None:
     """At most CONTEXT characters before p, starting at their document's start or after whitespace
     (never inside a word), without leading whitespace (indentation would crowd out the words);
     None where too short or not plain ASCII."""
-    window = text[max(0, p - CONTEXT - 1):p]  # one more: the character before a context may be the whitespace
+    window = text[max(0, p - CONTEXT - 1) : p]  # one more: the character before a context may be the whitespace
     if "\x00" in window:
-        window = window[window.rindex("\x00") + 1:]
+        window = window[window.rindex("\x00") + 1 :]
     else:
         space = _SPACE.search(window)
-        window = window[space.end():] if space else ""
+        window = window[space.end() :] if space else ""
     window = window.lstrip()
     if len(window) < MIN_CONTEXT or not _PLAIN.fullmatch(window):
         return None
@@ -148,7 +151,7 @@ def _context(text: str, p: int) -> str | None:
 def _cloze_item(item_id: str, context: str, answer: str, answers: list[str], rng: np.random.Generator) -> Item:
     """The answer among CHOICES - 1 distractors drawn from `answers`, at a random place."""
     drawn = [answers[j] for j in rng.choice(len(answers), CHOICES, replace=False)]
-    choices = [a for a in drawn if a != answer][:CHOICES - 1]
+    choices = [a for a in drawn if a != answer][: CHOICES - 1]
     gold = int(rng.integers(CHOICES))
     choices.insert(gold, answer)
     return Item(item_id, context, tuple(choices), gold)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from itertools import chain
+from itertools import chain, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +79,13 @@ def corpus_dir(data) -> Path:
     is refused."""
     content = sources.fingerprint(data.source, data.path)
     if data.content is not None and content != data.content:
-        raise SpecError(f"data.path: the files of {data.path} changed since the sweep was planned; "
-                        "run the sweep again (its runs on the old files keep their results)")
+        raise SpecError(
+            f"data.path: the files of {data.path} changed since the sweep was planned; "
+            "run the sweep again (its runs on the old files keep their results)"
+        )
     files = sources.corpus_files(data.source, data.path) if content is None else []
     stdlib = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    key = json.dumps([CACHE_FORMAT, data.source, content or stdlib, data.text_field, data.tokenizer,
-                      data.vocab_size, data.val_fraction])
+    key = json.dumps([CACHE_FORMAT, data.source, content or stdlib, data.text_field, data.tokenizer, data.vocab_size, data.val_fraction])
     return cache_dir() / "corpora" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -149,7 +150,7 @@ def _char_start(f, i: int) -> int:
 def _cut(spans: Ranges, n: int) -> tuple[Ranges, Ranges]:
     """The stream's training ranges and held-out ranges, each in corpus order."""
     edges = [0, *chain.from_iterable(spans), n]
-    ranges = list(zip(edges, edges[1:]))
+    ranges = list(pairwise(edges))
     return ranges[0::2], ranges[1::2]
 
 
@@ -228,7 +229,7 @@ def _documents(f, ranges: Ranges, advance) -> Iterator[str]:
 
 def _train_bpe(texts, vocab_size: int):
     """Byte-level BPE (GPT-2 pre-tokenization) over 256 byte symbols, <|endoftext|> and merges."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415  (tokenizers only when a BPE is trained)
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -78,8 +78,10 @@ def _allowed(task: Task, k: int) -> list[np.ndarray]:
         a = np.ones(len(task.pool), dtype=bool)
         a[where.get((t.context, t.answer), [])] = False
         if a.sum() < k:
-            raise ValueError(f"task {task.name}: k = {k} demonstrations but test item {t.id!r} has only {a.sum()} "
-                             f"pool items other than itself; lower k or enlarge the pool")
+            raise ValueError(
+                f"task {task.name}: k = {k} demonstrations but test item {t.id!r} has only {a.sum()} "
+                f"pool items other than itself; lower k or enlarge the pool"
+            )
         allowed.append(a)
     return allowed
 

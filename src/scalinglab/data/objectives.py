@@ -28,8 +28,9 @@ class Objective(Choice):
     causal: ClassVar[bool]
     """Whether a position may attend only to itself and earlier ones."""
 
-    def examples(self, windows: np.ndarray, tokenizer_vocab: int, seed: int, step: int, rows: slice = slice(None),
-                 batch_size: int | None = None):
+    def examples(
+        self, windows: np.ndarray, tokenizer_vocab: int, seed: int, step: int, rows: slice = slice(None), batch_size: int | None = None
+    ):
         """windows (B, seq_len + 1) -> inputs, targets (B, seq_len) int32 and weights (B, seq_len) float32.
         windows may be only `rows` (start, stop) of a batch of batch_size: their rows of its examples."""
         raise NotImplementedError
@@ -67,7 +68,7 @@ class Masked(Objective):
         swap = chosen & (fate >= 0.8) & (fate < 0.9)
         swapped = rng.integers(0, tokenizer_vocab, swap.sum())
         first, _, _ = rows.indices(len(chosen))
-        swapped = swapped[swap[:first].sum():][: swap[rows].sum()]
+        swapped = swapped[swap[:first].sum() :][: swap[rows].sum()]
         chosen, fate, swap = chosen[rows], fate[rows], swap[rows]
         inputs = tokens.copy()
         inputs[chosen & (fate < 0.8)] = tokenizer_vocab  # the [MASK] id: one past the tokenizer's

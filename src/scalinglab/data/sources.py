@@ -147,8 +147,8 @@ def _jsonl_text(line: str, f: Path, n: int, text_field: str) -> bytes:
 
 
 def _parquet_documents(f: Path, text_field: str, advance: Advance) -> Iterator[bytes]:
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow as pa  # noqa: PLC0415  (pyarrow only for Parquet and JSONL corpora)
+    import pyarrow.parquet as pq  # noqa: PLC0415  (pyarrow only for Parquet and JSONL corpora)
 
     try:
         table = pq.ParquetFile(f)
@@ -163,7 +163,7 @@ def _parquet_documents(f: Path, text_field: str, advance: Advance) -> Iterator[b
 
 def _hf_documents(path: Path, text_field: str, advance: Advance) -> Iterator[bytes]:
     os.environ["HF_DATASETS_OFFLINE"] = "1"  # read from disk only, never the Hub
-    import datasets  # noqa: PLC0415
+    import datasets  # noqa: PLC0415  (datasets only for saved HF corpora, after going offline)
 
     try:
         ds = datasets.load_from_disk(str(path))
@@ -192,7 +192,7 @@ def _batched_documents(columns, where: Path, text_field: str, rows: int, size: i
 
 def _arrow_documents(column, where: Path, text_field: str, first: int) -> Iterator[bytes]:
     """A string (or binary) Arrow column, rows first, first + 1, ..., as UTF-8 documents."""
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa  # noqa: PLC0415  (pyarrow only for Parquet and JSONL corpora)
 
     if len(column) == 0:  # reported as "no rows", whatever type was inferred for no values
         return

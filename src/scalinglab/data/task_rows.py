@@ -32,7 +32,7 @@ class Rows:
         key = (prompt, continuation)
         if key not in self.index:
             context, answer = self.codec.encode(prompt), self.codec.encode(continuation)
-            tokens = (context + answer)[-(self.seq_len + 1):]
+            tokens = (context + answer)[-(self.seq_len + 1) :]
             self.index[key] = len(self.sequences)
             self.sequences.append((tokens, min(len(answer), len(tokens) - 1)))
         return self.index[key]
@@ -58,8 +58,8 @@ class Rows:
             tokens, n_answer = self.sequences[row]
             n = len(tokens) - 1
             inputs[r, :n], targets[r, :n] = tokens[:-1], tokens[1:]
-            answer[r, n - n_answer:n] = 1
-            context[r, :max(1, n - n_answer + 1)] = 1  # the positions that see the prompt only
+            answer[r, n - n_answer : n] = 1
+            context[r, : max(1, n - n_answer + 1)] = 1  # the positions that see the prompt only
         return inputs, targets, answer, context
 
     def __len__(self) -> int:
@@ -89,14 +89,18 @@ def item_scores(kind: TaskKind, gold: int, continuations: list[str], rows: list[
     scores = {"task_loss": float(-logp[g] / max(n[g], 1)), "task_bpb": float(-logp[g] / math.log(2) / n_bytes[g])}
     if kind == TaskKind.MULTIPLE_CHOICE:
         p = np.exp(logp - logp.max())
-        scores.update(acc=float(np.argmax(logp) == g), acc_norm=float(np.argmax(logp / n_bytes) == g),
-                      p_gold=float(p[g] / p.sum()), exact_match=math.nan, token_acc=math.nan)
+        scores.update(
+            acc=float(np.argmax(logp) == g),
+            acc_norm=float(np.argmax(logp / n_bytes) == g),
+            p_gold=float(p[g] / p.sum()),
+            exact_match=math.nan,
+            token_acc=math.nan,
+        )
         scores["score"] = scores["p_gold"]
     else:
         correct = out.n_correct[rows[0]]
         exact = float(correct == n[0])
-        scores.update(acc=exact, acc_norm=math.nan, p_gold=math.nan, exact_match=exact,
-                      token_acc=float(correct / max(n[0], 1)))
+        scores.update(acc=exact, acc_norm=math.nan, p_gold=math.nan, exact_match=exact, token_acc=float(correct / max(n[0], 1)))
         scores["score"] = scores["token_acc"]
     return scores
 
@@ -104,13 +108,21 @@ def item_scores(kind: TaskKind, gold: int, continuations: list[str], rows: list[
 def task_record(task, shots: int, strategy: str, items: list[dict], demos: list[list[int]]) -> dict:
     """One (task, shots, strategy)'s record of tasks.jsonl: the means over test items, the standard
     error of acc, and per item its id, acc, continuous score and demonstrations (pool item ids)."""
-    mean = {k: _number(np.mean([s[k] for s in items])) for k in
-            ("acc", "acc_norm", "task_loss", "task_bpb", "p_gold", "exact_match", "token_acc")}
+    mean = {
+        k: _number(np.mean([s[k] for s in items]))
+        for k in ("acc", "acc_norm", "task_loss", "task_bpb", "p_gold", "exact_match", "token_acc")
+    }
     acc = np.array([s["acc"] for s in items])
     se = _number(acc.std(ddof=1) / math.sqrt(len(acc))) if len(acc) > 1 else None
     return {
-        "task": task.name, "kind": task.kind, "shots": shots, "strategy": strategy, **mean,
-        "chance": task.chance, "n_items": len(items), "acc_se": se,
+        "task": task.name,
+        "kind": task.kind,
+        "shots": shots,
+        "strategy": strategy,
+        **mean,
+        "chance": task.chance,
+        "n_items": len(items),
+        "acc_se": se,
         "items": [item.id for item in task.test],
         "item_acc": [int(a) for a in acc],
         "item_score": [round(s["score"], 5) for s in items],

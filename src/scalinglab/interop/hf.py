@@ -36,8 +36,10 @@ def export_hf(path: str | Path, out: Path) -> Path:
     """Writes the GPT-2 folder of the run at path into out (created; must be new or empty)."""
     run, run_dir = finished_run(path)
     if not run.model.objective.causal:
-        raise InputError(f"{run_dir.path}: trained with train.objective {run.model.objective.name} (a masked LM); no "
-                         "transformers class matches its architecture exactly (BERT's blocks are post-LN): only causal runs export")
+        raise InputError(
+            f"{run_dir.path}: trained with train.objective {run.model.objective.name} (a masked LM); no "
+            "transformers class matches its architecture exactly (BERT's blocks are post-LN): only causal runs export"
+        )
     if out.exists() and any(out.iterdir()):
         raise InputError(f"--out {out}: not empty; give a new folder")
     tensors = gpt2_tensors(run, load_file(str(run_dir.weights)))
@@ -52,11 +54,24 @@ def gpt2_config(run: RunSpec, eos: int) -> dict:
     """eos: the id of the token between documents (NUL for bytes, <|endoftext|> for BPE)."""
     m = run.model
     return {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": m.vocab_size,
-        "n_positions": m.seq_len, "n_embd": m.d_model, "n_layer": m.n_layers, "n_head": m.n_heads,
-        "n_inner": m.d_ff, "activation_function": "gelu_new", "layer_norm_epsilon": EPS,
-        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "tie_word_embeddings": True,
-        "scale_attn_weights": True, "bos_token_id": eos, "eos_token_id": eos, "torch_dtype": "float32",
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": m.vocab_size,
+        "n_positions": m.seq_len,
+        "n_embd": m.d_model,
+        "n_layer": m.n_layers,
+        "n_head": m.n_heads,
+        "n_inner": m.d_ff,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": EPS,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "tie_word_embeddings": True,
+        "scale_attn_weights": True,
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+        "torch_dtype": "float32",
         "scalinglab": {"run_id": run.run_id, "N": run.N, "D": run.D, "parametrization": m.parametrization.name},
     }
 
@@ -66,18 +81,23 @@ def gpt2_tensors(run: RunSpec, w: dict[str, np.ndarray]) -> dict[str, np.ndarray
     m = run.model
     r = m.parametrization.rules(m.d_model, m.d_ff, m.n_layers, m.d_head)
     mult = r.hidden_mult
-    out = {"transformer.wte.weight": r.embed_mult * w["embed.embedding"],
-           "transformer.wpe.weight": r.embed_mult * w["pos"],
-           "transformer.ln_f.weight": r.readout_mult / r.embed_mult * w["ln_f.scale"],
-           "transformer.ln_f.bias": r.readout_mult / r.embed_mult * w["ln_f.bias"]}
+    out = {
+        "transformer.wte.weight": r.embed_mult * w["embed.embedding"],
+        "transformer.wpe.weight": r.embed_mult * w["pos"],
+        "transformer.ln_f.weight": r.readout_mult / r.embed_mult * w["ln_f.scale"],
+        "transformer.ln_f.bias": r.readout_mult / r.embed_mult * w["ln_f.bias"],
+    }
     q_scale = r.attn_scale * math.sqrt(m.d_head)  # GPT-2 divides by sqrt(d_head) itself
     for i in range(m.n_layers):
         p, qkv = f"transformer.h.{i}.", mult["qkv"] * w["blocks.qkv.kernel"][i]
         qkv[:, : m.d_model] *= q_scale
         out |= {
-            p + "ln_1.weight": w["blocks.ln1.scale"][i], p + "ln_1.bias": w["blocks.ln1.bias"][i],
-            p + "attn.c_attn.weight": qkv, p + "attn.c_proj.weight": mult["out"] * w["blocks.out.kernel"][i],
-            p + "ln_2.weight": w["blocks.ln2.scale"][i], p + "ln_2.bias": w["blocks.ln2.bias"][i],
+            p + "ln_1.weight": w["blocks.ln1.scale"][i],
+            p + "ln_1.bias": w["blocks.ln1.bias"][i],
+            p + "attn.c_attn.weight": qkv,
+            p + "attn.c_proj.weight": mult["out"] * w["blocks.out.kernel"][i],
+            p + "ln_2.weight": w["blocks.ln2.scale"][i],
+            p + "ln_2.bias": w["blocks.ln2.bias"][i],
             p + "mlp.c_fc.weight": mult["up"] * w["blocks.up.kernel"][i],
             p + "mlp.c_proj.weight": mult["down"] * r.gelu_mult * w["blocks.down.kernel"][i],
         }
@@ -97,8 +117,13 @@ def write_tokenizer(run: RunSpec, out: Path) -> int:
         shutil.copyfile(prepare(run.data) / "tokenizer.json", out / "tokenizer.json")
         vocab = json.loads((out / "tokenizer.json").read_text())
         eos, eos_id = EOT, next(t["id"] for t in vocab["added_tokens"] if t["content"] == EOT)
-    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": run.model.seq_len,
-                "bos_token": eos, "eos_token": eos, "clean_up_tokenization_spaces": False}
+    settings = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": run.model.seq_len,
+        "bos_token": eos,
+        "eos_token": eos,
+        "clean_up_tokenization_spaces": False,
+    }
     (out / "tokenizer_config.json").write_text(json.dumps(settings, indent=1) + "\n")
     (out / "special_tokens_map.json").write_text(json.dumps({"bos_token": eos, "eos_token": eos}) + "\n")
     return eos_id
@@ -113,7 +138,7 @@ def byte_unicode() -> list[str]:
 
 def byte_tokenizer():
     """A tokenizers.Tokenizer whose ids are the text's UTF-8 bytes, as the byte corpus's."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: PLC0415
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: PLC0415  (tokenizers only when a model is exported)
 
     tok = Tokenizer(models.BPE(vocab={c: b for b, c in enumerate(byte_unicode())}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)

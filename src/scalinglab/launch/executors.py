@@ -21,8 +21,13 @@ def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Exe
     s = launch.slurm
     executor = submitit.AutoExecutor(folder=folder, cluster=launch.executor, slurm_max_num_timeout=s.max_requeues)
     if launch.executor == Executor.SLURM:
-        optional = {"slurm_partition": s.partition, "slurm_account": s.account, "slurm_qos": s.qos,
-                    "slurm_constraint": s.constraint, "mem_gb": s.mem_gb}
+        optional = {
+            "slurm_partition": s.partition,
+            "slurm_account": s.account,
+            "slurm_qos": s.qos,
+            "slurm_constraint": s.constraint,
+            "mem_gb": s.mem_gb,
+        }
         executor.update_parameters(
             timeout_min=timeout_min,
             nodes=s.nodes,

@@ -37,8 +37,17 @@ JOB_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 SHARED_GPU_MEMORY = 0.9
 
 
-def run_job(record: dict, run_path: str, cores: list[int] | None, started=None, *, gpus: int = 0,
-            visible: tuple[str, ...] | None = None, jobs_per_gpu: int = 1, processes: int = 1) -> dict:
+def run_job(
+    record: dict,
+    run_path: str,
+    cores: list[int] | None,
+    started=None,
+    *,
+    gpus: int = 0,
+    visible: tuple[str, ...] | None = None,
+    jobs_per_gpu: int = 1,
+    processes: int = 1,
+) -> dict:
     """Trains the run of `record` (RunSpec.record) into run_path. A training error is kept in the
     run's summary.json, which is returned (status 'failed'), so every executor reports it the same
     way and the sweep goes on. A run another process is training (its lock is held), or has just
@@ -60,7 +69,7 @@ def run_job(record: dict, run_path: str, cores: list[int] | None, started=None, 
         if missing is not None:
             return runs.record_failure(run_dir, missing)
         return _train(record, run_dir, started)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return runs.record_failure(run_dir, f"{type(e).__name__}: {e}", traceback.format_exc())
     finally:
         os.close(lock)
@@ -84,8 +93,8 @@ def run_one_of_many(record: dict, run_dir: RunDir, cores: list[int] | None, star
         if missing is not None:
             raise RuntimeError(missing)
         return _train(record, run_dir, started)
-    except Exception as e:  # noqa: BLE001
-        from jax import process_index  # noqa: PLC0415
+    except Exception as e:
+        from jax import process_index  # noqa: PLC0415  (JAX and the training code only inside the job, after its setup)
 
         traceback.print_exc()
         if process_index() == 0:
@@ -101,7 +110,7 @@ def run_one_of_many(record: dict, run_dir: RunDir, cores: list[int] | None, star
 def _train(record: dict, run_dir: RunDir, started) -> dict:
     """Builds the run's Trainer (importing the training code, and with it JAX: after setup_job),
     tells started(trainer), and trains."""
-    from ..training.loop import Trainer  # noqa: PLC0415
+    from ..training.loop import Trainer  # noqa: PLC0415  (JAX and the training code only inside the job, after its setup)
 
     trainer = Trainer(RunSpec.from_record(record), run_dir, compile_cache=run_dir.sweep.compile_cache)
     if started is not None:
@@ -159,14 +168,17 @@ class TrainJob(submitit.helpers.Checkpointable):
         checkpoint(), then exits), or failed when requeued too often; after SIGTERM alone (SLURM's
         cancel or its own preemption), failed, to be resumed by the next `scalinglab run` (or by
         SLURM's requeue). The other processes just return."""
-        from ..training.distributed import is_main  # noqa: PLC0415
+        from ..training.distributed import is_main  # noqa: PLC0415  (JAX and the training code only inside the job, after its setup)
 
         if not is_main():
             return summary
         self.saved = summary["step"]
         if not self.warned:
-            return runs.record_failure(run_dir, f"stopped by SIGTERM (cancelled, or preempted by SLURM) after saving "
-                                                f"step {self.saved}; `scalinglab run` resumes it from there")
+            return runs.record_failure(
+                run_dir,
+                f"stopped by SIGTERM (cancelled, or preempted by SLURM) after saving "
+                f"step {self.saved}; `scalinglab run` resumes it from there",
+            )
         try:
             self.requeue(signal.SIGUSR2, None)
         except subprocess.CalledProcessError as e:
@@ -175,7 +187,7 @@ class TrainJob(submitit.helpers.Checkpointable):
             # slurmctld accepted the requeue and stops the job at once: its SIGTERM can reach
             # `scontrol requeue`, a process of the job, before it exits. Exit as submitit does.
             sys.exit(-1)
-        except Exception as e:  # noqa: BLE001  (too many requeues)
+        except Exception as e:
             return runs.record_failure(run_dir, f"{type(e).__name__}: {e}")
         return summary
 
@@ -183,18 +195,16 @@ class TrainJob(submitit.helpers.Checkpointable):
         run_dir = RunDir(run_path)
         count = runs.requeue_count(run_dir)
         if count >= self.max_requeues:  # raised into the step loop: run_job records the run as failed
-            raise RuntimeError(f"stopped by the scheduler (preempted or out of time) {count + 1} times; "
-                               f"launch.slurm.max_requeues is {self.max_requeues}")
-        if self.processes > 1:  # saved by every process already (or, before training, not at all)
-            step = self.saved
-        else:
-            step = self.trainer.save_for_requeue() if self.trainer is not None else None
+            raise RuntimeError(
+                f"stopped by the scheduler (preempted or out of time) {count + 1} times; launch.slurm.max_requeues is {self.max_requeues}"
+            )
+        # Several processes: saved by every one already (or, before training, not at all).
+        step = self.saved if self.processes > 1 else self.trainer.save_for_requeue() if self.trainer is not None else None
         runs.record_requeue(run_dir, step)
         return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues, self.gpus, self.processes), record, run_path, cores)
 
 
-def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] | None = None,
-              jobs_per_gpu: int = 1) -> None:
+def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] | None = None, jobs_per_gpu: int = 1) -> None:
     """Process settings of a training job; they must be made before JAX is imported. cores: the
     CPUs it may use (None: all it has). A GPU job (gpus > 0) sees the GPUs `visible` (local jobs;
     None: those it was given, by SLURM) and, when jobs_per_gpu jobs share each GPU, takes its share

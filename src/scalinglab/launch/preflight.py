@@ -85,10 +85,12 @@ def check_memory(sweep: SweepSpec, runs: list[RunSpec]) -> tuple[list[memory.Mem
         others = len(too_big) - 1
         more = f" (and {others} more run{'s' * (others > 1)})" if others else ""
         share = "" if capacity == usable else f" of {_gib(capacity)}"
-        raise SpecError(f"{_grid_entry(sweep, run)}: the model of N {run.N:.3g} (n_layers {run.model.n_layers}, d_model "
-                        f"{run.model.d_model}) needs {_gib(mem.total)} GiB per device{more}, more than the "
-                        f"{_gib(usable)} GiB usable{share} ({device_source(sweep.launch, len(runs))}); "
-                        f"{_what_to_do(sweep, run, mem, usable, len(runs))}")
+        raise SpecError(
+            f"{_grid_entry(sweep, run)}: the model of N {run.N:.3g} (n_layers {run.model.n_layers}, d_model "
+            f"{run.model.d_model}) needs {_gib(mem.total)} GiB per device{more}, more than the "
+            f"{_gib(usable)} GiB usable{share} ({device_source(sweep.launch, len(runs))}); "
+            f"{_what_to_do(sweep, run, mem, usable, len(runs))}"
+        )
     return memories, where + f"{usable / GIB:.3g} GiB usable ({device_source(sweep.launch, len(runs))})"
 
 
@@ -102,7 +104,9 @@ def _grid_entry(sweep: SweepSpec, run: RunSpec) -> str:
     m, g = run.model, sweep.grid
     if g.points is not None:
         return f"grid.points[{next(i for i, p in enumerate(g.points) if point_shape(p, sweep.model).N == run.N)}]"
-    index = next(i for i, s in enumerate(shapes(sweep)) if (s.n_layers, s.d_model, s.n_heads, s.d_ff) == (m.n_layers, m.d_model, m.n_heads, m.d_ff))
+    index = next(
+        i for i, s in enumerate(shapes(sweep)) if (s.n_layers, s.d_model, s.n_heads, s.d_ff) == (m.n_layers, m.d_model, m.n_heads, m.d_ff)
+    )
     return f"{'grid.shapes' if g.shapes is not None else 'grid.N'}[{index}]"
 
 
@@ -112,12 +116,16 @@ def _what_to_do(sweep: SweepSpec, run: RunSpec, mem: memory.Memory, usable: floa
     fixed = mem.params + mem.optimizer + mem.gradients
     if fixed > usable and t.fsdp == launch.devices:
         over = f" (sharded over all {launch.devices} devices of a run)" if launch.devices > 1 else ""
-        return (f"its weights, AdamW state and gradients alone take {_gib(fixed)} GiB per device{over}: plan smaller "
-                "models, or give a run more devices (launch.gpus_per_job, launch.slurm.nodes) and shard them "
-                "over those (train.fsdp)")
+        return (
+            f"its weights, AdamW state and gradients alone take {_gib(fixed)} GiB per device{over}: plan smaller "
+            "models, or give a run more devices (launch.gpus_per_job, launch.slurm.nodes) and shard them "
+            "over those (train.fsdp)"
+        )
     if fixed > usable:
-        return (f"its weights, AdamW state and gradients alone take {_gib(fixed)} GiB per device: shard them over "
-                f"more of the run's {launch.devices} device(s) (train.fsdp {t.fsdp}), or plan smaller models")
+        return (
+            f"its weights, AdamW state and gradients alone take {_gib(fixed)} GiB per device: shard them over "
+            f"more of the run's {launch.devices} device(s) (train.fsdp {t.fsdp}), or plan smaller models"
+        )
     todo = []
     if mem.evaluation > mem.step:
         todo.append("lower data.val_tokens (evaluation scores up to 63 windows at once)")
@@ -145,17 +153,22 @@ def check_gpus(launch_spec: LaunchSpec) -> None:
     gpus, visible = available_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")
     if not gpus:
         where = "nvidia-smi lists none" if visible is None else f"CUDA_VISIBLE_DEVICES is {visible!r}"
-        raise SpecError(f"launch.gpus_per_job: {g} but no GPU is visible here ({where}); "
-                        "set launch.gpus_per_job 0 to train on the CPU, or run on a machine with GPUs")
+        raise SpecError(
+            f"launch.gpus_per_job: {g} but no GPU is visible here ({where}); "
+            "set launch.gpus_per_job 0 to train on the CPU, or run on a machine with GPUs"
+        )
     if len(gpus) < g:
-        raise SpecError(f"launch.gpus_per_job: {g} but only {len(gpus)} GPU(s) are visible here "
-                        f"({','.join(gpus)}); give at most {len(gpus)}")
+        raise SpecError(
+            f"launch.gpus_per_job: {g} but only {len(gpus)} GPU(s) are visible here ({','.join(gpus)}); give at most {len(gpus)}"
+        )
     slots, k = gpu_slots(launch_spec, len(gpus)), launch_spec.jobs_per_gpu
     if launch_spec.max_parallel is not None and launch_spec.max_parallel > slots:
         share = ", or share each GPU with launch.jobs_per_gpu" if g == 1 else ""
-        raise SpecError(f"launch.max_parallel: {launch_spec.max_parallel} jobs at once, but the {len(gpus)} GPU(s) "
-                        f"visible here hold {slots} (launch.gpus_per_job {g}, launch.jobs_per_gpu {k}); "
-                        f"give at most {slots}{share}")
+        raise SpecError(
+            f"launch.max_parallel: {launch_spec.max_parallel} jobs at once, but the {len(gpus)} GPU(s) "
+            f"visible here hold {slots} (launch.gpus_per_job {g}, launch.jobs_per_gpu {k}); "
+            f"give at most {slots}{share}"
+        )
 
 
 class Bars(Meter):

@@ -122,8 +122,7 @@ def _smallest_gpu_memory() -> int | None:
 def _machine_memory() -> int | None:
     """This machine's memory (/proc/meminfo MemTotal), or its cgroup's limit if lower."""
     try:
-        total = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal:"))
+        total = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
     except (OSError, StopIteration, ValueError, IndexError):
         return None
     try:

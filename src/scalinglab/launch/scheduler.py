@@ -26,8 +26,14 @@ from .resources import available_gpus, max_parallel, slot_cores, slot_gpus
 
 POLL_S = 0.5
 SACCT_POLL_S = 5.0  # submitit alone asks sacct ever more rarely, up to every 10 min
-COLUMNS = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}% of FLOPs"),
-           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    TextColumn("{task.percentage:>3.0f}% of FLOPs"),
+    TimeElapsedColumn(),
+    TextColumn("ETA"),
+    TimeRemainingColumn(),
+)
 
 
 @dataclass
@@ -97,8 +103,11 @@ class Scheduler:
             metrics = runs.read_metrics(run_dir)
             partial += run.C * max(0, metrics[-1]["step"] - run.start_step) / run.steps if metrics else 0.0
         o = self.outcome
-        self.progress.update(self.task, completed=self.finished_flops + partial, description=(
-            f"runs {o.done} done · {len(self.running)} running or queued · {o.failed} failed · {len(self.queue)} waiting"))
+        self.progress.update(
+            self.task,
+            completed=self.finished_flops + partial,
+            description=(f"runs {o.done} done · {len(self.running)} running or queued · {o.failed} failed · {len(self.queue)} waiting"),
+        )
 
     def recheck_elsewhere(self) -> None:
         """Runs whose other process has ended: done by it, or to be trained here from their checkpoint."""
@@ -135,8 +144,15 @@ class Scheduler:
         launch, visible = self.launch, None
         if launch.executor == Executor.LOCAL and launch.gpus_per_job:
             visible = slot_gpus(launch, slot, self.gpus)
-        job = self.executor.submit(run_job, run.record(), str(run_dir.path), slot_cores(launch, slot, self.n_slots),
-                                   gpus=launch.gpus_per_job, visible=visible, jobs_per_gpu=launch.jobs_per_gpu)
+        job = self.executor.submit(
+            run_job,
+            run.record(),
+            str(run_dir.path),
+            slot_cores(launch, slot, self.n_slots),
+            gpus=launch.gpus_per_job,
+            visible=visible,
+            jobs_per_gpu=launch.jobs_per_gpu,
+        )
         jobs.record_jobs(self.sweep, self.launch.executor, {run.run_id: job.job_id})
         self.running[job] = (run, run_dir, slot)
 
@@ -169,7 +185,7 @@ class Scheduler:
         (killed, out of memory), any of them, is recorded as failed."""
         try:
             return job.results()[0]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             last_line = (str(e).strip().splitlines() or [""])[-1]
             summary = runs.read_summary(run_dir)  # the job's own account, if it wrote one
             if summary and summary["status"] == Status.FAILED:

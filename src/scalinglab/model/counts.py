@@ -40,9 +40,7 @@ def attention_keys_per_query(seq_len: int, causal: bool, block: int | None) -> f
     return sum((min(s + block, seq_len) - s) * min(s + block, seq_len) for s in starts) / seq_len
 
 
-def computed_flops_per_token(
-    N: int, n_layers: int, d_model: int, seq_len: int, vocab_size: int, causal: bool, block: int | None
-) -> float:
+def computed_flops_per_token(N: int, n_layers: int, d_model: int, seq_len: int, vocab_size: int, causal: bool, block: int | None) -> float:
     """FLOPs per token a training step computes, forward and backward: flops_per_token with the
     attention scores and values over attention_keys_per_query(seq_len, causal, block) keys instead
     of all seq_len. What is recomputed in the backward (a kernel's scores, remat) is not counted:

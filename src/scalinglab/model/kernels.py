@@ -45,8 +45,7 @@ def cpu_kernel_missing() -> str | None:
     return None
 
 
-def attention_kind(platform: str, device_kind: str, n_devices: int, precision: Precision,
-                   cpu_kernel: Callable[[], bool]) -> Attention:
+def attention_kind(platform: str, device_kind: str, n_devices: int, precision: Precision, cpu_kernel: Callable[[], bool]) -> Attention:
     """cpu on one CPU device in fp32, where cpu_kernel() says it works (XLA cannot partition a
     custom call); cudnn on NVIDIA GPUs in bf16; xla otherwise."""
     if platform == "cpu":

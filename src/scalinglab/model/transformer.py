@@ -123,8 +123,9 @@ def attention_kind(precision: kernels.Precision, devices=None) -> kernels.Attent
     return kernels.attention_kind(first.platform, first.device_kind, len(devices), precision, cpu_attention.available)
 
 
-def attention(q_BLHK: jax.Array, k_BLHK: jax.Array, v_BLHK: jax.Array, scale: float, causal: bool,
-              kind: kernels.Attention = kernels.Attention.XLA) -> jax.Array:
+def attention(
+    q_BLHK: jax.Array, k_BLHK: jax.Array, v_BLHK: jax.Array, scale: float, causal: bool, kind: kernels.Attention = kernels.Attention.XLA
+) -> jax.Array:
     """Softmax attention of `kind` (attention_kind). μP's 1/d_head (or the standard 1/sqrt(d_head))
     is the kernel's own scale."""
     if kind == kernels.Attention.CPU:  # the kernel works heads-major, as XLA's CPU batched dot wants it

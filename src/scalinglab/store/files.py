@@ -24,7 +24,7 @@ def report_damage(path: Path, what: str) -> None:
 
 def is_in_progress(name: str, of: str) -> bool:
     """Whether a file name is replacing() at work on the file `of` (or NFS's trace of a deleted file)."""
-    return name.startswith(f".{of}.") or name.startswith(".nfs")
+    return name.startswith((f".{of}.", ".nfs"))
 
 
 @contextlib.contextmanager
@@ -70,7 +70,7 @@ def read_record(path: Path, keys: set[str]) -> tuple[dict | None, str | None]:
         obj = read_json(path)
     except ValueError as e:  # not JSON, or not UTF-8
         return None, f"not JSON ({e})"
-    if obj is None or isinstance(obj, dict) and keys <= obj.keys():
+    if obj is None or (isinstance(obj, dict) and keys <= obj.keys()):
         return obj, None
     missing = sorted(keys - obj.keys()) if isinstance(obj, dict) else None
     return None, f"no {', '.join(missing)} in it" if missing else "not a JSON object"

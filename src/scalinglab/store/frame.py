@@ -27,9 +27,12 @@ def _read_run(run: RunDir) -> dict:
     if summary is None and not run.resume.exists():
         metrics = runs.read_metrics(run)
         if metrics and not runs.is_locked(run):  # the lock only where there is something to say: a job may be starting
-            report_damage(run.path, f"evaluations up to step {metrics[-1]['step']} of {spec['steps']} but no summary.json "
-                                    "and no checkpoint (interrupted before its first checkpoint, or its summary was lost); "
-                                    "not in the fits until it is trained again")
+            report_damage(
+                run.path,
+                f"evaluations up to step {metrics[-1]['step']} of {spec['steps']} but no summary.json "
+                "and no checkpoint (interrupted before its first checkpoint, or its summary was lost); "
+                "not in the fits until it is trained again",
+            )
     return {**spec, **(summary or {"status": runs.Status.PENDING})}
 
 
@@ -50,8 +53,7 @@ def _task_rows(run: RunDir, row: dict, items: bool) -> list[dict]:
     return out
 
 
-def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: bool = False,
-         items: bool = False) -> pd.DataFrame:
+def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: bool = False, items: bool = False) -> pd.DataFrame:
     """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics); with
     per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss); with
     tasks one row per scored (evaluation, task, shots, strategy): task, kind, shots, strategy, acc,

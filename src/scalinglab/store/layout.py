@@ -1,18 +1,18 @@
 """The layout of a results folder; every path and file name in it is spelled here and nowhere else.
 
-    results/<sweep>/
-      sweep.json                 the resolved sweep (every default filled in)
-      jobs.json                  each run's latest job id and executor
-      fit.json, figures/         the fitted laws and their figures; report.html, the page of them all
-      logs/                      submitit's job scripts and logs
-      jax_cache/                 compiled steps shared by the sweep's jobs
-      runs/<run_id>/run.json     the run spec (a flat record; RunSpec.record)
-      runs/<run_id>/metrics.jsonl one JSON line per evaluation
-      runs/<run_id>/tasks.jsonl  one JSON line per scored (evaluation, task, shots, strategy)
-      runs/<run_id>/summary.json how the run ended
-      runs/<run_id>/requeues.json how often its job was preempted or timed out
-      runs/<run_id>/ckpt/        its latest checkpoint while unfinished
-      runs/<run_id>/branch_points/ a cooldown trunk's checkpoints at its branch points
+results/<sweep>/
+  sweep.json                 the resolved sweep (every default filled in)
+  jobs.json                  each run's latest job id and executor
+  fit.json, figures/         the fitted laws and their figures; report.html, the page of them all
+  logs/                      submitit's job scripts and logs
+  jax_cache/                 compiled steps shared by the sweep's jobs
+  runs/<run_id>/run.json     the run spec (a flat record; RunSpec.record)
+  runs/<run_id>/metrics.jsonl one JSON line per evaluation
+  runs/<run_id>/tasks.jsonl  one JSON line per scored (evaluation, task, shots, strategy)
+  runs/<run_id>/summary.json how the run ended
+  runs/<run_id>/requeues.json how often its job was preempted or timed out
+  runs/<run_id>/ckpt/        its latest checkpoint while unfinished
+  runs/<run_id>/branch_points/ a cooldown trunk's checkpoints at its branch points
 """
 
 from __future__ import annotations
@@ -23,8 +23,17 @@ from pathlib import Path
 RUNS = "runs"
 # A run folder's entries (RunDir's properties): scalinglab writes nothing else there.
 SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS, WEIGHTS, TENSORBOARD, WANDB = (
-    "run.json", "metrics.jsonl", "tasks.jsonl", "summary.json", "requeues.json", "ckpt", "branch_points",
-    "weights.safetensors", "tensorboard", "wandb")
+    "run.json",
+    "metrics.jsonl",
+    "tasks.jsonl",
+    "summary.json",
+    "requeues.json",
+    "ckpt",
+    "branch_points",
+    "weights.safetensors",
+    "tensorboard",
+    "wandb",
+)
 RUN_FILES = (SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS, WEIGHTS, TENSORBOARD, WANDB)
 
 

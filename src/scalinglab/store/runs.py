@@ -174,4 +174,3 @@ def is_locked(run: RunDir) -> bool:
     if fd is not None:
         os.close(fd)
     return fd is None
-

@@ -62,8 +62,10 @@ def builtin_name(name: str, where: str) -> str:
     if name not in BUILTIN:
         close = difflib.get_close_matches(name, BUILTIN, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise SpecError(f"{where}: {name!r} is not a built-in task; {hint}give one of {', '.join(BUILTIN)} "
-                        "or a user task {name, test: FILE.jsonl, ...}")
+        raise SpecError(
+            f"{where}: {name!r} is not a built-in task; {hint}give one of {', '.join(BUILTIN)} "
+            "or a user task {name, test: FILE.jsonl, ...}"
+        )
     return name
 
 
@@ -71,8 +73,10 @@ def check_eval(spec: EvalSpec, objective: str) -> None:
     """Task names, files and shot counts; a user task's files are read once here, so that a bad
     line is refused before anything is planned or written."""
     if spec.tasks and not OBJECTIVES[objective].causal:
-        raise SpecError(f"eval.tasks: scored by the likelihood of answers after a prompt, which needs "
-                        f"train.objective 'causal', not {objective!r}; remove eval.tasks")
+        raise SpecError(
+            f"eval.tasks: scored by the likelihood of answers after a prompt, which needs "
+            f"train.objective 'causal', not {objective!r}; remove eval.tasks"
+        )
     names = []
     for i, task in enumerate(spec.tasks):
         where = f"eval.tasks[{i}]"
@@ -92,8 +96,10 @@ def check_eval(spec: EvalSpec, objective: str) -> None:
     if repeated:
         raise SpecError(f"eval.tasks: {sorted(repeated)[0]!r} is listed twice; give each task once")
     if spec.tasks and max(spec.num_fewshot) > spec.pool_items:
-        raise SpecError(f"eval.num_fewshot: {max(spec.num_fewshot)} demonstrations but eval.pool_items is "
-                        f"{spec.pool_items}; raise pool_items or lower the shots")
+        raise SpecError(
+            f"eval.num_fewshot: {max(spec.num_fewshot)} demonstrations but eval.pool_items is "
+            f"{spec.pool_items}; raise pool_items or lower the shots"
+        )
 
 
 def task_arguments(task: TaskEntry) -> dict:

@@ -87,11 +87,15 @@ def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
     for what, D in asked:
         steps = round(D / tps)
         if steps < MIN_STEPS:
-            raise SpecError(f"{what} = {D / tps:.3g} {batch}; a run needs at least {MIN_STEPS} steps "
-                            f"({MIN_STEPS * tps:,} tokens): raise it, or lower train.batch_size")
+            raise SpecError(
+                f"{what} = {D / tps:.3g} {batch}; a run needs at least {MIN_STEPS} steps "
+                f"({MIN_STEPS * tps:,} tokens): raise it, or lower train.batch_size"
+            )
         if g.points is not None and steps in out:  # listed pairs: the same run twice is a mistake, not a merge
-            raise SpecError(f"{what}: the same run as {out[steps].split(':')[0]} (n_layers {shape.n_layers}, d_model "
-                            f"{shape.d_model}, {steps:,} steps of {batch}); remove one of them")
+            raise SpecError(
+                f"{what}: the same run as {out[steps].split(':')[0]} (n_layers {shape.n_layers}, d_model "
+                f"{shape.d_model}, {steps:,} steps of {batch}); remove one of them"
+            )
         out.setdefault(steps, what)
     return sorted(out)
 
@@ -107,14 +111,36 @@ def _branched(spec: SweepSpec, shape: Shape, data: DataConfig, all_steps: list[i
     if not branched:
         return runs
     points = tuple(sorted({starts[steps] for steps in branched}))
-    trunk = _run(spec, shape, data, points[-1], seed, warmup, role=Role.TRUNK, decay_start=points[-1], branch_steps=points,
-                 eval_steps=tuple(sorted(set(_eval_steps(0, points[-1], t.n_evals)) | set(points))))
+    trunk = _run(
+        spec,
+        shape,
+        data,
+        points[-1],
+        seed,
+        warmup,
+        role=Role.TRUNK,
+        decay_start=points[-1],
+        branch_steps=points,
+        eval_steps=tuple(sorted(set(_eval_steps(0, points[-1], t.n_evals)) | set(points))),
+    )
     runs.append(trunk)
     for steps in branched:
         evals = tuple(e for e in trunk.eval.steps if e <= starts[steps]) + _eval_steps(starts[steps], steps, t.n_evals)
         copied = tuple(s for s in trunk.eval.task_steps if s <= starts[steps])
-        runs.append(_run(spec, shape, data, steps, seed, warmup, decay_start=starts[steps], trunk_id=trunk.run_id,
-                         eval_steps=evals, trunk_task_steps=copied))
+        runs.append(
+            _run(
+                spec,
+                shape,
+                data,
+                steps,
+                seed,
+                warmup,
+                decay_start=starts[steps],
+                trunk_id=trunk.run_id,
+                eval_steps=evals,
+                trunk_task_steps=copied,
+            )
+        )
     return runs
 
 
@@ -128,9 +154,15 @@ def tuned(spec: SweepSpec) -> list[SweepSpec]:
         def setting(p):
             return p.lr or t.lr, p.batch_size or t.batch_size
 
-        return [spec.model_copy(update={"grid": g.model_copy(update={"points": [p for p in g.points if setting(p) == k]}),
-                                        "train": t.model_copy(update={"lr": k[0], "batch_size": k[1]})})
-                for k in dict.fromkeys(map(setting, g.points))]
+        return [
+            spec.model_copy(
+                update={
+                    "grid": g.model_copy(update={"points": [p for p in g.points if setting(p) == k]}),
+                    "train": t.model_copy(update={"lr": k[0], "batch_size": k[1]}),
+                }
+            )
+            for k in dict.fromkeys(map(setting, g.points))
+        ]
     settings = [{"lr": lr, "batch_size": b} for lr in g.lr or [t.lr] for b in g.batch_size or [t.batch_size]]
     if g.lr is None and g.batch_size is None:
         return [spec]

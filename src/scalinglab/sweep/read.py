@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
-from .spec import SweepSpec, check
+from .rules import check
+from .spec import SweepSpec
 
 # The deepest value a sweep has is 4 levels down (launch.slurm.extra.<flag>, grid.shapes[i].n_layers).
 MAX_DEPTH = 8
@@ -137,7 +138,7 @@ def load(path: str | Path) -> SweepSpec:
         raise SpecError(f"{path}: not UTF-8 text (byte {e.start}); save the sweep as UTF-8") from None
     try:
         _check_nesting(text, str(path))
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

@@ -104,13 +104,12 @@ class EvalConfig:
 
 
 # Record keys that do not change what a run computes: left out of its id.
-NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp", "eval_task_files", "keep_weights",
-                "tracking")
+NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp", "eval_task_files", "keep_weights", "tracking")
 # A run without tasks has the id it had before tasks existed: these keys then stay out of it.
 TASK_KEYS = ("eval_tasks", "task_steps", "num_fewshot", "strategies", "test_items", "pool_items")
 # Keys every record had before the nesting, for choices that no longer hold them (a constant
 # schedule has no cooldown shape): their defaults, so that such runs keep their ids. The spec
-# refuses them set to anything else where they are unused (spec._USED_ONLY_WITH).
+# refuses them set to anything else where they are unused (rules._USED_ONLY_WITH).
 UNUSED_DEFAULTS = {
     "base_width": ModelSpec.model_fields["base_width"].default,
     "mask_fraction": TrainSpec.model_fields["mask_fraction"].default,

@@ -8,7 +8,8 @@ import difflib
 
 from ..errors import SpecError
 
-SBATCH_OPTIONS = frozenset("""
+SBATCH_OPTIONS = frozenset(
+    """
 account acctg-freq batch bb bbf begin chdir cluster-constraint clusters comment constraint container
 container-id contiguous core-spec cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline
 delay-boot dependency distribution exclude exclusive export export-file extra extra-node-info
@@ -19,14 +20,21 @@ ntasks ntasks-per-core ntasks-per-gpu ntasks-per-node ntasks-per-socket oom-kill
 oversubscribe partition power prefer priority profile propagate qos reboot requeue reservation
 resv-ports segment sockets-per-node spread-job stepmgr switches thread-spec threads-per-core time
 time-min tmp tres-bind tres-per-task uid use-min-nodes wait-all-nodes wckey
-""".split())
+""".split()
+)
 
 # Set from the sweep's own fields, or by submitit for every job (its script, array and signals).
 OWN = {
-    "partition": "launch.slurm.partition", "account": "launch.slurm.account", "qos": "launch.slurm.qos",
-    "constraint": "launch.slurm.constraint", "time": "launch.slurm.time_min", "nodes": "launch.slurm.nodes",
-    "cpus-per-task": "launch.slurm.cpus_per_task", "mem": "launch.slurm.mem_gb",
-    "gpus-per-node": "launch.gpus_per_job", "ntasks-per-node": "launch.slurm.tasks_per_node",
+    "partition": "launch.slurm.partition",
+    "account": "launch.slurm.account",
+    "qos": "launch.slurm.qos",
+    "constraint": "launch.slurm.constraint",
+    "time": "launch.slurm.time_min",
+    "nodes": "launch.slurm.nodes",
+    "cpus-per-task": "launch.slurm.cpus_per_task",
+    "mem": "launch.slurm.mem_gb",
+    "gpus-per-node": "launch.gpus_per_job",
+    "ntasks-per-node": "launch.slurm.tasks_per_node",
 }
 SUBMITIT = {"array", "error", "input", "job-name", "open-mode", "output", "parsable", "signal", "wait", "wrap"}
 

@@ -38,9 +38,13 @@ def missing_accelerator(gpus: int, tpu_files: list[str]) -> str | None:
             return f"launch.gpus_per_job is {gpus} but JAX sees no GPU (a CPU-only jaxlib): pip install -e '.[cuda]'"
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         where = "CUDA_VISIBLE_DEVICES unset" if visible is None else f"CUDA_VISIBLE_DEVICES={visible!r}"
-        return (f"launch.gpus_per_job is {gpus} but JAX ({plugin}) finds no GPU ({where}): check that "
-                "nvidia-smi lists it and that the driver supports the plugin's CUDA version")
+        return (
+            f"launch.gpus_per_job is {gpus} but JAX ({plugin}) finds no GPU ({where}): check that "
+            "nvidia-smi lists it and that the driver supports the plugin's CUDA version"
+        )
     if importlib.util.find_spec("libtpu") is None:
         return f"this is a TPU VM ({tpu_files[0]}) but JAX sees no TPU (a CPU-only jaxlib): pip install -e '.[tpu]'"
-    return (f"this is a TPU VM ({tpu_files[0]}) but JAX finds no TPU: another process may hold the chips "
-            "(one JAX process per TPU VM; launch.max_parallel 1)")
+    return (
+        f"this is a TPU VM ({tpu_files[0]}) but JAX finds no TPU: another process may hold the chips "
+        "(one JAX process per TPU VM; launch.max_parallel 1)"
+    )

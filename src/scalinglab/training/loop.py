@@ -46,8 +46,14 @@ class Counters:
         self.wall_s = meta.get("wall_s", 0.0)  # spent in earlier sessions of this run
 
     def meta(self, wall_now: float) -> dict:
-        return {"step": self.step, "loss_sum": self.loss_sum, "loss_count": self.loss_count, "rates": self.rates,
-                "compile_s": self.compile_s, "wall_s": self.wall_s + wall_now}
+        return {
+            "step": self.step,
+            "loss_sum": self.loss_sum,
+            "loss_count": self.loss_count,
+            "rates": self.rates,
+            "compile_s": self.compile_s,
+            "wall_s": self.wall_s + wall_now,
+        }
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,8 @@ class Trainer:
             rate = self.steps_in_interval * tokens_per_step / (time.perf_counter() - self.t_interval)
             c.rates.append(rate)
         L = float(self.val_loss(self.state[0], self.val))
-        record = {**self._score_tasks(step, step * tokens_per_step),
+        record = {
+            **self._score_tasks(step, step * tokens_per_step),
             "step": step,
             "tokens": step * tokens_per_step,
             "L": L,
@@ -271,8 +278,12 @@ class Trainer:
         losses = np.asarray(jax.device_get(losses[:n]), dtype=np.float64)
         if not np.all(np.isfinite(losses)):
             return None
-        meta = {**self.counters.meta(self.elapsed()), "step": step, "loss_sum": loss_sum + float(losses.sum()),
-                "loss_count": loss_count + n}
+        meta = {
+            **self.counters.meta(self.elapsed()),
+            "step": step,
+            "loss_sum": loss_sum + float(losses.sum()),
+            "loss_count": loss_count + n,
+        }
         checkpoint.save(self.dir.resume, step, state, meta)
         return step
 
@@ -287,8 +298,10 @@ class Trainer:
             try:
                 state, meta = checkpoint.restore(self.dir.resume, own[-1], like)
             except (ValueError, KeyError) as e:  # another layout: failing would fail every retry too
-                self.log(f"the checkpoint at step {own[-1]} does not fit this run's state (saved by another "
-                         f"version of scalinglab?): {str(e).splitlines()[0]}; training from the start")
+                self.log(
+                    f"the checkpoint at step {own[-1]} does not fit this run's state (saved by another "
+                    f"version of scalinglab?): {str(e).splitlines()[0]}; training from the start"
+                )
                 self._remove_checkpoint()
                 return self._resume(like)
             if self.main:
@@ -335,7 +348,8 @@ class Trainer:
             "peak_flops": self.peak,
             "compile_s": c.compile_s,
             "task_s": sum(m.get("task_s", 0.0) for m in metrics if m["step"] > self.run.start_step)
-            if self.scorer else None,  # a branch's own: its trunk's scoring is the trunk's
+            if self.scorer
+            else None,  # a branch's own: its trunk's scoring is the trunk's
             "wall_s": c.wall_s + self.elapsed(),
             "resumed_from": resumed_from,
             "val_tokens_scored": int(self.val[2].sum()),

@@ -20,8 +20,9 @@ def load_model(run, run_dir: RunDir) -> nnx.Module:
     return nnx.merge(graphdef, weights.restore(run_dir.weights, fresh))
 
 
-def sample(model, seq_len: int, prompt: list[int], max_new_tokens: int, temperature: float = 0.0,
-           top_k: int | None = None, seed: int = 0) -> list[int]:
+def sample(
+    model, seq_len: int, prompt: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int | None = None, seed: int = 0
+) -> list[int]:
     """The ids that follow prompt (at least one id)."""
     graphdef, params = nnx.split(model)
 
@@ -35,7 +36,7 @@ def sample(model, seq_len: int, prompt: list[int], max_new_tokens: int, temperat
         padded = jnp.array([window + [0] * (seq_len - len(window))], dtype=jnp.int32)  # causal: the padding is unseen
         logits = next_logits(params, padded, len(window) - 1)
         ids.append(int(_pick(logits, temperature, top_k, jax.random.fold_in(key, i))))
-    return ids[len(prompt):]
+    return ids[len(prompt) :]
 
 
 def _pick(logits: jax.Array, temperature: float, top_k: int | None, key) -> int:

@@ -48,10 +48,8 @@ def state_shardings(mesh: Mesh, params: nnx.State, tx: optax.GradientTransformat
     """NamedShardings of (params, opt_state): the parameters' annotations; the optimizer's moments
     like their parameters, its counters replicated."""
     param_specs = nnx.get_partition_spec(params)
-    opt_specs = optax.tree_map_params(tx, lambda _, spec: spec, opt_state, param_specs,
-                                      transform_non_params=lambda _: PartitionSpec())
-    return jax.tree.map(lambda spec: NamedSharding(mesh, spec), (param_specs, opt_specs),
-                        is_leaf=lambda x: isinstance(x, PartitionSpec))
+    opt_specs = optax.tree_map_params(tx, lambda _, spec: spec, opt_state, param_specs, transform_non_params=lambda _: PartitionSpec())
+    return jax.tree.map(lambda spec: NamedSharding(mesh, spec), (param_specs, opt_specs), is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
 def place(tree, shardings):

@@ -37,7 +37,7 @@ def accumulated(loss_fn, n_micro: int):
         return jax.value_and_grad(loss_fn)
 
     def value_and_grad(params, inputs, targets, weights):
-        split = lambda a: jnp.swapaxes(a.reshape(-1, n_micro, *a.shape[1:]), 0, 1)  # noqa: E731
+        split = lambda a: jnp.swapaxes(a.reshape(-1, n_micro, *a.shape[1:]), 0, 1)  # noqa: E731  (a one-line helper, named where it is read)
         total = weights.sum()
 
         def one_pass(acc, micro):

@@ -41,8 +41,9 @@ def build_tasks(run, corpus) -> tuple[list, object]:
             tasks.append(builtin_task(settings["name"], val_text, e.test_items, e.pool_items, TASK_SEED))
             continue
         args = {k: v for k, v in settings.items() if k not in ("content", "fewshot_file")}
-        tasks.append(load_jsonl_task(**args, test=Path(files[0]), fewshot=files[1] and Path(files[1]),
-                                     n_test=e.test_items, n_pool=e.pool_items))
+        tasks.append(
+            load_jsonl_task(**args, test=Path(files[0]), fewshot=files[1] and Path(files[1]), n_test=e.test_items, n_pool=e.pool_items)
+        )
     return tasks, codec
 
 
@@ -85,7 +86,7 @@ class TaskScorer:
         for width, ids in rows.by_width(WIDTHS).items():
             n = self._rows_per_pass(width)
             for start in range(0, len(ids), n):
-                chunk_ids = ids[start:start + n]
+                chunk_ids = ids[start : start + n]
                 chunk = rows.arrays(n, width, chunk_ids)
                 device = sharding.global_arrays(chunk[0].shape, self.by_row, lambda a, b, c=chunk: [x[a:b] for x in c], 4)
                 scored = [np.asarray(o) for o in self.forward(params, *device)]
@@ -106,14 +107,17 @@ class TaskScorer:
         pool = [rows.add(item.context, task.target_delimiter + item.answer) for item in task.pool]
         zero = [[rows.add(item.context, c) for c in task.continuations(item)] for item in task.test]
         first = self._pass(params, rows)
-        features = {"embeddings": (first.embedding[pool], first.embedding[[r[0] for r in zero]]),
-                    "losses": first.loss(pool)}
+        features = {"embeddings": (first.embedding[pool], first.embedding[[r[0] for r in zero]]), "losses": first.loss(pool)}
         settings = [(k, s) for k in e.num_fewshot for s in e.strategies]
-        demos = {(k, s): choose(task, s, k, TASK_SEED, **({NEEDS[s]: features[NEEDS[s]]} if s in NEEDS else {}))
-                 for k, s in settings if k}
+        demos = {(k, s): choose(task, s, k, TASK_SEED, **({NEEDS[s]: features[NEEDS[s]]} if s in NEEDS else {})) for k, s in settings if k}
         rows = Rows(self.codec, seq_len)
-        shot_rows = {key: [[rows.add(task.prompt(item, [task.pool[j] for j in d]), c) for c in task.continuations(item)]
-                           for item, d in zip(task.test, chosen)] for key, chosen in demos.items()}
+        shot_rows = {
+            key: [
+                [rows.add(task.prompt(item, [task.pool[j] for j in d]), c) for c in task.continuations(item)]
+                for item, d in zip(task.test, chosen)
+            ]
+            for key, chosen in demos.items()
+        }
         later = self._pass(params, rows) if len(rows) else None
         records = []
         for k, s in settings:

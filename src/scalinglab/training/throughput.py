@@ -145,8 +145,14 @@ def measure_in_child(core: int, dtype: str) -> dict:
     path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
     try:
-        done = subprocess.run([sys.executable, "-c", CHILD, str(core), dtype], check=False, env=env,
-                              capture_output=True, text=True, timeout=MAX_MEASURE_S + 300)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(core), dtype],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=MAX_MEASURE_S + 300,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RuntimeError(f"measuring the CPU peak: {e}") from e
     if done.returncode != 0:
@@ -195,5 +201,7 @@ def mfu_figures(tokens_per_s: float | None, run, peak: float | None, attention: 
     """{"mfu": over the FLOPs the step computes (computed_flops_per_token), "mfu_palm": over
     run.flops_per_token (PaLM's convention: the full attention score matrix)}; None without a
     rate or a peak. Causal attention that skips score blocks makes mfu the smaller."""
-    return {"mfu": mfu(tokens_per_s, computed_flops_per_token(run, attention), peak),
-            "mfu_palm": mfu(tokens_per_s, run.flops_per_token, peak)}
+    return {
+        "mfu": mfu(tokens_per_s, computed_flops_per_token(run, attention), peak),
+        "mfu_palm": mfu(tokens_per_s, run.flops_per_token, peak),
+    }

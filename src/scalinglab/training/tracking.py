@@ -19,8 +19,15 @@ class Tracking(StrEnum):
     TENSORBOARD = "tensorboard"
     WANDB = "wandb"
 
-EVALUATION = {"L": "val/loss", "bpb": "val/bpb", "train_loss": "train/loss", "tokens_per_s": "throughput/tokens_per_s",
-              "mfu": "throughput/mfu", "task_s": "throughput/task_s"}
+
+EVALUATION = {
+    "L": "val/loss",
+    "bpb": "val/bpb",
+    "train_loss": "train/loss",
+    "tokens_per_s": "throughput/tokens_per_s",
+    "mfu": "throughput/mfu",
+    "task_s": "throughput/task_s",
+}
 TASK_METRICS = ("acc", "acc_norm", "task_loss", "task_bpb", "p_gold", "exact_match", "token_acc")
 
 
@@ -32,8 +39,15 @@ class Tracker:
         self.scalars(step, {tag: float(v) for tag, v in values.items() if v is not None and math.isfinite(v)})
 
     def tasks(self, step: int, records: list[dict]) -> None:
-        self.scalars(step, {f"tasks/{r['task']}/{r['shots']}shot/{r['strategy']}/{m}": float(r[m])
-                            for r in records for m in TASK_METRICS if r.get(m) is not None})
+        self.scalars(
+            step,
+            {
+                f"tasks/{r['task']}/{r['shots']}shot/{r['strategy']}/{m}": float(r[m])
+                for r in records
+                for m in TASK_METRICS
+                if r.get(m) is not None
+            },
+        )
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         pass
@@ -44,13 +58,13 @@ class Tracker:
 
 class TensorBoard(Tracker):
     def __init__(self, run_dir: RunDir):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: PLC0415
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: PLC0415  (tensorboard only where launch.tracking asks for it)
 
         self.writer = EventFileWriter(str(run_dir.tensorboard))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event  # noqa: PLC0415
-        from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: PLC0415
+        from tensorboard.compat.proto.event_pb2 import Event  # noqa: PLC0415  (tensorboard only where launch.tracking asks for it)
+        from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: PLC0415  (tensorboard only where launch.tracking asks for it)
 
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=v) for tag, v in values.items()])
         self.writer.add_event(Event(wall_time=time.time(), step=step, summary=summary))
@@ -64,8 +78,15 @@ class Wandb(Tracker):
     def __init__(self, run_dir: RunDir, record: dict):
         import wandb  # noqa: PLC0415  (optional: launch.tracking wandb is refused without it)
 
-        self.run = wandb.init(mode="offline", dir=str(run_dir.path), project=run_dir.sweep.name,
-                              name=run_dir.run_id, id=run_dir.run_id, config=record, resume="allow")
+        self.run = wandb.init(
+            mode="offline",
+            dir=str(run_dir.path),
+            project=run_dir.sweep.name,
+            name=run_dir.run_id,
+            id=run_dir.run_id,
+            config=record,
+            resume="allow",
+        )
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         self.run.log(values, step=step)

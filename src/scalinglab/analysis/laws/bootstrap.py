@@ -46,8 +46,9 @@ def counts(n_points: int, seed_list: list[int]) -> np.ndarray:
     return np.stack([np.bincount(draw(n_points, s), minlength=n_points) for s in seed_list]).astype(float)
 
 
-def bootstrap(law: Law, X, y, n: int, loss: Loss = SQUARES, method: Method = Method.VARPRO, seed: int = 0,
-              workers: int | None = None) -> list[Fitted]:
+def bootstrap(
+    law: Law, X, y, n: int, loss: Loss = SQUARES, method: Method = Method.VARPRO, seed: int = 0, workers: int | None = None
+) -> list[Fitted]:
     """The law refitted on n resamples of the points: all at once from BATCHED_MIN_RUNS points on
     (laws whose derivatives come batched), else one by one spread over processes (`method` and
     `workers` are theirs). Resamples too degenerate to fit are dropped."""
@@ -113,7 +114,6 @@ def in_processes(fn, calls: list[tuple]) -> list:
     several; the lists they return, joined in order."""
     if len(calls) == 1:
         return fn(*calls[0])
-    with _single_threaded_children():
-        # spawn, not fork: the caller may hold JAX's threads, which do not survive a fork.
-        with ProcessPoolExecutor(len(calls), mp_context=multiprocessing.get_context("spawn")) as pool:
-            return [r for part in pool.map(fn, *zip(*calls)) for r in part]
+    # spawn, not fork: the caller may hold JAX's threads, which do not survive a fork.
+    with _single_threaded_children(), ProcessPoolExecutor(len(calls), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [r for part in pool.map(fn, *zip(*calls)) for r in part]

@@ -7,6 +7,7 @@ same optimum, variable projection ~100x faster."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from .base import LAWS, Fitted, Param
@@ -22,8 +23,13 @@ START_GRID = (
 )
 # The box is wide enough to hold every published fit inside, tight enough that a degenerate
 # resample (say, one data size) stops at a wall instead of walking A or B off to 1e40.
-PARAMS = (Param("E", (-30, 10), log=True), Param("A", (-20, 60), log=True), Param("B", (-20, 60), log=True),
-          Param("alpha", (0, 4)), Param("beta", (0, 4)))
+PARAMS = (
+    Param("E", (-30, 10), log=True),
+    Param("A", (-20, 60), log=True),
+    Param("B", (-20, 60), log=True),
+    Param("alpha", (0, 4)),
+    Param("beta", (0, 4)),
+)
 # Variable projection: the (alpha, beta) search grid (its best cells are polished: Law.polish).
 VARPRO_GRID = np.arange(0.04, 2.001, 0.08)
 
@@ -50,8 +56,10 @@ class Chinchilla(TermsLaw):
     def problem(self, X):
         distinct = [len(np.unique(x)) for x in X]
         if min(distinct) < 2 or len(X[0]) < 5:
-            return (f"L(N,D): need at least 2 distinct N, 2 distinct D and 5 runs (5 parameters); got "
-                    f"{distinct[0]} N, {distinct[1]} D, {len(X[0])} runs")
+            return (
+                f"L(N,D): need at least 2 distinct N, 2 distinct D and 5 runs (5 parameters); got "
+                f"{distinct[0]} N, {distinct[1]} D, {len(X[0])} runs"
+            )
         return None
 
     def terms(self, X):

@@ -6,6 +6,7 @@ space and solved exactly; with it, least squares on log residuals from starts at
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from .base import LAWS, Param
@@ -44,13 +45,15 @@ class PowerLaw(TermsLaw):
 
     @property
     def form(self) -> str:
-        body = "a*" + "*".join(f"{x}^{p.name}" for x, p in zip(self.x, self.params[-len(self.x):]))
+        body = "a*" + "*".join(f"{x}^{p.name}" for x, p in zip(self.x, self.params[-len(self.x) :]))
         return f"{self.y} = E + {body}" if self.irreducible else f"{self.y} = {body}"
 
     def problem(self, X):
         if len(self.x) == 1:
             distinct, need = len(np.unique(X[0])), len(self.params)
-            return f"power law in {self.x[0]}: need at least {need} distinct {self.x[0]} values, got {distinct}" if distinct < need else None
+            return (
+                f"power law in {self.x[0]}: need at least {need} distinct {self.x[0]} values, got {distinct}" if distinct < need else None
+            )
         design = self.terms(X)[0]
         if len(design) <= design.shape[1] or np.linalg.matrix_rank(design) < design.shape[1]:
             return f"power law in {', '.join(self.x)}: needs more points than {len(design)}, at distinct {', '.join(self.x)}"

@@ -55,10 +55,15 @@ def polish(law: Law, p0, X, observed, loss: Loss) -> np.ndarray:
     lo, hi = np.array(law.bounds).T
     p0 = np.clip(p0, lo, hi)
     if loss.delta is None:
-        return least_squares(lambda p: law.fitted_value(p, *X) - observed, p0, lambda p: law.jacobian(p, *X),
-                             bounds=(lo, hi)).x
-    return minimize(lambda p: objective(law, p, X, observed, loss), p0, jac=True, method="L-BFGS-B", bounds=law.bounds,
-                    options={"maxiter": 10_000, "ftol": 1e-12, "gtol": 1e-10}).x
+        return least_squares(lambda p: law.fitted_value(p, *X) - observed, p0, lambda p: law.jacobian(p, *X), bounds=(lo, hi)).x
+    return minimize(
+        lambda p: objective(law, p, X, observed, loss),
+        p0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=law.bounds,
+        options={"maxiter": 10_000, "ftol": 1e-12, "gtol": 1e-10},
+    ).x
 
 
 def linear_solutions(law: Law, cells, X, y) -> np.ndarray:
@@ -71,8 +76,10 @@ def linear_solutions(law: Law, cells, X, y) -> np.ndarray:
     if law.space is Space.LOG:
         basis, target = basis / y[:, None], target / y
     K = basis.shape[-1]
-    coef = np.linalg.solve(basis.transpose(0, 2, 1) @ basis + 1e-12 * np.eye(K),
-                           np.einsum("cnk,cn->ck", basis, np.broadcast_to(target, basis.shape[:2]))[..., None])[..., 0]
+    coef = np.linalg.solve(
+        basis.transpose(0, 2, 1) @ basis + 1e-12 * np.eye(K),
+        np.einsum("cnk,cn->ck", basis, np.broadcast_to(target, basis.shape[:2]))[..., None],
+    )[..., 0]
     lo, hi = law.coefficient_bounds()
     for i in np.flatnonzero(((coef < lo) | (coef > hi)).any(axis=1)):
         coef[i] = _bounded(basis[i], np.broadcast_to(target, basis.shape[:2])[i], lo, hi)
