@@ -5,30 +5,44 @@ instead of switching on a string. Pure Python: the planner builds them, models a
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
+
+from typing_extensions import TypeVar  # TypeVar(default=...) (PEP 696), in typing from Python 3.13
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+    from pydantic import BaseModel
 
 
 class Choice:
     """Base of every registered choice; its subclasses are frozen dataclasses. A family's base
     class names its registry; each member is registered under the name the YAML uses."""
 
-    registry: ClassVar[Registry]
+    registry: ClassVar[Registry[Any]]
     name: ClassVar[str]
+    # Declared, not set: each subclass is a dataclass, which the dataclasses functions need.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """The flat record of this choice: the family's key holds its name, then its fields."""
         return {self.registry.family: self.name, **dataclasses.asdict(self)}
 
 
-class Registry:
+C = TypeVar("C", bound=Choice, default=Choice)
+"""The family's base class (a registry declared without one holds any Choice)."""
+D = TypeVar("D", bound="DataclassInstance")
+
+
+class Registry(Generic[C]):
     """name -> class, for one family; `family` is the key that names the choice in YAML and records."""
 
     def __init__(self, family: str):
         self.family = family
-        self.classes: dict[str, type[Choice]] = {}
+        self.classes: dict[str, type[C]] = {}
 
-    def register(self, name: str):
-        def add(cls: type[Choice]) -> type[Choice]:
+    def register(self, name: str) -> Callable[[type[C]], type[C]]:
+        def add(cls: type[C]) -> type[C]:
             cls.name = name
             self.classes[name] = cls
             return cls
@@ -45,28 +59,28 @@ class Registry:
         that name reaches, as `pick` copies fields by name."""
         return tuple(name for name, cls in self.classes.items() if field in {f.name for f in dataclasses.fields(cls)})
 
-    def __getitem__(self, name: str) -> type[Choice]:
+    def __getitem__(self, name: str) -> type[C]:
         try:
             return self.classes[name]
         except KeyError:
             raise ValueError(f"unknown {self.family} {name!r}; choose one of {', '.join(self.classes)}") from None
 
-    def from_record(self, record: dict) -> Choice:
+    def from_record(self, record: dict[str, Any]) -> C:
         cls = self[record[self.family]]
         return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
 
 
-def field_names(source) -> tuple[str, ...]:
+def field_names(source: DataclassInstance | BaseModel) -> tuple[str, ...]:
     """The declared fields of a pydantic model or a dataclass instance."""
     if dataclasses.is_dataclass(source):
         return tuple(f.name for f in dataclasses.fields(source))
     return tuple(type(source).model_fields)
 
 
-def pick(cls, *sources, **values):
+def pick(cls: type[D], *sources: DataclassInstance | BaseModel, **values: Any) -> D:
     """An instance of the dataclass `cls`: each field from `values`, else from the first source
     (a spec section or a dataclass) that declares a field of that name."""
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in values:
             kwargs[f.name] = values[f.name]

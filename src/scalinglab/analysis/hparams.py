@@ -96,7 +96,7 @@ def _lr_optima(runs: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, np.
     rows, lr_opt, L_opt = [], [], []
     for g, Y in zip(groups, draws):
         u, L, interior, parabola = _vertex(np.log(g["lr"].to_numpy(float)), Y)
-        best = g.loc[g["L"].idxmin()]
+        best = g.iloc[int(np.argmin(g["L"].to_numpy(float)))]
         rows.append({**best.to_dict(), "lr_interior": bool(interior[0]), "n_lr": g["lr"].nunique(), "lr_parabola": parabola})
         lr_opt.append(np.exp(u))
         L_opt.append(L)

@@ -37,7 +37,8 @@ def realisable(spec: SweepSpec, N: np.ndarray, D: np.ndarray) -> tuple[np.ndarra
         n_shape = n if n in listed else shape_for(n, spec.model).N
         if n in listed or n_shape == shape_for(n_shape, spec.model).N:
             pairs.add((n_shape, max(MIN_STEPS, round(d / tokens)) * tokens))
-    return tuple(np.array(v, dtype=float) for v in zip(*sorted(pairs))) if pairs else (np.array([]), np.array([]))
+    ordered = sorted(pairs)
+    return np.array([n for n, _ in ordered], dtype=float), np.array([d for _, d in ordered], dtype=float)
 
 
 def _shape(spec: SweepSpec, N: float) -> Shape:

@@ -64,7 +64,7 @@ def _ci(ci: CI | None, fmt: str = ".4g") -> str:
 
 def _counts(runs: pd.DataFrame) -> str:
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
-    states = ", ".join(f"<span class={escape(k)}>{v} {escape(k)}</span>" for k, v in counts.items())
+    states = ", ".join(f"<span class={escape(str(k))}>{v} {escape(str(k))}</span>" for k, v in counts.items())
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return f"<p>{len(runs)} runs: {states}. Written {when} by <code>scalinglab report</code>.</p>"
 
@@ -162,7 +162,8 @@ def _curves(evals: pd.DataFrame) -> str:
     if evals.empty:
         return ""
     parts = ["<h2>Loss curves</h2>"]
-    for run_id, e in evals.sort_values(["N", "D", "step"]).groupby("run_id", sort=False):
+    for key, e in evals.sort_values(["N", "D", "step"]).groupby("run_id", sort=False):
+        run_id = str(key)
         parts.append(
             f"<section class=run id='run-{escape(run_id)}'><h3>{escape(run_id)}</h3>"
             f"<p>N {e['N'].iloc[0]:,.0f}, D {e['D'].iloc[0]:,.0f}</p>{_svg(e['tokens'], e['L'])}</section>"

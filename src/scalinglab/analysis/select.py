@@ -55,8 +55,8 @@ def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: N
             f"all {len(diverged)} finished runs diverged" if len(diverged) and not len(bad) else "no finished runs with a usable loss yet"
         )
         raise FitError(f"{sweep.path}: {what}; nothing to fit")
-    tasks = load(sweep.path, tasks=True)
-    tasks = tasks[tasks["run_id"].isin(done["run_id"])] if len(tasks) else None
+    scores = load(sweep.path, tasks=True)
+    tasks = scores[scores["run_id"].isin(done["run_id"])] if len(scores) else None
     evals = load(sweep.path, per_eval=True)
     if evals.empty:  # every evaluation record damaged: the final losses still fit
         return FitInputs(done, None, tasks)

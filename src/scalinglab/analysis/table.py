@@ -45,7 +45,8 @@ def from_columns(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     if "C" not in renamed:
         renamed["C"] = renamed["C_6ND"] if "C_6ND" in renamed else 6 * renamed["N"] * renamed["D"]
     out = renamed[["N", "D", "C", "L"]].astype(float)
-    bad = ~np.isfinite(out).all(axis=1) | (out <= 0).any(axis=1)
+    values = out.to_numpy()
+    bad = ~np.isfinite(values).all(axis=1) | (values <= 0).any(axis=1)
     if bad.any():
         raise FitError(f"row {int(np.flatnonzero(bad)[0])}: N, D, C and L must be positive numbers")
     return out

@@ -11,9 +11,9 @@ import pandas as pd
 from ..errors import UsageError
 from ..sweep.spec import FitSpec
 from .laws.bootstrap import LEVEL
-from .parts import CI, LawFit
+from .parts import LawFit
 from .table import TASK_MAPS
-from .task_laws import bootstrap_two_step, fit_two_step, predict_two_step, task_columns, two_step_fit
+from .task_laws import TaskPoint, bootstrap_two_step, fit_two_step, predict_two_step, task_columns, two_step_fit
 from .uncertainty import At
 
 
@@ -42,7 +42,7 @@ def _checked(mapping: dict[str, str], chance: float | None, at: Sequence[At]) ->
 
 def fit_task_csv(
     table: pd.DataFrame, mapping: dict[str, str], spec: FitSpec, chance: float | None, at: Sequence[At]
-) -> tuple[list[dict[str, float | CI]], list[str]]:
+) -> tuple[list[TaskPoint], list[str]]:
     """The points predicted (N, D, task_loss, acc, acc_ci with resamples) and the lines printed."""
     chance = _checked(mapping, chance, at)
     frame = task_columns(table, mapping)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -181,9 +182,20 @@ def _resample_two_step(arrays, finals, step2, chance, spec, seed_list) -> list[T
     return out
 
 
-def predict_two_step(model: TwoStep, boots: list[TwoStep], N: float, D: float) -> dict[str, float | tuple[float, float]]:
+class TaskPoint(TypedDict):
+    """A task's prediction at (N, D), as `fit --csv --json` prints it."""
+
+    N: float
+    D: float
+    task_loss: float
+    acc: float
+    acc_ci: NotRequired[tuple[float, float]]
+    """The bootstrap interval, where there are resamples."""
+
+
+def predict_two_step(model: TwoStep, boots: list[TwoStep], N: float, D: float) -> TaskPoint:
     """Task loss and accuracy at (N, D); acc_ci, the bootstrap interval, when there are resamples."""
-    out: dict[str, float | tuple[float, float]] = {"N": N, "D": D, "task_loss": float(model.step1(N, D)), "acc": float(model(N, D))}
+    out = TaskPoint(N=N, D=D, task_loss=float(model.step1(N, D)), acc=float(model(N, D)))
     if boots:
         out["acc_ci"] = interval([m(N, D) for m in boots])
     return out

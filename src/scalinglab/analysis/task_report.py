@@ -98,19 +98,19 @@ def strategy_vs_scale(frame: pd.DataFrame) -> dict[str, StrategyScale]:
     out = {}
     for task, rows in finals.groupby("task"):
         curves = []
-        for (shots, strategy), g in rows.groupby(["shots", "strategy"]):
+        for _, g in rows.groupby(["shots", "strategy"]):
             per = g.groupby("N").agg(acc=("acc", "mean"), v=("v", "sum"), n=("acc", "size"))
             half = 1.96 * np.sqrt(per["v"]) / per["n"]
             curves.append(
                 Curve(
-                    shots=int(shots),
-                    strategy=str(strategy),
+                    shots=int(g["shots"].iloc[0]),
+                    strategy=str(g["strategy"].iloc[0]),
                     N=per.index.tolist(),
                     acc=per["acc"].tolist(),
                     acc_ci=[(float(a - h), float(a + h)) for a, h in zip(per["acc"], half)],
                 )
             )
-        out[str(task)] = StrategyScale(curves=curves, spread=[_spread(g, int(s)) for s, g in rows.groupby("shots")])
+        out[str(task)] = StrategyScale(curves=curves, spread=[_spread(g, int(g["shots"].iloc[0])) for _, g in rows.groupby("shots")])
     return out
 
 

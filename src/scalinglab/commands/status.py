@@ -72,5 +72,6 @@ def cancel(args, console: Console) -> int:
     if not cancelled:
         console.print("no queued or running SLURM jobs in this sweep (local jobs stop with Ctrl-C on their `scalinglab run`)")
         return 0
-    console.print(f"cancelled {len(cancelled)} job(s): {', '.join(s.job_id for s in cancelled)}; `scalinglab run` trains their runs again")
+    ids = ", ".join(str(s.job_id) for s in cancelled)
+    console.print(f"cancelled {len(cancelled)} job(s): {ids}; `scalinglab run` trains their runs again")
     return 0

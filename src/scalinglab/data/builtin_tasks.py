@@ -77,7 +77,7 @@ def builtin_task(name: str, val_text: str, n_test: int, n_pool: int, seed: int) 
 
 def _synthetic(make, n: int, rng: np.random.Generator, seen: Seen) -> tuple[Item, ...]:
     """n items make(rng) -> (context, target), none seen before; ids 0, 1, ..."""
-    items = []
+    items: list[Item] = []
     while len(items) < n:
         context, target = make(rng)
         if (context, target) not in seen:  # a repeat is astronomically rare, but then it is skipped
@@ -110,7 +110,7 @@ def _held_out(name: str, text: str, offset: int, n: int, rng: np.random.Generato
             f"task cloze: the held-out text has {len(answers)} distinct answers, fewer than {CHOICES}; "
             "hold out more text (data.val_fraction)"
         )
-    items = []
+    items: list[Item] = []
     for i in rng.permutation(len(found)):
         if len(items) == n:
             break

@@ -4,17 +4,22 @@ NUL in decoded text, whichever the tokenizer (BPE's <|endoftext|> becomes NUL)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .corpus import EOT, TokenizerKind
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 
 @dataclass(frozen=True)
 class Codec:
-    tokenizer: object | None = None
+    tokenizer: Tokenizer | None = None
     """A tokenizers.Tokenizer for BPE; None for bytes."""
 
     def encode(self, text: str) -> list[int]:
@@ -22,7 +27,7 @@ class Codec:
             return list(text.encode("utf-8"))
         return self.tokenizer.encode(text).ids
 
-    def decode(self, ids: np.ndarray) -> str:
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         if self.tokenizer is None:
             return bytes(np.asarray(ids, dtype=np.uint8)).decode("utf-8", errors="replace")
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False).replace(EOT, "\x00")

@@ -101,7 +101,8 @@ def _top(scores: np.ndarray, allowed: np.ndarray, k: int) -> list[int]:
 def _mmr(relevance: np.ndarray, similarity: np.ndarray, allowed: np.ndarray, k: int) -> list[int]:
     """k allowed indices, each maximising LAMBDA * relevance - (1 - LAMBDA) * (its greatest similarity
     to those already chosen); the first chosen (the most relevant) last."""
-    free, chosen = allowed.copy(), []
+    free = allowed.copy()
+    chosen: list[int] = []
     redundancy = np.zeros(len(relevance))  # nothing chosen yet: relevance alone decides
     for _ in range(k):
         j = int(np.argmax(np.where(free, LAMBDA * relevance - (1 - LAMBDA) * redundancy, -np.inf)))

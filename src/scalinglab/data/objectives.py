@@ -18,13 +18,13 @@ import numpy as np
 
 from ..choices import Choice, Registry
 
-OBJECTIVES = Registry("objective")
+OBJECTIVES: Registry[Objective] = Registry("objective")
 VAL_SEED = 2**31 - 1  # the held-out masks: the same for every run of every sweep
 
 
 @dataclass(frozen=True)
 class Objective(Choice):
-    registry: ClassVar[Registry] = OBJECTIVES
+    registry: ClassVar[Registry[Objective]] = OBJECTIVES
     causal: ClassVar[bool]
     """Whether a position may attend only to itself and earlier ones."""
 

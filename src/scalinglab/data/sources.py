@@ -50,6 +50,7 @@ def corpus_files(source: Source, path: str | None) -> list[Path]:
     """The files the corpus is read from, in reading order (for hf: every file of the saved dataset)."""
     if source == Source.STDLIB:
         return stdlib_files()
+    assert path is not None  # rules.check: every source but stdlib needs data.path
     root = Path(path)
     if source == Source.HF:
         if not root.is_dir():
@@ -72,6 +73,7 @@ def documents(source: Source, path: str | None, text_field: str, advance: Advanc
     document (or a batch of rows), never the corpus. advance(k) is called as k more bytes of the
     corpus files are read (roughly, for Parquet and hf: by rows), for a progress bar."""
     if source == Source.HF:
+        assert path is not None  # rules.check: every source but stdlib needs data.path
         docs = _hf_documents(Path(path), text_field, advance)
     else:
         read = {Source.JSONL: _jsonl_documents, Source.PARQUET: _parquet_documents}.get(source, _file_document)
@@ -230,6 +232,7 @@ def fingerprint(source: Source, path: str | None) -> str | None:
     its source alone (its files are the running Python's)."""
     if source == Source.STDLIB:
         return None
+    assert path is not None  # rules.check: every source but stdlib needs data.path
     files = corpus_files(source, path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
     entries = [(str(f.relative_to(root)), _file_digest(f)) for f in files]

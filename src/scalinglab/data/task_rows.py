@@ -11,11 +11,16 @@ exactly when teacher-forced argmaxes all hit."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .tasks import TaskKind
+
+if TYPE_CHECKING:
+    from .codec import Codec
 
 
 @dataclass
@@ -23,10 +28,10 @@ class Rows:
     """Distinct (prompt, continuation) pairs, encoded, each kept to its last seq_len + 1 tokens
     (prompts longer than the model's context lose their start, as lm-evaluation-harness does)."""
 
-    codec: object
+    codec: Codec
     seq_len: int
-    index: dict = field(default_factory=dict)
-    sequences: list = field(default_factory=list)  # (tokens, continuation length)
+    index: dict[tuple[str, str], int] = field(default_factory=dict)
+    sequences: list[tuple[list[int], int]] = field(default_factory=list)  # (tokens, continuation length)
 
     def add(self, prompt: str, continuation: str) -> int:
         key = (prompt, continuation)
@@ -41,12 +46,12 @@ class Rows:
         """Row ids grouped by the width that holds them, a multiple of seq_len / parts: a pass over
         short prompts (0-shot) costs a fraction of one over full-length ones."""
         step = -(-self.seq_len // parts)
-        groups = {}
+        groups: dict[int, list[int]] = {}
         for r, (tokens, _) in enumerate(self.sequences):
             groups.setdefault(min(self.seq_len, -(-(len(tokens) - 1) // step) * step), []).append(r)
         return groups
 
-    def arrays(self, n_rows: int, width: int | None = None, rows: list[int] | None = None) -> tuple[np.ndarray, ...]:
+    def arrays(self, n_rows: int, width: int | None = None, rows: Sequence[int] | None = None) -> tuple[np.ndarray, ...]:
         """inputs, targets, continuation mask, context mask of `rows` (default: all), in that order:
         (n_rows, width) each, width at least each row's length (default seq_len), padded with empty
         rows (n_rows >= len(rows)); target position j predicts token j + 1."""

@@ -119,7 +119,8 @@ def _most(a: int | None, b: int | None) -> int | None:
 
 def _read_items(path: Path, fields: tuple[str, str | None, str], limit: int | None) -> list[Item]:
     """The first `limit` items of a JSONL file (None: all), checked; reading stops there."""
-    items, ids = [], {}
+    items: list[Item] = []
+    ids: dict[str, int] = {}  # item id -> its line
     for n, row in _rows(path):
         if limit is not None and len(items) == limit:
             break

@@ -15,9 +15,9 @@ from .resources import max_parallel
 def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Executor:
     timeout_min = launch.slurm.time_min
     if launch.executor == Executor.LOCAL:  # its jobs see no GPU; a GPU job sets its own (job.setup_job)
-        executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=timeout_min)
-        return executor
+        local = submitit.LocalExecutor(folder=folder)
+        local.update_parameters(timeout_min=timeout_min)
+        return local
     s = launch.slurm
     executor = submitit.AutoExecutor(folder=folder, cluster=launch.executor, slurm_max_num_timeout=s.max_requeues)
     if launch.executor == Executor.SLURM:

@@ -15,6 +15,9 @@ import signal
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import submitit
 
@@ -23,6 +26,9 @@ from ..store.layout import RunDir
 from ..store.runs import Status
 from ..sweep.runspec import RunSpec
 from .resources import local_gpus, tpu_device_files
+
+if TYPE_CHECKING:
+    from ..training.loop import Trainer
 
 BUSY = "busy"  # run_job's status when another process holds the run's lock, or has finished it
 
@@ -144,8 +150,10 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __init__(self, max_requeues: int, gpus: int = 0, processes: int = 1):
         self.max_requeues, self.gpus = max_requeues, gpus  # gpus: launch.gpus_per_job, SLURM's --gpus-per-node
         self.processes = processes  # launch.slurm.nodes x tasks_per_node
-        self.trainer = None  # set once training is set up; never pickled (a fresh job is requeued)
-        self.warned, self.saved, self.requeue = False, None, None
+        self.trainer: Trainer | None = None  # set once training is set up; never pickled (a fresh job is requeued)
+        self.warned = False
+        self.saved: int | None = None  # the step saved when training stopped (_stopped)
+        self.requeue: Callable[[int, FrameType | None], Any] | int | None = None  # submitit's USR2 handler (_started)
 
     def __call__(self, record: dict, run_path: str, cores: list[int] | None) -> dict:
         summary = run_job(record, run_path, cores, started=self._started, gpus=self.gpus, processes=self.processes)
@@ -180,6 +188,7 @@ class TrainJob(submitit.helpers.Checkpointable):
                 f"step {self.saved}; `scalinglab run` resumes it from there",
             )
         try:
+            assert callable(self.requeue)  # warned: _started (processes > 1) kept submitit's handler
             self.requeue(signal.SIGUSR2, None)
         except subprocess.CalledProcessError as e:
             if e.returncode != -signal.SIGTERM:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from typing import TypedDict
 
 from ..store import runs
 from ..store.files import locked, read_record, report_damage, write_json
@@ -32,7 +33,15 @@ class RunState:
     live: bool = False  # a queued or running job will still train the run
 
 
-def read_jobs(sweep: SweepDir) -> dict[str, dict]:
+class Job(TypedDict):
+    """A run's latest job, as jobs.json holds it."""
+
+    job_id: str
+    executor: str
+    """An Executor's value (an Executor compares equal to it)."""
+
+
+def read_jobs(sweep: SweepDir) -> dict[str, Job]:
     """run_id -> {"job_id", "executor"} of the latest job submitted for each run. A damaged
     jobs.json is reported and read as empty: runs are then judged by their files and locks."""
     jobs, problem = read_record(sweep.jobs, set())
@@ -88,11 +97,11 @@ def _accounted_states(job_ids: list[str]) -> dict[str, str]:
     return {job_id: found[job_id]["State"].split()[0] for job_id in job_ids if job_id in found}
 
 
-def _unfinished_state(run, job: dict, sacct: str | None) -> RunState:
+def _unfinished_state(run, job: Job | None, sacct: str | None) -> RunState:
     """The state of a run without a summary, from its job's SLURM state (sacct) or its lock."""
     metrics = runs.read_metrics(run)
     progress = f"step {metrics[-1]['step']}" if metrics else ""
-    job_id, requeues = job.get("job_id"), runs.requeue_count(run)
+    job_id, requeues = job["job_id"] if job is not None else None, runs.requeue_count(run)
     live = sacct in _RUNNING or sacct in _QUEUED
     if sacct in _RUNNING:
         state, detail = Status.RUNNING, progress
@@ -116,13 +125,14 @@ def run_states(sweep: SweepDir, run_ids: list[str]) -> list[RunState]:
     slurm = slurm_states([jobs[r]["job_id"] for r in run_ids if r in jobs and jobs[r]["executor"] == Executor.SLURM])
     states = []
     for run_id in run_ids:
-        run, job = sweep.run(run_id), jobs.get(run_id, {})
+        run, job = sweep.run(run_id), jobs.get(run_id)
         summary = runs.read_summary(run)
         if summary is None:
-            states.append(_unfinished_state(run, job, slurm.get(job.get("job_id")) if job.get("executor") == Executor.SLURM else None))
+            sacct = slurm.get(job["job_id"]) if job is not None and job["executor"] == Executor.SLURM else None
+            states.append(_unfinished_state(run, job, sacct))
             continue
         detail = f"L={summary['L']:.4f}" if summary.get("L") is not None else summary.get("error") or ""
-        states.append(RunState(run_id, summary["status"], job.get("job_id"), detail))
+        states.append(RunState(run_id, summary["status"], job["job_id"] if job is not None else None, detail))
     return states
 
 
@@ -130,7 +140,7 @@ def cancel(sweep: SweepDir, run_ids: list[str]) -> list[RunState]:
     """Cancels the queued and running SLURM jobs of these runs; returns their states before.
     Local jobs belong to the `scalinglab run` process that started them (Ctrl-C stops them)."""
     jobs = read_jobs(sweep)
-    live = [s for s in run_states(sweep, run_ids) if s.live and jobs.get(s.run_id, {}).get("executor") == Executor.SLURM]
+    live = [s for s in run_states(sweep, run_ids) if s.live and s.run_id in jobs and jobs[s.run_id]["executor"] == Executor.SLURM]
     if live:
-        _ask(["scancel", *[s.job_id for s in live]])
+        _ask(["scancel", *[s.job_id for s in live if s.job_id is not None]])  # each names its job (in jobs.json)
     return live

@@ -116,7 +116,8 @@ def _smallest_gpu_memory() -> int | None:
         if total.isdigit():
             mib[index] = mib[uuid] = int(total)
     visible = [mib.get(name) for name in available_gpus()]
-    return None if not visible or None in visible else min(visible) * 2**20
+    known = [m for m in visible if m is not None]
+    return None if not visible or len(known) < len(visible) else min(known) * 2**20
 
 
 def _machine_memory() -> int | None:

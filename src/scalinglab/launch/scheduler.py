@@ -70,13 +70,13 @@ class Scheduler:
     console: Console
     outcome: Outcome = field(default_factory=Outcome)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.queue = sorted(self.queue, key=lambda item: (item[0].role != Role.TRUNK, -item[0].job_flops))
         self.executor = make_executor(self.launch, self.sweep.logs, len(self.queue))
         self.n_slots = max_parallel(self.launch, len(self.queue))
         self.free_slots = list(range(self.n_slots))
         self.gpus = available_gpus() if self.launch.executor == Executor.LOCAL and self.launch.gpus_per_job else []
-        self.running: dict = {}  # job -> (run, run_dir, slot)
+        self.running: dict[submitit.Job[dict], tuple[RunSpec, RunDir, int | None]] = {}  # job -> (run, run_dir, slot)
         self.total_flops = sum(r.job_flops for r, _ in self.queue)
         self.finished_flops, self.last_sacct = 0.0, time.time()
 
@@ -203,10 +203,12 @@ class Scheduler:
         fails clearly if its trunk did not get to its branch point)."""
         before = jobs.read_jobs(self.sweep)
         states = {s.run_id: s for s in jobs.run_states(self.sweep, [r.run_id for r, _ in items])}
-        watched, new = {}, []
+        watched: dict[submitit.SlurmJob[dict], tuple[RunSpec, RunDir]] = {}
+        new: list[tuple[RunSpec, RunDir]] = []
         for run, run_dir in items:
             state = states[run.run_id]
-            if state.live and before.get(run.run_id, {}).get("executor") == Executor.SLURM:
+            if state.live and run.run_id in before and before[run.run_id]["executor"] == Executor.SLURM:
+                assert state.job_id is not None  # its state names the job jobs.json holds
                 watched[submitit.SlurmJob(folder=self.executor.folder, job_id=state.job_id)] = (run, run_dir)
             else:
                 new.append((run, run_dir))

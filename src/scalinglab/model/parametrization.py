@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from ..choices import Choice, Registry
 
-PARAMETRIZATIONS = Registry("parametrization")
+PARAMETRIZATIONS: Registry[Parametrization] = Registry("parametrization")
 SP_STD = 0.02
 GELU_RMS = 0.652  # RMS of gelu(z) for z ~ N(0, 1): u-mup divides it out to keep the MLP unit-scaled
 
@@ -49,7 +49,7 @@ class Rules:
 
 @dataclass(frozen=True)
 class Parametrization(Choice):
-    registry: ClassVar[Registry] = PARAMETRIZATIONS
+    registry: ClassVar[Registry[Parametrization]] = PARAMETRIZATIONS
 
     def rules(self, d_model: int, d_ff: int, n_layers: int, d_head: int) -> Rules:
         raise NotImplementedError

@@ -19,6 +19,7 @@ whose gradient needs no scatter.
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -111,7 +112,10 @@ class LayerNorm(nnx.LayerNorm):
 
     plain: bool = False
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        if mask is not None:  # statistics over part of the features: nnx.LayerNorm's own
+            return super().__call__(x, mask=mask)
+        assert self.scale is not None and self.bias is not None  # use_scale, use_bias: nnx's defaults, kept here
         return (plain_layer_norm if self.plain else layer_norm)(x, self.scale[...], self.bias[...], self.epsilon)
 
 
@@ -131,7 +135,8 @@ def attention(
     if kind == kernels.Attention.CPU:  # the kernel works heads-major, as XLA's CPU batched dot wants it
         t = partial(jnp.swapaxes, axis1=1, axis2=2)
         return t(cpu_attention.attention(t(q_BLHK), t(k_BLHK), t(v_BLHK), scale, causal))
-    return jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=scale, is_causal=causal, implementation=kind)
+    implementation: Literal["xla", "cudnn"] = "cudnn" if kind == kernels.Attention.CUDNN else "xla"  # CPU returned above
+    return jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=scale, is_causal=causal, implementation=implementation)
 
 
 class Block(nnx.Module):

@@ -11,7 +11,9 @@ import secrets
 import shutil
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, overload
 
 
 class DamagedResults(UserWarning):
@@ -76,6 +78,10 @@ def read_record(path: Path, keys: set[str]) -> tuple[dict | None, str | None]:
     return None, f"no {', '.join(missing)} in it" if missing else "not a JSON object"
 
 
+@overload
+def _flock(path: Path, wait: Literal[True]) -> int: ...
+@overload
+def _flock(path: Path, wait: Literal[False]) -> int | None: ...
 def _flock(path: Path, wait: bool) -> int | None:
     """An exclusive flock on a folder or a lock file (created if absent): the descriptor that holds
     it, or None when it is taken and not `wait`. The kernel releases it when the descriptor is
@@ -96,7 +102,7 @@ def try_lock(path: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def locked(path: Path):
+def locked(path: Path) -> Iterator[None]:
     """Holds the lock for the block, waiting for any other holder."""
     fd = _flock(path, wait=True)
     try:

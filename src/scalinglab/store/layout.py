@@ -17,6 +17,7 @@ results/<sweep>/
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,14 +38,14 @@ SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS, WEIGHTS, TENSORB
 RUN_FILES = (SPEC, METRICS, TASKS, SUMMARY, REQUEUES, RESUME, BRANCH_POINTS, WEIGHTS, TENSORBOARD, WANDB)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RunDir:
     """results/<sweep>/runs/<run_id>/."""
 
     path: Path
 
-    def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "path", Path(path))
 
     @property
     def run_id(self) -> str:
@@ -96,14 +97,14 @@ class RunDir:
         return self.path / BRANCH_POINTS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SweepDir:
     """results/<sweep>/."""
 
     path: Path
 
-    def __post_init__(self):
-        object.__setattr__(self, "path", Path(self.path))
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "path", Path(path))
 
     @property
     def name(self) -> str:

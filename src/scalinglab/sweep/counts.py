@@ -47,6 +47,7 @@ def point_shape(point: Point, model: ModelSpec) -> Shape:
     if point.N is not None:
         return shape_for(point.N, model)
     s = point.shape
+    assert s is not None  # rules.check: a point gives exactly one of N and shape
     return Shape(s.n_layers, s.d_model, s.n_heads, s.d_ff or round(model.mlp_ratio * s.d_model))
 
 
@@ -60,6 +61,7 @@ def shapes(spec: SweepSpec) -> list[Shape]:
         out = [Shape(s.n_layers, s.d_model, s.n_heads, s.d_ff or round(m.mlp_ratio * s.d_model)) for s in g.shapes]
         where = "grid.shapes"
     else:
+        assert g.N is not None  # rules.check: without points, exactly one of N and shapes
         out = [shape_for(n, m) for n in g.N]
         where = "grid.N"
     seen: dict[Shape, int] = {}

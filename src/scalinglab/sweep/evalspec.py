@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -16,7 +16,7 @@ from ..data.demonstrations import Strategy
 from ..data.objectives import OBJECTIVES
 from ..data.tasks import OutputType, load_jsonl_task
 from ..errors import SpecError
-from .types import Int, Section, closed
+from .types import Closed, Int, Section
 
 
 class TaskEntry(Section):
@@ -27,7 +27,7 @@ class TaskEntry(Section):
     """JSONL file of the test items, one JSON object per line."""
     fewshot: str | None = None
     """JSONL file the demonstrations are drawn from; default: the test file (an item is never its own)."""
-    output_type: closed(OutputType) = OutputType.MULTIPLE_CHOICE
+    output_type: Closed[OutputType] = OutputType.MULTIPLE_CHOICE
     doc_to_text: str = "context"
     """The field holding each item's context (question)."""
     doc_to_choice: str = "choices"
@@ -45,7 +45,7 @@ class EvalSpec(Section):
     """Built-in task names (recall, copy, cloze, completion) or user tasks {name, test, ...}."""
     num_fewshot: list[Annotated[Int, Field(ge=0)]] = Field([0], min_length=1)
     """Demonstrations per prompt; every task is scored at each."""
-    strategies: list[closed(Strategy)] = Field([Strategy.RANDOM], min_length=1)
+    strategies: list[Closed[Strategy]] = Field([Strategy.RANDOM], min_length=1)
     """How demonstrations are chosen: random, first_n, bm25, embedding (the model's mean hidden
     state), mmr (diversity), difficulty (the model's easiest); with 0 shots there is nothing to choose."""
     test_items: Int = Field(100, ge=1)
@@ -115,7 +115,7 @@ def _content(paths: list[Path]) -> str:
     return digest.hexdigest()[:20]
 
 
-def run_fields(spec: EvalSpec, eval_steps: tuple[int, ...], trunk_steps: tuple[int, ...] | None = None) -> dict:
+def run_fields(spec: EvalSpec, eval_steps: tuple[int, ...], trunk_steps: tuple[int, ...] | None = None) -> dict[str, Any]:
     """A run's task settings (sweep.runspec.EvalConfig's fields besides the validation loss's):
     its tasks as records, their files, and the evaluations at which they are scored. A cooldown
     branch (trunk_steps: its trunk's task steps up to the branch point, whose scores it copies)
@@ -124,7 +124,8 @@ def run_fields(spec: EvalSpec, eval_steps: tuple[int, ...], trunk_steps: tuple[i
     shots = {"num_fewshot": tuple(spec.num_fewshot), "strategies": tuple(spec.strategies)}
     if not spec.tasks:
         return {"tasks": (), "task_files": (), "task_steps": (), **shots}
-    tasks, files = [], []
+    tasks: list[dict[str, Any]] = []
+    files: list[list[str | None] | None] = []
     for task in spec.tasks:
         if isinstance(task, str):
             tasks.append({"name": task})

@@ -82,6 +82,7 @@ def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
     elif g.tokens_per_param is not None:
         asked = [(f"grid.tokens_per_param[{i}]: {k:g} x N {shape.N:,}", k * shape.N) for i, k in enumerate(g.tokens_per_param)]
     else:  # IsoFLOP: each size gets the tokens that spend the budget
+        assert g.C is not None  # rules.check: without points, exactly one of D, tokens_per_param and C
         asked = [(f"grid.C[{i}]: budget {C:.3g} at N {shape.N:,} ({fpt:,} FLOPs per token)", C / fpt) for i, C in enumerate(g.C)]
     out: dict[int, str] = {}
     for what, D in asked:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from ..errors import SpecError
 from .rules import check
@@ -52,7 +53,8 @@ def _check_nesting(text: str, origin: str) -> None:
 def _check_size(data: object, origin: str) -> None:
     """Refuses what the token stream cannot show: aliases nesting a value in itself, or repeating
     values past MAX_VALUES. Walks without recursion."""
-    stack, seen = [(data, ())], 0
+    stack: list[tuple[object, tuple[object, ...]]] = [(data, ())]
+    seen = 0
     while stack:
         value, loc = stack.pop()
         seen += 1
@@ -98,7 +100,7 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
     return cls
 
 
-def _error_line(err: dict) -> str:
+def _error_line(err: ErrorDetails) -> str:
     loc = tuple(err["loc"])
     where = _path(loc)
     if err["type"] == "extra_forbidden":

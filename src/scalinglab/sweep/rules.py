@@ -98,7 +98,9 @@ def _check_product(spec: SweepSpec) -> None:
     for i, s in enumerate(g.shapes or []):
         if s.d_model % s.n_heads:
             raise SpecError(f"grid.shapes[{i}].n_heads: d_model {s.d_model} is not divisible by n_heads {s.n_heads}")
-    n_runs = len(g.N or g.shapes) * len(g.D or g.tokens_per_param or g.C) * len(g.lr or [0]) * len(g.batch_size or [0]) * len(spec.seeds)
+    sizes, data_sizes = g.N or g.shapes, g.D or g.tokens_per_param or g.C
+    assert sizes is not None and data_sizes is not None  # exactly one of each, checked above
+    n_runs = len(sizes) * len(data_sizes) * len(g.lr or [0]) * len(g.batch_size or [0]) * len(spec.seeds)
     if n_runs > spec.launch.max_runs:
         raise SpecError(
             f"grid: {n_runs:,} runs (sizes x data sizes x lrs x batch sizes x seeds) is more than launch.max_runs "

@@ -13,8 +13,10 @@ import dataclasses
 import hashlib
 import json
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from ..choices import Choice
 from ..data.corpus import TokenizerKind
@@ -28,10 +30,8 @@ from ..training.tracking import Tracking
 from .evalspec import EvalSpec
 from .spec import ModelSpec, TrainSpec
 
-
-def key(name: str):
-    """A field whose record key differs from its name (the record's keys predate the nesting)."""
-    return field(metadata={"key": name})
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,13 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Source = key("data_source")
-    path: str | None = key("data_path")
+    # metadata "key": a field's record key where it differs from its name (the keys predate the nesting)
+    source: Source = field(metadata={"key": "data_source"})
+    path: str | None = field(metadata={"key": "data_path"})
     """Absolute; where the corpus is read from, not part of the run id."""
     text_field: str
     tokenizer: TokenizerKind
-    vocab_size: int = key("tokenizer_vocab")
+    vocab_size: int = field(metadata={"key": "tokenizer_vocab"})
     """Token ids the tokenizer emits."""
     val_fraction: float
     content: str | None = field(default=None, metadata={"key": "data_content"})
@@ -87,7 +88,7 @@ def _eval_default(name: str):
 
 @dataclass(frozen=True)
 class EvalConfig:
-    steps: tuple[int, ...] = key("eval_steps")
+    steps: tuple[int, ...] = field(metadata={"key": "eval_steps"})
     """Steps at which the validation loss is measured; the last is the run's final step."""
     val_tokens: int
     """Held-out tokens scored at every evaluation; the same for every run."""
@@ -176,22 +177,23 @@ class RunSpec:
         identity["data_path"] = identity.pop("data_content")
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """The flat record: run.json, the DataFrame's columns, the run id's input."""
         return {**UNUSED_DEFAULTS, **_flatten(self)}
 
     @classmethod
-    def from_record(cls, record: dict) -> RunSpec:
+    def from_record(cls, record: dict[str, Any]) -> RunSpec:
         return _unflatten(cls, record)
 
 
-def _flatten(obj) -> dict:
-    out: dict = {}
+def _flatten(obj: DataclassInstance) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        items: Iterable[tuple[str, Any]]
         if isinstance(value, Choice):
             items = value.record().items()
-        elif dataclasses.is_dataclass(value):
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # a section (an instance)
             items = _flatten(value).items()
         else:
             items = [(f.metadata.get("key", f.name), list(value) if isinstance(value, tuple) else value)]

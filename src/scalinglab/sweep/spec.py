@@ -7,7 +7,7 @@ Reading the YAML file and turning a validation error into one line is sweep/read
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -19,12 +19,12 @@ from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES, CooldownShape
 from ..training.tracking import Tracking
 from .evalspec import EvalSpec
-from .types import Count, Executor, Float, Int, Method, Positive, closed, one_of
+from .types import Closed, Count, Executor, Float, Int, Method, OneOf, Positive
 from .types import Section as _Section
 
 
 class DataSpec(_Section):
-    source: closed(Source) = Source.STDLIB
+    source: Closed[Source] = Source.STDLIB
     """stdlib: the running Python's standard-library sources (no download); text, jsonl, parquet, hf: `path`."""
     path: str | None = None
     """text: a UTF-8 file, or a folder searched recursively for *.txt, *.md, *.py, *.rst; jsonl, parquet:
@@ -32,7 +32,7 @@ class DataSpec(_Section):
     (of a DatasetDict, its train split)."""
     text_field: str = "text"
     """jsonl, parquet, hf: the key (column) holding each document's text."""
-    tokenizer: closed(TokenizerKind) = TokenizerKind.BYTE
+    tokenizer: Closed[TokenizerKind] = TokenizerKind.BYTE
     """byte: UTF-8 bytes, 256 ids; bpe: byte-level BPE trained on the training split, cached in
     $SCALINGLAB_CACHE (default ~/.cache/scalinglab)."""
     vocab_size: Int = 4096
@@ -51,7 +51,7 @@ class ModelSpec(_Section):
     """Shape rule: n_heads = d_model / d_head."""
     aspect_ratio: Float = Field(32.0, gt=0)
     """Shape rule: d_model ~ aspect_ratio * n_layers."""
-    parametrization: one_of(PARAMETRIZATIONS.names) = "sp"
+    parametrization: Annotated[str, OneOf(PARAMETRIZATIONS.names)] = "sp"
     """sp: standard; mup: maximal update (muP), learning rate transfers across width from base_width;
     u-mup: unit-scaled muP (Blake et al. 2024), unit-variance weights, base lr near 1."""
     base_width: Int = Field(64, ge=1)
@@ -99,14 +99,14 @@ class GridSpec(_Section):
 
 
 class TrainSpec(_Section):
-    objective: one_of(OBJECTIVES.names) = "causal"
+    objective: Annotated[str, OneOf(OBJECTIVES.names)] = "causal"
     """causal: next-token LM; masked: BERT-style masked LM (bidirectional attention)."""
     mask_fraction: Float = Field(0.15, gt=0, lt=1)
     """masked: share of positions predicted (80% [MASK], 10% random token, 10% unchanged)."""
     batch_size: Int = Field(16, ge=1)
     lr: Float = Field(3e-3, gt=0)
     """Peak learning rate (base learning rate under mup and u-mup)."""
-    schedule: one_of(SCHEDULES.names) = "cosine"
+    schedule: Annotated[str, OneOf(SCHEDULES.names)] = "cosine"
     """After warmup: cosine or linear decay to lr * min_lr_ratio, constant, or warmup-stable-decay."""
     warmup_fraction: Float = Field(0.05, ge=0, lt=1)
     warmup_steps: Int | None = Field(None, ge=0)
@@ -115,11 +115,11 @@ class TrainSpec(_Section):
     """Decay ends at lr * min_lr_ratio."""
     cooldown_fraction: Float = Field(0.2, gt=0, le=0.5)
     """wsd: the final share of steps in which the learning rate decays."""
-    cooldown_shape: closed(CooldownShape) = CooldownShape.ONE_SQRT
+    cooldown_shape: Closed[CooldownShape] = CooldownShape.ONE_SQRT
     """wsd: decay shape; 1-sqrt is Hagele et al. 2024's."""
     cooldown_branches: bool = False
     """wsd: one stable run per model size, with a cooldown branched from it for every data size."""
-    precision: closed(Precision) = Precision.FP32
+    precision: Closed[Precision] = Precision.FP32
     """bf16: bfloat16 compute with float32 master weights and optimizer state."""
     checkpoint_interval_s: Float = Field(600.0, ge=0)
     """Save a checkpoint (orbax) when this many seconds have passed since the last; 0: every step."""
@@ -169,8 +169,8 @@ class SlurmSpec(_Section):
 
 
 class LaunchSpec(_Section):
-    executor: closed(Executor) = Executor.LOCAL
-    tracking: closed(Tracking) = Tracking.NONE
+    executor: Closed[Executor] = Executor.LOCAL
+    tracking: Closed[Tracking] = Tracking.NONE
     """Also log every evaluation's figures: tensorboard (runs/<id>/tensorboard/), or wandb (offline,
     runs/<id>/wandb/; needs `pip install wandb`)."""
     max_runs: Int = Field(1000, ge=1)
@@ -212,7 +212,7 @@ class LaunchSpec(_Section):
 class FitSpec(_Section):
     huber_delta: Float = Field(1e-3, gt=0)
     """Huber threshold on log-loss residuals for the L(N,D) fit (Hoffmann et al. 2022)."""
-    method: closed(Method) = Method.VARPRO
+    method: Closed[Method] = Method.VARPRO
     """varpro: variable projection (fast); grid: L-BFGS-B from Hoffmann's 4,500 starts (minutes)."""
     bootstrap: Int = Field(200, ge=0)
     """Bootstrap resamples of the runs for confidence intervals (0: none)."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 
 def _not_bool(value):
@@ -30,24 +31,33 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-def one_of(names: Iterable[str]):
-    """The type of a field that takes one of `names` (a registry's, e.g. SCHEDULES.names) as the
-    YAML spells it: pydantic's one-line error and the JSON schema's enum list them."""
-    return Literal[tuple(names)]
+class OneOf:
+    """The metadata of a field that takes one of `names` (a registry's, e.g. SCHEDULES.names) as the
+    YAML spells it, `Annotated[str, OneOf(SCHEDULES.names)]`: pydantic validates it as
+    Literal[names] would, so its one-line error and the JSON schema's enum list them, while the
+    checker sees the str it is (the names are known only when the registry is filled)."""
+
+    def __init__(self, names: Iterable[str]):
+        self.names = tuple(names)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.literal_schema(list(self.names))
 
 
 class _Inline:
     """The JSON schema of an enum where the field is, not as a reference into $defs."""
 
-    def __get_pydantic_json_schema__(self, core_schema, handler):
-        return dict(handler.resolve_ref_schema(handler(core_schema)))
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return dict(handler.resolve_ref_schema(handler(schema)))
 
 
-def closed(kind: type[StrEnum]):
-    """The type of a field of a closed vocabulary: the YAML's string becomes the member of `kind`;
-    pydantic's error lists the values, and the JSON schema lists them inline as an enum (with the
-    enum's docstring), as for one_of, so that a reader of the schema finds them at the field."""
-    return Annotated[kind, _Inline()]
+_Enum = TypeVar("_Enum", bound=StrEnum)
+
+Closed = Annotated[_Enum, _Inline()]
+"""The type of a field of a closed vocabulary, `Closed[Kind]`: the YAML's string becomes the member
+of the StrEnum `Kind`; pydantic's error lists the values, and the JSON schema lists them inline as
+an enum (with the enum's docstring), as for OneOf, so that a reader of the schema finds them at the
+field."""
 
 
 class Executor(StrEnum):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -30,6 +31,9 @@ from .steps import enable_compile_cache, make_loss_fn, make_train_step
 from .task_scoring import TaskScorer
 from .tracking import open_tracker
 
+# What save_for_requeue saves (_take_snapshot): the (params, optimizer state), the step, the loss
+# sum and count, the pending losses and how many of them belong.
+Snapshot = tuple[Any, int, float, int, list[jax.Array], int]
 AGREE_EVERY = 10  # steps between the processes' agreements on a time-based checkpoint
 
 
@@ -91,7 +95,8 @@ class Trainer:
             Hook("branch point", branch_points.__contains__, partial(self._save, self.dir.branch_points, keep=None)),
             Hook("checkpoint", self._checkpoint_due, partial(self._save, self.dir.resume, keep=1)),
         ]
-        self._snapshot, self._in_hooks = None, False
+        self._snapshot: Snapshot | None = None
+        self._in_hooks = False
         self.tracker = open_tracker(run.tracking, run_dir, run.record(), self.main)
 
     def _build_steps(self):
@@ -272,10 +277,10 @@ class Trainer:
         periodic checkpoint."""
         if self._snapshot is None or self._in_hooks:
             return None
-        state, step, loss_sum, loss_count, losses, n = self._snapshot
+        state, step, loss_sum, loss_count, pending, n = self._snapshot
         if any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):  # donated to the step under way
             return None
-        losses = np.asarray(jax.device_get(losses[:n]), dtype=np.float64)
+        losses = np.asarray(jax.device_get(pending[:n]), dtype=np.float64)
         if not np.all(np.isfinite(losses)):
             return None
         meta = {

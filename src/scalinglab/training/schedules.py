@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..choices import Choice, Registry
 
-SCHEDULES = Registry("schedule")
+SCHEDULES: Registry[Schedule] = Registry("schedule")
 
 
 class CooldownShape(StrEnum):
@@ -23,7 +23,7 @@ class CooldownShape(StrEnum):
 
 @dataclass(frozen=True)
 class Schedule(Choice):
-    registry: ClassVar[Registry] = SCHEDULES
+    registry: ClassVar[Registry[Schedule]] = SCHEDULES
     warmup_steps: int
     steps: int
 
@@ -36,11 +36,18 @@ class Schedule(Choice):
     def after_warmup(self, peak: float, step, xp):
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # declared for the checker only: a runtime property would be WSD's field's default
+
+        @property
+        def decay_start(self) -> int:
+            """The step at which the decay from the peak starts: a property of each type, WSD's a field."""
+            ...
+
     def decay_fraction(self, step, start: int, xp):
         """How far step is from start to the end of the run, in [0, 1]."""
         return xp.clip((step - start) / max(self.steps - start, 1), 0.0, 1.0)
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         return {**super().record(), "decay_start": self.decay_start}
 
 

@@ -7,7 +7,7 @@ devices (global_array)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -58,13 +58,16 @@ def place(tree, shardings):
     return jax.tree.map(lambda a, s: jax.make_array_from_callback(a.shape, s, lambda i: np.asarray(a)[i]), tree, shardings)
 
 
-def global_arrays(shape: tuple[int, ...], sharding: NamedSharding, rows: Callable[[int, int], tuple], n: int) -> tuple:
+def global_arrays(
+    shape: tuple[int, ...], sharding: NamedSharding, rows: Callable[[int, int], Sequence[np.ndarray]], n: int
+) -> tuple[jax.Array, ...]:
     """n global arrays of `shape` split by rows (of the first axis): rows(start, stop) gives those
     rows of all n, for this process's devices only, and is called once per device's rows."""
     rows = functools.cache(rows)
 
     def part(k: int) -> jax.Array:
-        def shard(index: tuple) -> np.ndarray:
+        def shard(index: tuple[slice, ...] | None) -> np.ndarray:
+            assert index is not None  # JAX gives every shard its index (its annotation allows None)
             start, stop, _ = index[0].indices(shape[0])
             return rows(start, stop)[k][(slice(None), *index[1:])]
 

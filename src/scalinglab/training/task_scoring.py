@@ -14,11 +14,11 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from ..data.builtin_tasks import builtin_task
-from ..data.codec import open_codec
+from ..data.codec import Codec, open_codec
 from ..data.corpus import prepare
 from ..data.demonstrations import NEEDS, choose
 from ..data.task_rows import Rows, Scored, item_scores, task_record
-from ..data.tasks import load_jsonl_task
+from ..data.tasks import Task, load_jsonl_task
 from ..model.kernels import Precision
 from ..model.transformer import cross_entropy
 from . import sharding
@@ -30,12 +30,12 @@ TASK_SEED = 0  # the items of built-in tasks and random demonstrations: the same
 VAL_TEXT_TOKENS = 1 << 20  # held-out tokens the built-in tasks draw their items from
 
 
-def build_tasks(run, corpus) -> tuple[list, object]:
+def build_tasks(run, corpus) -> tuple[list[Task], Codec]:
     """The run's tasks (data.tasks.Task) and the codec of its corpus."""
     e = run.eval
     codec = open_codec(prepare(run.data), run.data.tokenizer)
     val_text = codec.decode(corpus.val[:VAL_TEXT_TOKENS]) if None in e.task_files else ""
-    tasks = []
+    tasks: list[Task] = []
     for settings, files in zip(e.tasks, e.task_files):
         if files is None:
             tasks.append(builtin_task(settings["name"], val_text, e.test_items, e.pool_items, TASK_SEED))
@@ -82,13 +82,13 @@ class TaskScorer:
     def _pass(self, params, rows: Rows) -> Scored:
         """The model over every row, grouped by width (WIDTHS); each pass holds about ROWS x seq_len
         tokens, so a width's shapes are the same every pass (one compiled program per width)."""
-        out = [None] * len(rows)
+        out: list[list[np.ndarray] | None] = [None] * len(rows)  # by row; every row is in one width
         for width, ids in rows.by_width(WIDTHS).items():
             n = self._rows_per_pass(width)
             for start in range(0, len(ids), n):
                 chunk_ids = ids[start : start + n]
                 chunk = rows.arrays(n, width, chunk_ids)
-                device = sharding.global_arrays(chunk[0].shape, self.by_row, lambda a, b, c=chunk: [x[a:b] for x in c], 4)
+                device = sharding.global_arrays(chunk[0].shape, self.by_row, partial(_row_range, chunk), 4)
                 scored = [np.asarray(o) for o in self.forward(params, *device)]
                 for i, row in enumerate(chunk_ids):
                     out[row] = [o[i] for o in scored]
@@ -122,6 +122,12 @@ class TaskScorer:
         records = []
         for k, s in settings:
             out, item_rows, chosen = (later, shot_rows[k, s], demos[k, s]) if k else (first, zero, [[]] * len(zero))
+            assert out is not None  # later is None only without rows, and a task has test items
             items = [item_scores(task.kind, item.gold, task.continuations(item), r, out) for item, r in zip(task.test, item_rows)]
             records.append(task_record(task, k, s, items, chosen))
         return records
+
+
+def _row_range(arrays: tuple[np.ndarray, ...], start: int, stop: int) -> list[np.ndarray]:
+    """Rows start to stop of each of `arrays`."""
+    return [x[start:stop] for x in arrays]

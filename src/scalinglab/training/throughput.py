@@ -108,7 +108,8 @@ def devices_peak(devices, precision: Precision = Precision.FP32) -> float | None
             log.warning("no CPU peak: %s", e)
             return None
     peaks = [device_peak(d.device_kind, precision) for d in devices]
-    return None if None in peaks else sum(peaks)
+    known = [p for p in peaks if p is not None]
+    return None if len(known) < len(peaks) else sum(known)
 
 
 def peak_flops(precision: Precision = Precision.FP32) -> float | None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ...choices import Choice, Registry
 
-LAWS = Registry("law")
+LAWS: Registry[Law] = Registry("law")
 
 
 class Space(StrEnum):
@@ -73,7 +73,7 @@ SQUARES = Loss()
 class Law(Choice):
     """Base of the registered law families (each a frozen dataclass)."""
 
-    registry: ClassVar[Registry] = LAWS
+    registry: ClassVar[Registry[Law]] = LAWS
     space: ClassVar[Space] = Space.LOG
     positive_inputs: ClassVar[bool] = True
     """Whether the law takes logs of its inputs (then each must be positive)."""

@@ -109,7 +109,8 @@ def _newton(law, p, X, observed, counts, loss):
         still = np.abs(f[i] - new[0]) <= TOLERANCE * f[i]
         done[i] = still & (damping[i] <= 1e-2) | ~better & (damping[i] >= 1e10)
         k = i[better]
-        p[k], f[k], g[k], H[k], scale[k] = trial[better], *(x[better] for x in new)
+        new_f, new_g, new_H, new_scale = new
+        p[k], f[k], g[k], H[k], scale[k] = trial[better], new_f[better], new_g[better], new_H[better], new_scale[better]
         damping[i] = np.where(better, np.maximum(damping[i] / 3, 1e-6), damping[i] * 4)
     return p, f
 

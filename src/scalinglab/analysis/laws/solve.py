@@ -55,9 +55,21 @@ def polish(law: Law, p0, X, observed, loss: Loss) -> np.ndarray:
     lo, hi = np.array(law.bounds).T
     p0 = np.clip(p0, lo, hi)
     if loss.delta is None:
-        return least_squares(lambda p: law.fitted_value(p, *X) - observed, p0, lambda p: law.jacobian(p, *X), bounds=(lo, hi)).x
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            return law.fitted_value(p, *X) - observed
+
+        def jacobian(p: np.ndarray) -> np.ndarray:
+            return law.jacobian(p, *X)
+
+        return least_squares(residuals, p0, jacobian, bounds=(lo, hi)).x
+
+    def value_and_gradient(p: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = objective(law, p, X, observed, loss)
+        return float(value), gradient
+
     return minimize(
-        lambda p: objective(law, p, X, observed, loss),
+        value_and_gradient,
         p0,
         jac=True,
         method="L-BFGS-B",
