@@ -4,12 +4,13 @@ Campaigns simulated from a known law, Chinchilla's fit on Epoch's data (E 1.8172
 B 2143, alpha 0.3473, beta 0.3672), with noise drawn from the reference study's relative
 residuals (results/cpu-study refitted: L / L_pred - 1, resampled). Each campaign: the same 9 small
 runs (3 N x 3 D), then the same budget spent by
-  suggest  analysis.suggest on the runs' fit, for the target C, in ROUNDS rounds of equal budget
+  suggest  analysis.suggest on the runs' fit, for the target C_6ND, in ROUNDS rounds of equal budget
            (suggest, train, refit, suggest again: as the command is used);
   grid     a 4 x 4 log-spaced grid from the smallest start run up to the size that spends the budget;
   greedy   kyo-takano/chinchilla's scaling rule: fit, train at the fitted law's compute-optimal
-           (N, D) for twice the largest run's C, repeat (the last run gets what is left).
-Error: |L_hat(N_hat, D_hat) / L_true(N_hat, D_hat) - 1| at the target C, where (N_hat, D_hat) is
+           (N, D) for twice the largest run's C_6ND, repeat (the last run gets what is left).
+Budgets and costs are FLOPs of C_6ND = 6ND, the law's compute.
+Error: |L_hat(N_hat, D_hat) / L_true(N_hat, D_hat) - 1| at the target C_6ND, where (N_hat, D_hat) is
 the final fit's own compute-optimal allocation: how far off the loss it promises for the run it
 recommends is. Each strategy's k-th new run of a campaign draws the same noise (common random
 numbers), so the strategies are compared on equal luck. Prints medians and quartiles per strategy
@@ -30,22 +31,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.optimize import brentq  # noqa: E402
 
-from scalinglab.analysis.laws import Chinchilla, compute_optimal, fit_chinchilla  # noqa: E402
+from scalinglab.analysis.laws import Fitted  # noqa: E402
+from scalinglab.analysis.laws.chinchilla import CHINCHILLA, compute_optimal  # noqa: E402
 from scalinglab.analysis.select import fit_inputs  # noqa: E402
 from scalinglab.analysis.suggest import candidate_grid, suggest  # noqa: E402
+from scalinglab.analysis.uncertainty import fit_law  # noqa: E402
 from scalinglab.store.layout import SweepDir  # noqa: E402
+from scalinglab.sweep.spec import FitSpec  # noqa: E402
 
-TRUE = Chinchilla(E=1.8172, A=477.8, B=2143.0, alpha=0.3473, beta=0.3672, objective=0.0, n_points=0)
+TRUE = Fitted.of(CHINCHILLA, {"E": 1.8172, "A": 477.8, "B": 2143.0, "alpha": 0.3473, "beta": 0.3672})
 START_N, START_D = np.geomspace(2e7, 2e8, 3), np.geomspace(4e8, 4e9, 3)
-TARGET_C = 1e21  # ~200x the largest start run
-BUDGET = 5e19  # ~5x what the start runs cost
+TARGET_C_6ND = 1e21  # ~200x the largest start run
+BUDGET = 5e19  # C_6ND, ~5x what the start runs cost
+SPEC = FitSpec()  # the fit section's defaults: Huber delta 1e-3, variable projection
 ROUNDS = 8
 STUDY = Path(__file__).parents[1] / "results" / "cpu-study"
 
 
 def study_residuals() -> np.ndarray:
     runs = fit_inputs(SweepDir(STUDY)).runs
-    law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
+    law = fit_law(runs, SPEC)
     return (runs["L"] / law(runs["N"], runs["D"]) - 1).to_numpy()
 
 
@@ -57,8 +62,8 @@ def train(N, D, rng, residuals) -> pd.DataFrame:
 
 
 def error(runs: pd.DataFrame) -> float:
-    law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
-    N, D = compute_optimal(law, TARGET_C)
+    law = fit_law(runs, SPEC)
+    N, D = compute_optimal(law, TARGET_C_6ND)
     return float(abs(law(N, D) / TRUE(N, D) - 1))
 
 
@@ -66,8 +71,8 @@ def by_suggest(start, rng, residuals, rounds):
     runs, left = start, BUDGET
     for r in range(rounds):
         budget = left / (rounds - r)  # what a round has: a share of what is left
-        law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
-        picks = suggest(law, runs, TARGET_C, budget, *candidate_grid(runs, law, TARGET_C, budget)).picks
+        law = fit_law(runs, SPEC)
+        picks = suggest(law, runs, TARGET_C_6ND, budget, *candidate_grid(runs, law, TARGET_C_6ND, budget)).picks
         runs = pd.concat([runs, train([p.N for p in picks], [p.D for p in picks], rng, residuals)])
         left -= sum(p.cost for p in picks)
     return runs
@@ -85,10 +90,10 @@ def by_grid(start, rng, residuals):
 def by_greedy(start, rng, residuals):
     runs, left = start, BUDGET
     while left > 0:
-        C = min(2 * (6 * runs["N"] * runs["D"]).max(), left)
-        law = fit_chinchilla(runs["N"], runs["D"], runs["L"])
-        runs = pd.concat([runs, train(*compute_optimal(law, C), rng, residuals)])
-        left -= C
+        C_6ND = min(2 * (6 * runs["N"] * runs["D"]).max(), left)
+        law = fit_law(runs, SPEC)
+        runs = pd.concat([runs, train(*compute_optimal(law, C_6ND), rng, residuals)])
+        left -= C_6ND
     return runs
 
 
@@ -111,7 +116,8 @@ def main() -> None:
     args = p.parse_args()
     residuals = study_residuals()
     start_cost = 6 * START_N.sum() * START_D.sum()
-    print(f"true law {TRUE}; target C {TARGET_C:.3g}, budget {BUDGET:.3g} (start runs: {start_cost:.3g}); "
+    true = ", ".join(f"{k}={v:.5g}" for k, v in TRUE.values.items())
+    print(f"true law {true}; target C_6ND {TARGET_C_6ND:.3g}, budget {BUDGET:.3g} of C_6ND (start runs: {start_cost:.3g}); "
           f"{len(residuals)} residuals, sd {residuals.std():.2%}")
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:

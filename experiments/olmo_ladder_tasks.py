@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.analysis.emergence import emergence
+from scalinglab.analysis.laws.bootstrap import LEVEL
 from scalinglab.analysis.task_laws import (
     backtest,
     bootstrap_two_step,
@@ -35,7 +36,7 @@ from scalinglab.analysis.task_laws import (
     predict_two_step,
     task_columns,
 )
-from scalinglab.analysis.uncertainty import LEVEL
+from scalinglab.sweep.spec import FitSpec
 
 CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "olmo_ladder_tasks.csv"
 CHANCE = {"hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25, "piqa": 0.5, "csqa": 0.2,
@@ -53,7 +54,8 @@ ITEMS = {"hellaswag": 10042, "arc_easy": 2376, "arc_challenge": 1172, "piqa": 18
 
 def predictions(frame: pd.DataFrame, task: str, n_boot: int) -> list[dict]:
     chance = CHANCE[task]
-    model, boots = fit_two_step(frame, chance), bootstrap_two_step(frame, chance, n_boot)
+    spec = FitSpec(bootstrap=n_boot)  # the fit section's defaults otherwise: Huber delta 1e-3, varpro
+    model, boots = fit_two_step(frame, chance, spec), bootstrap_two_step(frame, chance, spec)
     single = fit_single_step(frame, chance)
     rows = []
     for target, (N, D) in TARGETS.items():
@@ -89,7 +91,7 @@ def show_backtest(frame_by_task: dict[str, pd.DataFrame], n_boot: int) -> None:
           f"(error in points, predicted - measured; {n_boot} resamples for the intervals)")
     table = {}
     for task, frame in frame_by_task.items():
-        held = backtest(frame, CHANCE[task], n_bootstrap=n_boot).set_index("run")
+        held = backtest(frame, CHANCE[task], spec=FitSpec(bootstrap=n_boot)).set_index("run")
         covered = sum(lo <= a <= hi for a, (lo, hi) in zip(held["acc"], held["acc_pred_ci"]))
         table[task] = held["error_points"]
         print(f"{task:<14} two-step " + " ".join(f"{e:+5.1f}" for e in held["error_points"])
@@ -108,8 +110,8 @@ def show_emergence(frame_by_task: dict[str, pd.DataFrame]) -> None:
         se = np.sqrt(finals["acc"] * (1 - finals["acc"]) / ITEMS[task])
         em = emergence(finals["N"], finals["acc"], finals["task_loss"], se, continuous_higher_is_better=False,
                        names=("acc", "bpb"))
-        print(f"{task:<14} sharpness acc {em['discontinuous']['sharpness']:.2f}, bpb {em['continuous']['sharpness']:.2f}: "
-              f"{em['verdict']}")
+        print(f"{task:<14} sharpness acc {em.discontinuous.sharpness:.2f}, bpb {em.continuous.sharpness:.2f}: "
+              f"{em.verdict}")
 
 
 if __name__ == "__main__":
