@@ -207,3 +207,12 @@ def finish(proc: subprocess.Popen) -> dict:
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0
     return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test built to read (analysis.plot.figures) are closed after it."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")

@@ -16,12 +16,22 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .laws import Fitted
 
-__all__ = ["Figure", "finish", "law_title", "plt", "save", "span"]
+__all__ = ["Figure", "bars", "finish", "law_title", "plt", "save", "span"]
 
 
 def span(values: pd.Series, pad: float = 1.5) -> np.ndarray:
     """100 points from the smallest value / pad to the largest * pad, evenly in log."""
     return np.geomspace(values.min() / pad, values.max() * pad, 100)
+
+
+def bars(values, intervals) -> np.ndarray | None:
+    """Interval bars for matplotlib's errorbar: lengths below and above each value (2, n); None
+    without intervals. A value is the fit to the data itself, not the resamples' median, and may lie
+    outside its interval: matplotlib takes no negative lengths, so those are 0."""
+    if intervals is None or pd.isna(pd.Series(list(intervals), dtype=object)).all():
+        return None
+    values, ci = np.asarray(values, dtype=float), np.array(list(intervals), dtype=float)
+    return np.clip([values - ci[:, 0], ci[:, 1] - values], 0, None)
 
 
 def law_title(law: Fitted | None) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .analyze import fitted_runs
-from .figstyle import Figure, finish, law_title, plt, save, span
+from .figstyle import Figure, bars, finish, law_title, plt, save, span
 from .hparam_plots import lr_figure
 from .laws import Fitted
 from .parts import Skipped
@@ -170,16 +170,6 @@ def residuals(df: pd.DataFrame, law: Fitted) -> Figure:
     return fig
 
 
-def _extrapolation_bars(held: pd.DataFrame) -> np.ndarray | None:
-    """The held-out predictions' interval bars as lengths below and above (None without intervals)."""
-    if held["L_pred_ci"].isna().all():
-        return None
-    ci = np.array(held["L_pred_ci"].tolist())
-    # The point prediction is the fit to the runs themselves, not the resamples' median: it
-    # may lie outside their interval, and matplotlib takes no negative bar lengths.
-    return np.clip([held["L_pred"] - ci[:, 0], ci[:, 1] - held["L_pred"]], 0, None)
-
-
 def _predicted_vs_measured(ax, fit_rows: pd.DataFrame, law: Fitted, held: pd.DataFrame, ext: Extrapolation, yerr) -> None:
     """Predicted against measured, on axes wide enough for every point and every bar."""
     ax.scatter(fit_rows["L"], law(fit_rows["N"], fit_rows["D"]), color="C0", s=14, label=f"runs in the fit ({len(fit_rows)})")
@@ -216,7 +206,7 @@ def extrapolation(df: pd.DataFrame, ext: Extrapolation) -> Figure:
     law = ext.law.fitted()
     held = pd.DataFrame([h.model_dump() for h in ext.held_out])
     fit_rows = df[~df.set_index(["N", "D"]).index.isin(held.set_index(["N", "D"]).index)]
-    yerr = _extrapolation_bars(held)
+    yerr = bars(held["L_pred"], held["L_pred_ci"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8))
     x, by = ("D", "N") if ext.by == "D" else ("N", "D")
     groups = sorted(df[by].unique())

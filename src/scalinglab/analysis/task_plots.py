@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figstyle import Figure, plt, save, span
+from .figstyle import Figure, bars, plt, save, span
 from .parts import LawFit, Skipped
 from .task_laws import final_rows
 from .task_report import report_rows
@@ -80,11 +80,10 @@ def strategies(report: TaskReport) -> Figure | None:
         ax.set_visible(False)
     for ax, (task, shots, curves) in zip(axes.flat, panels):
         for curve in curves:
-            acc, ci = np.array(curve.acc), np.array(curve.acc_ci)
             ax.errorbar(
                 curve.N,
-                acc,
-                yerr=np.clip([acc - ci[:, 0], ci[:, 1] - acc], 0, None),
+                curve.acc,
+                yerr=bars(curve.acc, curve.acc_ci),
                 marker="o",
                 ms=4,
                 capsize=3,
@@ -124,10 +123,7 @@ def _step2(ax, fitted: pd.DataFrame, held: pd.DataFrame, step2: LawFit, chance: 
     )
     if len(held):
         ax.scatter(held["task_loss"], held["acc"], facecolors="none", edgecolors="k", s=60, zorder=4, label="held out: measured")
-        yerr = None
-        if held["acc_pred_ci"].notna().any():
-            ci = np.array(held["acc_pred_ci"].tolist())
-            yerr = np.clip([held["acc_pred"] - ci[:, 0], ci[:, 1] - held["acc_pred"]], 0, None)
+        yerr = bars(held["acc_pred"], held["acc_pred_ci"])
         ax.errorbar(
             held["task_loss_pred"],
             held["acc_pred"],
