@@ -1,5 +1,5 @@
 """A results folder's fit end to end, for `scalinglab fit`, `plot` and `run`: its inputs, analyze,
-fit.json, the figures. No JAX (matplotlib only when figures are made)."""
+fit.json, the figures, the lines printed. No JAX (matplotlib only when figures are made)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..sweep.spec import FitSpec
 from .analyze import analyze
 from .select import FitInputs, fit_inputs, task_setting
 from .sweepfit import SweepFit
+from .text import lines
 from .uncertainty import At
 
 
@@ -31,3 +32,10 @@ def draw(sweep: SweepDir, inputs: FitInputs, fit: SweepFit) -> list[Path]:
     if fit.tasks is not None and inputs.tasks is not None:
         paths += plot_tasks(inputs.tasks, fit.tasks, sweep.figures)
     return paths
+
+
+def fit_and_draw(sweep: SweepDir, spec: FitSpec, warn: Callable[[str], None]) -> list[str]:
+    """`plot`, and `run` as it ends: fit_sweep and draw; the lines to print, the fit and then a
+    line per figure written."""
+    inputs, fit = fit_sweep(sweep, spec, warn)
+    return [*lines(fit), *(f"wrote {path}" for path in draw(sweep, inputs, fit))]

@@ -11,7 +11,7 @@ import pandas as pd
 from rich.console import Console
 
 from ..analysis.analyze import analyze
-from ..analysis.pipeline import draw, fit_sweep
+from ..analysis.pipeline import fit_and_draw, fit_sweep
 from ..analysis.select import FitInputs, fit_spec
 from ..analysis.table import TASK_MAPS, from_columns, parse_map
 from ..analysis.task_csv import fit_task_csv
@@ -66,9 +66,6 @@ def main(args, console: Console) -> int:
 
 def plot(args, console: Console) -> int:
     sweep = SweepDir(Path(args.path))
-    inputs, fit = fit_sweep(sweep, _spec(sweep, args), _warn(console))
-    for line in lines(fit):
+    for line in fit_and_draw(sweep, _spec(sweep, args), _warn(console)):
         console.print(line)
-    for path in draw(sweep, inputs, fit):
-        console.print(f"wrote {path}")
     return 0

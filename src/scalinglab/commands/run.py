@@ -7,8 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..analysis.pipeline import draw, fit_sweep
-from ..analysis.text import lines
+from ..analysis.pipeline import fit_and_draw
 from ..errors import FitError
 from ..launch.dispatch import launch
 from ..launch.preflight import check_data, check_gpus, check_memory
@@ -34,10 +33,9 @@ def main(args, console: Console) -> int:
         f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed{cancelled} in {time.perf_counter() - t0:.0f} s"
     )
     try:
-        inputs, fit = fit_sweep(sweep, spec.fit, lambda line: console.print(f"[yellow]warning[/]: {line}"))
+        report = fit_and_draw(sweep, spec.fit, lambda line: console.print(f"[yellow]warning[/]: {line}"))
     except FitError as e:
-        console.print(f"no fit yet: {e}")
-    else:
-        for line in [*lines(fit), *(f"wrote {p}" for p in draw(sweep, inputs, fit))]:
-            console.print(line)
+        report = [f"no fit yet: {e}"]
+    for line in report:
+        console.print(line)
     return 1 if outcome.failed else 0

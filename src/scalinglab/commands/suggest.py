@@ -63,7 +63,7 @@ def main(args, console: Console) -> int:
             "cannot see how uncertain it is and these runs ignore it; `scalinglab fit` shows its interval"
         )
     out = Path(args.out or f"{sweep.name}-suggest.yaml")
-    vocab = int(found.runs["vocab_size"].iloc[0]) if "vocab_size" in found.runs else 256
+    vocab = int(found.runs["vocab_size"].iloc[0])  # the model's (run.json), for the FLOPs a new run will compute
     write_text(
         out, next_yaml(next_spec(spec, s, found.hyperparameters, vocab), s, C_6ND, budget, sweep.path, found.hyperparameters is not None)
     )

@@ -14,7 +14,7 @@ from ...errors import FitError
 from ...sweep.types import Method
 from .base import Fitted, Law, Loss
 from .resample import fit_resamples
-from .solve import SQUARES, fit, inputs
+from .solve import SQUARES, columns, fit
 from .terms import TermsLaw
 
 LEVEL = 0.95  # of every interval
@@ -54,7 +54,7 @@ def bootstrap(
     `workers` are theirs). Resamples too degenerate to fit are dropped."""
     if n <= 0:
         return []
-    X, y = inputs(X), np.asarray(y, dtype=float)
+    X, y = columns(law, X), np.asarray(y, dtype=float)
     seed_list = seeds(n, seed)
     if len(y) >= BATCHED_MIN_RUNS and isinstance(law, TermsLaw) and loss.delta is not None and law.grid(X, y) is not None:
         return _batched(law, X, y, seed_list, loss)

@@ -15,9 +15,10 @@ from .base import Fitted, Law, Loss, Space
 SQUARES = Loss()
 
 
-def inputs(X) -> tuple[np.ndarray, ...]:
-    """The law's input columns as float arrays; FitError unless positive and finite."""
-    return tuple(_positive(x) for x in X)
+def columns(law: Law, X) -> tuple[np.ndarray, ...]:
+    """The law's input columns as float arrays; FitError unless positive and finite where the
+    law takes their logs."""
+    return tuple(_positive(x) if law.positive_inputs else np.asarray(x, dtype=float) for x in X)
 
 
 def _positive(x) -> np.ndarray:
@@ -35,7 +36,7 @@ def objective(law: Law, theta, X, observed, loss: Loss):
 
 def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO) -> Fitted:
     """The law fitted to y at the points X (a tuple of the law's input columns, in its order)."""
-    X = inputs(X) if law.positive_inputs else tuple(np.asarray(x, dtype=float) for x in X)
+    X = columns(law, X)
     y = _positive(y) if law.space is Space.LOG else np.asarray(y, dtype=float)
     if (problem := law.problem(X)) is not None:
         raise FitError(problem)
@@ -46,9 +47,10 @@ def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO) ->
         starts = grid if grid is not None else law.starts(X, y, loss)
         if starts is None:
             starts = varpro_starts(law, X, y, loss)
-        ends = [polish(law, p0, X, observed, loss) for p0 in starts]
-        theta = min(ends, key=lambda t: float(objective(law, t, X, observed, loss)[0]))
-    return Fitted(law, theta, float(objective(law, theta, X, observed, loss)[0]), len(y))
+        theta = np.array([polish(law, p0, X, observed, loss) for p0 in starts])
+    values = np.atleast_1d(objective(law, theta, X, observed, loss)[0])  # of each end (one exact solution)
+    best = int(np.argmin(values))
+    return Fitted(law, np.atleast_2d(theta)[best], float(values[best]), len(y))
 
 
 def polish(law: Law, p0, X, observed, loss: Loss) -> np.ndarray:
