@@ -161,7 +161,7 @@ def test_fit_csv_predict_from_the_command_line(capsys):
             "--bootstrap", "20", "--predict", "C_6ND=5.76e23", "--predict", "N=7e10,D=1.4e12", "--json"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["schema"] == 2
+    assert out["schema"] == 3
     p_C, p_ND = out["predictions"]
     assert p_C["C_6ND"] == 5.76e23 and p_C["N_opt"]["ci"][0] < p_C["N_opt"]["value"] < p_C["N_opt"]["ci"][1]
     assert 1.8 < p_ND["L"]["value"] < 2.2

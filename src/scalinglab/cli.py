@@ -16,7 +16,7 @@ from .errors import InputError, UsageError
 from .store.files import DamagedResults
 from .store.frame import NotASweep
 from .sweep.spec import FitSpec
-from .sweep.types import Executor, Method
+from .sweep.types import Executor, LawName, Method
 
 DEFAULT_RESULTS = "results"
 EXECUTORS = [e.value for e in Executor]  # argparse lists choices by their repr: the values, not the members
@@ -35,6 +35,14 @@ def _law_flags(p: argparse.ArgumentParser) -> None:
         "--bootstrap", type=int, metavar="K", help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none)"
     )
     p.add_argument("--huber-delta", type=float, help=f"Huber threshold on log-loss residuals (default {fields['huber_delta'].default:g})")
+    p.add_argument(
+        "--law",
+        type=lambda text: text.split(","),
+        metavar="NAME[,NAME...]",
+        help=f"the law of the loss: auto (the default), one of {', '.join(n for n in LawName if n != LawName.AUTO)}, "
+        "or several to choose among by backtest",
+    )
+    p.add_argument("--pin-E", dest="pin_E", type=float, metavar="E", help="power_C: pin its irreducible loss at E instead of fitting it")
 
 
 def _fit_flags(p: argparse.ArgumentParser) -> None:

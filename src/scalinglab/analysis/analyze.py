@@ -10,38 +10,34 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..errors import FitError
 from ..sweep.spec import FitSpec
 from .approaches import fit_envelope, fit_isoflop, power_laws
+from .choose import Chosen, choose
 from .hparams import tune, tuned_axes
-from .laws import Fitted
 from .parts import Skipped
 from .select import FitInputs
 from .sweepfit import Hyperparameters, SweepFit
 from .task_report import task_report
-from .uncertainty import At, attempt, bootstrap_law, extrapolation, fit_law, frontier, held_out_rows, main_law, predict
+from .uncertainty import At, attempt, extrapolation, frontier, held_out_rows, main_law, predict
 
 
 @dataclass(frozen=True)
 class Core:
     """What every use of a sweep's law starts from: the runs it is fitted on (in a sweep that tunes
-    lr or batch size, each (N, D) cell's optimum), what tuning found, L(N,D) and its resamples."""
+    lr or batch size, each (N, D) cell's optimum), what tuning found, and the law of the loss
+    fit.law chose (or why none fitted)."""
 
     runs: pd.DataFrame
     hyperparameters: Hyperparameters | None
-    law: Fitted | Skipped
-    boots: list[Fitted]
+    chosen: Chosen | Skipped
 
 
-def core(runs: pd.DataFrame, spec: FitSpec) -> Core:
+def core(runs: pd.DataFrame, spec: FitSpec, allocating: bool = False) -> Core:
+    """allocating: the law must be one of N and D (suggest plans an allocation)."""
     hyper = None
     if tuned_axes(runs):
         runs, hyper = tune(runs, spec.bootstrap)
-    try:
-        law = fit_law(runs, spec)
-    except FitError as e:
-        return Core(runs, hyper, Skipped(skipped=str(e)), [])
-    return Core(runs, hyper, law, bootstrap_law(runs, spec))
+    return Core(runs, hyper, attempt(choose, runs, spec, True, allocating))
 
 
 def fitted_runs(runs: pd.DataFrame, fit: SweepFit) -> pd.DataFrame:
@@ -57,13 +53,15 @@ def analyze(inputs: FitInputs, spec: FitSpec = FitSpec(), at: Sequence[At] = (),
     inputs.tasks (optional): results.load(tasks=True), fitted at task_setting (shots, strategy),
     the runs the extrapolation check holds out held out of the task laws too. at: where to predict."""
     c = core(inputs.runs, spec)
-    runs, law = c.runs, c.law
-    parts: dict = {"law": law}
-    if isinstance(law, Fitted):
+    runs, chosen = c.runs, c.chosen
+    parts: dict = {"law": chosen}
+    if isinstance(chosen, Chosen):
+        law, boots = chosen.law, chosen.boots
         parts.update(
-            law=main_law(law, c.boots, spec),
-            frontier=frontier(law, c.boots, 6 * runs["N"] * runs["D"]),
-            predictions=[predict(law, c.boots, a) for a in at],
+            law=main_law(law, boots, spec, chosen.noise),
+            laws=chosen.table,
+            frontier=attempt(frontier, law, boots, 6 * runs["N"] * runs["D"]),
+            predictions=[predict(law, boots, a, chosen.noise) for a in at],
         )
     if inputs.evals is not None:
         parts["envelope"] = attempt(fit_envelope, inputs.evals)

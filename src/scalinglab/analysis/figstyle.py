@@ -36,8 +36,10 @@ def bars(values, intervals) -> np.ndarray | None:
 
 def law_title(law: Fitted | None) -> str:
     if law is None:
-        return "L(N,D) not fitted"
+        return "no law of the loss fitted"
     v = law.values
+    if law.law.name != "chinchilla":
+        return f"{law.law.name}: " + ", ".join(f"{k} = {x:.3g}" for k, x in v.items())
     return f"L = {v['E']:.3g} + {v['A']:.3g}/N^{v['alpha']:.3f} + {v['B']:.3g}/D^{v['beta']:.3f}"
 
 

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from .analyze import fitted_runs
+from .choose import predict_runs
 from .figstyle import Figure, bars, finish, law_title, plt, save, span
 from .hparam_plots import lr_figure
 from .laws import Fitted
 from .parts import Skipped
-from .sweepfit import Extrapolation, IsoFLOP, MainLaw, PowerLawFit, SweepFit
+from .sweepfit import Extrapolation, Frontier, IsoFLOP, MainLaw, PowerLawFit, SweepFit
 
 C_LABEL = "C (FLOPs the runs computed)"
 
@@ -37,7 +38,7 @@ def loss_vs(df: pd.DataFrame, law: Fitted | None, laws: list[PowerLawFit], x: st
         ax.scatter(rows[x], rows["L"], color=color, label=f"{by} = {value:.3g}", zorder=3)
         if law is not None:
             xs = span(df[x])
-            ax.plot(xs, law(xs, value) if x == "N" else law(value, xs), color=color, lw=1.2)
+            ax.plot(xs, law.at(xs, value) if x == "N" else law.at(value, xs), color=color, lw=1.2)
     pl = _power_law(laws, x)
     if pl is not None:
         xs = span(df[x])
@@ -56,7 +57,7 @@ def loss_vs_C(df: pd.DataFrame, law: Fitted | None, laws: list[PowerLawFit]) -> 
         if law is not None:
             flops_per_token = float((rows["C"] / rows["D"]).iloc[0])
             Ds = span(df["D"])
-            ax.plot(Ds * flops_per_token, law(N, Ds), color=color, lw=1.2)
+            ax.plot(Ds * flops_per_token, law.at(N, Ds), color=color, lw=1.2)
     pl = _power_law(laws, "C")
     if pl is not None:
         Cs = span(df["C"])
@@ -97,7 +98,7 @@ def frontier(fit: SweepFit) -> Figure:
     """N_opt(C_6ND) and D_opt(C_6ND) from L(N,D), with bootstrap bands; Approaches 1 and 2 at the
     C_6ND = 6 N D of the runs they pick."""
     fr, law = fit.frontier, fit.law
-    assert fr is not None and isinstance(law, MainLaw)
+    assert isinstance(fr, Frontier) and isinstance(law, MainLaw)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, key, exponent in ((axes[0], "N_opt", fr.a), (axes[1], "D_opt", fr.b)):
         ax.plot(fr.C_6ND, getattr(fr, key), "C0", lw=1.5, label=f"L(N,D) fit: {key} ~ C_6ND^{exponent.value:.3f}")
@@ -139,11 +140,11 @@ def contours(df: pd.DataFrame, law: Fitted, fit: SweepFit) -> Figure:
     D = np.geomspace(df["D"].min() / 3, df["D"].max() * 10, 120)
     NN, DD = np.meshgrid(N, D)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    cs = ax.contour(NN, DD, law(NN, DD), levels=12, cmap="viridis", linewidths=0.8)
+    cs = ax.contour(NN, DD, law.at(NN, DD), levels=12, cmap="viridis", linewidths=0.8)
     ax.clabel(cs, fontsize=6, fmt="%.3g")
     sc = ax.scatter(df["N"], df["D"], c=df["L"], cmap="viridis", edgecolors="k", zorder=3)
     fig.colorbar(sc, ax=ax, label="L (runs)")
-    if fit.frontier is not None:
+    if isinstance(fit.frontier, Frontier):
         ax.plot(fit.frontier.N_opt, fit.frontier.D_opt, "r--", lw=1, label="compute-optimal (C_6ND = 6ND)")
     ax.set_xlim(N[0], N[-1])
     ax.set_ylim(D[0], D[-1])
@@ -157,7 +158,7 @@ def contours(df: pd.DataFrame, law: Fitted, fit: SweepFit) -> Figure:
 
 
 def residuals(df: pd.DataFrame, law: Fitted) -> Figure:
-    rel = law(df["N"], df["D"]) / df["L"] - 1
+    rel = predict_runs(law, df) / df["L"] - 1
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     sc = ax.scatter(df["C"], 100 * rel, c=np.log10(df["N"]), cmap="viridis")
     fig.colorbar(sc, ax=ax, label="log10 N")
@@ -172,7 +173,7 @@ def residuals(df: pd.DataFrame, law: Fitted) -> Figure:
 
 def _predicted_vs_measured(ax, fit_rows: pd.DataFrame, law: Fitted, held: pd.DataFrame, ext: Extrapolation, yerr) -> None:
     """Predicted against measured, on axes wide enough for every point and every bar."""
-    ax.scatter(fit_rows["L"], law(fit_rows["N"], fit_rows["D"]), color="C0", s=14, label=f"runs in the fit ({len(fit_rows)})")
+    ax.scatter(fit_rows["L"], predict_runs(law, fit_rows), color="C0", s=14, label=f"runs in the fit ({len(fit_rows)})")
     label = f"held out: the largest by {ext.by} ({len(held)})"
     if yerr is not None:
         ax.errorbar(held["L"], held["L_pred"], yerr=yerr, fmt="o", color="C3", ms=5, capsize=3, label=label + ", 95% intervals")
@@ -181,7 +182,7 @@ def _predicted_vs_measured(ax, fit_rows: pd.DataFrame, law: Fitted, held: pd.Dat
     drawn = np.concatenate(
         [
             fit_rows["L"],
-            law(fit_rows["N"], fit_rows["D"]),
+            predict_runs(law, fit_rows),
             held["L"],
             held["L_pred"],
             *([held["L_pred"] - yerr[0], held["L_pred"] + yerr[1]] if yerr is not None else []),
@@ -216,7 +217,7 @@ def extrapolation(df: pd.DataFrame, ext: Extrapolation) -> Figure:
         rows, out = fit_rows[fit_rows[by] == value], held[held[by] == value]
         left.scatter(rows[x], rows["L"], color=colors[value], zorder=3, label=f"{by} = {value:.3g}")
         left.scatter(out[x], out["L"], facecolors="none", edgecolors=colors[value], s=90, lw=1.5, zorder=4)
-        left.plot(xs, law(xs, value) if x == "N" else law(value, xs), color=colors[value], lw=1.2)
+        left.plot(xs, law.at(xs, value) if x == "N" else law.at(value, xs), color=colors[value], lw=1.2)
     left.scatter([], [], facecolors="none", edgecolors="k", s=90, lw=1.5, label="held out: measured")
     if yerr is not None:
         left.errorbar(
@@ -249,7 +250,9 @@ def figures(runs: pd.DataFrame, fit: SweepFit, evals: pd.DataFrame | None = None
     if evals is not None and len(evals):
         out["training_curves.png"] = curves(evals)
     if law is not None:
-        out.update({"frontier.png": frontier(fit), "contours.png": contours(runs, law, fit), "residuals.png": residuals(runs, law)})
+        out.update({"contours.png": contours(runs, law, fit), "residuals.png": residuals(runs, law)})
+    if isinstance(fit.frontier, Frontier):
+        out["frontier.png"] = frontier(fit)
     if isinstance(fit.isoflop, IsoFLOP):
         out["isoflop.png"] = isoflop(fit.isoflop)
     if isinstance(fit.extrapolation, Extrapolation):

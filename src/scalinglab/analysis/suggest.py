@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FitError
+from .choose import predict_runs
 from .laws import Fitted
-from .laws.chinchilla import compute_optimal
+from .laws.optimum import compute_optimal
 
 GRID_POINTS = 16  # candidate values per axis of the (N, D) log grid
 RCOND = 1e-10  # singular values of the column-scaled J'J below this share of the largest: directions no run tells apart
@@ -63,15 +64,15 @@ class Suggestion:
 
 
 def log_loss_gradient(law: Fitted, N, D) -> np.ndarray:
-    """d log L(N, D) / d theta (log E, log A, log B, alpha, beta: the law's own Jacobian), a row per (N, D)."""
+    """d log L(N, D) / d theta (the law's own Jacobian; a law of repeated data at no repetition), a row per (N, D)."""
     N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
-    return law.law.jacobian(law.theta, N, D)
+    return law.law.jacobian(law.theta, *law.columns(N, D))
 
 
 def noise_variance(law: Fitted, runs: pd.DataFrame) -> float:
     """The runs' squared log residuals around the law over the degrees of freedom the fit left:
     the noise a new run's loss carries."""
-    r = np.log(runs["L"] / law(runs["N"], runs["D"])).to_numpy()
+    r = np.log(runs["L"].to_numpy(float) / predict_runs(law, runs))
     P = len(law.law.params)
     if len(r) <= P:
         raise FitError(f"suggest: {len(r)} runs leave no degrees of freedom to estimate the noise; it needs more than {P}")

@@ -17,21 +17,25 @@ from pydantic import ConfigDict, Field, ValidationError
 from ..errors import InputError
 from ..store.files import write_text
 from ..sweep.types import Method
+from .lawtable import LawChoice
 from .parts import CI, Estimate, LawFit, Part, Skipped
 from .taskfit import TaskReport
 
-SCHEMA = 2  # fit.json's version: 2 is the typed SweepFit (version 1, before it, had no "schema" key)
+SCHEMA = 3  # fit.json's version: 3 adds the law families and their table; 2 was the typed SweepFit (1 had no "schema" key)
 __all__ = ["CI", "Estimate", "LawFit", "Part", "Skipped", "SweepFit"]
 
 
 class MainLaw(LawFit):
-    """L(N,D) over the runs, with how it was solved and how far the runs pin it."""
+    """The law of the loss over the runs (fit.law's choice), with how it was solved and how far
+    the runs pin it."""
 
     method: Method
     n_bootstrap: int
     level: float
     loose: list[str] | None = None
     """Parameters whose interval reaches 0 or spans more than uncertainty.LOOSE (None: no bootstrap)."""
+    noise: float | None = None
+    """The runs' residual scale of log L about the law (prediction intervals widen by it)."""
 
 
 class PowerLawFit(LawFit):
@@ -57,7 +61,12 @@ class Prediction(Part):
     C_6ND: float | None = None
     N: float | None = None
     D: float | None = None
+    U: float | None = None
+    law: str
+    """The law that predicts (fit.law's choice)."""
     L: Estimate
+    L_pi: CI | None = None
+    """Where a run's measured loss should fall: the law's interval widened by the runs' noise."""
     N_opt: Estimate | None = None
     D_opt: Estimate | None = None
     tokens_per_param: Estimate | None = None
@@ -100,6 +109,9 @@ class HeldOut(Part):
     L: float
     L_pred: float
     L_pred_ci: CI | None = None
+    """The law's bootstrap interval."""
+    L_pred_pi: CI | None = None
+    """The prediction interval of the measured loss (the law's interval and the runs' noise)."""
     rel_error: float
 
 
@@ -110,6 +122,9 @@ class Extrapolation(Part):
     fraction: float
     n_fit: int
     law: LawFit
+    """The law chosen on the runs in the fit (fit.law), as they alone choose it."""
+    why: str = ""
+    runner_up: LawFit | None = None
     held_out: list[HeldOut]
     mean_abs_rel_error: float
     max_abs_rel_error: float
@@ -151,7 +166,9 @@ class SweepFit(Part):
     version: int = Field(SCHEMA, alias="schema")
     n_runs: int
     law: MainLaw | Skipped
-    frontier: Frontier | None = None
+    laws: LawChoice | None = None
+    """Every candidate law with its backtest, and why `law` was chosen (None: no law fitted)."""
+    frontier: Frontier | Skipped | None = None
     predictions: list[Prediction] = []
     power_laws: list[PowerLawFit] = []
     isoflop: IsoFLOP | Skipped

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .lawtable import LawChoice
 from .parts import CI, Estimate, LawFit, Skipped
-from .sweepfit import Hyperparameters, SweepFit
+from .sweepfit import Frontier, Hyperparameters, SweepFit
 from .taskfit import Spread, TaskFit, TaskReport
 from .uncertainty import LOOSE
 
@@ -21,13 +22,13 @@ def _estimate(name: str, e: Estimate, fmt: str = ".4g") -> str:
 def law_lines(fit: SweepFit) -> Iterator[str]:
     law = fit.law
     if isinstance(law, Skipped):
-        yield f"L(N,D) not fitted: {law.skipped}"
+        yield f"no law of the loss fitted: {law.skipped}"
         return
     level = f", {law.level:.0%} bootstrap intervals over {law.n_bootstrap} resamples" if law.ci else ""
-    yield f"{law.form} over {law.n_points} runs ({law.method}{level}):"
+    yield f"{law.law['law']}: {law.form} over {law.n_points} runs ({law.method}{level}):"
     for k, v in law.params.items():
         yield f"  {k:<5} = {v:.4g}{_ci(law.ci.get(k))}"
-    if fit.frontier is not None:
+    if isinstance(fit.frontier, Frontier):
         a, b = fit.frontier.a, fit.frontier.b
         yield f"  compute-optimal (C_6ND = 6ND): N_opt ~ C_6ND^{a.value:.3f}{_ci(a.ci)}, D_opt ~ C_6ND^{b.value:.3f}{_ci(b.ci)}"
     if law.loose:
@@ -35,6 +36,28 @@ def law_lines(fit: SweepFit) -> Iterator[str]:
             f"  not pinned: {', '.join(law.loose)} (interval reaching 0 or wider than {LOOSE:g}x); these runs leave the "
             "law open there and predictions beyond them loose: wider spans of N and D narrow it"
         )
+    if law.noise is not None:
+        yield f"  runs' scatter about the law: {law.noise:.2%} of L (robust; prediction intervals of a run's loss include it)"
+
+
+def table_lines(choice: LawChoice) -> Iterator[str]:
+    """Every candidate law with its backtest errors by origin, the mean, AICc, and the choice."""
+    yield (
+        f"laws of the loss, backtested (fitted on the runs up to each origin of {choice.by}, the rest predicted; "
+        "mean |relative error| of their loss):"
+    )
+    heads = "".join(f"{f'<={o.at:.3g} ({o.n_held})':>16}" for o in choice.origins)
+    yield f"  {'law':<18}{heads}{'mean':>9}{'AICc':>9}"
+    for c in choice.candidates:
+        mark = "*" if c.name == choice.chosen else " "
+        if isinstance(c.fit, Skipped):
+            yield f"  {c.name:<16}{mark}  not fitted: {c.fit.skipped}"
+            continue
+        errors = "".join(f"{'-' if e is None else f'{e:.2%}':>16}" for e in c.errors)
+        mean = "-" if c.score is None else f"{c.score:.2%}"
+        aicc = "-" if c.aicc is None else f"{c.aicc:.1f}"
+        yield f"  {c.name:<16}{mark} {errors}{mean:>9}{aicc:>9}"
+    yield f"  chosen: {choice.why}"
 
 
 def _power_law(law: LawFit, at: str) -> str:
@@ -60,22 +83,29 @@ def check_lines(fit: SweepFit) -> Iterator[str]:
     if isinstance(ext, Skipped):
         return
     yield (
-        f"extrapolation check: fitted on {ext.n_fit} runs, predicted the {len(ext.held_out)} largest by {ext.by}: "
-        f"mean |error| {ext.mean_abs_rel_error:.2%}, max {ext.max_abs_rel_error:.2%}"
+        f"extrapolation check: {ext.law.law['law']} (chosen on the {ext.n_fit} runs in the fit) predicted the "
+        f"{len(ext.held_out)} largest by {ext.by}: mean |error| {ext.mean_abs_rel_error:.2%}, max {ext.max_abs_rel_error:.2%}"
     )
     for h in ext.held_out:
-        yield f"  N = {h.N:,.0f}, D = {h.D:,.0f}: L = {h.L:.4f}, predicted {h.L_pred:.4f}{_ci(h.L_pred_ci, '.4f')} ({h.rel_error:+.2%})"
+        run = f"; a run's loss: {_ci(h.L_pred_pi, '.4f').strip()}" if h.L_pred_pi else ""
+        pred = f"{h.L_pred:.4f}{_ci(h.L_pred_ci, '.4f')}"
+        yield f"  N = {h.N:,.0f}, D = {h.D:,.0f}: L = {h.L:.4f}, predicted {pred} ({h.rel_error:+.2%}){run}"
 
 
 def prediction_lines(fit: SweepFit) -> Iterator[str]:
     for p in fit.predictions:
-        at = f"C_6ND = {p.C_6ND:.3g}" if p.C_6ND is not None else f"N = {p.N:.3g}, D = {p.D:.3g}"
+        at = (
+            f"C_6ND = {p.C_6ND:.3g}"
+            if p.C_6ND is not None
+            else f"N = {p.N:.3g}, D = {p.D:.3g}" + ("" if p.U is None else f", U = {p.U:.3g}")
+        )
         parts = [
             _estimate(k, e)
             for k, e in (("N_opt", p.N_opt), ("D_opt", p.D_opt), ("tokens_per_param", p.tokens_per_param), ("L", p.L))
             if e is not None
         ]
-        yield f"predict at {at}: " + ", ".join(parts)
+        run = f"; a run's loss: {_ci(p.L_pi).strip()}" if p.L_pi else ""
+        yield f"predict at {at} ({p.law}): " + ", ".join(parts) + run
 
 
 def hyper_lines(hyper: Hyperparameters) -> Iterator[str]:
@@ -119,6 +149,8 @@ def lines(fit: SweepFit) -> Iterator[str]:
     if fit.hyperparameters is not None:
         yield from hyper_lines(fit.hyperparameters)
     yield from law_lines(fit)
+    if fit.laws is not None:
+        yield from table_lines(fit.laws)
     yield from approach_lines(fit)
     yield from check_lines(fit)
     yield from prediction_lines(fit)

@@ -1,6 +1,7 @@
-"""How far to trust a fitted L(N,D): the fit over a sweep's runs with bootstrap intervals, the
-compute-optimal frontier, predictions with intervals, and the extrapolation check (fit on the
-smaller runs, predict the held-out larger ones). No JAX."""
+"""How far to trust a fitted law of the loss: the fit over a sweep's runs with bootstrap intervals,
+the compute-optimal frontier, predictions with intervals (the law's, and for a new run's measured
+loss, one that admits the runs' noise too), and the extrapolation check (the law chosen and fitted
+on the smaller runs, predicting the held-out larger ones). No JAX."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from ..errors import FitError, UsageError
 from ..sweep.spec import FitSpec
-from .laws import Fitted, Loss
+from .choose import choose, fit_on, law_inputs, predict_runs
+from .laws import Fitted, Law, Loss
 from .laws.bootstrap import LEVEL, bootstrap, interval
-from .laws.chinchilla import CHINCHILLA, compute_optimal, frontier_exponents
-from .laws.solve import fit
+from .laws.chinchilla import CHINCHILLA
+from .laws.optimum import compute_optimal, frontier_exponents
 from .parts import Estimate, LawFit, Skipped
 from .sweepfit import Extrapolation, Frontier, HeldOut, MainLaw, Prediction
 
@@ -29,11 +32,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class At:
-    """Where to predict: at a compute C_6ND (the compute-optimal N and D there), or at (N, D)."""
+    """Where to predict: at a compute C_6ND (the compute-optimal N and D there), or at (N, D), with
+    U unique tokens (a law of repeated data; without U, none repeated)."""
 
     C_6ND: float | None = None
     N: float | None = None
     D: float | None = None
+    U: float | None = None
 
     @classmethod
     def parse(cls, text: str, flag: str = "--predict") -> At:
@@ -47,20 +52,32 @@ class At:
                 f"{flag} {text}: the law's compute is C_6ND = 6ND, not C (the FLOPs a run computes, attention "
                 f"and embeddings counted); write {flag} C_6ND={text.partition('=')[2]}"
             )
-        if set(point) not in ({"C_6ND"}, {"N", "D"}) or not all(v > 0 and np.isfinite(v) for v in point.values()):
-            raise UsageError(f"{flag} {text}: expected C_6ND=FLOPS or N=PARAMS,D=TOKENS with positive numbers")
+        if set(point) not in ({"C_6ND"}, {"N", "D"}, {"N", "D", "U"}) or not all(v > 0 and np.isfinite(v) for v in point.values()):
+            raise UsageError(f"{flag} {text}: expected C_6ND=FLOPS or N=PARAMS,D=TOKENS[,U=UNIQUE_TOKENS] with positive numbers")
         return cls(**point)
 
 
-def fit_law(runs: pd.DataFrame, spec: FitSpec = FitSpec()) -> Fitted:
-    """L(N,D) over the runs (columns N, D, L): Huber on log residuals with the fit section's
-    threshold and solver."""
-    return fit(CHINCHILLA, (runs["N"], runs["D"]), runs["L"], Loss(spec.huber_delta), spec.method)
+def fit_law(runs: pd.DataFrame, spec: FitSpec = FitSpec(), law: Law = CHINCHILLA) -> Fitted:
+    """One law over the runs (columns N, D, L; U where it reads it): Huber on log residuals with
+    the fit section's threshold and solver."""
+    return fit_on(law, runs, spec)
 
 
-def bootstrap_law(runs: pd.DataFrame, spec: FitSpec = FitSpec(), seed: int = 0, workers: int | None = None) -> list[Fitted]:
+def bootstrap_law(
+    runs: pd.DataFrame, spec: FitSpec = FitSpec(), seed: int = 0, workers: int | None = None, law: Law = CHINCHILLA
+) -> list[Fitted]:
     """fit_law on spec.bootstrap resamples of the runs."""
-    return bootstrap(CHINCHILLA, (runs["N"], runs["D"]), runs["L"], spec.bootstrap, Loss(spec.huber_delta), spec.method, seed, workers)
+    return bootstrap(law, law_inputs(law, runs), runs["L"], spec.bootstrap, Loss(spec.huber_delta), spec.method, seed, workers)
+
+
+def prediction_interval(point, samples, noise: float | None, level: float = LEVEL) -> tuple[float, float]:
+    """Where a new run's measured loss should fall: the law's bootstrap interval about the point
+    prediction widened, on log L, by the runs' residual scale (each side's half-width and the
+    noise's added in quadrature)."""
+    z, centre = float(norm.ppf((1 + level) / 2)), float(np.log(point))
+    lo, hi = interval(np.log(samples)) if len(samples) else (centre, centre)
+    spread = z * (noise or 0.0)
+    return float(np.exp(centre - np.hypot(centre - lo, spread))), float(np.exp(centre + np.hypot(hi - centre, spread)))
 
 
 def attempt(f: Callable[..., T], *args) -> T | Skipped:
@@ -77,10 +94,13 @@ def loose(ci: dict[str, tuple[float, float]]) -> list[str]:
     return [k for k, (lo, hi) in ci.items() if not (lo > 0 and hi <= LOOSE * lo)]
 
 
-def main_law(law: Fitted, boots: list[Fitted], spec: FitSpec) -> MainLaw:
-    """L(N,D) with each parameter's interval and which of them the intervals leave loose."""
+def main_law(law: Fitted, boots: list[Fitted], spec: FitSpec, noise: float | None = None) -> MainLaw:
+    """The law with each parameter's interval, which of them the intervals leave loose, and the
+    runs' residual scale about it."""
     part = LawFit.of(law, boots)
-    return MainLaw(**part.model_dump(), method=spec.method, n_bootstrap=len(boots), level=LEVEL, loose=loose(part.ci) if boots else None)
+    return MainLaw(
+        **part.model_dump(), method=spec.method, n_bootstrap=len(boots), level=LEVEL, loose=loose(part.ci) if boots else None, noise=noise
+    )
 
 
 def _estimate(value: float, samples) -> Estimate:
@@ -92,8 +112,8 @@ def frontier(law: Fitted, boots: list[Fitted], C_6ND_runs: pd.Series) -> Frontie
     and the exponents a, b, each with bootstrap intervals."""
     C_6ND = np.geomspace(C_6ND_runs.min(), C_6ND_runs.max() * FRONTIER_REACH, FRONTIER_POINTS)
     N_opt, D_opt = compute_optimal(law, C_6ND)
-    a, b = frontier_exponents(law)
-    exponents = np.array([frontier_exponents(m) for m in boots]).reshape(-1, 2)
+    a, b = frontier_exponents(law, C_6ND)
+    exponents = np.array([frontier_exponents(m, C_6ND) for m in boots]).reshape(-1, 2)
     out = {
         "a": _estimate(a, exponents[:, 0]),
         "b": _estimate(b, exponents[:, 1]),
@@ -108,18 +128,23 @@ def frontier(law: Fitted, boots: list[Fitted], C_6ND_runs: pd.Series) -> Frontie
     return Frontier(**out)
 
 
-def predict(law: Fitted, boots: list[Fitted], at: At) -> Prediction:
-    """At a compute C_6ND: N_opt, D_opt, tokens per parameter and loss there; or at (N, D): the
-    loss. Each with its bootstrap interval."""
+def predict(law: Fitted, boots: list[Fitted], at: At, noise: float | None = None) -> Prediction:
+    """At a compute C_6ND: N_opt, D_opt, tokens per parameter and loss there (a law of compute
+    alone: the loss); or at (N, D): the loss. Each with its bootstrap interval, and the loss with
+    the prediction interval of a run's measured loss."""
 
     def values(m: Fitted) -> dict[str, float]:
+        if at.C_6ND is not None and "N" not in m.law.inputs:
+            return {"L": float(m(at.C_6ND))}
         if at.C_6ND is not None:
             n_opt, d_opt = compute_optimal(m, at.C_6ND)
-            return {"N_opt": float(n_opt), "D_opt": float(d_opt), "tokens_per_param": float(d_opt / n_opt), "L": float(m(n_opt, d_opt))}
-        return {"L": float(m(at.N, at.D))}
+            return {"N_opt": float(n_opt), "D_opt": float(d_opt), "tokens_per_param": float(d_opt / n_opt), "L": float(m.at(n_opt, d_opt))}
+        return {"L": float(m.at(at.N, at.D, at.U))}
 
     point, samples = values(law), [values(m) for m in boots]
-    return Prediction(C_6ND=at.C_6ND, N=at.N, D=at.D, **{k: _estimate(v, [s[k] for s in samples]) for k, v in point.items()})
+    estimates = {k: _estimate(v, [s[k] for s in samples]) for k, v in point.items()}
+    L_pi = prediction_interval(point["L"], [s["L"] for s in samples], noise)
+    return Prediction(C_6ND=at.C_6ND, N=at.N, D=at.D, U=at.U, law=law.law.name, L_pi=L_pi, **estimates)
 
 
 def held_out_rows(df: pd.DataFrame, fraction: float, by: str) -> pd.DataFrame:
@@ -132,24 +157,32 @@ def held_out_rows(df: pd.DataFrame, fraction: float, by: str) -> pd.DataFrame:
 
 
 def extrapolation(runs: pd.DataFrame, spec: FitSpec) -> Extrapolation:
-    """L(N,D) fitted without the runs in the top holdout_fraction of holdout_by (at least one run),
-    predicting those, each prediction with the interval of the law refitted on resamples of the
-    runs in the fit."""
+    """The law chosen (fit.law, backtested on these runs alone) and fitted without the runs in the
+    top holdout_fraction of holdout_by (at least one run), predicting those: each prediction with
+    the law's bootstrap interval and the prediction interval of the measured loss; and the
+    runner-up's predictions beside it."""
     held = held_out_rows(runs, spec.holdout_fraction, spec.holdout_by)
     rest = runs.drop(held.index)
-    law = fit_law(rest, spec)
-    boots = bootstrap_law(rest, spec)
-    pred = law(held["N"], held["D"])
+    chosen = choose(rest, spec, all_intervals=False)
+    law, boots = chosen.law, chosen.boots
+    pred = predict_runs(law, held)
+    samples = np.array([predict_runs(m, held) for m in boots]).reshape(len(boots), len(held))
     rows = [
-        HeldOut(N=n, D=d, C=c, L=L, L_pred=p, rel_error=p / L - 1, L_pred_ci=interval([m(n, d) for m in boots]) if boots else None)
-        for n, d, c, L, p in zip(held["N"], held["D"], held["C"], held["L"], pred)
-    ]
+        HeldOut(
+            N=n, D=d, C=c, L=L, L_pred=p, rel_error=p / L - 1,
+            L_pred_ci=interval(samples[:, i]) if boots else None,
+            L_pred_pi=prediction_interval(p, samples[:, i], chosen.noise),
+        )
+        for i, (n, d, c, L, p) in enumerate(zip(held["N"], held["D"], held["C"], held["L"], pred))
+    ]  # fmt: skip
     errors = np.abs([h.rel_error for h in rows])
     return Extrapolation(
         by=spec.holdout_by,
         fraction=spec.holdout_fraction,
         n_fit=len(rest),
         law=LawFit.of(law),
+        why=chosen.table.why,
+        runner_up=LawFit.of(chosen.runner_up) if chosen.runner_up is not None else None,
         held_out=rows,
         mean_abs_rel_error=float(errors.mean()),
         max_abs_rel_error=float(errors.max()),

@@ -27,7 +27,15 @@ def _warn(console: Console):
 
 def _spec(sweep: SweepDir | None, args):
     """The fit section (the sweep's, or the defaults) with the command line's flags on top."""
-    return fit_spec(sweep, huber_delta=args.huber_delta, method=args.method, bootstrap=args.bootstrap, holdout_fraction=args.holdout)
+    return fit_spec(
+        sweep,
+        huber_delta=args.huber_delta,
+        method=args.method,
+        bootstrap=args.bootstrap,
+        holdout_fraction=args.holdout,
+        law=args.law,
+        pin_E=args.pin_E,
+    )
 
 
 def main(args, console: Console) -> int:

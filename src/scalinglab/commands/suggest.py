@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..analysis.analyze import core
-from ..analysis.laws import Fitted
 from ..analysis.next_sweep import family, next_spec, next_yaml, realisable
+from ..analysis.parts import Skipped
 from ..analysis.select import fit_inputs, fit_spec
 from ..analysis.suggest import Suggestion, candidate_grid, suggest
 from ..analysis.uncertainty import At, predict
@@ -42,11 +42,11 @@ def main(args, console: Console) -> int:
     spec = saved_sweep(sweep)
     if spec is None:
         raise UsageError(f"{sweep.sweep_json}: none readable (scalinglab run writes it); suggest copies the sweep's settings from it")
-    fit = fit_spec(sweep, huber_delta=args.huber_delta, method=args.method, bootstrap=args.bootstrap)
-    found = core(fit_inputs(sweep, left_out=lambda line: console.print(f"[yellow]warning[/]: {line}")).runs, fit)
-    if not isinstance(found.law, Fitted):
-        raise FitError(f"{sweep.path}: {found.law.skipped}; train more runs (a grid of N x D) before asking what to train next")
-    runs, law = found.runs, found.law
+    fit = fit_spec(sweep, huber_delta=args.huber_delta, method=args.method, bootstrap=args.bootstrap, law=args.law, pin_E=args.pin_E)
+    found = core(fit_inputs(sweep, left_out=lambda line: console.print(f"[yellow]warning[/]: {line}")).runs, fit, allocating=True)
+    if isinstance(found.chosen, Skipped):
+        raise FitError(f"{sweep.path}: {found.chosen.skipped}; train more runs (a grid of N x D) before asking what to train next")
+    runs, law = found.runs, found.chosen.law
     budget = args.budget or float((6 * runs["N"] * runs["D"]).sum())
     sizes = np.array(sorted(family(spec)), dtype=float) if family(spec) else None
     N, D = realisable(spec, *candidate_grid(runs, law, C_6ND, budget, sizes=sizes))
@@ -67,7 +67,7 @@ def main(args, console: Console) -> int:
     write_text(
         out, next_yaml(next_spec(spec, s, found.hyperparameters, vocab), s, C_6ND, budget, sweep.path, found.hyperparameters is not None)
     )
-    today = predict(law, found.boots, At(C_6ND=C_6ND)).L
+    today = predict(law, found.chosen.boots, At(C_6ND=C_6ND)).L
     print_picks(s, console)
     ci = f" [{today.ci[0]:.4g}, {today.ci[1]:.4g}]" if today.ci else ""  # none with --bootstrap 0
     console.print(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from ..data.corpus import TokenizerKind
 from ..data.objectives import OBJECTIVES
@@ -19,7 +20,7 @@ from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES, CooldownShape
 from ..training.tracking import Tracking
 from .evalspec import EvalSpec
-from .types import Closed, Count, Executor, Float, Int, Method, OneOf, Positive
+from .types import Closed, Count, Executor, Float, Int, LawName, Method, OneOf, Positive
 from .types import Section as _Section
 
 
@@ -209,7 +210,27 @@ class LaunchSpec(_Section):
         )
 
 
+def _listed(value):
+    """fit.law: one name stands for a list of one."""
+    return value if isinstance(value, list) else [value]
+
+
+def _auto_alone(names: list[LawName]) -> list[LawName]:
+    if LawName.AUTO in names and len(names) > 1:
+        raise PydanticCustomError("auto_alone", "auto chooses among every family; give it alone, or list the families to choose among")
+    if len(set(names)) < len(names):
+        raise PydanticCustomError("law_twice", "a family is named twice")
+    return names
+
+
 class FitSpec(_Section):
+    law: Annotated[list[Closed[LawName]], BeforeValidator(_listed), AfterValidator(_auto_alone), Field(min_length=1)] = [LawName.AUTO]
+    """The law of the loss: auto (every family the runs can fit, the one with the lowest rolling-origin
+    backtest error chosen), one family, or a list of families to choose among the same way."""
+    pin_E: Float | None = Field(None, gt=0, allow_inf_nan=False)
+    """power_C: its irreducible loss E, pinned at this value instead of fitted."""
+    backtest_origins: Int = Field(4, ge=1, le=20)
+    """Choosing a law: how many rolling origins (fit on the runs up to one, predict the rest)."""
     huber_delta: Float = Field(1e-3, gt=0)
     """Huber threshold on log-loss residuals for the L(N,D) fit (Hoffmann et al. 2022)."""
     method: Closed[Method] = Method.VARPRO

@@ -71,6 +71,24 @@ class Executor(StrEnum):
     """Jobs of a SLURM job array; one run over several nodes where launch.slurm.nodes says so."""
 
 
+class LawName(StrEnum):
+    """fit.law: the families of L(N, D) a sweep's loss is fitted with (analysis.laws registers one
+    law under each name), or auto."""
+
+    AUTO = "auto"
+    """Every family the runs can fit, chosen by a rolling-origin backtest."""
+    CHINCHILLA = "chinchilla"
+    """Hoffmann et al. 2022: L = E + A/N^alpha + B/D^beta."""
+    FARSEER = "farseer"
+    """Li et al. 2025: L = exp(s N^q + S) + exp(B N^b + Q) D^-exp(A N^a + E)."""
+    KAPLAN = "kaplan"
+    """Kaplan et al. 2020: L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D."""
+    DATA_CONSTRAINED = "data_constrained"
+    """Muennighoff et al. 2023: Chinchilla's form at the effective N and D of repeated data (needs U)."""
+    POWER_C = "power_C"
+    """L = E + a C_6ND^b, E fitted or pinned (fit.pin_E)."""
+
+
 class Method(StrEnum):
     """How the L(N,D) solver finds its starting points (analysis.laws.solve)."""
 

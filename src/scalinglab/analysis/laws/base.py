@@ -78,7 +78,13 @@ class Law(Choice):
     positive_inputs: ClassVar[bool] = True
     """Whether the law takes logs of its inputs (then each must be positive)."""
     polish: ClassVar[int] = 3
-    """Variable projection: how many of the grid's best cells are polished."""
+    """How many of the best starting points (variable projection's cells, or sampled) are polished."""
+    samples: ClassVar[int] = 4096
+    """Sampled starts (laws with neither linear terms nor starts of their own): points drawn in
+    `start_box`, each scored by the objective; the field's lesson is that ten starts are not enough."""
+    resample_starts: ClassVar[int | None] = None
+    """The bootstrap: each resample is polished from the full fit's optimum and this many of its own
+    best starts (None: from its own `polish` best alone, as any fit)."""
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -118,8 +124,16 @@ class Law(Choice):
         return np.log(y) if self.space is Space.LOG else np.asarray(y, dtype=float)
 
     def jacobian(self, theta, *X) -> np.ndarray:
-        """d fitted_value / d theta, shape (..., n, P)."""
-        raise NotImplementedError
+        """d fitted_value / d theta, shape (..., n, P); by default central differences (entries
+        with a closed form give theirs)."""
+        theta = np.asarray(theta, dtype=float)
+        h = 1e-6 * np.maximum(1.0, np.abs(theta))
+        cols = []
+        for j in range(theta.shape[-1]):
+            step = np.zeros_like(theta)
+            step[..., j] = h[..., j]
+            cols.append((self.fitted_value(theta + step, *X) - self.fitted_value(theta - step, *X)) / (2 * h[..., j, None]))
+        return np.stack(cols, axis=-1)
 
     def hessian(self, theta, *X) -> np.ndarray:
         """d^2 fitted_value / d theta^2, shape (..., n, P, P); by default central differences of
@@ -167,6 +181,11 @@ class Law(Choice):
         projection's best `polish` cells (solve.varpro_starts)."""
         return None
 
+    def start_box(self, X: tuple[np.ndarray, ...], y: np.ndarray) -> np.ndarray | None:
+        """(P, 2) bounds in solver coordinates to draw sampled starts in, for a law with neither a
+        grid nor starts of its own (None: the law's bounds)."""
+        return None
+
     def solve_exactly(self, X: tuple[np.ndarray, ...], observed: np.ndarray, loss: Loss) -> np.ndarray | None:
         """theta in closed form, where the law has one for this loss (else None)."""
         return None
@@ -187,6 +206,13 @@ class Fitted:
         out = self.law.predict(self.theta, *(a.ravel() for a in arrays))
         return out.reshape(arrays[0].shape)[()]
 
+    def columns(self, N=None, D=None, U=None) -> tuple:
+        return named_inputs(self.law, N, D, U)
+
+    def at(self, N=None, D=None, U=None):
+        """The prediction at named inputs (a loss law's N and D, and U where it has them)."""
+        return self(*self.columns(N, D, U))
+
     @property
     def values(self) -> dict[str, float]:
         return self.law.values(self.theta)
@@ -198,6 +224,17 @@ class Fitted:
     def of(cls, law: Law, values: dict[str, float], **kwargs) -> Fitted:
         """A law at given parameter values (a truth to sample from, or parameters read back)."""
         return cls(law, law.theta(values), **kwargs)
+
+
+def named_inputs(law: Law, N=None, D=None, U=None) -> tuple:
+    """A loss law's inputs from named ones: C_6ND = 6ND where the law reads compute, and U (unique
+    training tokens) D where not given or not a number: no data repeated that a run knows of."""
+    if U is not None:
+        U = np.where(np.isfinite(np.asarray(U, dtype=float)), U, D)
+    named = {"N": N, "D": D, "U": D if U is None else U}
+    if N is not None and D is not None:
+        named["C_6ND"] = 6 * np.asarray(N, dtype=float) * np.asarray(D, dtype=float)
+    return tuple(named[k] for k in law.inputs)
 
 
 def from_record(record: dict) -> Law:

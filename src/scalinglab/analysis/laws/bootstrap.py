@@ -58,16 +58,22 @@ def bootstrap(
     seed_list = seeds(n, seed)
     if len(y) >= BATCHED_MIN_RUNS and isinstance(law, TermsLaw) and loss.delta is not None and law.grid(X, y) is not None:
         return _batched(law, X, y, seed_list, loss)
+    warm = None
+    if law.resample_starts is not None:
+        try:
+            warm = fit(law, X, y, loss, method).theta
+        except FitError:  # too few distinct values: so has every resample
+            return []
     workers = max(1, min(workers or min(len(os.sched_getaffinity(0)), n // RESAMPLES_PER_WORKER), n))
-    return in_processes(_refits, [(law, X, y, c, loss, method) for c in seed_chunks(seed_list, workers)])
+    return in_processes(_refits, [(law, X, y, c, loss, method, warm) for c in seed_chunks(seed_list, workers)])
 
 
-def _refits(law: Law, X, y, seed_list: list[int], loss: Loss, method: Method) -> list[Fitted]:
+def _refits(law: Law, X, y, seed_list: list[int], loss: Loss, method: Method, warm: np.ndarray | None) -> list[Fitted]:
     out = []
     for s in seed_list:
         idx = draw(len(y), s)
         try:
-            out.append(fit(law, tuple(x[idx] for x in X), y[idx], loss, method))
+            out.append(fit(law, tuple(x[idx] for x in X), y[idx], loss, method, warm))
         except FitError:
             continue
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...sweep.types import LawName
 from .base import LAWS, Fitted, Param
 from .terms import TermsLaw
 
@@ -34,7 +35,7 @@ PARAMS = (
 VARPRO_GRID = np.arange(0.04, 2.001, 0.08)
 
 
-@LAWS.register("chinchilla")
+@LAWS.register(LawName.CHINCHILLA)
 @dataclass(frozen=True)
 class Chinchilla(TermsLaw):
     @property
@@ -54,13 +55,7 @@ class Chinchilla(TermsLaw):
         return "L(N,D) = E + A/N^alpha + B/D^beta"
 
     def problem(self, X):
-        distinct = [len(np.unique(x)) for x in X]
-        if min(distinct) < 2 or len(X[0]) < 5:
-            return (
-                f"L(N,D): need at least 2 distinct N, 2 distinct D and 5 runs (5 parameters); got "
-                f"{distinct[0]} N, {distinct[1]} D, {len(X[0])} runs"
-            )
-        return None
+        return sizes_problem("L(N,D)", X, len(PARAMS))
 
     def terms(self, X):
         lN, lD = np.log(X[0]), np.log(X[1])
@@ -79,6 +74,17 @@ class Chinchilla(TermsLaw):
 
 
 CHINCHILLA = Chinchilla()
+
+
+def sizes_problem(what: str, X, n_params: int) -> str | None:
+    """Why runs at these (N, D, ...) cannot fit a law of N and D with n_params parameters, or None."""
+    distinct = [len(np.unique(x)) for x in X[:2]]
+    if min(distinct) < 2 or len(X[0]) < n_params:
+        return (
+            f"{what}: need at least 2 distinct N, 2 distinct D and {n_params} runs ({n_params} parameters); got "
+            f"{distinct[0]} N, {distinct[1]} D, {len(X[0])} runs"
+        )
+    return None
 
 
 def frontier_exponents(law: Fitted) -> tuple[float, float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import least_squares, lsq_linear, minimize, nnls
+from threadpoolctl import threadpool_limits
 
 from ...errors import FitError
 from ...sweep.types import Method
@@ -28,14 +29,20 @@ def _positive(x) -> np.ndarray:
     return x
 
 
+def value(law: Law, theta, X, observed, loss: Loss):
+    """The loss summed over points, for theta (..., P)."""
+    return loss.value(law.fitted_value(theta, *X) - observed).sum(-1)
+
+
 def objective(law: Law, theta, X, observed, loss: Loss):
     """The loss summed over points and its gradient, for theta (..., P)."""
     r = law.fitted_value(theta, *X) - observed
     return loss.value(r).sum(-1), np.einsum("...np,...n->...p", law.jacobian(theta, *X), loss.slope(r))
 
 
-def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO) -> Fitted:
-    """The law fitted to y at the points X (a tuple of the law's input columns, in its order)."""
+def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO, warm: np.ndarray | None = None) -> Fitted:
+    """The law fitted to y at the points X (a tuple of the law's input columns, in its order);
+    warm: a bootstrap's full fit, polished first, then law.resample_starts of the usual starts."""
     X = columns(law, X)
     y = _positive(y) if law.space is Space.LOG else np.asarray(y, dtype=float)
     if (problem := law.problem(X)) is not None:
@@ -43,14 +50,28 @@ def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO) ->
     observed = law.observed(y)
     theta = law.solve_exactly(X, observed, loss)
     if theta is None:
-        grid = law.start_grid() if method is Method.GRID else None
-        starts = grid if grid is not None else law.starts(X, y, loss)
-        if starts is None:
-            starts = varpro_starts(law, X, y, loss)
-        theta = np.array([polish(law, p0, X, observed, loss) for p0 in starts])
+        starts = _starts(law, X, y, loss, method, warm)
+        # One BLAS thread: L-BFGS-B's small products are slower threaded, and on cores busy with
+        # training OpenBLAS's threads spin against them (a 4-parameter fit: 3.7 s against 0.3 s).
+        with threadpool_limits(1, user_api="blas"):
+            theta = np.array([polish(law, p0, X, observed, loss) for p0 in starts])
     values = np.atleast_1d(objective(law, theta, X, observed, loss)[0])  # of each end (one exact solution)
     best = int(np.argmin(values))
     return Fitted(law, np.atleast_2d(theta)[best], float(values[best]), len(y))
+
+
+def _starts(law: Law, X, y, loss: Loss, method: Method, warm: np.ndarray | None) -> np.ndarray:
+    """Method.GRID's published grid, the law's own starts, variable projection's or sampled ones;
+    with warm (a bootstrap's full fit), it first, then law.resample_starts of those."""
+    if warm is not None and law.resample_starts == 0:
+        return warm[None]
+    grid = law.start_grid() if method is Method.GRID else None
+    starts = grid if grid is not None else law.starts(X, y, loss)
+    if starts is None:
+        starts = varpro_starts(law, X, y, loss) if law.grid(X, y) is not None else sampled_starts(law, X, y, loss)
+    if warm is not None and law.resample_starts is not None:
+        starts = np.vstack([warm, starts[: law.resample_starts]])
+    return starts
 
 
 def polish(law: Law, p0, X, observed, loss: Loss) -> np.ndarray:
@@ -108,6 +129,17 @@ def _bounded(A, b, lo, hi) -> np.ndarray:
     return lsq_linear(A, b, bounds=(lo, hi)).x
 
 
+def sampled_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
+    """law.samples points drawn (seeded) in the law's start box, each scored by the objective; the
+    law's `polish` best."""
+    box = law.start_box(X, y)
+    lo, hi = np.array(law.bounds if box is None else box, dtype=float).T
+    starts = np.random.default_rng(0).uniform(lo, hi, (law.samples, len(lo)))
+    with np.errstate(all="ignore"):
+        scores = value(law, starts, X, law.observed(y), loss)
+    return starts[np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[: law.polish]]
+
+
 def varpro_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
     """Variable projection: each cell of the law's grid with its best linear coefficients, scored
     by the objective; the law's `polish` best (ties: the first)."""
@@ -115,5 +147,6 @@ def varpro_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
     if cells is None:
         raise FitError(f"{law.name}: no starting points (the law has no grid of its nonlinear parameters)")
     starts = law.assemble(linear_solutions(law, cells, X, y), cells)
-    scores, _ = objective(law, starts, X, law.observed(y), loss)
-    return starts[np.argsort(scores, kind="stable")[: law.polish]]
+    with np.errstate(all="ignore"):
+        scores = value(law, starts, X, law.observed(y), loss)
+    return starts[np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[: law.polish]]
