@@ -50,12 +50,14 @@ class PowerC(Law):
 
     def predict(self, theta, *X):
         E, log_a, b = self._parts(theta)
-        return E + np.exp(log_a + b * np.log(X[0]))
+        with np.errstate(over="ignore"):
+            return E + np.exp(log_a + b * np.log(X[0]))
 
     def jacobian(self, theta, *X):
         E, log_a, b = self._parts(theta)
-        term = np.exp(log_a + b * np.log(X[0]))
-        share = term / (E + term)  # d log L / d log a
+        with np.errstate(over="ignore", invalid="ignore"):
+            term = np.exp(log_a + b * np.log(X[0]))
+            share = term / (E + term)  # d log L / d log a
         cols = [share, share * np.log(X[0])]
         if self.pin_E is None:
             cols.insert(0, 1 - share)  # d log L / d log E

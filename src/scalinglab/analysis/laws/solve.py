@@ -110,15 +110,24 @@ def linear_solutions(law: Law, cells, X, y) -> np.ndarray:
     target = y - offset
     if law.space is Space.LOG:
         basis, target = basis / y[:, None], target / y
-    K = basis.shape[-1]
-    coef = np.linalg.solve(
-        basis.transpose(0, 2, 1) @ basis + 1e-12 * np.eye(K),
-        np.einsum("cnk,cn->ck", basis, np.broadcast_to(target, basis.shape[:2]))[..., None],
-    )[..., 0]
+    try:
+        coef = _normal_equations(basis, target)
+    except np.linalg.LinAlgError:  # a cell's columns of wildly different sizes: solved on unit columns
+        scale = np.linalg.norm(basis, axis=1, keepdims=True)
+        scale[scale == 0] = 1.0
+        coef = _normal_equations(basis / scale, target) / scale[:, 0]
     lo, hi = law.coefficient_bounds()
     for i in np.flatnonzero(((coef < lo) | (coef > hi)).any(axis=1)):
         coef[i] = _bounded(basis[i], np.broadcast_to(target, basis.shape[:2])[i], lo, hi)
     return coef
+
+
+def _normal_equations(basis, target) -> np.ndarray:
+    K = basis.shape[-1]
+    return np.linalg.solve(
+        basis.transpose(0, 2, 1) @ basis + 1e-12 * np.eye(K),
+        np.einsum("cnk,cn->ck", basis, np.broadcast_to(target, basis.shape[:2]))[..., None],
+    )[..., 0]
 
 
 def _bounded(A, b, lo, hi) -> np.ndarray:
