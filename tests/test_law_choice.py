@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_laws import CASES, noisy
 
 from scalinglab.analysis.choose import choose, fit_on, noise, origins, predict_runs
 from scalinglab.analysis.laws import LAWS, Fitted
@@ -17,6 +16,7 @@ from scalinglab.analysis.laws.bootstrap import interval
 from scalinglab.analysis.uncertainty import bootstrap_law, prediction_interval
 from scalinglab.cli import main
 from scalinglab.sweep.spec import FitSpec
+from test_laws import CASES, noisy
 
 DATA = Path(__file__).parent / "data"
 CHINCHILLA_CSV = ["--csv", str(DATA / "chinchilla_fig4_points.csv"), "--map", "N=Model Size", "--map", "C_6ND=Training FLOP",
