@@ -217,3 +217,15 @@ def test_points_with_their_own_lr_and_batch_are_the_tuned_grids_runs():
     assert sorted((r.optim.lr, r.batch_size) for r in runs) == [(1e-3, 8), (3e-3, 8), (3e-3, 16)]
     with pytest.raises(SpecError, match=r"grid.lr: not used with a grid.points entry that gives its own lr"):
         parse({"name": "s", "grid": {"points": points, "lr": [1e-3]}})
+
+
+@pytest.mark.parametrize("sections,message", [
+    ({"data": {"U": 1e5}, "grid": {"N": [2e4], "D": [4e5], "U": [1e5]}}, r"^data.U and grid.U: give U in one place; remove data.U$"),
+    ({"grid": {"N": [2e4], "D": [4e5], "U": []}}, r"^grid.U: empty list"),
+    ({"grid": {"N": [2e4], "D": [4e5], "U": [1e5, 1e5]}}, r"^grid.U: \[100000, 100000\] repeats a value$"),
+    ({"grid": {"N": [2e4], "D": [4e5], "U": [1e5, 100]}}, r"^grid.U\[1\]: 100 tokens are too few for a training window of model.seq_len 128; give at least 130$"),
+    ({"data": {"U": 0}, "grid": {"N": [2e4], "D": [4e5]}}, r"^data.U: "),
+])
+def test_bad_U_is_refused_naming_the_entry(sections, message):
+    with pytest.raises(SpecError, match=message):
+        parse({"name": "s", **sections})
