@@ -1,5 +1,6 @@
 """Corpora: every format, byte and BPE tokens, the held-out split, the cache, and bad data."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -146,6 +147,22 @@ def test_stdlib_bytes_and_tokenizer_vocab():
     corpus = data.load_corpus(data_config())
     assert corpus.train.dtype == np.uint8 and len(corpus.train) > 5_000_000 and len(corpus.val) > 250_000
     assert (data.tokenizer_vocab("byte", 4096), data.tokenizer_vocab("bpe", 4096)) == (256, 4096)
+
+
+def test_U_keeps_the_first_U_training_tokens_and_draws_every_window_from_them():
+    whole = data.load_corpus(data_config())
+    U, seq_len = 5_000, 32
+    capped = data.load_corpus(dataclasses.replace(data_config(), U=U))
+    assert np.array_equal(capped.train, whole.train[:U]) and np.array_equal(capped.val, whole.val)  # same held-out tokens
+    first = whole.train[:U].tobytes()
+
+    def windows(train):
+        return [w.astype(np.uint8).tobytes() for s in range(40) for w in batches.batch(train, seq_len, 16, seed=0, step=s)]
+
+    assert all(w in first for w in windows(capped.train))  # 640 windows, every one from the first U tokens
+    assert not all(w in first for w in windows(whole.train))  # uncapped, the same draws reach past them
+    with pytest.raises(SpecError, match=rf"^data.U: 99,999,999 tokens, more than the corpus's training split holds \({len(whole.train):,}\)"):
+        data.load_corpus(dataclasses.replace(data_config(), U=99_999_999))
 
 
 # ---- cache ---------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,22 @@ def test_diverged_runs_are_left_out_by_name_and_all_diverged_is_a_clear_error(sw
     assert "warning: 4 diverged run(s) left out of the fits:" in out and "N=" in out
     assert main(["fit", str(res / "tiny")]) == 2
     assert capsys.readouterr().err == f"scalinglab: error: {res / 'tiny'}: all 4 finished runs diverged; nothing to fit\n"
+
+
+def test_a_tables_U_column_reaches_the_runs_the_fits_are_given(tmp_path, capsys):
+    from scalinglab.cli import main
+
+    table = pd.read_csv(CHINCHILLA_CSV)
+    table["unique tokens"] = table["Training FLOP"] / (6 * table["Model Size"]) / 2  # each run saw its data twice
+    mapping = {"N": "Model Size", "C_6ND": "Training FLOP", "L": "loss", "U": "unique tokens"}
+    runs = from_columns(table, mapping)
+    assert list(runs.columns) == ["N", "D", "C", "L", "U"] and runs["U"].to_numpy() == pytest.approx(runs["D"].to_numpy() / 2)
+    assert from_columns(table, {k: v for k, v in mapping.items() if k != "U"})["U"].isna().all()  # a table without U
+    table.loc[3, "unique tokens"] = 0
+    with pytest.raises(FitError, match=r"^row 3: N, D, C, L and U must be positive numbers$"):
+        from_columns(table, mapping)
+    table.loc[3, "unique tokens"] = 1e9
+    table.to_csv(tmp_path / "t.csv", index=False)
+    maps = [arg for k, v in mapping.items() for arg in ("--map", f"{k}={v}")]
+    assert main(["fit", "--csv", str(tmp_path / "t.csv"), *maps, "--bootstrap", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_runs"] == len(table)

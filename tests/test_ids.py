@@ -113,3 +113,16 @@ def test_run_json_is_written_byte_for_byte_as_the_committed_lr_studys(tmp_path):
         run_dir.path.mkdir()
         write_spec(run_dir, run.record())
         assert run_dir.spec.read_bytes() == (committed / run.run_id / "run.json").read_bytes()
+
+
+def test_U_is_in_the_run_id_only_when_set():
+    """data.U null (the default) keeps every run's record and id; a cap is part of both, and each
+    grid.U value is the run data.U of that value would be."""
+    plain = planner.plan(parse(BASE))
+    assert planner.plan(parse(variant(data={"U": None}))) == plain and all("U" not in r.record() for r in plain)
+    capped = planner.plan(parse(variant(data={"U": 50_000})))
+    assert [r.data.U for r in capped] == [50_000] * 6 and capped[0].record()["U"] == 50_000
+    assert not {r.run_id for r in capped} & {r.run_id for r in plain}
+    assert RunSpec.from_record(json.loads(json.dumps(capped[0].record()))) == capped[0]
+    axis = planner.plan(parse(variant(grid={"U": [50_000, 100_000]})))
+    assert len(axis) == 12 and {r.run_id for r in axis if r.data.U == 50_000} == {r.run_id for r in capped}

@@ -3,12 +3,12 @@ import json
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import model_config
+from conftest import data_config, model_config
 from flax import nnx
 
 from scalinglab.cli import main
 from scalinglab.data.batches import batch
-from scalinglab.data.corpus import load_corpus
+from scalinglab.data.corpus import corpus_dir, load_corpus
 from scalinglab.errors import SpecError
 from scalinglab.model import counts
 from scalinglab.model.kernels import Attention
@@ -16,6 +16,7 @@ from scalinglab.model.transformer import TransformerLM, count_params
 from scalinglab.store.runs import Role
 from scalinglab.sweep import planner
 from scalinglab.sweep.counts import shape_for
+from scalinglab.sweep import read
 from scalinglab.sweep.read import parse
 from scalinglab.sweep.spec import ModelSpec
 from scalinglab.training.steps import make_loss_fn
@@ -217,3 +218,58 @@ def test_points_with_their_own_lr_and_batch_are_the_tuned_grids_runs():
     assert sorted((r.optim.lr, r.batch_size) for r in runs) == [(1e-3, 8), (3e-3, 8), (3e-3, 16)]
     with pytest.raises(SpecError, match=r"grid.lr: not used with a grid.points entry that gives its own lr"):
         parse({"name": "s", "grid": {"points": points, "lr": [1e-3]}})
+
+
+@pytest.mark.parametrize("sections,message", [
+    ({"data": {"U": 1e5}, "grid": {"N": [2e4], "D": [4e5], "U": [1e5]}}, r"^data.U and grid.U: give U in one place; remove data.U$"),
+    ({"grid": {"N": [2e4], "D": [4e5], "U": []}}, r"^grid.U: empty list"),
+    ({"grid": {"N": [2e4], "D": [4e5], "U": [1e5, 1e5]}}, r"^grid.U: \[100000, 100000\] repeats a value$"),
+    ({"grid": {"N": [2e4], "D": [4e5], "U": [1e5, 100]}}, r"^grid.U\[1\]: 100 tokens are too few for a training window of model.seq_len 128; give at least 130$"),
+    ({"data": {"U": 0}, "grid": {"N": [2e4], "D": [4e5]}}, r"^data.U: "),
+])
+def test_bad_U_is_refused_naming_the_entry(sections, message):
+    with pytest.raises(SpecError, match=message):
+        parse({"name": "s", **sections})
+
+
+def test_plan_shows_each_runs_epochs_and_warns_when_runs_repeat_data(sweep_file, tmp_path, capsys):
+    split = len(load_corpus(data_config()).train)
+    assert main(["plan", str(sweep_file()), "--json", str(tmp_path / "whole.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"D/U: epochs over a run's U unique training tokens, the training split's {split:,}" in out and "warning" not in out
+    rows = json.loads((tmp_path / "whole.json").read_text())
+    assert {r["U"] for r in rows} == {split} and [r["epochs"] for r in rows] == pytest.approx([r["D"] / split for r in rows])
+
+    capped = sweep_file(name="capped", grid={"U": [2000, 20_000]})  # 2 shapes x D 2,560, 5,120 x 2 caps
+    assert main(["plan", str(capped), "--json", str(tmp_path / "capped.json")]) == 0
+    out = capsys.readouterr().out
+    table = out.splitlines()[out.splitlines().index(next(line for line in out.splitlines() if "run_id" in line)):]
+    assert [c.strip() for c in table[0].split("┃")[1:-1]][7:10] == ["D/N", "U", "D/U"]
+    assert "warning: 4 of 8 runs repeat their training data, up to 2.56 epochs (D/U > 1)" in out
+    rows = json.loads((tmp_path / "capped.json").read_text())
+    assert sorted((r["U"], r["D"], r["epochs"]) for r in rows)[:2] == [(2000, 2560, 1.28)] * 2
+
+
+def test_plan_refuses_a_U_beyond_the_training_split_and_writes_nothing(sweep_file, tmp_path, capsys):
+    split = len(load_corpus(data_config()).train)
+    path = sweep_file(data={"U": split + 1})
+    assert main(["plan", str(path), "--csv", str(tmp_path / "p.csv")]) == 2
+    assert capsys.readouterr().err == (
+        f"scalinglab: error: data.U: {split + 1:,} tokens, more than the corpus's training split holds ({split:,}); "
+        "give at most that, or null for the whole split\n"
+    )
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_plan_does_not_tokenize_a_bpe_corpus_to_count_it(sweep_file, tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"document {i} " * 40}) + "\n" for i in range(300)))
+    data = {"source": "jsonl", "path": str(corpus), "tokenizer": "bpe", "vocab_size": 300, "val_tokens": 256}
+    path = sweep_file(data=data)
+    assert main(["plan", str(path)]) == 0
+    assert "whose size is not known yet (? in the table)" in capsys.readouterr().out
+    assert not corpus_dir(planner.data_config(read.load(path))).exists()  # plan tokenized nothing
+    assert main(["prepare", str(path)]) == 0
+    assert main(["plan", str(path), "--json", str(tmp_path / "p.json")]) == 0
+    split = len(load_corpus(planner.data_config(read.load(path))).train)
+    assert {r["U"] for r in json.loads((tmp_path / "p.json").read_text())} == {split}

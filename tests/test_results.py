@@ -11,10 +11,12 @@ import sys
 import warnings
 
 import pytest
-from conftest import FIGURES, check_sweep
+from conftest import FIGURES, check_sweep, data_config
 
 from scalinglab import results
+from scalinglab.analysis.select import fit_inputs
 from scalinglab.cli import main
+from scalinglab.data.corpus import load_corpus
 from scalinglab.launch import jobs
 from scalinglab.store import runs as run_files
 from scalinglab.store.layout import RunDir, SweepDir
@@ -162,3 +164,15 @@ def test_fit_command_prints_json_from_results_and_csv(trained_copy, tmp_path, ca
     results.load(trained_copy).rename(columns={"N": "params", "L": "val"})[["params", "D", "val"]].to_csv(csv)
     assert main(["fit", "--csv", str(csv), "--map", "N=params", "--map", "L=val", "--json", "--bootstrap", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["law"]["params"]["alpha"] == pytest.approx(fit["law"]["params"]["alpha"], rel=1e-3)
+
+
+def test_load_gives_U_the_unique_tokens_each_run_could_see(trained_copy):
+    split = len(load_corpus(data_config()).train)  # the sweep trains on the whole training split
+    assert (results.load(trained_copy)["U"] == split).all() and (fit_inputs(SweepDir(trained_copy)).runs["U"] == split).all()
+    for summary in trained_copy.glob("runs/*/summary.json"):  # as runs trained before U was recorded
+        record = json.loads(summary.read_text())
+        del record["U"]
+        summary.write_text(json.dumps(record))
+    df = results.load(trained_copy)
+    assert len(df) == 10 and df["U"].isna().all()
+    assert fit_inputs(SweepDir(trained_copy)).runs["U"].isna().all()  # what the fits are given: U, unknown

@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import json
 import os
 
 import pytest
@@ -52,3 +53,17 @@ def test_a_failing_run_is_recorded_and_the_rest_go_on(executor, sweep_file, tmp_
     # A re-run retries the failed run only.
     again = launch([broken, *good], sweep.launch, SweepDir(tmp_path / "res"), Console(file=io.StringIO()))
     assert (again.skipped, again.failed, again.done) == (2, 1, 0)
+
+
+def test_a_sweep_over_U_trains_each_cap_and_records_it(sweep_file, tmp_path, capsys):
+    shape = [{"n_layers": 1, "d_model": 16, "n_heads": 2}]
+    path = sweep_file(grid={"shapes": shape, "D": [2560], "U": [1000, 3000]})
+    assert main(["run", str(path), "--results", str(tmp_path / "res")]) == 0
+    df = results.load(tmp_path / "res" / "tiny")
+    assert sorted(df["U"]) == [1000, 3000] and (df["status"] == "done").all()
+    assert sorted(json.loads(p.read_text())["U"] for p in (tmp_path / "res" / "tiny").glob("runs/*/run.json")) == [1000, 3000]
+    # A cap beyond the training split is refused before anything is written.
+    too_many = sweep_file(name="big", grid={"shapes": shape, "D": [2560], "U": [1000, 10**9]})
+    assert main(["run", str(too_many), "--results", str(tmp_path / "res")]) == 2
+    assert "grid.U[1]: 1,000,000,000 tokens, more than the corpus's training split holds" in capsys.readouterr().err
+    assert not (tmp_path / "res" / "big").exists()

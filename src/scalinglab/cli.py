@@ -101,7 +101,7 @@ def _fit_command(sub) -> None:
         action="append",
         default=[],
         metavar="X=COLUMN",
-        help="CSV column for N, D, C_6ND (6ND FLOPs: gives D), C (the FLOPs the runs computed) or L, e.g. "
+        help="CSV column for N, D, C_6ND (6ND FLOPs: gives D), C (the FLOPs the runs computed), L or U (unique training tokens), e.g. "
         '--map N="Model Size"; task_loss and acc (and run, whose rows are one run\'s checkpoints) fit a '
         "task's accuracy in two steps instead",
     )

@@ -1,5 +1,5 @@
 """Any table as runs to fit (`scalinglab fit --csv FILE --map X=COLUMN`): the user's columns mapped
-to N, D, C and L, or to a task's columns. No JAX."""
+to N, D, C, L and U, or to a task's columns. No JAX."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 from ..errors import FitError, UsageError
 
 TASK_MAPS = ("task_loss", "acc")  # with both mapped, `fit --csv` fits a task's two steps instead of L(N,D)
-MAP_KEYS = ("N", "D", "C", "C_6ND", "L", *TASK_MAPS, "run")
+MAP_KEYS = ("N", "D", "C", "C_6ND", "L", "U", *TASK_MAPS, "run")
 
 
 def parse_map(items: list[str]) -> dict[str, str]:
@@ -24,9 +24,11 @@ def parse_map(items: list[str]) -> dict[str, str]:
 
 
 def from_columns(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
-    """A user's table -> columns N, D, C, L. mapping: our name -> their column. D = C_6ND / (6N)
+    """A user's table -> columns N, D, C, L and U. mapping: our name -> their column. D = C_6ND / (6N)
     where the table gives 6ND but not D; C, the compute the runs are grouped and held out by, is the
-    table's C (the FLOPs its runs computed) where given, else its C_6ND, else 6ND."""
+    table's C (the FLOPs its runs computed) where given, else its C_6ND, else 6ND. U, each run's
+    unique training tokens, is NaN where the table gives none, as for a sweep's runs trained before
+    U was recorded (results.load)."""
     renamed = df.rename(columns={theirs: ours for ours, theirs in mapping.items()})
     missing = [c for c in ("N", "L") if c not in renamed]
     if missing or ("D" not in renamed and "C_6ND" not in renamed):
@@ -44,9 +46,12 @@ def from_columns(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
         renamed["D"] = renamed["C_6ND"] / (6 * renamed["N"])
     if "C" not in renamed:
         renamed["C"] = renamed["C_6ND"] if "C_6ND" in renamed else 6 * renamed["N"] * renamed["D"]
-    out = renamed[["N", "D", "C", "L"]].astype(float)
+    given = ["N", "D", "C", "L", *(["U"] if "U" in renamed else [])]
+    out = renamed[given].astype(float)
     values = out.to_numpy()
     bad = ~np.isfinite(values).all(axis=1) | (values <= 0).any(axis=1)
     if bad.any():
-        raise FitError(f"row {int(np.flatnonzero(bad)[0])}: N, D, C and L must be positive numbers")
+        raise FitError(f"row {int(np.flatnonzero(bad)[0])}: {', '.join(given[:-1])} and {given[-1]} must be positive numbers")
+    if "U" not in out:
+        out["U"] = np.nan
     return out

@@ -22,7 +22,7 @@ def main(args, console: Console) -> int:
     check_gpus(spec.launch)
     runs = planner.plan(spec)
     check_memory(spec, runs)  # every run fits its device, before anything is written
-    check_data(runs[0], console)
+    check_data(spec, runs[0], console)
     sweep = SweepDir(Path(args.results) / spec.name)
     console.print(f"sweep {spec.name}: {len(runs)} runs -> {sweep.path}/ ({spec.launch.executor} executor)")
     write_json(sweep.sweep_json, spec.model_dump(mode="json"))

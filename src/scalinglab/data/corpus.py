@@ -9,6 +9,7 @@ file a split), meta.json (dtype, vocab_size, val_bytes_per_token) and, for BPE, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -69,8 +70,23 @@ def tokenizer_vocab(tokenizer: TokenizerKind, vocab_size: int) -> int:
 
 def load_corpus(data) -> Corpus:
     """The corpus of a run's data section (sweep.runspec.DataConfig), memory-mapped from the
-    cache; prepared first (silently) if it is not there yet."""
-    return open_corpus(prepare(data))
+    cache; prepared first (silently) if it is not there yet. Its training split is cut to the
+    first data.U tokens where the run sets U (the cache entry is the same at every U)."""
+    corpus = open_corpus(prepare(data))
+    if data.U is None:
+        return corpus
+    check_cap("data.U", data.U, len(corpus.train))
+    return dataclasses.replace(corpus, train=corpus.train[: data.U])
+
+
+def check_cap(where: str, U: int, train_tokens: int) -> None:
+    """Refuses (SpecError) a cap of U unique tokens beyond the training split's `train_tokens`;
+    `where` names the YAML entry that gives it (data.U or grid.U[i])."""
+    if train_tokens < U:
+        raise SpecError(
+            f"{where}: {U:,} tokens, more than the corpus's training split holds ({train_tokens:,}); "
+            "give at most that, or null for the whole split"
+        )
 
 
 def corpus_dir(data) -> Path:

@@ -1,7 +1,8 @@
 """Before anything is written: whether a sweep's runs can train where they are sent. Each run's
 memory per device against its device's (check_memory), a local sweep's GPUs (check_gpus), and the
-corpus, tokenized into the cache with progress bars (prepare_corpus), so that bad data fails with
-exit 2 and the jobs, which share it, only open its token files (check_data). No JAX."""
+corpus, tokenized into the cache with progress bars (prepare_corpus), so that bad data and a U
+(data.U, grid.U) beyond its training split fail with exit 2 and the jobs, which share it, only open
+its token files (check_data, check_caps). No JAX."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from ..data.batches import batch, val_windows
-from ..data.corpus import Corpus, Meter, corpus_dir, open_corpus, prepare
+from ..data.corpus import Corpus, Meter, TokenizerKind, check_cap, corpus_dir, open_corpus, prepare
 from ..errors import SpecError
 from ..model.kernels import cpu_kernel_missing
 from ..sweep import memory
 from ..sweep.counts import point_shape, shapes
 from ..sweep.memory import GIB
+from ..sweep.rules import caps
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import LaunchSpec, SweepSpec
 from ..sweep.types import Executor
@@ -196,9 +198,26 @@ def prepare_corpus(data, console: Console) -> tuple[Corpus, bool]:
     return open_corpus(folder), False
 
 
-def check_data(run: RunSpec, console: Console) -> None:
+def check_data(sweep: SweepSpec, run: RunSpec, console: Console) -> None:
     """Prepares the corpus (prepare_corpus) before anything is written, and reads a held-out window
-    and a batch of it: bad data fails here, with exit 2."""
+    and a batch of it: bad data, or a U beyond the training split, fails here, with exit 2."""
     corpus, _ = prepare_corpus(run.data, console)
+    check_caps(sweep, len(corpus.train))
     val_windows(corpus.val, run.model.seq_len, run.eval.val_tokens)
     batch(corpus.train, run.model.seq_len, 1, 0, 0)
+
+
+def training_tokens(data, console: Console) -> int | None:
+    """The tokens of the corpus's training split, as `plan` shows D/U with them: from its cache
+    entry, a byte-level corpus prepared first if it is not there (a copy of its bytes: seconds for
+    the built-in corpus). None for a BPE corpus not yet prepared, whose tokenizer takes minutes to
+    learn on a large corpus: `prepare` or `run` tokenizes it once, into the cache."""
+    if data.tokenizer == TokenizerKind.BPE and not corpus_dir(data).exists():
+        return None
+    return len(prepare_corpus(data, console)[0].train)
+
+
+def check_caps(sweep: SweepSpec, train_tokens: int) -> None:
+    """Refuses (SpecError, exit 2) a data.U or grid.U entry beyond the training split's tokens."""
+    for where, U in caps(sweep):
+        check_cap(where, U, train_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import runs
@@ -54,7 +55,8 @@ def _task_rows(run: RunDir, row: dict, items: bool) -> list[dict]:
 
 
 def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: bool = False, items: bool = False) -> pd.DataFrame:
-    """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics); with
+    """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics, U the
+    unique training tokens it could see); with
     per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss); with
     tasks one row per scored (evaluation, task, shots, strategy): task, kind, shots, strategy, acc,
     acc_norm, task_loss, task_bpb, p_gold, exact_match, token_acc, chance, n_items, acc_se; with
@@ -82,4 +84,8 @@ def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: 
             rows += [{**row, **m} for m in runs.read_metrics(run)]
         else:
             rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # U, the unique training tokens a run could see: its summary's once trained, else its run.json's
+    # cap (data.U) if it has one; NaN for runs trained before U was recorded.
+    df["U"] = df["U"].astype(float) if "U" in df else np.nan
+    return df

@@ -1,8 +1,11 @@
-"""SweepSpec -> list[RunSpec]: the N x D grid (or IsoFLOP budgets, or listed (N, D) points), seeds and cooldown branches.
+"""SweepSpec -> list[RunSpec]: the N x D grid (or IsoFLOP budgets, or listed (N, D) points), its lr,
+batch size and U axes, seeds and cooldown branches.
 A pure function of the sweep (and of the corpus files' content, which names a corpus in run ids)."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 
 from ..choices import pick
@@ -171,20 +174,21 @@ def tuned(spec: SweepSpec) -> list[SweepSpec]:
 
 
 def plan(spec: SweepSpec) -> list[RunSpec]:
-    """Every (shape, data size, lr, batch size, seed) of the sweep, smallest model first; with
+    """Every (shape, data size, lr, batch size, U, seed) of the sweep, smallest model first; with
     cooldown branches, each (shape, lr, batch size, seed)'s trunk comes before its branches."""
     data = data_config(spec)
     vocab = pick(OBJECTIVES[spec.train.objective], spec.train).model_vocab(data.vocab_size)
+    caps = [dataclasses.replace(data, U=U) for U in spec.grid.U] if spec.grid.U else [data]
     runs = []
     for shape in sorted(shapes(spec), key=lambda s: s.N):
         fpt = flops_per_token(shape.N, shape.n_layers, shape.d_model, spec.model.seq_len, vocab)
         for setting in tuned(spec):
             all_steps = _steps(setting, shape, fpt)
-            for seed in spec.seeds if all_steps else ():  # points of another setting only
+            for capped, seed in itertools.product(caps, spec.seeds if all_steps else ()):  # no seeds: points of another setting only
                 if setting.train.cooldown_branches:
-                    runs += _branched(setting, shape, data, all_steps, seed)
+                    runs += _branched(setting, shape, capped, all_steps, seed)
                 else:
-                    runs += [_run(setting, shape, data, steps, seed, _warmup(setting, steps)) for steps in all_steps]
+                    runs += [_run(setting, shape, capped, steps, seed, _warmup(setting, steps)) for steps in all_steps]
     return runs
 
 

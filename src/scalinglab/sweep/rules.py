@@ -70,9 +70,10 @@ def _check_points(spec: SweepSpec) -> None:
     for key in ("lr", "batch_size"):
         if getattr(g, key) is not None and any(getattr(p, key) for p in g.points):
             raise SpecError(f"grid.{key}: not used with a grid.points entry that gives its own {key}; remove one of them")
-    if len(g.points) * len(spec.seeds) > spec.launch.max_runs:
+    n_runs = len(g.points) * len(g.U or [0]) * len(spec.seeds)
+    if n_runs > spec.launch.max_runs:
         raise SpecError(
-            f"grid.points: {len(g.points) * len(spec.seeds):,} runs (points x seeds) is more than "
+            f"grid.points: {n_runs:,} runs (points{' x U' * bool(g.U)} x seeds) is more than "
             f"launch.max_runs {spec.launch.max_runs:,}; shorten the list or raise the limit"
         )
 
@@ -100,12 +101,36 @@ def _check_product(spec: SweepSpec) -> None:
             raise SpecError(f"grid.shapes[{i}].n_heads: d_model {s.d_model} is not divisible by n_heads {s.n_heads}")
     sizes, data_sizes = g.N or g.shapes, g.D or g.tokens_per_param or g.C
     assert sizes is not None and data_sizes is not None  # exactly one of each, checked above
-    n_runs = len(sizes) * len(data_sizes) * len(g.lr or [0]) * len(g.batch_size or [0]) * len(spec.seeds)
+    n_runs = len(sizes) * len(data_sizes) * len(g.lr or [0]) * len(g.batch_size or [0]) * len(g.U or [0]) * len(spec.seeds)
     if n_runs > spec.launch.max_runs:
         raise SpecError(
-            f"grid: {n_runs:,} runs (sizes x data sizes x lrs x batch sizes x seeds) is more than launch.max_runs "
+            f"grid: {n_runs:,} runs (sizes x data sizes x lrs x batch sizes{' x U' * bool(g.U)} x seeds) is more than launch.max_runs "
             f"{spec.launch.max_runs:,}; shorten the lists or raise the limit"
         )
+
+
+def caps(spec: SweepSpec) -> list[tuple[str, int]]:
+    """Every U (unique training tokens) the sweep caps its training split at, and where the YAML
+    gives it; none when each run trains on the whole split."""
+    if spec.grid.U is not None:
+        return [(f"grid.U[{i}]", U) for i, U in enumerate(spec.grid.U)]
+    return [] if spec.data.U is None else [("data.U", spec.data.U)]
+
+
+def _check_unique(spec: SweepSpec) -> None:
+    g = spec.grid
+    if g.U is not None and spec.data.U is not None:
+        raise SpecError("data.U and grid.U: give U in one place; remove data.U")
+    if g.U == []:
+        raise SpecError("grid.U: empty list; give at least one value")
+    if len(set(g.U or [])) != len(g.U or []):
+        raise SpecError(f"grid.U: {g.U} repeats a value")
+    least = spec.model.seq_len + 2  # a training window is seq_len + 1 tokens, drawn from U - seq_len - 1 starts
+    for where, U in caps(spec):
+        if least > U:
+            raise SpecError(
+                f"{where}: {U:,} tokens are too few for a training window of model.seq_len {spec.model.seq_len}; give at least {least}"
+            )
 
 
 def _check_grid(spec: SweepSpec) -> None:
@@ -113,6 +138,7 @@ def _check_grid(spec: SweepSpec) -> None:
         _check_points(spec)
     else:
         _check_product(spec)
+    _check_unique(spec)
     if len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"seeds: {spec.seeds} repeats a seed")
 

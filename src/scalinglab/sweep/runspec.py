@@ -4,8 +4,9 @@ it (model, optimizer and schedule, data, evaluation). The planner builds it; `bu
 
 On disk (run.json) and in the run id a run spec is one flat record, one key per field, so pandas
 reads it as columns; `record()` and `from_record()` convert, field by field through the types, so
-a new field needs no code here. Run ids are a hash of that record and must never change for
-results already on disk (tests/test_ids.py holds ids of every kind of run)."""
+a new field needs no code here (one with metadata "only_when_set" is left out while it is None).
+Run ids are a hash of that record and must never change for results already on disk
+(tests/test_ids.py holds ids of every kind of run)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,9 @@ class DataConfig:
     val_fraction: float
     content: str | None = field(default=None, metadata={"key": "data_content"})
     """The corpus files' fingerprint (data.sources.fingerprint); None for the built-in corpus."""
+    U: int | None = field(default=None, metadata={"only_when_set": True})
+    """The training split cut to its first U tokens (data.U, grid.U); None: the whole split. In
+    the record, and so in the run id, only when set: runs on the whole split keep their ids."""
 
 
 def _eval_default(name: str):
@@ -195,6 +199,8 @@ def _flatten(obj: DataclassInstance) -> dict[str, Any]:
             items = value.record().items()
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # a section (an instance)
             items = _flatten(value).items()
+        elif value is None and f.metadata.get("only_when_set"):
+            items = []
         else:
             items = [(f.metadata.get("key", f.name), list(value) if isinstance(value, tuple) else value)]
         for k, v in items:

@@ -42,6 +42,10 @@ class DataSpec(_Section):
     """Fraction of the corpus held out for validation (every k-th block of bytes, cut before tokenizing)."""
     val_tokens: Int = Field(32_768, ge=1)
     """Held-out tokens scored at every evaluation; the same tokens for every run."""
+    U: Count | None = None
+    """Unique training tokens: the training split cut to its first U tokens, which every run draws
+    its batches from (a run of D tokens sees each about D/U times); null: the whole split. The
+    held-out tokens are the same at any U. `scalinglab plan` shows each run's D/U."""
 
 
 class ModelSpec(_Section):
@@ -97,6 +101,9 @@ class GridSpec(_Section):
     """Batch sizes (sequences) to try at every (N, D), instead of train.batch_size: B*(C) likewise."""
     points: list[Point] | None = None
     """Explicit (N, D) pairs, instead of the N x D product (`scalinglab suggest` writes these)."""
+    U: list[Count] | None = None
+    """Unique training tokens to try at every (N, D), instead of data.U: each run's training split
+    cut to its first U tokens, so the fits see repeated data (D/U epochs)."""
 
 
 class TrainSpec(_Section):

@@ -358,6 +358,7 @@ class Trainer:
             "wall_s": c.wall_s + self.elapsed(),
             "resumed_from": resumed_from,
             "val_tokens_scored": int(self.val[2].sum()),
+            "U": len(self.corpus.train),  # the unique training tokens its batches were drawn from
             "platform": self.devices[0].platform,
             "device_kind": self.devices[0].device_kind,
             "n_devices": len(self.devices),
