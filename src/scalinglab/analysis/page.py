@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import InputError
 from ..store.frame import load
 from ..store.layout import SweepDir
-from .parts import CI
+from .parts import CI, Skipped
 from .sweepfit import Extrapolation, MainLaw, SweepFit
 from .taskfit import TaskExtrapolation
 from .uncertainty import LOOSE
@@ -36,6 +36,7 @@ def report_page(sweep: SweepDir) -> str:
         f"<h1>{escape(sweep.name)}</h1>",
         _counts(runs),
         _law(fit),
+        _law_table(fit),
         _held_out(fit),
         _tasks(fit),
         _figures(sweep),
@@ -81,10 +82,30 @@ def _law(fit: SweepFit) -> str:
     laws = [[escape(p.form), escape(p.at), _num(p.params["a"]), _num(p.params["b"])] for p in fit.power_laws]
     level = f"{law.level:.0%}"
     return (
-        f"<h2>Fitted law</h2><p><code>{escape(law.form)}</code> over {law.n_points} runs "
+        f"<h2>Fitted law</h2><p>{escape(law.law['law'])}: <code>{escape(law.form)}</code> over {law.n_points} runs "
         f"({escape(law.method)}, {level} bootstrap intervals over {law.n_bootstrap} resamples)</p>"
         + _table(["parameter", "value", f"{level} interval"] + ([f"reaches 0 or spans > {LOOSE:g}x"] if loose is not None else []), rows)
         + (_table(["power law", "along", "a", "b"], laws) if laws else "")
+    )
+
+
+def _law_table(fit: SweepFit) -> str:
+    """Every candidate law: its backtest error by origin, the mean, AICc and residual scale."""
+    choice = fit.laws
+    if choice is None:
+        return ""
+    rows = []
+    for c in choice.candidates:
+        name = f"<b>{escape(c.name)}</b>" if c.name == choice.chosen else escape(c.name)
+        if isinstance(c.fit, Skipped):
+            rows.append([name, escape(c.fit.skipped)] + [""] * (len(choice.origins) + 2))
+            continue
+        errors = ["–" if e is None else f"{100 * e:.2f}%" for e in c.errors]
+        rows.append([name, "–" if c.score is None else f"{100 * c.score:.2f}%", *errors, _num(c.aicc, ".1f"), _num(c.noise, ".2%")])
+    heads = [f"{choice.by} ≤ {o.at:.3g} ({o.n_held} held)" for o in choice.origins]
+    return (
+        f"<h2>Laws of the loss</h2><p>Backtested: each fitted on the runs up to an origin of {escape(choice.by)}, the rest "
+        f"predicted (mean |relative error|). Chosen: {escape(choice.why)}.</p>" + _table(["law", "mean", *heads, "AICc", "scatter"], rows)
     )
 
 
@@ -93,13 +114,13 @@ def _held_out(fit: SweepFit) -> str:
     if not isinstance(ex, Extrapolation):
         return "<h2>Held-out check</h2><p>None: " + escape(ex.skipped) + "</p>"
     rows = [
-        [_num(h.N, ",.0f"), _num(h.D, ",.0f"), _num(h.L), _num(h.L_pred), _ci(h.L_pred_ci), f"{100 * h.rel_error:+.2f}%"]
+        [_num(h.N, ",.0f"), _num(h.D, ",.0f"), _num(h.L), _num(h.L_pred), _ci(h.L_pred_ci), _ci(h.L_pred_pi), f"{100 * h.rel_error:+.2f}%"]
         for h in ex.held_out
     ]
     return (
-        f"<h2>Held-out check</h2><p>Fitted on {ex.n_fit} runs; the largest by {escape(ex.by)} predicted: "
-        f"mean |error| {100 * ex.mean_abs_rel_error:.2f}%, max {100 * ex.max_abs_rel_error:.2f}%.</p>"
-        + _table(["N", "D", "L", "predicted", "interval", "error"], rows)
+        f"<h2>Held-out check</h2><p>{escape(ex.law.law['law'])}, chosen and fitted on {ex.n_fit} runs; the largest by "
+        f"{escape(ex.by)} predicted: mean |error| {100 * ex.mean_abs_rel_error:.2f}%, max {100 * ex.max_abs_rel_error:.2f}%.</p>"
+        + _table(["N", "D", "L", "predicted", "law's interval", "a run's interval", "error"], rows)
     )
 
 

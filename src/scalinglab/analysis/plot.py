@@ -16,6 +16,7 @@ from .choose import predict_runs
 from .figstyle import Figure, bars, finish, law_title, plt, save, span
 from .hparam_plots import lr_figure
 from .laws import Fitted
+from .lawtable import LawChoice
 from .parts import Skipped
 from .sweepfit import Extrapolation, Frontier, IsoFLOP, MainLaw, PowerLawFit, SweepFit
 
@@ -190,6 +191,10 @@ def _predicted_vs_measured(ax, fit_rows: pd.DataFrame, law: Fitted, held: pd.Dat
     )
     pad = 0.03 * np.ptp(drawn)
     lims = [drawn.min() - pad, drawn.max() + pad]
+    if ext.runner_up is not None:
+        second = ext.runner_up.fitted()
+        ax.scatter(held["L"], predict_runs(second, held), marker="^", facecolors="none", edgecolors="C1", s=40,
+                   label=f"held out: the runner-up, {ext.runner_up.law['law']}")  # fmt: skip
     ax.plot(lims, lims, "k-", lw=0.8)
     ax.set_xlim(lims)
     ax.set_ylim(lims)
@@ -232,8 +237,31 @@ def extrapolation(df: pd.DataFrame, ext: Extrapolation) -> Figure:
             zorder=5,
             label="held out: predicted, 95% interval",
         )
-    finish(left, x, f"fitted on {ext.n_fit} runs, carried out to the held-out largest by {ext.by}\n{law_title(law)}")
+    finish(
+        left, x, f"{ext.law.law['law']}, chosen and fitted on {ext.n_fit} runs, carried out to the largest by {ext.by}\n{law_title(law)}"
+    )
     _predicted_vs_measured(right, fit_rows, law, held, ext, yerr)
+    return fig
+
+
+def backtest(choice: LawChoice) -> Figure:
+    """Each candidate law's out-of-sample error at each rolling origin (fit on the runs up to it,
+    predict the rest); the chosen law drawn bold."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    at = [o.at for o in choice.origins]
+    for i, c in enumerate(choice.candidates):
+        if isinstance(c.fit, Skipped):
+            continue
+        points = [(a, 100 * e) for a, e in zip(at, c.errors) if e is not None]
+        mean = "" if c.score is None else f", mean {c.score:.2%}"
+        bold = c.name == choice.chosen
+        ax.plot(*zip(*points), "o-", color=f"C{i}", lw=2.5 if bold else 1, label=f"{c.name}{mean}" + (" (chosen)" if bold else ""))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"origin: fitted on the runs with {choice.by} up to here")
+    ax.set_ylabel("mean |relative error| of the runs beyond (%)")
+    ax.set_title("backtest of the laws of the loss (rolling origin)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -257,6 +285,8 @@ def figures(runs: pd.DataFrame, fit: SweepFit, evals: pd.DataFrame | None = None
         out["isoflop.png"] = isoflop(fit.isoflop)
     if isinstance(fit.extrapolation, Extrapolation):
         out["extrapolation.png"] = extrapolation(runs, fit.extrapolation)
+    if fit.laws is not None and fit.laws.origins and any(c.errors for c in fit.laws.candidates):
+        out["backtest.png"] = backtest(fit.laws)
     return out
 
 
