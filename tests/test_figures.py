@@ -47,13 +47,13 @@ def test_every_figure_of_a_fit_is_drawn_from_its_runs_and_laws(isoflop_fit):
     runs, evals, fit = isoflop_fit
     figs = figures(runs, fit, evals)
     assert set(figs) == {"loss_vs_N.png", "loss_vs_D.png", "loss_vs_C.png", "training_curves.png", "frontier.png",
-                         "contours.png", "residuals.png", "isoflop.png", "extrapolation.png"}
+                         "contours.png", "residuals.png", "isoflop.png", "extrapolation.png", "backtest.png"}
     ax = figs["loss_vs_N.png"].axes[0]
     assert points(ax) == {(n, l) for n, l in zip(runs["N"], runs["L"])}  # every run, nothing else
     assert inside(ax, runs["N"], runs["L"])
     law = fit.law.fitted()
     for line in ax.lines[:-1]:  # a line of L(N,D) per data size, then the power law
-        D = runs["D"].unique()[[np.allclose(line.get_ydata(), law(line.get_xdata(), d)) for d in runs["D"].unique()]]
+        D = runs["D"].unique()[[np.allclose(line.get_ydata(), law.at(line.get_xdata(), d)) for d in runs["D"].unique()]]
         assert len(D) == 1
     assert figs["loss_vs_C.png"].axes[0].get_xlabel() == "C (FLOPs the runs computed)"
 
@@ -66,6 +66,17 @@ def test_the_frontier_puts_approaches_1_and_2_at_the_laws_compute(isoflop_fit):
     assert minima <= points(left)
     band = left.collections[0].get_paths()[0].vertices  # the bootstrap band spans the frontier's C_6ND
     assert band[:, 0].min() == pytest.approx(fit.frontier.C_6ND[0]) and band[:, 0].max() == pytest.approx(fit.frontier.C_6ND[-1])
+
+
+def test_the_backtest_panel_draws_each_laws_error_at_each_origin(isoflop_fit):
+    runs, evals, fit = isoflop_fit
+    ax = figures(runs, fit, evals)["backtest.png"].axes[0]
+    at = [o.at for o in fit.laws.origins]
+    drawn = {line.get_label().split(",")[0]: line for line in ax.lines}
+    for c in fit.laws.candidates:
+        if c.errors:
+            assert list(drawn[c.name].get_xdata()) == at and list(drawn[c.name].get_ydata()) == pytest.approx([100 * e for e in c.errors])
+    assert max(drawn, key=lambda n: drawn[n].get_linewidth()) == fit.laws.chosen
 
 
 def test_the_extrapolation_figure_holds_every_held_out_point_and_bar():

@@ -182,7 +182,10 @@ def rank(scores: dict[str, Scores], by: str, n_origins: int) -> tuple[list[str],
         )
     runner = order[1]
     tail = f"; runner-up {runner} {scores[runner].score:.2%}" if runner in scored else ""
-    return order, f"{first}: lowest backtest error, {best:.2%} mean |relative error| over {n_origins} origins by {by}{tail}"
+    return (
+        order,
+        f"{first}: lowest backtest error, {best:.2%} mean |relative error| over {n_origins} origin{'s' * (n_origins > 1)} by {by}{tail}",
+    )
 
 
 def _aicc_key(s: Scores) -> float:

@@ -147,14 +147,14 @@ def contours(df: pd.DataFrame, law: Fitted, fit: SweepFit) -> Figure:
     fig.colorbar(sc, ax=ax, label="L (runs)")
     if isinstance(fit.frontier, Frontier):
         ax.plot(fit.frontier.N_opt, fit.frontier.D_opt, "r--", lw=1, label="compute-optimal (C_6ND = 6ND)")
+        ax.legend(fontsize=7)
     ax.set_xlim(N[0], N[-1])
     ax.set_ylim(D[0], D[-1])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("N")
     ax.set_ylabel("D")
-    ax.set_title(f"L(N,D) contours\n{law_title(law)}", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(f"contours of the law of the loss\n{law_title(law)}", fontsize=9)
     return fig
 
 

@@ -129,10 +129,11 @@ class Law(Choice):
         theta = np.asarray(theta, dtype=float)
         h = 1e-6 * np.maximum(1.0, np.abs(theta))
         cols = []
-        for j in range(theta.shape[-1]):
-            step = np.zeros_like(theta)
-            step[..., j] = h[..., j]
-            cols.append((self.fitted_value(theta + step, *X) - self.fitted_value(theta - step, *X)) / (2 * h[..., j, None]))
+        with np.errstate(invalid="ignore"):  # a start far off may predict inf on both sides
+            for j in range(theta.shape[-1]):
+                step = np.zeros_like(theta)
+                step[..., j] = h[..., j]
+                cols.append((self.fitted_value(theta + step, *X) - self.fitted_value(theta - step, *X)) / (2 * h[..., j, None]))
         return np.stack(cols, axis=-1)
 
     def hessian(self, theta, *X) -> np.ndarray:
