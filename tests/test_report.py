@@ -45,7 +45,10 @@ def test_the_report_opens_from_disk_with_every_figure_and_run(study, browser, tm
     assert all(page.evaluate(f"document.getElementById('{target}') !== null") for target in links)
     assert page.locator("h2", has_text="Held-out check").count() == 1
     law = SweepFit.read(sweep / "fit.json").law  # the page shows the fit on disk
-    assert page.locator("td", has_text="not pinned").count() == len(law.loose) > 0  # cpu-study: E, B; abilities: E, A, B
+    assert page.locator("td", has_text="not pinned").count() == len(law.loose)  # cpu-study: E, B; abilities (kaplan): none
+    assert page.locator("h2", has_text="Laws of the loss").count() == 1
+    table = SweepFit.read(sweep / "fit.json").laws
+    assert page.locator("b", has_text=table.chosen).count() >= 1  # the chosen law, bold in the table
     cells = page.evaluate("Array.from(document.querySelectorAll('td')).map(td => td.textContent)")
     assert all(f"{v:.4g}" in cells for v in law.params.values())
     assert (page.locator("h2", has_text="Task accuracy, held out").count() == 1) == (study == "abilities")
@@ -59,6 +62,6 @@ def test_a_sweep_without_a_fit_or_with_an_old_one_is_refused_in_one_line(tmp_pat
     (tmp_path / "s" / "fit.json").write_text(json.dumps({"n_runs": 3, "E": 1.8}))  # before fit.json had a schema
     assert main(["report", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "written by another version of scalinglab (schema 1, this one reads 2)" in err
+    assert err.count("\n") == 1 and "written by another version of scalinglab (schema 1, this one reads 3)" in err
     assert f"regenerate it with `scalinglab plot {tmp_path / 's'}`" in err
     assert not (tmp_path / "s" / "report.html").exists()
