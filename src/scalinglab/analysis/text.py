@@ -46,14 +46,14 @@ def table_lines(choice: LawChoice) -> Iterator[str]:
         f"laws of the loss, backtested (fitted on the runs up to each origin of {choice.by}, the rest predicted; "
         "mean |relative error| of their loss):"
     )
-    heads = "".join(f"{f'<={o.at:.3g} ({o.n_held})':>16}" for o in choice.origins)
+    heads = "".join(f"{f'<={o.at:.3g} ({o.n_held})':>18}" for o in choice.origins)
     yield f"  {'law':<18}{heads}{'mean':>9}{'AICc':>9}"
     for c in choice.candidates:
         mark = "*" if c.name == choice.chosen else " "
         if isinstance(c.fit, Skipped):
             yield f"  {c.name:<16}{mark}  not fitted: {c.fit.skipped}"
             continue
-        errors = "".join(f"{'-' if e is None else f'{e:.2%}':>16}" for e in c.errors)
+        errors = "".join(f"{'-' if e is None else f'{e:.2%}':>18}" for e in c.errors)
         mean = "-" if c.score is None else f"{c.score:.2%}"
         aicc = "-" if c.aicc is None else f"{c.aicc:.1f}"
         yield f"  {c.name:<16}{mark} {errors}{mean:>9}{aicc:>9}"
