@@ -158,7 +158,7 @@ def test_analyze_returns_every_part_typed():
 
 def test_fit_csv_predict_from_the_command_line(capsys):
     args = ["fit", "--csv", str(CSV), "--map", "N=Model Size", "--map", "C_6ND=Training FLOP", "--map", "L=loss",
-            "--bootstrap", "20", "--predict", "C_6ND=5.76e23", "--predict", "N=7e10,D=1.4e12", "--json"]
+            "--bootstrap", "20", "--predict", "C_6ND=5.76e23", "--predict", "N=7e10,D=1.4e12", "--law", "chinchilla", "--json"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["schema"] == 3

@@ -11,7 +11,7 @@ import sys
 import warnings
 
 import pytest
-from conftest import FIGURES, check_sweep, data_config
+from conftest import FIGURES, check_sweep, data_config, law_figures
 
 from scalinglab import results
 from scalinglab.analysis.select import fit_inputs
@@ -21,7 +21,6 @@ from scalinglab.launch import jobs
 from scalinglab.store import runs as run_files
 from scalinglab.store.layout import RunDir, SweepDir
 
-LAW_FIGURES = {"frontier.png", "contours.png", "residuals.png", "extrapolation.png"}  # with enough runs for L(N,D)
 
 
 @pytest.fixture
@@ -85,7 +84,7 @@ def test_fit_plot_and_status_warn_per_run_and_go_on(damaged, capsys):
     assert main(["fit", str(sweep_dir), "--json", "--bootstrap", "0"]) == 0
     out, err = capsys.readouterr()
     fit = json.loads(out)  # the warnings went to stderr, not into the JSON
-    assert fit["n_runs"] == 7 and "alpha" in fit["law"]["params"]
+    assert fit["n_runs"] == 7 and fit["law"]["law"]["law"] == fit["laws"]["chosen"]
     lines = err.splitlines()
     assert all(line.startswith("scalinglab: warning: ") for line in lines)
     for run_id in ids.values():
@@ -153,16 +152,18 @@ def test_plot_regenerates_figures_from_disk_alone(trained_copy):
     code = "import sys; from scalinglab.cli import main; rc = main(sys.argv[1:]); assert 'jax' not in sys.modules; sys.exit(rc)"
     proc = subprocess.run([sys.executable, "-c", code, "plot", str(sweep_dir), "--bootstrap", "0"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    check_sweep(sweep_dir, n_runs=10, figures=FIGURES | LAW_FIGURES)
+    fit = json.loads((sweep_dir / "fit.json").read_text())
+    assert {"frontier.png", "contours.png", "residuals.png", "extrapolation.png", "backtest.png"} <= law_figures(fit)  # 10 runs
+    check_sweep(sweep_dir, n_runs=10, figures=FIGURES)
 
 
 def test_fit_command_prints_json_from_results_and_csv(trained_copy, tmp_path, capsys):
-    assert main(["fit", str(trained_copy), "--json", "--bootstrap", "0"]) == 0
+    assert main(["fit", str(trained_copy), "--json", "--bootstrap", "0", "--law", "chinchilla"]) == 0
     fit = json.loads(capsys.readouterr().out)
     assert set(fit["law"]["params"]) == {"E", "A", "B", "alpha", "beta"} and fit["law"]["n_points"] == 10 and fit["power_laws"]
     csv = tmp_path / "runs.csv"
     results.load(trained_copy).rename(columns={"N": "params", "L": "val"})[["params", "D", "val"]].to_csv(csv)
-    assert main(["fit", "--csv", str(csv), "--map", "N=params", "--map", "L=val", "--json", "--bootstrap", "0"]) == 0
+    assert main(["fit", "--csv", str(csv), "--map", "N=params", "--map", "L=val", "--json", "--bootstrap", "0", "--law", "chinchilla"]) == 0
     assert json.loads(capsys.readouterr().out)["law"]["params"]["alpha"] == pytest.approx(fit["law"]["params"]["alpha"], rel=1e-3)
 
 

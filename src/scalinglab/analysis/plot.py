@@ -285,7 +285,7 @@ def figures(runs: pd.DataFrame, fit: SweepFit, evals: pd.DataFrame | None = None
         out["isoflop.png"] = isoflop(fit.isoflop)
     if isinstance(fit.extrapolation, Extrapolation):
         out["extrapolation.png"] = extrapolation(runs, fit.extrapolation)
-    if fit.laws is not None and fit.laws.origins and any(c.errors for c in fit.laws.candidates):
+    if fit.laws is not None and any(e is not None for c in fit.laws.candidates for e in c.errors):
         out["backtest.png"] = backtest(fit.laws)
     return out
 
