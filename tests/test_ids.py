@@ -37,7 +37,7 @@ def variant(**sections) -> dict:
 # (sweep, number of runs, first run id, sha256 of all ids joined by spaces, first 16 hex digits)
 KNOWN = [
     ("cpu-study.yaml", 30, "129cb8d449a3", "3cb6b06ed8f1c512"),
-    ("quickstart.yaml", 9, "d586b20988fe", "42b42be44f341225"),
+    ("quickstart.yaml", 18, "529f9ad8c9f6", "aad341d40cc666fd"),
     (BASE, 6, "985da1fbc12e", "e113fcb002cd8e36"),
     (variant(train={"schedule": "cosine", "warmup_steps": 5}), 6, "43c8cca64535", "14885e44807a8af4"),
     (variant(train={"schedule": "linear", "warmup_steps": 5}), 6, "a2a57256041c", "962d63c68d07d4b2"),

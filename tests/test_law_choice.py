@@ -46,8 +46,8 @@ def test_auto_chooses_the_law_the_runs_were_drawn_from(case):
 
 def test_origins_keep_half_the_runs_in_the_first_fit_and_one_beyond_the_last():
     runs = pd.DataFrame({"N": np.repeat([1, 2, 3, 4, 5, 6], 4)})
-    assert origins(runs, "N", 4) == [3, 4, 5]  # 3 sizes (half the runs) fitted at the first; 6 never fitted
-    assert origins(runs, "N", 2) == [3, 5]
+    assert origins(runs, "N", 4) == [4, 5]  # 4 sizes (two thirds of the runs) fitted at the first; 6 never fitted
+    assert origins(runs, "N", 1) == [4]
     assert origins(pd.DataFrame({"N": [1.0, 2.0, 3.0]}), "N", 4) == [2.0]  # N <= 1 would fit a third of the runs
     assert origins(pd.DataFrame({"N": [1.0, 1.0]}), "N", 4) == []  # nothing beyond any origin
 
