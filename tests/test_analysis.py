@@ -145,7 +145,7 @@ def test_extrapolation_check_predicts_held_out_largest_runs():
 
 
 def test_analyze_returns_every_part_typed():
-    out = analyze(FitInputs(isoflop_runs(noise=0.003)), FitSpec(bootstrap=20), [At(C_6ND=1e22), At(N=1e9, D=1e10)])
+    out = analyze(FitInputs(isoflop_runs(noise=0.003)), FitSpec(bootstrap=20, law="chinchilla"), [At(C_6ND=1e22), At(N=1e9, D=1e10)])
     assert isinstance(out.law, MainLaw) and out.law.n_bootstrap == 20 and set(out.law.ci) == {"E", "A", "B", "alpha", "beta"}
     assert out.frontier is not None and len(out.frontier.N_opt_ci) == len(out.frontier.C_6ND)
     assert isinstance(out.isoflop, IsoFLOP) and isinstance(out.extrapolation, Extrapolation)
