@@ -36,6 +36,3 @@ class LawChoice(Part):
     chosen: str
     runner_up: str | None = None
     why: str
-
-    def candidate(self, name: str) -> Candidate:
-        return next(c for c in self.candidates if c.name == name)
