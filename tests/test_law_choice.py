@@ -16,6 +16,7 @@ from scalinglab.analysis.laws.bootstrap import interval
 from scalinglab.analysis.table import from_columns
 from scalinglab.analysis.uncertainty import bootstrap_law, prediction_interval
 from scalinglab.cli import main
+from scalinglab.errors import FitError
 from scalinglab.sweep.spec import FitSpec
 from test_laws import CASES, noisy
 
@@ -62,6 +63,8 @@ def test_a_named_law_is_fitted_and_a_list_is_chosen_among():
     assert two.table.runner_up in {"power_C", "chinchilla"} - {two.table.chosen}
     pinned = choose(runs, FitSpec(law="power_C", pin_E=1.5, bootstrap=0))
     assert "E" not in pinned.law.values and pinned.law.law.pin_E == 1.5
+    with pytest.raises(FitError, match="power_C: the pinned E 9 is not below every loss"):
+        choose(runs, FitSpec(law="power_C", pin_E=9, bootstrap=0))  # L = E + a C^b cannot reach a loss below E
 
 
 def test_fit_csv_takes_law_and_writes_the_table(capsys):

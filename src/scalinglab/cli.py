@@ -110,7 +110,7 @@ def _fit_command(sub) -> None:
         "--predict",
         action="append",
         default=[],
-        metavar="C_6ND=X | N=X,D=Y",
+        metavar="C_6ND=X | N=X,D=Y[,U=Z]",
         help="N_opt, D_opt and loss at the law's compute C_6ND = 6ND, or the loss at (N, D), with intervals; repeatable",
     )
     fit.add_argument("--json", action="store_true", help="print the fit as JSON (fit.json's SweepFit: law, frontier, predictions, ...)")

@@ -55,17 +55,22 @@ def predict_runs(law: Fitted, runs: pd.DataFrame) -> np.ndarray:
     return np.asarray(law(*law_inputs(law.law, runs)), dtype=float)
 
 
+def log_residuals(law: Fitted, runs: pd.DataFrame) -> np.ndarray:
+    """log L predicted - log L measured, per run."""
+    return np.log(predict_runs(law, runs)) - np.log(runs["L"].to_numpy(float))
+
+
 def noise(law: Fitted, runs: pd.DataFrame) -> float:
     """The residual scale of log L about the law: a robust standard deviation (median absolute
     residual, scaled), corrected for the parameters fitted."""
-    r = np.log(predict_runs(law, runs)) - np.log(runs["L"].to_numpy(float))
+    r = log_residuals(law, runs)
     dof = max(len(r) - len(law.theta), 1)
     return float(MAD_TO_SIGMA * np.median(np.abs(r - np.median(r))) * np.sqrt(len(r) / dof))
 
 
 def aicc(law: Fitted, runs: pd.DataFrame) -> float | None:
     """AICc of the log residuals as Gaussian (None when there are too few runs for it)."""
-    r = np.log(predict_runs(law, runs)) - np.log(runs["L"].to_numpy(float))
+    r = log_residuals(law, runs)
     n, k = len(r), len(law.theta)
     if n - k - 1 <= 0:
         return None

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FitError
-from .choose import predict_runs
+from .choose import log_residuals
 from .laws import Fitted
 from .laws.optimum import compute_optimal
 
@@ -72,7 +72,7 @@ def log_loss_gradient(law: Fitted, N, D) -> np.ndarray:
 def noise_variance(law: Fitted, runs: pd.DataFrame) -> float:
     """The runs' squared log residuals around the law over the degrees of freedom the fit left:
     the noise a new run's loss carries."""
-    r = np.log(runs["L"].to_numpy(float) / predict_runs(law, runs))
+    r = log_residuals(law, runs)
     P = len(law.law.params)
     if len(r) <= P:
         raise FitError(f"suggest: {len(r)} runs leave no degrees of freedom to estimate the noise; it needs more than {P}")

@@ -20,7 +20,7 @@ from ...sweep.types import LawName
 from .base import LAWS, Law, Param
 from .chinchilla import CHINCHILLA, sizes_problem
 from .chinchilla import PARAMS as CHINCHILLA_PARAMS
-from .solve import value, varpro_starts
+from .solve import best_starts, varpro_starts
 
 PARAMS = (*CHINCHILLA_PARAMS, Param("R_D", (-5, 10), log=True), Param("R_N", (-5, 10), log=True))
 R_STARTS = (1.0, 5.0, 15.0, 50.0)  # Muennighoff et al. fitted R_D* 15.4, R_N* 5.3
@@ -80,6 +80,4 @@ class DataConstrained(Law):
             return None
         logs = np.log(R_STARTS)
         grid = np.array([(d, n) for d in logs for n in logs])
-        starts = np.array([np.concatenate([b, g]) for b in base for g in grid])
-        scores = value(self, starts, X, self.observed(y), loss)
-        return starts[np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[: self.polish]]
+        return best_starts(self, np.array([np.concatenate([b, g]) for b in base for g in grid]), X, y, loss)

@@ -75,10 +75,12 @@ class PowerLaw(TermsLaw):
         return np.linspace(-2, 2, 40)[:, None] if self.irreducible else None
 
     def starts(self, X, y, loss):
-        """E a share of the smallest y; a and b then from a line through log(y - E)."""
-        lx, out = np.log(X[0]), []
-        for share in E_STARTS:
-            E0 = share * float(np.min(y))
-            b0, log_a0 = np.polyfit(lx, np.log(np.asarray(y) - E0), 1)
-            out.append([np.log(E0), log_a0, b0])
-        return np.array(out)
+        return line_starts(X[0], y)
+
+
+def line_starts(x, y, E_values=None) -> np.ndarray:
+    """Starts (log E, log a, b) of y = E + a x^b: E each of E_values (by default E_STARTS shares
+    of the smallest y), a and b then from a line through log(y - E) against log x."""
+    y = np.asarray(y, dtype=float)
+    E_values = [share * float(np.min(y)) for share in E_STARTS] if E_values is None else E_values
+    return np.array([[np.log(E0), *np.polyfit(np.log(x), np.log(y - E0), 1)[::-1]] for E0 in E_values])

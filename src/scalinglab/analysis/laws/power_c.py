@@ -10,9 +10,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...errors import FitError
 from ...sweep.types import LawName
 from .base import LAWS, Law, Param
-from .power import E_STARTS, FREE
+from .power import FREE, line_starts
 
 
 @LAWS.register(LawName.POWER_C)
@@ -64,12 +65,8 @@ class PowerC(Law):
         return np.stack(np.broadcast_arrays(*cols), axis=-1)
 
     def starts(self, X, y, loss):
-        y = np.asarray(y, dtype=float)
-        E_values = [self.pin_E] if self.pin_E is not None else [share * float(np.min(y)) for share in E_STARTS]
-        out = []
-        for E0 in E_values:
-            if not np.all(y > E0):
-                continue
-            b0, log_a0 = np.polyfit(np.log(X[0]), np.log(y - E0), 1)
-            out.append([log_a0, b0] if self.pin_E is not None else [np.log(E0), log_a0, b0])
-        return np.array(out) if out else None
+        if self.pin_E is None:
+            return line_starts(X[0], y)
+        if not np.min(y) > self.pin_E:  # L = E + a C^b stays above E
+            raise FitError(f"power_C: the pinned E {self.pin_E:g} is not below every loss (the smallest is {np.min(y):.4g}); pin a lower E")
+        return line_starts(X[0], y, [self.pin_E])[:, 1:]

@@ -143,10 +143,7 @@ def sampled_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
     law's `polish` best."""
     box = law.start_box(X, y)
     lo, hi = np.array(law.bounds if box is None else box, dtype=float).T
-    starts = np.random.default_rng(0).uniform(lo, hi, (law.samples, len(lo)))
-    with np.errstate(all="ignore"):
-        scores = value(law, starts, X, law.observed(y), loss)
-    return starts[np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[: law.polish]]
+    return best_starts(law, np.random.default_rng(0).uniform(lo, hi, (law.samples, len(lo))), X, y, loss)
 
 
 def varpro_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
@@ -155,7 +152,12 @@ def varpro_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
     cells = law.grid(X, y)
     if cells is None:
         raise FitError(f"{law.name}: no starting points (the law has no grid of its nonlinear parameters)")
-    starts = law.assemble(linear_solutions(law, cells, X, y), cells)
+    return best_starts(law, law.assemble(linear_solutions(law, cells, X, y), cells), X, y, loss)
+
+
+def best_starts(law: Law, starts: np.ndarray, X, y, loss: Loss) -> np.ndarray:
+    """The law's `polish` starting points (S, P) of lowest objective (ties: the first; a start that
+    predicts nan or inf scores last)."""
     with np.errstate(all="ignore"):
         scores = value(law, starts, X, law.observed(y), loss)
     return starts[np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[: law.polish]]
