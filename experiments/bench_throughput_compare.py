@@ -13,6 +13,12 @@ B can instead be the JAX benchmark under other settings, e.g. an XLA flag:
     .venv/bin/python experiments/bench_throughput_compare.py \
         --b ".venv/bin/python experiments/bench_throughput.py" --b-env XLA_FLAGS=--xla_cpu_...
 
+or the same benchmark at an earlier commit, the guard to run whenever the model or the step
+changes: `--against REV` checks REV out into a git worktree and installs it into a virtual
+environment of its own (both kept in $SCALINGLAB_CACHE/bench/<commit>, built once), and B runs
+REV's own bench_throughput.py there. B/A above 1 means this working tree is faster than REV:
+    .venv/bin/python experiments/bench_throughput_compare.py --against f3ef34f --shapes 4x128,4x256,8x512
+
 Usage (from the repository root; PyTorch installed in /tmp/torchvenv, see bench_throughput_torch.py):
     .venv/bin/python experiments/bench_throughput_compare.py --steps 10 [--json] [--shapes 2x64,4x128]
 """
@@ -21,12 +27,16 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench_harness import DEFAULT_SHAPES
+
+from scalinglab.store.cache import build_once, cache_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--b", default="/tmp/torchvenv/bin/python experiments/bench_throughput_torch.py", help="command of side B")
     p.add_argument("--a-env", action="append", default=[], help="NAME=VALUE for side A (repeatable)")
     p.add_argument("--b-env", action="append", default=[], help="NAME=VALUE for side B (repeatable)")
+    p.add_argument("--against", metavar="REV", help="B: bench_throughput.py at git commit REV, in its own worktree and environment")
     p.add_argument("--json", action="store_true", help="one JSON object per shape and line")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
@@ -65,6 +76,34 @@ class Side:
         self.proc.wait()
 
 
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def against(rev: str) -> str:
+    """The command of REV's bench_throughput.py in REV's worktree and environment, each made once
+    per commit: the worktree detached at REV, a virtual environment with it installed (editable,
+    so REV's kernel sources are used as they are in the tree)."""
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    home = cache_dir() / "bench" / commit[:12]
+    tree, checked_out = home / "tree", home / "tree.done"
+    if not checked_out.exists():  # a checkout cut short is made again
+        shutil.rmtree(tree, ignore_errors=True)
+        git("worktree", "prune")
+        git("worktree", "add", "--detach", str(tree), commit)
+        checked_out.touch()
+    script = tree / "experiments" / "bench_throughput.py"
+    if not script.exists():
+        raise SystemExit(f"--against {rev}: commit {commit[:12]} has no experiments/bench_throughput.py to run")
+
+    def environment(tmp: Path) -> None:  # bin/python still works once build_once renames tmp
+        subprocess.run([sys.executable, "-m", "venv", str(tmp)], check=True)
+        subprocess.run([str(tmp / "bin" / "python"), "-m", "pip", "install", "-q", "-e", str(tree)], check=True)
+
+    venv = build_once(home / "venv", environment)
+    return f"{venv / 'bin' / 'python'} {script}"
+
+
 def load_average() -> float:
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
@@ -91,6 +130,8 @@ def compare(a: Side, b: Side, shape: str, steps: int, pause: float) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.against:
+        args.b = against(args.against)
     a, b = Side(args.a, args.a_env, args), Side(args.b, args.b_env, args)
     if not args.json:
         print(f"A: {args.a} {' '.join(args.a_env)}\nB: {args.b} {' '.join(args.b_env)}")

@@ -204,13 +204,15 @@ print(json.dumps(run_job(json.loads(sys.argv[1]), sys.argv[2], [0], started=star
 """
 
 
-def start_job(record: dict, run_path: Path, kill_after_checkpoint: int | None = None) -> subprocess.Popen:
+def start_job(record: dict, run_path: Path, kill_after_checkpoint: int | None = None, env: dict | None = None) -> subprocess.Popen:
     """The job body in a fresh process pinned to core 0, like a local job: its XLA flags and
     thread count are a job's, whatever this test process has already set up. With
-    kill_after_checkpoint, the job saves its checkpoint at that step, then kills itself (SIGKILL)."""
+    kill_after_checkpoint, the job saves its checkpoint at that step, then kills itself (SIGKILL);
+    env: environment variables set for it."""
     Path(run_path).mkdir(parents=True, exist_ok=True)
     kill = [] if kill_after_checkpoint is None else [str(kill_after_checkpoint)]
-    return subprocess.Popen([sys.executable, "-c", _JOB, json.dumps(record), str(run_path), *kill], stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", _JOB, json.dumps(record), str(run_path), *kill]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
 def finish(proc: subprocess.Popen) -> dict:

@@ -8,8 +8,8 @@ from flax import nnx
 
 from conftest import model_config
 
-from scalinglab.model import cpu_attention
-from scalinglab.model.transformer import LayerNorm, TransformerLM, attention, attention_kind, build_model, cross_entropy, dense
+from scalinglab.model import cpu_attention, kernels
+from scalinglab.model.transformer import LayerNorm, TransformerLM, attention, attention_kind, cross_entropy, dense
 
 
 def test_changing_a_later_token_never_changes_earlier_logits():
@@ -57,7 +57,7 @@ def test_attention_and_its_gradients_equal_the_written_out_formula(causal, L, ki
     if kind == "cpu":
         assert cpu_attention.available(), "the CPU attention kernel did not build: see the warning logged"
     q, k, v, w = (jax.random.normal(key, (2, L, 3, 16)) for key in jax.random.split(jax.random.key(0), 4))
-    ours = lambda q, k, v: attention(q, k, v, 0.25, causal, kind)  # noqa: E731
+    ours = lambda q, k, v: attention(jnp.stack([q, k, v], axis=2), 0.25, causal, kind)  # noqa: E731
     reference = lambda q, k, v: naive_attention(q, k, v, 0.25, causal)  # noqa: E731
     np.testing.assert_allclose(ours(q, k, v), reference(q, k, v), rtol=1e-5, atol=1e-5)
     if L != 100:  # gradients once, on several blocks and a partial one: each check compiles for seconds
@@ -153,8 +153,39 @@ def test_the_model_is_the_same_with_every_attention_a_cpu_has(parametrization):
     np.testing.assert_allclose(cpu, xla, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("platform, n_layers, layers", [
+    ("cpu", 2, "unrolled"),
+    ("cpu", 32, "unrolled"),
+    ("cpu", 33, "scan"),  # compile time would grow past UNROLL_MAX_LAYERS's 8 s
+    ("gpu", 2, "scan"),
+    ("tpu", 12, "scan"),
+])  # fmt: skip
+def test_layers_are_unrolled_on_a_cpu_and_scanned_elsewhere(platform, n_layers, layers, monkeypatch):
+    monkeypatch.delenv("SCALINGLAB_LAYERS", raising=False)
+    assert kernels.layer_loop(platform, n_layers) == layers
+    monkeypatch.setenv("SCALINGLAB_LAYERS", "scan")
+    assert kernels.layer_loop(platform, n_layers) == "scan"
+    monkeypatch.setenv("SCALINGLAB_LAYERS", "loop")
+    with pytest.raises(ValueError, match="SCALINGLAB_LAYERS is 'loop': set it to scan or unrolled"):
+        kernels.layer_loop(platform, n_layers)
+
+
+def test_unrolled_and_scanned_layers_give_the_same_logits_and_gradients():
+    from conftest import tiny_runs  # noqa: PLC0415
+
+    run = tiny_runs(shapes=((3, 32, 2),), model={"parametrization": "u-mup"})[0]  # u-mup: the residual reads k
+    tokens = jax.random.randint(jax.random.key(1), (2, 32), 0, 256)
+    outs = []
+    for layers in kernels.Layers:
+        graphdef, params = nnx.split(TransformerLM(run.model, rngs=nnx.Rngs(0), layers=layers))
+        outs.append(jax.value_and_grad(lambda p, g=graphdef: jnp.sum(nnx.merge(g, p)(tokens) ** 2))(params))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(outs[0][1]), jax.tree.leaves(outs[1][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float32 summed in another order
+
+
 def test_the_compiled_step_does_not_grow_with_depth():
-    """The layers are one scan: the train step's program is the same size at 2 and 16 layers."""
+    """Scanned layers: the train step's program is the same size at 2 and 16 layers."""
     from conftest import tiny_runs  # noqa: PLC0415
 
     from scalinglab.training.steps import make_loss_fn, make_train_step  # noqa: PLC0415
@@ -163,7 +194,7 @@ def test_the_compiled_step_does_not_grow_with_depth():
     sizes = {}
     for n_layers in (2, 16):
         run = tiny_runs(shapes=((n_layers, 32, 2),))[0]
-        model = build_model(run.model, run.seed)
+        model = TransformerLM(run.model, rngs=nnx.Rngs(run.seed), layers=kernels.Layers.SCAN)
         graphdef, params = nnx.split(model)
         tx = build_optimizer(run.optim, params, model.r)
         tokens = jax.ShapeDtypeStruct((run.batch_size, run.model.seq_len), jnp.int32)

@@ -33,3 +33,19 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path):
 
 def _ckpt_steps(run_dir: RunDir) -> list[int]:
     return sorted(int(p.name) for p in run_dir.resume.iterdir() if p.name.isdigit()) if run_dir.resume.is_dir() else []
+
+
+@pytest.mark.parametrize("before, after", [("scan", "unrolled"), ("unrolled", "scan")])
+def test_a_checkpoint_resumes_with_the_other_layer_loop(tmp_path, before, after):
+    """The layers' parameters are stacked either way (kernels.layer_loop): a run checkpointed by a
+    process that scanned its layers goes on in one that unrolls them (and the other way round), to
+    the loss of an uninterrupted run."""
+    run = tiny_runs(shapes=((2, 32, 2),), D=(4 * 32 * 40,), train={"n_evals": 2})[0]
+    reference = finish(start_job(run.record(), tmp_path / "a" / "runs" / "ref", env={"SCALINGLAB_LAYERS": after}))
+    run_dir = RunDir(tmp_path / "b" / "runs" / run.run_id)
+    killed = start_job(run.record(), run_dir.path, kill_after_checkpoint=20, env={"SCALINGLAB_LAYERS": before})
+    killed.communicate(timeout=600)
+    assert killed.returncode == -signal.SIGKILL and _ckpt_steps(run_dir) == [20]
+    summary = finish(start_job(run.record(), run_dir.path, env={"SCALINGLAB_LAYERS": after}))
+    assert (summary["resumed_from"], summary["layers"], reference["layers"]) == (20, after, after)
+    assert summary["L"] == pytest.approx(reference["L"], rel=1e-5)

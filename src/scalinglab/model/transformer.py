@@ -4,7 +4,8 @@ masked objective), GELU MLP; init scales and multipliers from the run's parametr
 Linear layers have no biases and the output layer is tied to the token embedding, so the
 non-embedding parameter count is exactly model.counts.count_N (tested).
 
-Layers run as one lax.scan over stacked parameters (compile time does not grow with depth),
+Layers run as one lax.scan over stacked parameters, unrolled or not (kernels.layer_loop: the
+scanned program does not grow with depth; XLA's CPU backend runs the unrolled one faster),
 optionally rematerialised. Attention is chosen once per build by platform and precision
 (attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel on
 NVIDIA GPUs in bf16, XLA's otherwise. Under bf16, attention scores, softmax, logits, the loss and
@@ -125,15 +126,16 @@ def attention_kind(precision: kernels.Precision, devices=None) -> kernels.Attent
     return kernels.attention_kind(first.platform, first.device_kind, len(devices), precision, cpu_attention.available)
 
 
-def attention(
-    q_BLHK: jax.Array, k_BLHK: jax.Array, v_BLHK: jax.Array, scale: float, causal: bool, kind: kernels.Attention = kernels.Attention.XLA
-) -> jax.Array:
-    """Softmax attention of `kind` (attention_kind). μP's 1/d_head (or the standard 1/sqrt(d_head))
-    is the kernel's own scale."""
-    if kind == kernels.Attention.CPU:  # the kernel works heads-major, as XLA's CPU batched dot wants it
-        t = partial(jnp.swapaxes, axis1=1, axis2=2)
-        return t(cpu_attention.attention(t(q_BLHK), t(k_BLHK), t(v_BLHK), scale, causal))
+def attention(qkv_BL3HK: jax.Array, scale: float, causal: bool, kind: kernels.Attention = kernels.Attention.XLA) -> jax.Array:
+    """Softmax attention of `kind` (attention_kind) over the fused projection's q, k and v (axis
+    2), as [B, L, H, K]. μP's 1/d_head (or the standard 1/sqrt(d_head)) is the kernel's own scale."""
+    if kind == kernels.Attention.CPU:
+        # The kernel works heads-major, as XLA's CPU batched dot wants it: one transposing copy
+        # of q, k and v together, not one each.
+        q_BHLK, k_BHLK, v_BHLK = qkv_BL3HK.transpose(2, 0, 3, 1, 4)
+        return jnp.swapaxes(cpu_attention.attention(q_BHLK, k_BHLK, v_BHLK, scale, causal), 1, 2)
     implementation: Literal["xla", "cudnn"] = "cudnn" if kind == kernels.Attention.CUDNN else "xla"  # CPU returned above
+    q_BLHK, k_BLHK, v_BLHK = jnp.unstack(qkv_BL3HK, axis=2)
     return jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=scale, is_causal=causal, implementation=implementation)
 
 
@@ -157,8 +159,7 @@ class Block(nnx.Module):
         B, L, D = x_BLD.shape
         m, H = self.r.hidden_mult, self.n_heads
         qkv_BLD3 = m["qkv"] * dense(self.ln1(x_BLD), self.qkv.kernel[...])
-        q_BLHK, k_BLHK, v_BLHK = jnp.unstack(qkv_BLD3.reshape(B, L, 3, H, D // H), axis=2)
-        att_BLD = attention(q_BLHK, k_BLHK, v_BLHK, self.r.attn_scale, self.causal, self.kind).reshape(B, L, D)
+        att_BLD = attention(qkv_BLD3.reshape(B, L, 3, H, D // H), self.r.attn_scale, self.causal, self.kind).reshape(B, L, D)
         x_BLD = self.residual(x_BLD, m["out"] * dense(att_BLD, self.out.kernel[...]), k)
         h_BLF = self.r.gelu_mult * jax.nn.gelu(m["up"] * dense(self.ln2(x_BLD), self.up.kernel[...]))
         return self.residual(x_BLD, m["down"] * dense(h_BLF, self.down.kernel[...]), k + 1)
@@ -179,14 +180,23 @@ def _stacked(blocks: list[Block]) -> Block:
 
 
 class TransformerLM(nnx.Module):
-    def __init__(self, config, *, rngs: nnx.Rngs, attention: kernels.Attention = kernels.Attention.XLA, remat: bool = False):
+    def __init__(
+        self,
+        config,
+        *,
+        rngs: nnx.Rngs,
+        attention: kernels.Attention = kernels.Attention.XLA,
+        remat: bool = False,
+        layers: kernels.Layers = kernels.Layers.SCAN,
+    ):
         """config: the run's model section (sweep.runspec.ModelConfig); attention: its kind
-        (attention_kind); remat: recompute each block's activations in the backward pass."""
+        (attention_kind); remat: recompute each block's activations in the backward pass; layers:
+        scanned or unrolled (kernels.layer_loop)."""
         if attention == kernels.Attention.CPU and not cpu_attention.available():  # registers the kernel with XLA
             raise RuntimeError("the CPU attention kernel did not build (see the warning logged); use attention='xla'")
         c = config
         r = c.parametrization.rules(c.d_model, c.d_ff, c.n_layers, c.d_head)
-        self.r, self.n_layers, self.remat = r, c.n_layers, remat
+        self.r, self.n_layers, self.remat, self.layers = r, c.n_layers, remat, layers
         self.embed = nnx.Embed(c.vocab_size, c.d_model, embedding_init=nnx.initializers.normal(r.embed_std), rngs=rngs)
         self.pos = nnx.Param(nnx.initializers.normal(r.pos_std)(rngs.params(), (c.seq_len, c.d_model)))
         causal = c.objective.causal
@@ -213,7 +223,8 @@ class TransformerLM(nnx.Module):
 
     def _stack(self, x_BLD: jax.Array, keep_stream: bool):
         """The blocks as one lax.scan over their stacked parameters: one block's program, whatever
-        the depth. Returns the output and, with keep_stream, the stream after each block."""
+        the depth, or unrolled (self.layers). Returns the output and, with keep_stream, the stream
+        after each block."""
         graphdef, params = nnx.split(self.blocks)
 
         def layer(x_BLD, p_k):
@@ -222,7 +233,8 @@ class TransformerLM(nnx.Module):
             return y_BLD, y_BLD if keep_stream else None
 
         body = jax.checkpoint(layer) if self.remat else layer
-        return jax.lax.scan(body, x_BLD, (params, 2 * jnp.arange(self.n_layers)))
+        unroll = self.n_layers if self.layers == kernels.Layers.UNROLLED else 1
+        return jax.lax.scan(body, x_BLD, (params, 2 * jnp.arange(self.n_layers)), unroll=unroll)
 
     def logits(self, x_BLD: jax.Array) -> jax.Array:
         """Tied output layer; the logits come out of the matmul in float32, whatever the compute dtype."""
@@ -233,9 +245,10 @@ class TransformerLM(nnx.Module):
 
 
 def build_model(config, seed: int, *, precision: kernels.Precision = kernels.Precision.FP32, remat: bool = False) -> TransformerLM:
-    """The model of a run's model section, its parameters drawn from `seed`, its attention chosen
-    for this process's devices and `precision`."""
-    return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision), remat=remat)
+    """The model of a run's model section, its parameters drawn from `seed`, its attention and layer
+    loop chosen for this process's devices and `precision`."""
+    layers = kernels.layer_loop(jax.devices()[0].platform, config.n_layers)
+    return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision), remat=remat, layers=layers)
 
 
 def count_params(model: nnx.Module, non_embedding: bool = True) -> int:

@@ -104,7 +104,7 @@ class Trainer:
         on the devices."""
         run = self.run
         model = build_model(run.model, run.seed, precision=run.precision, remat=run.remat)
-        self.attention = model.blocks.kind
+        self.attention, self.layers = model.blocks.kind, model.layers
         graphdef, params = nnx.split(model)
         sharding.annotate(params, run.fsdp)
         tx = build_optimizer(run.optim, params, model.r)
@@ -365,6 +365,7 @@ class Trainer:
             "n_processes": jax.process_count(),
             "fsdp": self.run.fsdp,
             "attention": self.attention,
+            "layers": self.layers,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "pid": os.getpid(),
