@@ -102,8 +102,14 @@ SHAPES = {
 }
 
 
+@pytest.fixture
+def scanned(monkeypatch):
+    """The count is the scanned layers' (accelerators, remat); a CPU unrolls them (unrolled_layers_keep_less)."""
+    monkeypatch.setenv("SCALINGLAB_LAYERS", "scan")
+
+
 @pytest.mark.parametrize("name", SHAPES)
-def test_step_estimate_is_within_tolerance_of_xla(name):
+def test_step_estimate_is_within_tolerance_of_xla(name, scanned):
     shape, vocab, train = SHAPES[name]
     run = planned(*shape, vocab=vocab, **train)
     xla, est = measure_step(run), estimate_here(run)
@@ -133,10 +139,20 @@ print(json.dumps(measure_step(planned(*shape, vocab=vocab, **train), sharding)))
 """
 
 
+@pytest.mark.parametrize("name", ["plain", "microbatch", "vocab"])
+def test_unrolled_layers_keep_less_than_the_estimate(name):
+    """A CPU unrolls the layers (model.kernels.layer_loop), and XLA then keeps fewer activations
+    than the scan's count: the estimate is an upper bound there, so plan never passes a run that
+    cannot fit."""
+    shape, vocab, train = SHAPES[name]
+    run = planned(*shape, vocab=vocab, **train)
+    assert step_figure(estimate_here(run)) >= measure_step(run)["total"]
+
+
 @pytest.mark.parametrize("name", ["plain", "remat"])
 def test_data_parallel_devices_divide_the_batch(name):
     """Two CPU devices (XLA's attention: the kernel runs on one device only), the batch split by row."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "SCALINGLAB_LAYERS": "scan"}
     out = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(Path(__file__).parent), name],
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -153,21 +153,22 @@ def test_the_model_is_the_same_with_every_attention_a_cpu_has(parametrization):
     np.testing.assert_allclose(cpu, xla, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("platform, n_layers, layers", [
-    ("cpu", 2, "unrolled"),
-    ("cpu", 32, "unrolled"),
-    ("cpu", 33, "scan"),  # compile time would grow past UNROLL_MAX_LAYERS's 8 s
-    ("gpu", 2, "scan"),
-    ("tpu", 12, "scan"),
+@pytest.mark.parametrize("platform, n_layers, remat, layers", [
+    ("cpu", 2, False, "unrolled"),
+    ("cpu", 32, False, "unrolled"),
+    ("cpu", 33, False, "scan"),  # compile time would grow past UNROLL_MAX_LAYERS's 8 s
+    ("cpu", 4, True, "scan"),  # remat asks for memory
+    ("gpu", 2, False, "scan"),
+    ("tpu", 12, False, "scan"),
 ])  # fmt: skip
-def test_layers_are_unrolled_on_a_cpu_and_scanned_elsewhere(platform, n_layers, layers, monkeypatch):
+def test_layers_are_unrolled_on_a_cpu_and_scanned_elsewhere(platform, n_layers, remat, layers, monkeypatch):
     monkeypatch.delenv("SCALINGLAB_LAYERS", raising=False)
-    assert kernels.layer_loop(platform, n_layers) == layers
+    assert kernels.layer_loop(platform, n_layers, remat) == layers
     monkeypatch.setenv("SCALINGLAB_LAYERS", "scan")
-    assert kernels.layer_loop(platform, n_layers) == "scan"
+    assert kernels.layer_loop(platform, n_layers, remat) == "scan"
     monkeypatch.setenv("SCALINGLAB_LAYERS", "loop")
     with pytest.raises(ValueError, match="SCALINGLAB_LAYERS is 'loop': set it to scan or unrolled"):
-        kernels.layer_loop(platform, n_layers)
+        kernels.layer_loop(platform, n_layers, remat)
 
 
 def test_unrolled_and_scanned_layers_give_the_same_logits_and_gradients():

@@ -10,7 +10,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from ..launch.preflight import check_caps, check_memory, training_tokens
+from ..launch.preflight import check_caps, check_memory, job_devices, training_tokens
 from ..launch.resources import max_parallel
 from ..store.runs import Role
 from ..sweep import memory, planner
@@ -39,9 +39,10 @@ def epochs(r: RunSpec, split: int | None) -> float | None:
     return None if U is None else r.D / U
 
 
-def plan_table(runs: list[RunSpec], memories: list[memory.Memory], split: int | None) -> pd.DataFrame:
+def plan_table(runs: list[RunSpec], memories: list[memory.Memory], split: int | None, platform: str) -> pd.DataFrame:
     """One row a run; U and epochs (D/U), None where the training split's size is not known;
-    memory: GiB per device at its peak, memory_<part>: each part's (sweep/memory.py)."""
+    layers: scanned or unrolled on the jobs' platform; memory: GiB per device at its peak,
+    memory_<part>: each part's (sweep/memory.py)."""
     return pd.DataFrame(
         [
             {
@@ -63,6 +64,7 @@ def plan_table(runs: list[RunSpec], memories: list[memory.Memory], split: int | 
                 "flops_per_token": r.flops_per_token,
                 "C": r.C,
                 "job_flops": r.job_flops,
+                "layers": memory.job_layers(r, platform),
                 **memory.as_gib(m),
             }
             for r, m in zip(runs, memories)
@@ -133,7 +135,7 @@ def main(args, console: Console) -> int:
     if split is not None:
         check_caps(sweep, split)
     print_plan(sweep, runs, memories, device, split, console)
-    table = plan_table(runs, memories, split)
+    table = plan_table(runs, memories, split, job_devices(sweep.launch)[0])
     if args.csv:
         table.to_csv(args.csv, index=False)
         console.print(f"wrote {args.csv}")

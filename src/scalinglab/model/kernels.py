@@ -69,14 +69,15 @@ class Layers(StrEnum):
     """One copy of the layer's program per layer: XLA's CPU backend runs it 1.2-1.4x faster."""
 
 
-def layer_loop(platform: str, n_layers: int) -> Layers:
-    """Unrolled on a CPU up to UNROLL_MAX_LAYERS, scanned otherwise; SCALINGLAB_LAYERS (scan or
-    unrolled) overrides. On a CPU the scan reads each layer's weights and writes its gradients and
-    saved activations through dynamic slices of the stacked arrays, a fifth of the step at
-    (4, 256); accelerators keep the scan (compile time flat in depth, issue 18)."""
+def layer_loop(platform: str, n_layers: int, remat: bool) -> Layers:
+    """Unrolled on a CPU up to UNROLL_MAX_LAYERS without remat, scanned otherwise;
+    SCALINGLAB_LAYERS (scan or unrolled) overrides. On a CPU the scan reads each layer's weights
+    and writes its gradients and saved activations through dynamic slices of the stacked arrays,
+    a fifth of the step at (4, 256). Accelerators keep the scan (compile time flat in depth), and
+    so does remat, which asks for memory: unrolled, XLA kept twice the activations of the scan."""
     forced = os.environ.get("SCALINGLAB_LAYERS")
     if forced:
         if forced not in set(Layers):
             raise ValueError(f"SCALINGLAB_LAYERS is {forced!r}: set it to scan or unrolled, or unset it")
         return Layers(forced)
-    return Layers.UNROLLED if platform == "cpu" and n_layers <= UNROLL_MAX_LAYERS else Layers.SCAN
+    return Layers.UNROLLED if platform == "cpu" and n_layers <= UNROLL_MAX_LAYERS and not remat else Layers.SCAN

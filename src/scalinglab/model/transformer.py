@@ -247,7 +247,7 @@ class TransformerLM(nnx.Module):
 def build_model(config, seed: int, *, precision: kernels.Precision = kernels.Precision.FP32, remat: bool = False) -> TransformerLM:
     """The model of a run's model section, its parameters drawn from `seed`, its attention and layer
     loop chosen for this process's devices and `precision`."""
-    layers = kernels.layer_loop(jax.devices()[0].platform, config.n_layers)
+    layers = kernels.layer_loop(jax.devices()[0].platform, config.n_layers, remat)
     return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision), remat=remat, layers=layers)
 
 

@@ -26,6 +26,10 @@ float32 copies, so there they take float32's bytes (measured). The seq_len x seq
 exist only on XLA's attention path (attention_kind 'xla'); the CPU kernel and cuDNN keep a row
 statistic instead. Measured on a CPU's XLA only: the GPU figures (cuDNN, bf16 buffers) are the
 same count, untested until tests/test_memory.py runs on a GPU.
+
+The count is the scanned layers' program (job_layers). A CPU runs shallow models' layers
+unrolled, and XLA then keeps fewer activations (0.67 and 0.72 of the count on two test shapes): the
+estimate bounds them from above, so plan never passes a run that cannot fit.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..data.batches import eval_chunks, n_val_windows
-from ..model.kernels import Attention, Precision, attention_kind
+from ..model.kernels import Attention, Layers, Precision, attention_kind, layer_loop
 from .runspec import RunSpec
 
 F32, BF16, INT32 = 4, 2, 4
@@ -83,6 +87,11 @@ def job_attention(run: RunSpec, platform: str, devices: int, cpu_kernel: bool) -
     """The model's attention (model.kernels.attention_kind) on a job's devices; a sweep's GPUs are
     NVIDIA's (the '.[cuda]' install)."""
     return attention_kind(platform, "NVIDIA" if platform == "gpu" else platform, devices, run.precision, lambda: cpu_kernel)
+
+
+def job_layers(run: RunSpec, platform: str) -> Layers:
+    """How the model runs its layers on a job's platform (model.kernels.layer_loop)."""
+    return layer_loop(platform, run.model.n_layers, run.remat)
 
 
 def per_token(run: RunSpec, counts: tuple[int, int, int], kind: Attention) -> int:
