@@ -16,7 +16,9 @@ B can instead be the JAX benchmark under other settings, e.g. an XLA flag:
 or the same benchmark at an earlier commit, the guard to run whenever the model or the step
 changes: `--against REV` checks REV out into a git worktree and installs it into a virtual
 environment of its own (both kept in $SCALINGLAB_CACHE/bench/<commit>, built once), and B runs
-REV's own bench_throughput.py there. B/A above 1 means this working tree is faster than REV:
+REV's own bench_throughput.py there (pip resolves REV's dependencies when the environment is
+made: the same JAX as yours unless a newer one came out since). B/A above 1 means this working
+tree is faster than REV; --swap puts REV on side A:
     .venv/bin/python experiments/bench_throughput_compare.py --against f3ef34f --shapes 4x128,4x256,8x512
 
 Usage (from the repository root; PyTorch installed in /tmp/torchvenv, see bench_throughput_torch.py):
@@ -46,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--a-env", action="append", default=[], help="NAME=VALUE for side A (repeatable)")
     p.add_argument("--b-env", action="append", default=[], help="NAME=VALUE for side B (repeatable)")
     p.add_argument("--against", metavar="REV", help="B: bench_throughput.py at git commit REV, in its own worktree and environment")
+    p.add_argument("--swap", action="store_true", help="swap sides A and B (medians over runs both ways)")
     p.add_argument("--json", action="store_true", help="one JSON object per shape and line")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256)
@@ -132,6 +135,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.against:
         args.b = against(args.against)
+    if args.swap:
+        args.a, args.b, args.a_env, args.b_env = args.b, args.a, args.b_env, args.a_env
     a, b = Side(args.a, args.a_env, args), Side(args.b, args.b_env, args)
     if not args.json:
         print(f"A: {args.a} {' '.join(args.a_env)}\nB: {args.b} {' '.join(args.b_env)}")
