@@ -18,14 +18,14 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from ..data.batches import batch, eval_chunks, val_windows
+from ..data.batches import eval_chunks, val_windows
 from ..data.corpus import load_corpus
 from ..data.objectives import VAL_SEED
 from ..model.transformer import build_model
 from ..store import runs
 from ..store.layout import RunDir
 from ..store.runs import Status
-from . import checkpoint, distributed, sharding, throughput, weights
+from . import checkpoint, distributed, feed, sharding, throughput, weights
 from .optimizer import build_optimizer
 from .steps import enable_compile_cache, make_loss_fn, make_train_step
 from .task_scoring import TaskScorer
@@ -143,7 +143,7 @@ class Trainer:
         self.pending: list = []  # losses stay on device: no sync between evaluations and checkpoints
         self.t_interval = self.t_ckpt = time.perf_counter()
         self.steps_in_interval, status = 0, Status.DONE
-        self.next_batch = self._device_batch(self.counters.step + 1)
+        self.next_batch = feed.device_batch(self.run, self.corpus.train, self.by_row, self.counters.step + 1)
         for step in range(self.counters.step + 1, self.run.steps + 1):
             self._step(step, first=step == resumed_from + 1)
             preempted = distributed.reached_preemption_step(step)  # several processes: they save together
@@ -167,22 +167,10 @@ class Trainer:
                 return {"status": Status.PREEMPTED, "step": step}
         return self._finish(status, resumed_from)
 
-    def _device_batch(self, step: int) -> tuple:
-        """The batch of `step` (a pure function of the seed and step) on the devices: this process
-        builds and sends the rows of its own devices only."""
-        run = self.run
-
-        def rows(start: int, stop: int) -> tuple:
-            part = slice(start, stop)
-            windows = batch(self.corpus.train, run.model.seq_len, run.batch_size, run.seed, step, part)
-            return run.model.objective.examples(windows, run.data.vocab_size, run.seed, step, part, run.batch_size)
-
-        return sharding.global_arrays((run.batch_size, run.model.seq_len), self.by_row, rows, 3)
-
     def _step(self, step: int, first: bool) -> None:
         self.state, loss = self.train_step(self.state, *self.next_batch)
         if step < self.run.steps:  # the next batch is built and on its way while this step runs
-            self.next_batch = self._device_batch(step + 1)
+            self.next_batch = feed.device_batch(self.run, self.corpus.train, self.by_row, step + 1)
         self.counters.step = step
         self.pending.append(loss)
         self._take_snapshot(step)
