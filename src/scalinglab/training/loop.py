@@ -1,6 +1,7 @@
 """One run: set up (corpus, devices, model, optimizer, jitted steps), resume, a step loop with
 hooks (evaluations, checkpoints), and the summary. Over every device of the run, in one process
-or several (training.distributed): a mesh of data and fsdp axes (training.sharding)."""
+or several (training.distributed): a mesh of data and fsdp axes (training.sharding). Each step's
+batch is built ahead by a thread (training.feed)."""
 
 from __future__ import annotations
 
@@ -143,34 +144,34 @@ class Trainer:
         self.pending: list = []  # losses stay on device: no sync between evaluations and checkpoints
         self.t_interval = self.t_ckpt = time.perf_counter()
         self.steps_in_interval, status = 0, Status.DONE
-        self.next_batch = feed.device_batch(self.run, self.corpus.train, self.by_row, self.counters.step + 1)
-        for step in range(self.counters.step + 1, self.run.steps + 1):
-            self._step(step, first=step == resumed_from + 1)
-            preempted = distributed.reached_preemption_step(step)  # several processes: they save together
-            due = [hook for hook in self.hooks if hook.due(step)]
-            if preempted and not any(hook.name == "checkpoint" for hook in due):
-                due.append(Hook("preemption", bool, partial(self._save, self.dir.resume, keep=1)))
-            if not due:
-                continue
-            if not self._flush_losses(step):
-                status = Status.DIVERGED
-                break
-            self._in_hooks = True  # counters, metrics and checkpoints change: a preemption save now waits
-            try:
-                for hook in due:
-                    hook.fn(step)
-            finally:
-                self._in_hooks = False
-            self._take_snapshot(step)
-            if preempted:
-                self.log(f"preempted: saved step {step} on every process")
-                return {"status": Status.PREEMPTED, "step": step}
+        steps = range(self.counters.step + 1, self.run.steps + 1)
+        build = partial(feed.device_batch, self.run, self.corpus.train, self.by_row)
+        with feed.Prefetcher(build, steps) as self.batches:  # a thread builds ahead; stopped however the loop ends
+            for step in steps:
+                self._step(step, first=step == resumed_from + 1)
+                preempted = distributed.reached_preemption_step(step)  # several processes: they save together
+                due = [hook for hook in self.hooks if hook.due(step)]
+                if preempted and not any(hook.name == "checkpoint" for hook in due):
+                    due.append(Hook("preemption", bool, partial(self._save, self.dir.resume, keep=1)))
+                if not due:
+                    continue
+                if not self._flush_losses(step):
+                    status = Status.DIVERGED
+                    break
+                self._in_hooks = True  # counters, metrics and checkpoints change: a preemption save now waits
+                try:
+                    for hook in due:
+                        hook.fn(step)
+                finally:
+                    self._in_hooks = False
+                self._take_snapshot(step)
+                if preempted:
+                    self.log(f"preempted: saved step {step} on every process")
+                    return {"status": Status.PREEMPTED, "step": step}
         return self._finish(status, resumed_from)
 
     def _step(self, step: int, first: bool) -> None:
-        self.state, loss = self.train_step(self.state, *self.next_batch)
-        if step < self.run.steps:  # the next batch is built and on its way while this step runs
-            self.next_batch = feed.device_batch(self.run, self.corpus.train, self.by_row, step + 1)
+        self.state, loss = self.train_step(self.state, *self.batches.take(step))
         self.counters.step = step
         self.pending.append(loss)
         self._take_snapshot(step)
