@@ -23,6 +23,7 @@ JAX_MODULES = {
     "scalinglab.model.transformer",
     "scalinglab.training.checkpoint",
     "scalinglab.training.distributed",
+    "scalinglab.training.feed",
     "scalinglab.training.loop",
     "scalinglab.training.optimizer",
     "scalinglab.training.sharding",

@@ -1,6 +1,7 @@
 """One run: set up (corpus, devices, model, optimizer, jitted steps), resume, a step loop with
 hooks (evaluations, checkpoints), and the summary. Over every device of the run, in one process
-or several (training.distributed): a mesh of data and fsdp axes (training.sharding)."""
+or several (training.distributed): a mesh of data and fsdp axes (training.sharding). Each step's
+batch is built ahead by a thread (training.feed)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from ..data.batches import batch, eval_chunks, val_windows
+from ..data.batches import eval_chunks, val_windows
 from ..data.corpus import load_corpus
 from ..data.objectives import VAL_SEED
 from ..model.transformer import build_model
 from ..store import runs
 from ..store.layout import RunDir
 from ..store.runs import Status
-from . import checkpoint, distributed, sharding, throughput, weights
+from . import checkpoint, distributed, feed, sharding, throughput, weights
 from .optimizer import build_optimizer
 from .steps import enable_compile_cache, make_loss_fn, make_train_step
 from .task_scoring import TaskScorer
@@ -143,46 +144,34 @@ class Trainer:
         self.pending: list = []  # losses stay on device: no sync between evaluations and checkpoints
         self.t_interval = self.t_ckpt = time.perf_counter()
         self.steps_in_interval, status = 0, Status.DONE
-        self.next_batch = self._device_batch(self.counters.step + 1)
-        for step in range(self.counters.step + 1, self.run.steps + 1):
-            self._step(step, first=step == resumed_from + 1)
-            preempted = distributed.reached_preemption_step(step)  # several processes: they save together
-            due = [hook for hook in self.hooks if hook.due(step)]
-            if preempted and not any(hook.name == "checkpoint" for hook in due):
-                due.append(Hook("preemption", bool, partial(self._save, self.dir.resume, keep=1)))
-            if not due:
-                continue
-            if not self._flush_losses(step):
-                status = Status.DIVERGED
-                break
-            self._in_hooks = True  # counters, metrics and checkpoints change: a preemption save now waits
-            try:
-                for hook in due:
-                    hook.fn(step)
-            finally:
-                self._in_hooks = False
-            self._take_snapshot(step)
-            if preempted:
-                self.log(f"preempted: saved step {step} on every process")
-                return {"status": Status.PREEMPTED, "step": step}
+        steps = range(self.counters.step + 1, self.run.steps + 1)
+        build = partial(feed.device_batch, self.run, self.corpus.train, self.by_row)
+        with feed.Prefetcher(build, steps) as self.batches:  # a thread builds ahead; stopped however the loop ends
+            for step in steps:
+                self._step(step, first=step == resumed_from + 1)
+                preempted = distributed.reached_preemption_step(step)  # several processes: they save together
+                due = [hook for hook in self.hooks if hook.due(step)]
+                if preempted and not any(hook.name == "checkpoint" for hook in due):
+                    due.append(Hook("preemption", bool, partial(self._save, self.dir.resume, keep=1)))
+                if not due:
+                    continue
+                if not self._flush_losses(step):
+                    status = Status.DIVERGED
+                    break
+                self._in_hooks = True  # counters, metrics and checkpoints change: a preemption save now waits
+                try:
+                    for hook in due:
+                        hook.fn(step)
+                finally:
+                    self._in_hooks = False
+                self._take_snapshot(step)
+                if preempted:
+                    self.log(f"preempted: saved step {step} on every process")
+                    return {"status": Status.PREEMPTED, "step": step}
         return self._finish(status, resumed_from)
 
-    def _device_batch(self, step: int) -> tuple:
-        """The batch of `step` (a pure function of the seed and step) on the devices: this process
-        builds and sends the rows of its own devices only."""
-        run = self.run
-
-        def rows(start: int, stop: int) -> tuple:
-            part = slice(start, stop)
-            windows = batch(self.corpus.train, run.model.seq_len, run.batch_size, run.seed, step, part)
-            return run.model.objective.examples(windows, run.data.vocab_size, run.seed, step, part, run.batch_size)
-
-        return sharding.global_arrays((run.batch_size, run.model.seq_len), self.by_row, rows, 3)
-
     def _step(self, step: int, first: bool) -> None:
-        self.state, loss = self.train_step(self.state, *self.next_batch)
-        if step < self.run.steps:  # the next batch is built and on its way while this step runs
-            self.next_batch = self._device_batch(step + 1)
+        self.state, loss = self.train_step(self.state, *self.batches.take(step))
         self.counters.step = step
         self.pending.append(loss)
         self._take_snapshot(step)
