@@ -4,7 +4,7 @@ numpy windows and examples, then the device_put of its three arrays), and the ma
 per step when a thread builds the batches ahead (training.feed.Prefetcher) while a fake step
 sleeps --step-ms. Medians over --steps batches (the first, cold, left out).
 
-Measured on the development machine (2 cores of an AMD EPYC, the CPU as the device, the corpus's
+Measured on the development machine (2 cores of an Intel Xeon, the CPU as the device, the corpus's
 pages in memory), 47 batches each, median (max):
 
     objective   numpy only       numpy + device_put (inline)   prefetched: the main thread's wait
