@@ -5,9 +5,10 @@ Linear layers have no biases and the output layer is tied to the token embedding
 non-embedding parameter count is exactly model.counts.count_N (tested).
 
 Layers run as one lax.scan over stacked parameters (compile time does not grow with depth),
-optionally rematerialised. Attention is chosen once per build by platform and precision
-(attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel on
-NVIDIA GPUs in bf16, XLA's otherwise. Under bf16, attention scores, softmax, logits, the loss and
+optionally rematerialised. Attention is chosen once per build by platform, precision and head
+width (attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel
+on NVIDIA GPUs in bf16 where it runs (Ampere or later, the head widths it takes), XLA's
+otherwise. Under bf16, attention scores, softmax, logits, the loss and
 LayerNorm statistics are float32.
 
 On the CPU the forward pass is tuned for XLA (experiments/bench_throughput.py measures it): weight
@@ -18,7 +19,8 @@ whose gradient needs no scatter.
 
 from __future__ import annotations
 
-from functools import partial
+import logging
+from functools import cache, partial
 from typing import Literal
 
 import jax
@@ -27,6 +29,8 @@ from flax import nnx
 
 from . import cpu_attention, kernels
 from .parametrization import Rules
+
+log = logging.getLogger(__name__)
 
 EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
 
@@ -117,12 +121,24 @@ class LayerNorm(nnx.LayerNorm):
         return (plain_layer_norm if self.plain else layer_norm)(x, self.scale[...], self.bias[...], self.epsilon)
 
 
-def attention_kind(precision: kernels.Precision, devices=None) -> kernels.Attention:
-    """The attention (kernels.attention_kind) of a model built for these devices (default: the
-    run's, over all its processes) in `precision`."""
+def attention_kind(precision: kernels.Precision, devices=None, d_head: int | None = None) -> kernels.Attention:
+    """The attention (kernels.choose_attention) of a model built for these devices (default: the
+    run's, over all its processes) in `precision`, with heads of d_head; its reason is logged once
+    (a warning where cuDNN is ruled out or pays little)."""
     devices = devices or jax.devices()
     first = devices[0]
-    return kernels.attention_kind(first.platform, first.device_kind, len(devices), precision, cpu_attention.available)
+    capability = getattr(first, "compute_capability", None)  # GPUs only: "9.0"
+    choice = kernels.choose_attention(
+        first.platform, first.device_kind, len(devices), precision, cpu_attention.available, d_head=d_head, compute_capability=capability
+    )
+    _say(choice.why, choice.warn)
+    return choice.kind
+
+
+@cache
+def _say(why: str, warn: bool) -> None:
+    """Logs a reason once a process (one process may build many models: gpu_check, the tests)."""
+    (log.warning if warn else log.info)("attention: %s", why)
 
 
 def attention(
@@ -235,7 +251,7 @@ class TransformerLM(nnx.Module):
 def build_model(config, seed: int, *, precision: kernels.Precision = kernels.Precision.FP32, remat: bool = False) -> TransformerLM:
     """The model of a run's model section, its parameters drawn from `seed`, its attention chosen
     for this process's devices and `precision`."""
-    return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision), remat=remat)
+    return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision, d_head=config.d_head), remat=remat)
 
 
 def count_params(model: nnx.Module, non_embedding: bool = True) -> int:
