@@ -25,7 +25,7 @@ from ..store import runs
 from ..store.layout import RunDir
 from ..store.runs import Status
 from ..sweep.runspec import RunSpec
-from .resources import local_gpus, tpu_device_files
+from .resources import available_gpus, device_shortfall, local_gpus, task_gpu_ids, tpu_device_files
 
 if TYPE_CHECKING:
     from ..training.loop import Trainer
@@ -53,17 +53,19 @@ def run_job(
     visible: tuple[str, ...] | None = None,
     jobs_per_gpu: int = 1,
     processes: int = 1,
+    tasks_per_node: int = 1,
 ) -> dict:
     """Trains the run of `record` (RunSpec.record) into run_path. A training error is kept in the
     run's summary.json, which is returned (status 'failed'), so every executor reports it the same
     way and the sweep goes on. A run another process is training (its lock is held), or has just
     finished, is left alone: status 'busy'. started(trainer) is called once training is set up.
     gpus: the GPUs the job was given (launch.gpus_per_job); visible, jobs_per_gpu: see setup_job;
-    processes: this is one of several processes training the run together (run_one_of_many)."""
+    processes: this is one of several processes training the run together (run_one_of_many), the
+    node's tasks_per_node of them on each node."""
     run_dir = RunDir(run_path)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     if processes > 1:
-        return run_one_of_many(record, run_dir, cores, started, gpus)
+        return run_one_of_many(record, run_dir, cores, started, gpus, processes, tasks_per_node)
     lock = runs.lock(run_dir)
     if lock is None:
         return {"status": BUSY}
@@ -81,21 +83,34 @@ def run_job(
         os.close(lock)
 
 
-def run_one_of_many(record: dict, run_dir: RunDir, cores: list[int] | None, started, gpus: int) -> dict:
+def run_one_of_many(
+    record: dict, run_dir: RunDir, cores: list[int] | None, started, gpus: int, processes: int, tasks_per_node: int
+) -> dict:
     """One process (SLURM task) of a run over several: JAX's distributed runtime first, before any
-    device is touched; process 0 alone takes the run's lock and writes its files, and tells the
-    others whether to train. A process that fails exits at once with an error, so that SLURM
-    (srun --kill-on-bad-exit) ends the others rather than leave them waiting in a collective:
-    the run is failed, never done (process 0 records why when it can)."""
+    device is touched, given this task's share of the node's GPUs; process 0 alone takes the run's
+    lock and writes its files, and tells the others whether to train. Every process checks that
+    JAX sees the devices the sweep promised. A process that fails exits at once with an error, so
+    that SLURM (srun --kill-on-bad-exit) ends the others rather than leave them waiting in a
+    collective: the run is failed, never done (process 0 records why when it can)."""
     setup_job(cores, gpus)
     from ..training import distributed  # noqa: PLC0415  (imports JAX, after setup_job)
 
-    distributed.initialize(gpus)
+    local_ids, refused = None, None
+    if gpus:
+        try:
+            local_ids = task_gpu_ids(gpus, tasks_per_node, int(os.environ.get("SLURM_LOCALID", "0")), len(available_gpus()))
+        except ValueError as e:  # refused below, where process 0 records it
+            refused = str(e)
+    distributed.initialize(gpus, local_ids)
     lock = runs.lock(run_dir) if distributed.is_main() else None
     try:
         if distributed.main_decides(distributed.is_main() and (lock is None or runs.is_complete(run_dir))):
             return {"status": BUSY}
-        missing = check_devices(gpus)
+        missing = (
+            refused
+            or check_devices(gpus)
+            or device_shortfall(gpus, tasks_per_node, processes // tasks_per_node, *distributed.device_counts())
+        )
         if missing is not None:
             raise RuntimeError(missing)
         return _train(record, run_dir, started)
@@ -147,16 +162,18 @@ class TrainJob(submitit.helpers.Checkpointable):
     Once training is set up, USR2 becomes a notice of JAX's preemption service on every process;
     they save together at the step it picks, and then process 0 has submitit requeue the job."""
 
-    def __init__(self, max_requeues: int, gpus: int = 0, processes: int = 1):
+    def __init__(self, max_requeues: int, gpus: int = 0, processes: int = 1, tasks_per_node: int = 1):
         self.max_requeues, self.gpus = max_requeues, gpus  # gpus: launch.gpus_per_job, SLURM's --gpus-per-node
-        self.processes = processes  # launch.slurm.nodes x tasks_per_node
+        self.processes, self.tasks_per_node = processes, tasks_per_node  # launch.slurm.nodes x tasks_per_node
         self.trainer: Trainer | None = None  # set once training is set up; never pickled (a fresh job is requeued)
         self.warned = False
         self.saved: int | None = None  # the step saved when training stopped (_stopped)
         self.requeue: Callable[[int, FrameType | None], Any] | int | None = None  # submitit's USR2 handler (_started)
 
     def __call__(self, record: dict, run_path: str, cores: list[int] | None) -> dict:
-        summary = run_job(record, run_path, cores, started=self._started, gpus=self.gpus, processes=self.processes)
+        summary = run_job(
+            record, run_path, cores, started=self._started, gpus=self.gpus, processes=self.processes, tasks_per_node=self.tasks_per_node
+        )
         return self._stopped(summary, RunDir(run_path)) if summary["status"] == Status.PREEMPTED else summary
 
     def _started(self, trainer) -> None:
@@ -210,7 +227,9 @@ class TrainJob(submitit.helpers.Checkpointable):
         # Several processes: saved by every one already (or, before training, not at all).
         step = self.saved if self.processes > 1 else self.trainer.save_for_requeue() if self.trainer is not None else None
         runs.record_requeue(run_dir, step)
-        return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues, self.gpus, self.processes), record, run_path, cores)
+        return submitit.helpers.DelayedSubmission(
+            TrainJob(self.max_requeues, self.gpus, self.processes, self.tasks_per_node), record, run_path, cores
+        )
 
 
 def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] | None = None, jobs_per_gpu: int = 1) -> None:
