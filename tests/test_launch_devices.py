@@ -12,9 +12,10 @@ import pytest
 from conftest import tiny_sweep
 
 from scalinglab.cli import main
-from scalinglab.launch.job import JOB_XLA_FLAGS
+from scalinglab.launch.executors import make_executor
+from scalinglab.launch.job import GPU_XLA_FLAGS, JOB_XLA_FLAGS
 from scalinglab.launch.resources import available_gpus, device_shortfall, max_parallel, slot_cores, slot_gpus, task_gpu_ids
-from scalinglab.sweep.spec import LaunchSpec
+from scalinglab.sweep.spec import GPU_TASK_CPUS, LaunchSpec
 
 ONE_RUN = {"shapes": [{"n_layers": 1, "d_model": 16, "n_heads": 2}], "D": [2560]}
 UUIDS = "GPU-8e1c5c6a-0b6a-4f3c-9d7e-1a2b3c4d5e6f,GPU-f0e1d2c3-b4a5-9687-7869-5a4b3c2d1e0f"
@@ -137,9 +138,9 @@ print(json.dumps({"affinity": sorted(os.sched_getaffinity(0)), "xla_flags": os.e
 """
 
 
-def setup_in_fresh_process(cores, gpus=0, visible=None, jobs_per_gpu=1) -> dict:
+def setup_in_fresh_process(cores, gpus=0, visible=None, jobs_per_gpu=1, xla_flags=None) -> dict:
     unset = ("XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_VISIBLE_DEVICES")
-    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env = {k: v for k, v in os.environ.items() if k not in unset} | ({} if xla_flags is None else {"XLA_FLAGS": xla_flags})
     args = json.dumps([cores, gpus, visible, jobs_per_gpu])
     out = subprocess.run([sys.executable, "-c", SETUP_CHILD, args], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -152,9 +153,28 @@ def test_cpu_process_settings_are_applied_to_cpu_jobs_only():
     assert cpu["affinity"] == [cpus[-1]] and all(flag in cpu["xla_flags"] for flag in JOB_XLA_FLAGS)
     assert cpu["cuda"] is None and cpu["mem_fraction"] is None
     gpu = setup_in_fresh_process(cpus, gpus=1, visible=["GPU-8e1c5c6a"], jobs_per_gpu=1)
-    assert gpu == {"affinity": cpus, "xla_flags": "", "cuda": "GPU-8e1c5c6a", "mem_fraction": None}
+    assert gpu == {"affinity": cpus, "xla_flags": " ".join(GPU_XLA_FLAGS), "cuda": "GPU-8e1c5c6a", "mem_fraction": None}
     shared = setup_in_fresh_process(cpus[:1], gpus=1, visible=["5"], jobs_per_gpu=4)
-    assert shared == {"affinity": cpus[:1], "xla_flags": "", "cuda": "5", "mem_fraction": "0.225"}
+    assert shared == {"affinity": cpus[:1], "xla_flags": " ".join(GPU_XLA_FLAGS), "cuda": "5", "mem_fraction": "0.225"}
+
+
+def test_gpu_jobs_get_the_gpu_xla_flags_but_those_the_user_set():
+    """The latency-hiding scheduler and collective pipelining, unless XLA_FLAGS says otherwise."""
+    cpus = sorted(os.sched_getaffinity(0))
+    mine = "--xla_gpu_enable_latency_hiding_scheduler=false --xla_dump_to=/tmp/x"
+    flags = setup_in_fresh_process(cpus, gpus=2, xla_flags=mine)["xla_flags"].split()
+    assert flags == [*mine.split(), *GPU_XLA_FLAGS[1:]]
+    assert not any(f.startswith("--xla_gpu") for f in setup_in_fresh_process(cpus)["xla_flags"].split())  # a CPU job: none
+
+
+def test_xla_accepts_the_gpu_flags():
+    """XLA aborts on a flag it does not know; the CPU build parses the same flag table as the GPU's."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": " ".join(GPU_XLA_FLAGS)}
+    code = "import jax, jax.numpy as jnp; print(float(jax.jit(lambda x: x * 2)(jnp.ones(()))))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["2.0"], out.stderr[-2000:]
+    unknown = {**env, "XLA_FLAGS": "--xla_gpu_no_such_flag=true"}
+    assert subprocess.run([sys.executable, "-c", code], env=unknown, capture_output=True, timeout=300).returncode != 0  # caught
 
 
 @pytest.mark.parametrize("gpus, tasks, rank, visible, ids", [
@@ -209,3 +229,12 @@ def test_the_tasks_gpus_reach_jaxs_distributed_runtime():
     out = subprocess.run([sys.executable, "-c", DISTRIBUTED_CHILD], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"cuda_visible": "2,3", "counts": [1, 1]}
+
+
+def test_a_gpu_task_gets_cores_for_its_host_work_unless_the_sweep_says(tmp_path):
+    assert LaunchSpec(executor="slurm").cpus_per_task == 1
+    assert LaunchSpec(executor="slurm", gpus_per_job=8).cpus_per_task == GPU_TASK_CPUS == 8
+    assert LaunchSpec(executor="slurm", gpus_per_job=8, slurm={"cpus_per_task": 12}).cpus_per_task == 12
+    assert LaunchSpec(executor="slurm", slurm={"cpus_per_task": 3}).cpus_per_task == 3
+    sbatch = make_executor(LaunchSpec(executor="slurm", gpus_per_job=2), tmp_path, 1)._executor.parameters
+    assert (sbatch["cpus_per_task"], sbatch["ntasks_per_node"], sbatch["gpus_per_node"]) == (8, 2, 2)

@@ -38,6 +38,18 @@ BUSY = "busy"  # run_job's status when another process holds the run's lock, or 
 # --xla_cpu_use_onednn, were 13% faster at (8, 512) but are not used: jobs aborted in XLA when
 # freeing oneDNN executables, and such executables cannot enter the persistent compilation cache.)
 JOB_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+# XLA flags of every GPU job, unless XLA_FLAGS already sets them: the latency-hiding scheduler
+# overlaps a step's collectives (gradient all-reduces, fsdp's all-gathers and reduce-scatters)
+# with its compute, and pipelining moves the layer scan's collectives into the iteration before
+# the one that needs them. Off by default in the XLA of jaxlib 0.10 (its DebugOptions dump lists
+# them as changed; reduce-scatter's is on already, set here to keep it so). Not measured on a
+# GPU here: a job without collectives (one GPU) has nothing for them to move.
+GPU_XLA_FLAGS = (
+    "--xla_gpu_enable_latency_hiding_scheduler=true",
+    "--xla_gpu_enable_pipelined_all_gather=true",
+    "--xla_gpu_enable_pipelined_all_reduce=true",
+    "--xla_gpu_enable_pipelined_reduce_scatter=true",
+)
 # GPU memory a job's JAX takes (it preallocates) when launch.jobs_per_gpu jobs share a GPU: this
 # share of the GPU, divided between them; the rest is left to the CUDA contexts.
 SHARED_GPU_MEMORY = 0.9
@@ -236,8 +248,9 @@ def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] |
     """Process settings of a training job; they must be made before JAX is imported. cores: the
     CPUs it may use (None: all it has). A GPU job (gpus > 0) sees the GPUs `visible` (local jobs;
     None: those it was given, by SLURM) and, when jobs_per_gpu jobs share each GPU, takes its share
-    of the GPU's memory (unless XLA_PYTHON_CLIENT_MEM_FRACTION is set). Only a CPU job (no GPUs,
-    no TPU VM) gets the CPU settings: malloc that keeps freed memory, JOB_XLA_FLAGS."""
+    of the GPU's memory (unless XLA_PYTHON_CLIENT_MEM_FRACTION is set), and GPU_XLA_FLAGS. Only a
+    CPU job (no GPUs, no TPU VM) gets the CPU settings: malloc that keeps freed memory,
+    JOB_XLA_FLAGS. A flag XLA_FLAGS already sets is left as the user set it."""
     if cores is not None:
         # XLA sizes its thread pools from the CPUs this process may use.
         os.sched_setaffinity(0, cores)
@@ -245,12 +258,19 @@ def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] |
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible)  # submitit's local executor takes only indices
     if gpus and jobs_per_gpu > 1:
         os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{SHARED_GPU_MEMORY / jobs_per_gpu:.3f}")
-    if gpus or tpu_device_files():
+    if gpus:
+        add_xla_flags(GPU_XLA_FLAGS)
+        return
+    if tpu_device_files():
         return
     keep_freed_memory()
+    add_xla_flags(JOB_XLA_FLAGS)
+
+
+def add_xla_flags(own: tuple[str, ...]) -> None:
+    """Appends these flags to XLA_FLAGS, but those it already sets (the user's value wins)."""
     flags = os.environ.get("XLA_FLAGS", "")
-    own = [f for f in JOB_XLA_FLAGS if f.split("=")[0] not in flags]
-    os.environ["XLA_FLAGS"] = " ".join([flags, *own]).strip()
+    os.environ["XLA_FLAGS"] = " ".join([flags, *(f for f in own if f.split("=")[0] not in flags)]).strip()
 
 
 def keep_freed_memory() -> None:
