@@ -127,8 +127,10 @@ class TrainSpec(_Section):
     """wsd: decay shape; 1-sqrt is Hagele et al. 2024's."""
     cooldown_branches: bool = False
     """wsd: one stable run per model size, with a cooldown branched from it for every data size."""
-    precision: Closed[Precision] = Precision.FP32
-    """bf16: bfloat16 compute with float32 master weights and optimizer state."""
+    precision: Closed[Precision] | None = None
+    """bf16: bfloat16 compute with float32 master weights and optimizer state; fp32: float32 compute
+    (on NVIDIA GPUs TF32 matmuls, and XLA's attention with its full score matrix). Default: bf16
+    where the sweep's jobs get accelerators (launch.gpus_per_job > 0, or a TPU VM), fp32 on CPUs."""
     checkpoint_interval_s: Float = Field(600.0, ge=0)
     """Save a checkpoint (orbax) when this many seconds have passed since the last; 0: every step."""
     keep_weights: bool = True
