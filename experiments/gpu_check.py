@@ -1,14 +1,16 @@
-"""The GPU check of a lent accelerator machine (issue 18): at most 8 minutes, prints
+"""The GPU check of an accelerator machine (issue 18): at most 8 minutes, prints
 
 1. loss agreement of a tiny run trained on the GPU and on the CPU, in fp32 and in bf16;
 2. data parallel over all GPUs against one GPU (when there are several);
-3. tokens/s, MFU (over computed FLOPs and PaLM's convention), peak memory and compile count of a
-   GPT-2-small-like model (12 layers, d_model 768, seq 1024, vocab 50,304, bf16, cuDNN attention)
-   trained by the same step a sweep's jobs run (build_model, build_optimizer, make_train_step).
+3. tokens/s, MFU (over computed FLOPs and PaLM's convention, against the peak of the one GPU the
+   step runs on), peak memory and compile count of a GPT-2-small-like model (12 layers, d_model
+   768, seq 1024, vocab 50,304, bf16, cuDNN attention) trained by the same step a sweep's jobs run
+   (build_model, build_optimizer, make_train_step).
 
-On the lent H200 (python3 there has jax with CUDA, flax, optax, orbax, pandas, rich, scipy;
-pydantic and submitit travel as wheels, see /work/.library/device/README.md):
-    PYTHONPATH=src python3 experiments/gpu_check.py
+It needs JAX with its CUDA plugin, Flax, Optax, orbax and pydantic (the sweep's schema, which
+plans the runs), and nothing else (numpy, PyYAML and the rest come with them); on any GPU machine:
+    pip install 'jax[cuda12]' flax optax orbax-checkpoint pydantic
+    PYTHONPATH=src python experiments/gpu_check.py
 Here, on the CPU, the same script with small shapes checks itself: `--smoke`.
 """
 
@@ -41,7 +43,7 @@ def plan(doc: dict):
 def tiny(precision: str, batch_size: int = 8):
     return plan({"name": "gpu-check", "data": {"val_tokens": 8192}, "model": {"seq_len": 64},
                  "grid": {"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 2}], "D": [batch_size * 64 * 100]},
-                 "train": {"batch_size": batch_size, "lr": 3e-3, "precision": precision, "n_evals": 2}})
+                 "train": {"batch_size": batch_size, "lr": 3e-3, "precision": precision, "n_evals": 2, "keep_weights": False}})
 
 
 def train_elsewhere(run, env: dict) -> dict:
@@ -87,13 +89,14 @@ def gpt2_small(args) -> None:
 
     from scalinglab.model.transformer import build_model  # noqa: PLC0415
     from scalinglab.training import throughput  # noqa: PLC0415
-    from scalinglab.training.steps import make_loss_fn, make_train_step  # noqa: PLC0415
     from scalinglab.training.optimizer import build_optimizer  # noqa: PLC0415
+    from scalinglab.training.steps import make_loss_fn, make_train_step  # noqa: PLC0415
 
     L, d, layers, B, vocab = args.seq_len, args.d_model, args.n_layers, args.batch_size, args.vocab
     run = plan({"name": "gpt2-small", "data": {"tokenizer": "bpe", "vocab_size": vocab}, "model": {"seq_len": L},
                 "grid": {"shapes": [{"n_layers": layers, "d_model": d, "n_heads": d // 64}], "D": [B * L * 20]},
-                "train": {"batch_size": B, "precision": "bf16", "microbatch_size": args.microbatch, "remat": args.remat}})
+                "train": {"batch_size": B, "precision": "bf16", "microbatch_size": args.microbatch, "remat": args.remat,
+                          "keep_weights": False}})
     model = build_model(run.model, run.seed, precision=run.precision, remat=run.remat)
     kind = model.blocks.kind
     graphdef, params = nnx.split(model)
@@ -114,7 +117,7 @@ def gpt2_small(args) -> None:
         loss.block_until_ready()
         times.append(time.perf_counter() - t0)
     rate = B * L / float(np.median(times))
-    figures = throughput.mfu_figures(rate, run, throughput.peak_flops(run.precision), kind)
+    figures = throughput.mfu_figures(rate, run, throughput.array_peak(loss, run.precision), kind)  # the one GPU it ran on
     stats = jax.local_devices()[0].memory_stats() or {}
     peak_gb = stats.get("peak_bytes_in_use", 0) / 2**30
     print(f"3. {layers}x{d} seq {L} vocab {vocab} batch {B} bf16, {kind} attention, N {run.N:,} on "

@@ -173,16 +173,16 @@ def test_the_prose_check_catches_a_renamed_key_or_flag_or_a_changed_default(capl
     good = "Set `train.lr`, `launch.slurm.nodes`, `grid.shapes[1].n_heads`; see `fit.json`, `data.sources`.\n" \
            "`scalinglab fit --csv FILE --map N=x` and\n\n```\n.venv/bin/scalinglab run x.yaml --results r\n```\n"
     defaults = hook.all_defaults(SweepSpec)
-    good += "| `train.lr` | `3e-3` | x |\n| `eval.strategies` | `[random]` | x |\n| `train.precision` | `fp32` | x |\n"
+    good += "| `train.lr` | `3e-3` | x |\n| `eval.strategies` | `[random]` | x |\n| `train.schedule` | `cosine` | x |\n"
     with caplog.at_level(logging.WARNING):
         hook.check_prose(good, "good.md", keys, sections, flags)
         hook.check_defaults(good, "good.md", defaults)
     assert not caplog.records, [r.getMessage() for r in caplog.records]
     bad = "Set `train.learning_rate`.\n\n```\nscalinglab fit results/x --bootstraps 3\nscalinglab fitt x\n```\n"
-    bad += "| `train.lr` | `1e-3` | x |\n| `train.precision` | `bf16` | x |\n"
+    bad += "| `train.lr` | `1e-3` | x |\n| `train.schedule` | `wsd` | x |\n"
     with caplog.at_level(logging.WARNING):
         hook.check_prose(bad, "bad.md", keys, sections, flags)
         hook.check_defaults(bad, "bad.md", defaults)
     messages = " ".join(r.getMessage() for r in caplog.records)
-    for wrong in ("train.learning_rate", "--bootstraps", "scalinglab fitt", "`train.lr` defaults", "`train.precision` defaults"):
+    for wrong in ("train.learning_rate", "--bootstraps", "scalinglab fitt", "`train.lr` defaults", "`train.schedule` defaults"):
         assert wrong in messages, (wrong, messages)

@@ -1,4 +1,5 @@
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -124,8 +125,10 @@ def test_cross_entropy_is_minus_the_target_log_probability():
 class Device:
     """What attention_kind reads of a jax.Device."""
 
-    def __init__(self, platform, device_kind):
+    def __init__(self, platform, device_kind, compute_capability=None):
         self.platform, self.device_kind = platform, device_kind
+        if compute_capability is not None:  # a GPU's; JAX's CPU and TPU devices have none
+            self.compute_capability = compute_capability
 
 
 @pytest.mark.parametrize("devices, precision, kind", [
@@ -140,6 +143,16 @@ class Device:
 ])  # fmt: skip
 def test_attention_is_chosen_by_platform_and_precision(devices, precision, kind):
     assert attention_kind(precision, devices) == kind
+
+
+def test_the_models_attention_reads_the_gpus_capability_and_head_width_and_logs_why_once(caplog):
+    turing = [Device("gpu", "NVIDIA GeForce RTX 2080 Ti", "7.5")]
+    with caplog.at_level(logging.INFO, logger="scalinglab.model.transformer"):
+        assert attention_kind("bf16", turing, d_head=64) == attention_kind("bf16", turing, d_head=64) == "xla"
+        assert attention_kind("bf16", [Device("gpu", "NVIDIA A100-SXM4-80GB", "8.0")], d_head=100) == "xla"
+        assert attention_kind("bf16", [Device("gpu", "NVIDIA H100 80GB HBM3", "9.0")], d_head=256) == "cudnn"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and "7.5" in warnings[0] and "d_head 100" in warnings[1], warnings
 
 
 @pytest.mark.parametrize("parametrization", ["sp", "mup", "u-mup"])

@@ -139,6 +139,44 @@ def test_plan_command_prints_totals_and_writes_csv_and_json(sweep_file, tmp_path
     assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("run_id,")
 
 
+PRECISION_SWEEP = {"name": "p", "grid": {"shapes": [{"n_layers": 1, "d_model": 32, "n_heads": 2}], "D": [64 * 128 * 10]},
+                   "train": {"batch_size": 64}}  # fmt: skip
+
+
+def precision_sweep(train=None, launch=None):
+    return parse({**PRECISION_SWEEP, "train": {**PRECISION_SWEEP["train"], **(train or {})}, "launch": launch or {}})
+
+
+@pytest.mark.parametrize("train, launch, tpu, precision", [
+    ({}, {}, False, "fp32"),  # a CPU sweep: as before bf16 was the accelerators' default
+    ({}, {"gpus_per_job": 1}, False, "bf16"),
+    ({}, {"executor": "slurm", "gpus_per_job": 8, "slurm": {"nodes": 2}}, False, "bf16"),
+    ({}, {}, True, "bf16"),  # a TPU VM's jobs use its chips
+    ({"precision": "fp32"}, {"gpus_per_job": 1}, False, "fp32"),  # asked for: honoured
+    ({"precision": "bf16"}, {}, False, "bf16"),
+])  # fmt: skip
+def test_precision_is_bf16_on_accelerators_and_fp32_on_cpus_unless_the_sweep_says(train, launch, tpu, precision):
+    spec = precision_sweep(train, launch)
+    assert spec.train.precision == train.get("precision")  # unset stays unset in the spec (and its sweep.json)
+    assert planner.run_precision(spec, tpu) == precision
+    assert {r.precision for r in planner.plan(spec, tpu=tpu)} == {precision}
+
+
+def test_unset_precision_keeps_a_cpu_sweeps_run_ids_and_records():
+    default, fp32 = planner.plan(precision_sweep()), planner.plan(precision_sweep({"precision": "fp32"}))
+    assert [r.record() for r in default] == [r.record() for r in fp32] and [r.run_id for r in default] == [r.run_id for r in fp32]
+
+
+def test_fp32_asked_for_on_gpus_is_said_in_one_line(sweep_file, capsys):
+    assert planner.precision_warning(precision_sweep()) is None
+    assert planner.precision_warning(precision_sweep(launch={"gpus_per_job": 1})) is None
+    assert planner.precision_warning(precision_sweep({"precision": "bf16"}, {"gpus_per_job": 1})) is None
+    warning = planner.precision_warning(precision_sweep({"precision": "fp32"}, {"gpus_per_job": 1}))
+    assert warning is not None and "\n" not in warning and "TF32 matmuls" in warning and "XLA's attention" in warning
+    assert main(["plan", str(sweep_file(train={"batch_size": 4, "lr": 1e-2, "n_evals": 2, "precision": "fp32"}, launch={"gpus_per_job": 1}))]) == 0
+    assert capsys.readouterr().out.count("TF32 matmuls") == 1
+
+
 def test_isoflop_design_spends_each_budget_on_every_size():
     doc = {"name": "s", "grid": {"N": [2e4, 8e4, 3e5], "C": [1e12, 4e12]}}
     runs = planner.plan(parse(doc))

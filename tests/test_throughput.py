@@ -70,6 +70,17 @@ def test_peak_flops_counts_every_device_of_the_run(monkeypatch):
     assert throughput.peak_flops("fp32") == pytest.approx(4 * 494.7e12)
 
 
+def test_a_step_on_one_device_of_several_is_measured_against_that_device_alone(monkeypatch):
+    """experiments/gpu_check.py trains GPT-2 small on one GPU of a multi-GPU host: its MFU divides
+    by that GPU's peak (the devices its output lives on), not by all eight."""
+    monkeypatch.setattr(throughput.jax, "devices", lambda: devices("NVIDIA H100 80GB HBM3", 8))
+    one = SimpleNamespace(devices=lambda: devices("NVIDIA H100 80GB HBM3", 1))  # what loss.devices() gives
+    assert throughput.array_peak(one, "bf16") == pytest.approx(989.4e12)
+    assert throughput.peak_flops("bf16") == pytest.approx(8 * 989.4e12)
+    two = SimpleNamespace(devices=lambda: devices("NVIDIA H100 80GB HBM3", 2))
+    assert throughput.array_peak(two, "bf16") == pytest.approx(2 * 989.4e12)
+
+
 def test_a_run_with_one_unknown_device_has_no_peak():
     assert throughput.devices_peak(devices("NVIDIA H100 80GB HBM3", 1) + devices("NVIDIA L40S", 1)) is None
     assert throughput.devices_peak([]) is None

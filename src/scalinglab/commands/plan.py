@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..launch.preflight import check_caps, check_memory, job_devices, training_tokens
-from ..launch.resources import max_parallel
+from ..launch.resources import max_parallel, tpu_device_files
 from ..store.runs import Role
 from ..sweep import memory, planner
 from ..sweep.memory import GIB
@@ -129,7 +129,9 @@ def print_epochs(runs: list[RunSpec], split: int | None, capped: bool, console: 
 
 def main(args, console: Console) -> int:
     sweep = with_launch(load(args.sweep), executor=args.executor)
-    runs = planner.plan(sweep)
+    runs = planner.plan(sweep, tpu=bool(tpu_device_files()))
+    if (warning := planner.precision_warning(sweep)) is not None:
+        console.print(f"[yellow]warning[/]: {warning}")
     memories, device = check_memory(sweep, runs)
     split = training_tokens(runs[0].data, console)
     if split is not None:

@@ -11,6 +11,7 @@ from ..analysis.pipeline import fit_and_draw
 from ..errors import FitError
 from ..launch.dispatch import launch
 from ..launch.preflight import check_data, check_gpus, check_memory
+from ..launch.resources import tpu_device_files
 from ..store.files import write_json
 from ..store.layout import SweepDir
 from ..sweep import planner
@@ -20,7 +21,9 @@ from ..sweep.read import load, with_launch
 def main(args, console: Console) -> int:
     spec = with_launch(load(args.sweep), executor=args.executor, max_parallel=args.max_parallel, threads_per_job=args.threads_per_job)
     check_gpus(spec.launch)
-    runs = planner.plan(spec)
+    runs = planner.plan(spec, tpu=bool(tpu_device_files()))
+    if (warning := planner.precision_warning(spec)) is not None:
+        console.print(f"[yellow]warning[/]: {warning}")
     check_memory(spec, runs)  # every run fits its device, before anything is written
     check_data(spec, runs[0], console)
     sweep = SweepDir(Path(args.results) / spec.name)

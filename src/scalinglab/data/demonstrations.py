@@ -20,7 +20,6 @@ import re
 from enum import StrEnum
 
 import numpy as np
-from rank_bm25 import BM25Okapi
 
 from .tasks import Task
 
@@ -121,6 +120,8 @@ def _bm25_scores(task: Task) -> list[np.ndarray]:
     docs = [_words(p.context) for p in task.pool]
     if not any(docs):  # no words at all: BM25's mean document length would be 0
         return [np.zeros(len(docs)) for _ in task.test]
+    from rank_bm25 import BM25Okapi  # noqa: PLC0415  (rank_bm25 only where a task's demonstrations are chosen by bm25)
+
     bm25 = BM25Okapi(docs)
     return [bm25.get_scores(_words(t.context)) for t in task.test]
 

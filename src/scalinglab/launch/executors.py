@@ -32,7 +32,7 @@ def make_executor(launch: LaunchSpec, folder: Path, n_runs: int) -> submitit.Exe
             timeout_min=timeout_min,
             nodes=s.nodes,
             tasks_per_node=launch.tasks_per_node,
-            cpus_per_task=s.cpus_per_task,
+            cpus_per_task=launch.cpus_per_task,
             gpus_per_node=launch.gpus_per_job,
             slurm_array_parallelism=max_parallel(launch, n_runs),
             slurm_setup=list(s.setup),

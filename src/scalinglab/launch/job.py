@@ -25,7 +25,7 @@ from ..store import runs
 from ..store.layout import RunDir
 from ..store.runs import Status
 from ..sweep.runspec import RunSpec
-from .resources import local_gpus, tpu_device_files
+from .resources import available_gpus, device_shortfall, local_gpus, task_gpu_ids, tpu_device_files
 
 if TYPE_CHECKING:
     from ..training.loop import Trainer
@@ -38,6 +38,18 @@ BUSY = "busy"  # run_job's status when another process holds the run's lock, or 
 # --xla_cpu_use_onednn, were 13% faster at (8, 512) but are not used: jobs aborted in XLA when
 # freeing oneDNN executables, and such executables cannot enter the persistent compilation cache.)
 JOB_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+# XLA flags of every GPU job, unless XLA_FLAGS already sets them: the latency-hiding scheduler
+# overlaps a step's collectives (gradient all-reduces, fsdp's all-gathers and reduce-scatters)
+# with its compute, and pipelining moves the layer scan's collectives into the iteration before
+# the one that needs them. Off by default in the XLA of jaxlib 0.10 (its DebugOptions dump lists
+# them as changed; reduce-scatter's is on already, set here to keep it so). Not measured on a
+# GPU here: a job without collectives (one GPU) has nothing for them to move.
+GPU_XLA_FLAGS = (
+    "--xla_gpu_enable_latency_hiding_scheduler=true",
+    "--xla_gpu_enable_pipelined_all_gather=true",
+    "--xla_gpu_enable_pipelined_all_reduce=true",
+    "--xla_gpu_enable_pipelined_reduce_scatter=true",
+)
 # GPU memory a job's JAX takes (it preallocates) when launch.jobs_per_gpu jobs share a GPU: this
 # share of the GPU, divided between them; the rest is left to the CUDA contexts.
 SHARED_GPU_MEMORY = 0.9
@@ -53,17 +65,19 @@ def run_job(
     visible: tuple[str, ...] | None = None,
     jobs_per_gpu: int = 1,
     processes: int = 1,
+    tasks_per_node: int = 1,
 ) -> dict:
     """Trains the run of `record` (RunSpec.record) into run_path. A training error is kept in the
     run's summary.json, which is returned (status 'failed'), so every executor reports it the same
     way and the sweep goes on. A run another process is training (its lock is held), or has just
     finished, is left alone: status 'busy'. started(trainer) is called once training is set up.
     gpus: the GPUs the job was given (launch.gpus_per_job); visible, jobs_per_gpu: see setup_job;
-    processes: this is one of several processes training the run together (run_one_of_many)."""
+    processes: this is one of several processes training the run together (run_one_of_many), the
+    node's tasks_per_node of them on each node."""
     run_dir = RunDir(run_path)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     if processes > 1:
-        return run_one_of_many(record, run_dir, cores, started, gpus)
+        return run_one_of_many(record, run_dir, cores, started, gpus, processes, tasks_per_node)
     lock = runs.lock(run_dir)
     if lock is None:
         return {"status": BUSY}
@@ -81,21 +95,34 @@ def run_job(
         os.close(lock)
 
 
-def run_one_of_many(record: dict, run_dir: RunDir, cores: list[int] | None, started, gpus: int) -> dict:
+def run_one_of_many(
+    record: dict, run_dir: RunDir, cores: list[int] | None, started, gpus: int, processes: int, tasks_per_node: int
+) -> dict:
     """One process (SLURM task) of a run over several: JAX's distributed runtime first, before any
-    device is touched; process 0 alone takes the run's lock and writes its files, and tells the
-    others whether to train. A process that fails exits at once with an error, so that SLURM
-    (srun --kill-on-bad-exit) ends the others rather than leave them waiting in a collective:
-    the run is failed, never done (process 0 records why when it can)."""
+    device is touched, given this task's share of the node's GPUs; process 0 alone takes the run's
+    lock and writes its files, and tells the others whether to train. Every process checks that
+    JAX sees the devices the sweep promised. A process that fails exits at once with an error, so
+    that SLURM (srun --kill-on-bad-exit) ends the others rather than leave them waiting in a
+    collective: the run is failed, never done (process 0 records why when it can)."""
     setup_job(cores, gpus)
     from ..training import distributed  # noqa: PLC0415  (imports JAX, after setup_job)
 
-    distributed.initialize(gpus)
+    local_ids, refused = None, None
+    if gpus:
+        try:
+            local_ids = task_gpu_ids(gpus, tasks_per_node, int(os.environ.get("SLURM_LOCALID", "0")), len(available_gpus()))
+        except ValueError as e:  # refused below, where process 0 records it
+            refused = str(e)
+    distributed.initialize(gpus, local_ids)
     lock = runs.lock(run_dir) if distributed.is_main() else None
     try:
         if distributed.main_decides(distributed.is_main() and (lock is None or runs.is_complete(run_dir))):
             return {"status": BUSY}
-        missing = check_devices(gpus)
+        missing = (
+            refused
+            or check_devices(gpus)
+            or device_shortfall(gpus, tasks_per_node, processes // tasks_per_node, *distributed.device_counts())
+        )
         if missing is not None:
             raise RuntimeError(missing)
         return _train(record, run_dir, started)
@@ -147,16 +174,18 @@ class TrainJob(submitit.helpers.Checkpointable):
     Once training is set up, USR2 becomes a notice of JAX's preemption service on every process;
     they save together at the step it picks, and then process 0 has submitit requeue the job."""
 
-    def __init__(self, max_requeues: int, gpus: int = 0, processes: int = 1):
+    def __init__(self, max_requeues: int, gpus: int = 0, processes: int = 1, tasks_per_node: int = 1):
         self.max_requeues, self.gpus = max_requeues, gpus  # gpus: launch.gpus_per_job, SLURM's --gpus-per-node
-        self.processes = processes  # launch.slurm.nodes x tasks_per_node
+        self.processes, self.tasks_per_node = processes, tasks_per_node  # launch.slurm.nodes x tasks_per_node
         self.trainer: Trainer | None = None  # set once training is set up; never pickled (a fresh job is requeued)
         self.warned = False
         self.saved: int | None = None  # the step saved when training stopped (_stopped)
         self.requeue: Callable[[int, FrameType | None], Any] | int | None = None  # submitit's USR2 handler (_started)
 
     def __call__(self, record: dict, run_path: str, cores: list[int] | None) -> dict:
-        summary = run_job(record, run_path, cores, started=self._started, gpus=self.gpus, processes=self.processes)
+        summary = run_job(
+            record, run_path, cores, started=self._started, gpus=self.gpus, processes=self.processes, tasks_per_node=self.tasks_per_node
+        )
         return self._stopped(summary, RunDir(run_path)) if summary["status"] == Status.PREEMPTED else summary
 
     def _started(self, trainer) -> None:
@@ -210,15 +239,18 @@ class TrainJob(submitit.helpers.Checkpointable):
         # Several processes: saved by every one already (or, before training, not at all).
         step = self.saved if self.processes > 1 else self.trainer.save_for_requeue() if self.trainer is not None else None
         runs.record_requeue(run_dir, step)
-        return submitit.helpers.DelayedSubmission(TrainJob(self.max_requeues, self.gpus, self.processes), record, run_path, cores)
+        return submitit.helpers.DelayedSubmission(
+            TrainJob(self.max_requeues, self.gpus, self.processes, self.tasks_per_node), record, run_path, cores
+        )
 
 
 def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] | None = None, jobs_per_gpu: int = 1) -> None:
     """Process settings of a training job; they must be made before JAX is imported. cores: the
     CPUs it may use (None: all it has). A GPU job (gpus > 0) sees the GPUs `visible` (local jobs;
     None: those it was given, by SLURM) and, when jobs_per_gpu jobs share each GPU, takes its share
-    of the GPU's memory (unless XLA_PYTHON_CLIENT_MEM_FRACTION is set). Only a CPU job (no GPUs,
-    no TPU VM) gets the CPU settings: malloc that keeps freed memory, JOB_XLA_FLAGS."""
+    of the GPU's memory (unless XLA_PYTHON_CLIENT_MEM_FRACTION is set), and GPU_XLA_FLAGS. Only a
+    CPU job (no GPUs, no TPU VM) gets the CPU settings: malloc that keeps freed memory,
+    JOB_XLA_FLAGS. A flag XLA_FLAGS already sets is left as the user set it."""
     if cores is not None:
         # XLA sizes its thread pools from the CPUs this process may use.
         os.sched_setaffinity(0, cores)
@@ -226,12 +258,19 @@ def setup_job(cores: list[int] | None, gpus: int = 0, visible: tuple[str, ...] |
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible)  # submitit's local executor takes only indices
     if gpus and jobs_per_gpu > 1:
         os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{SHARED_GPU_MEMORY / jobs_per_gpu:.3f}")
-    if gpus or tpu_device_files():
+    if gpus:
+        add_xla_flags(GPU_XLA_FLAGS)
+        return
+    if tpu_device_files():
         return
     keep_freed_memory()
+    add_xla_flags(JOB_XLA_FLAGS)
+
+
+def add_xla_flags(own: tuple[str, ...]) -> None:
+    """Appends these flags to XLA_FLAGS, but those it already sets (the user's value wins)."""
     flags = os.environ.get("XLA_FLAGS", "")
-    own = [f for f in JOB_XLA_FLAGS if f.split("=")[0] not in flags]
-    os.environ["XLA_FLAGS"] = " ".join([flags, *own]).strip()
+    os.environ["XLA_FLAGS"] = " ".join([flags, *(f for f in own if f.split("=")[0] not in flags)]).strip()
 
 
 def keep_freed_memory() -> None:

@@ -74,6 +74,43 @@ def slot_gpus(launch: LaunchSpec, slot: int, available: list[str] | None = None)
     return tuple(available[(first + i) % len(available)] for i in range(g))
 
 
+def task_gpu_ids(gpus_per_node: int, tasks_per_node: int, local_rank: int, visible: int) -> list[int]:
+    """The GPUs task `local_rank` of a node's tasks_per_node owns, as its CUDA numbers them (JAX's
+    local_device_ids): an equal share in order, r*G/T .. (r+1)*G/T - 1, of the node's G GPUs when
+    the task sees them all (SLURM's default for --gpus-per-node); 0 .. G/T - 1 when SLURM bound the
+    task to its share (visible: how many GPUs the task sees). JAX, asked without ids, would take
+    one GPU a task. Raises ValueError, one line, when the GPUs do not split so."""
+    g, t = gpus_per_node, tasks_per_node
+    if g % t:
+        raise ValueError(f"launch.slurm.tasks_per_node: {t} does not divide launch.gpus_per_job {g}; give a divisor")
+    share = g // t
+    if visible == share:
+        return list(range(share))
+    if visible < g:
+        raise ValueError(
+            f"this task sees {visible} GPU(s), neither its share ({g} / {t} tasks = {share}) nor the node's {g} "
+            "(launch.gpus_per_job): check SLURM's GPU binding (slurm.extra), or set launch.slurm.tasks_per_node to launch.gpus_per_job"
+        )
+    return list(range(local_rank * share, (local_rank + 1) * share))
+
+
+def device_shortfall(gpus_per_node: int, tasks_per_node: int, nodes: int, seen: int, seen_here: int) -> str | None:
+    """One line when JAX, once distributed, sees other than the devices the sweep promised a run
+    (seen in all, seen_here by this process): gpus_per_node on each of `nodes` nodes split over its
+    tasks, or one CPU device a process; None when it sees them."""
+    here = gpus_per_node // tasks_per_node if gpus_per_node else 1
+    total = nodes * (gpus_per_node or tasks_per_node)
+    if (seen, seen_here) == (total, here):
+        return None
+    if not gpus_per_node:
+        return f"JAX sees {seen_here} CPU device(s) in this process and {seen} in the run, not 1 and {total}: unset XLA_FLAGS' device count"
+    return (
+        f"JAX sees {seen_here} GPU(s) in this process and {seen} in the run, but launch.gpus_per_job {gpus_per_node} over "
+        f"launch.slurm.tasks_per_node {tasks_per_node} on {nodes} node(s) promise {here} and {total}: set "
+        "launch.slurm.tasks_per_node to launch.gpus_per_job (one process a GPU), or check the GPUs SLURM gives each task"
+    )
+
+
 def tpu_device_files() -> list[str]:
     """A TPU VM's chips, by their device files: /dev/accel<n> (TPU v4 and earlier), /dev/vfio/<n>
     (v5e and later; /dev/vfio/vfio alone is no TPU)."""

@@ -222,7 +222,7 @@ class Scheduler:
         self.running.update({job: (r, d, None) for job, (r, d) in {**watched, **submitted}.items()})
 
     def _submit_arrays(self, new: list, watched_first: list[str]) -> dict:
-        job = TrainJob(self.launch.slurm.max_requeues, self.launch.gpus_per_job, self.launch.processes)
+        job = TrainJob(self.launch.slurm.max_requeues, self.launch.gpus_per_job, self.launch.processes, self.launch.tasks_per_node)
         first = [(r, d) for r, d in new if r.trunk_id is None]
         branches = [(r, d) for r, d in new if r.trunk_id is not None]
         submitted = dict(zip(self._map_array(self.executor, job, first), first)) if first else {}

@@ -6,10 +6,11 @@ non-embedding parameter count is exactly model.counts.count_N (tested).
 
 Layers run as one lax.scan over stacked parameters, unrolled or not (kernels.layer_loop: the
 scanned program does not grow with depth; XLA's CPU backend runs the unrolled one faster),
-optionally rematerialised. Attention is chosen once per build by platform and precision
-(attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel on
-NVIDIA GPUs in bf16, XLA's otherwise. Under bf16, attention scores, softmax, logits, the loss and
-LayerNorm statistics are float32.
+optionally rematerialised. Attention is chosen once per build by platform, precision and head
+width (attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel
+on NVIDIA GPUs in bf16 where it runs (Ampere or later, the head widths it takes), XLA's
+otherwise. Under bf16, attention scores, softmax, logits, the loss and LayerNorm statistics are
+float32.
 
 On the CPU the forward pass is tuned for XLA (experiments/bench_throughput.py measures it): weight
 gradients put the transposed copy XLA needs on the smaller operand (`dense`), layer norm does its
@@ -19,7 +20,8 @@ whose gradient needs no scatter.
 
 from __future__ import annotations
 
-from functools import partial
+import logging
+from functools import cache, partial
 from typing import Literal
 
 import jax
@@ -28,6 +30,8 @@ from flax import nnx
 
 from . import cpu_attention, kernels
 from .parametrization import Rules
+
+log = logging.getLogger(__name__)
 
 EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
 
@@ -118,12 +122,24 @@ class LayerNorm(nnx.LayerNorm):
         return (plain_layer_norm if self.plain else layer_norm)(x, self.scale[...], self.bias[...], self.epsilon)
 
 
-def attention_kind(precision: kernels.Precision, devices=None) -> kernels.Attention:
-    """The attention (kernels.attention_kind) of a model built for these devices (default: the
-    run's, over all its processes) in `precision`."""
+def attention_kind(precision: kernels.Precision, devices=None, d_head: int | None = None) -> kernels.Attention:
+    """The attention (kernels.choose_attention) of a model built for these devices (default: the
+    run's, over all its processes) in `precision`, with heads of d_head; its reason is logged once
+    (a warning where cuDNN is ruled out or pays little)."""
     devices = devices or jax.devices()
     first = devices[0]
-    return kernels.attention_kind(first.platform, first.device_kind, len(devices), precision, cpu_attention.available)
+    capability = getattr(first, "compute_capability", None)  # GPUs only: "9.0"
+    choice = kernels.choose_attention(
+        first.platform, first.device_kind, len(devices), precision, cpu_attention.available, d_head=d_head, compute_capability=capability
+    )
+    _say(choice.why, choice.warn)
+    return choice.kind
+
+
+@cache
+def _say(why: str, warn: bool) -> None:
+    """Logs a reason once a process (one process may build many models: gpu_check, the tests)."""
+    (log.warning if warn else log.info)("attention: %s", why)
 
 
 def attention(qkv_BL3HK: jax.Array, scale: float, causal: bool, kind: kernels.Attention = kernels.Attention.XLA) -> jax.Array:
@@ -248,7 +264,8 @@ def build_model(config, seed: int, *, precision: kernels.Precision = kernels.Pre
     """The model of a run's model section, its parameters drawn from `seed`, its attention and layer
     loop chosen for this process's devices and `precision`."""
     layers = kernels.layer_loop(jax.devices()[0].platform, config.n_layers, remat)
-    return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention_kind(precision), remat=remat, layers=layers)
+    attention = attention_kind(precision, d_head=config.d_head)
+    return TransformerLM(config, rngs=nnx.Rngs(seed), attention=attention, remat=remat, layers=layers)
 
 
 def count_params(model: nnx.Module, non_embedding: bool = True) -> int:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..data.batches import eval_chunks, n_val_windows
-from ..model.kernels import Attention, Layers, Precision, attention_kind, layer_loop
+from ..model.kernels import ANY_NVIDIA, Attention, Layers, Precision, attention_kind, layer_loop
 from .runspec import RunSpec
 
 F32, BF16, INT32 = 4, 2, 4
@@ -86,7 +86,8 @@ class Memory:
 def job_attention(run: RunSpec, platform: str, devices: int, cpu_kernel: bool) -> Attention:
     """The model's attention (model.kernels.attention_kind) on a job's devices; a sweep's GPUs are
     NVIDIA's (the '.[cuda]' install)."""
-    return attention_kind(platform, "NVIDIA" if platform == "gpu" else platform, devices, run.precision, lambda: cpu_kernel)
+    device_kind = ANY_NVIDIA if platform == "gpu" else platform
+    return attention_kind(platform, device_kind, devices, run.precision, lambda: cpu_kernel, d_head=run.model.d_head)
 
 
 def job_layers(run: RunSpec, platform: str) -> Layers:

@@ -1,6 +1,7 @@
 """SweepSpec -> list[RunSpec]: the N x D grid (or IsoFLOP budgets, or listed (N, D) points), its lr,
 batch size and U axes, seeds and cooldown branches.
-A pure function of the sweep (and of the corpus files' content, which names a corpus in run ids)."""
+A pure function of the sweep (and of the corpus files' content, which names a corpus in run ids;
+and of whether this is a TPU VM where train.precision is unset)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..data.objectives import OBJECTIVES
 from ..data.sources import fingerprint
 from ..errors import SpecError
 from ..model.counts import count_N_total, flops_per_token
+from ..model.kernels import Precision
 from ..model.parametrization import PARAMETRIZATIONS
 from ..store.runs import Role
 from ..training.schedules import SCHEDULES
@@ -173,9 +175,30 @@ def tuned(spec: SweepSpec) -> list[SweepSpec]:
     return [spec.model_copy(update={"train": t.model_copy(update=s)}) for s in settings]
 
 
-def plan(spec: SweepSpec) -> list[RunSpec]:
+def run_precision(spec: SweepSpec, tpu: bool = False) -> Precision:
+    """train.precision, or where unset bf16 for jobs on accelerators (launch.gpus_per_job > 0;
+    tpu: this is a TPU VM, whose jobs use its chips) and fp32 for CPU jobs. Resolved here, so a
+    CPU sweep's runs (and run ids) are what they were when fp32 was the default."""
+    if spec.train.precision is not None:
+        return spec.train.precision
+    return Precision.BF16 if spec.launch.gpus_per_job or tpu else Precision.FP32
+
+
+def precision_warning(spec: SweepSpec) -> str | None:
+    """One line for plan and run when a GPU sweep asks for fp32, whose cost on a GPU is easy to miss."""
+    if spec.train.precision != Precision.FP32 or not spec.launch.gpus_per_job:
+        return None
+    return (
+        "train.precision fp32 on GPUs means TF32 matmuls and XLA's attention with its full score matrix "
+        "(cuDNN's fused kernel is 16-bit); remove train.precision for bf16, the default on accelerators"
+    )
+
+
+def plan(spec: SweepSpec, tpu: bool = False) -> list[RunSpec]:
     """Every (shape, data size, lr, batch size, U, seed) of the sweep, smallest model first; with
-    cooldown branches, each (shape, lr, batch size, seed)'s trunk comes before its branches."""
+    cooldown branches, each (shape, lr, batch size, seed)'s trunk comes before its branches.
+    tpu: this is a TPU VM (run_precision)."""
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"precision": run_precision(spec, tpu)})})
     data = data_config(spec)
     vocab = pick(OBJECTIVES[spec.train.objective], spec.train).model_vocab(data.vocab_size)
     caps = [dataclasses.replace(data, U=U) for U in spec.grid.U] if spec.grid.U else [data]

@@ -127,8 +127,10 @@ class TrainSpec(_Section):
     """wsd: decay shape; 1-sqrt is Hagele et al. 2024's."""
     cooldown_branches: bool = False
     """wsd: one stable run per model size, with a cooldown branched from it for every data size."""
-    precision: Closed[Precision] = Precision.FP32
-    """bf16: bfloat16 compute with float32 master weights and optimizer state."""
+    precision: Closed[Precision] | None = None
+    """bf16: bfloat16 compute with float32 master weights and optimizer state; fp32: float32 compute
+    (on NVIDIA GPUs TF32 matmuls, and XLA's attention with its full score matrix). Default: bf16
+    where the sweep's jobs get accelerators (launch.gpus_per_job > 0, or a TPU VM), fp32 on CPUs."""
     checkpoint_interval_s: Float = Field(600.0, ge=0)
     """Save a checkpoint (orbax) when this many seconds have passed since the last; 0: every step."""
     keep_weights: bool = True
@@ -152,6 +154,11 @@ class TrainSpec(_Section):
     in less memory per device."""
 
 
+# Cores a GPU task gets unless slurm.cpus_per_task says: its host work (dispatching steps, building
+# its batch rows, driving collectives, writing checkpoints) on one core would hold the GPUs back.
+GPU_TASK_CPUS = 8
+
+
 class SlurmSpec(_Section):
     """sbatch resources of each job of a sweep (one job array per sweep)."""
 
@@ -165,7 +172,9 @@ class SlurmSpec(_Section):
     tasks_per_node: Int | None = Field(None, ge=1)
     """Processes per node, each given launch.gpus_per_job / tasks_per_node GPUs; default: one per
     GPU (launch.gpus_per_job), or one on a CPU node."""
-    cpus_per_task: Int = Field(1, ge=1)
+    cpus_per_task: Int | None = Field(None, ge=1)
+    """CPU cores of each process (--cpus-per-task); default: GPU_TASK_CPUS for a GPU task (host
+    work: dispatch, input batches, collectives), 1 on a CPU node."""
     mem_gb: Float | None = Field(None, gt=0)
     constraint: str | None = None
     setup: list[str] = []
@@ -201,6 +210,11 @@ class LaunchSpec(_Section):
     def tasks_per_node(self) -> int:
         """Processes of one run on each node: slurm.tasks_per_node, or one per GPU, or one."""
         return self.slurm.tasks_per_node or max(1, self.gpus_per_job)
+
+    @property
+    def cpus_per_task(self) -> int:
+        """Cores of each process: slurm.cpus_per_task, or GPU_TASK_CPUS for a GPU task, or one."""
+        return self.slurm.cpus_per_task or (GPU_TASK_CPUS if self.gpus_per_job else 1)
 
     @property
     def processes(self) -> int:

@@ -17,12 +17,19 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 
-def initialize(gpus: int) -> None:
+def initialize(gpus: int, local_device_ids: list[int] | None = None) -> None:
     """Joins this process to its run's others, from SLURM's environment (SLURM_NTASKS, SLURM_PROCID,
-    the first node as coordinator). CPU processes exchange gradients over gloo."""
+    the first node as coordinator). CPU processes exchange gradients over gloo. local_device_ids:
+    the GPUs this process owns (launch.resources.task_gpu_ids); without them JAX gives each SLURM
+    task one GPU, whatever the job was given."""
     if not gpus:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize()
+    jax.distributed.initialize(local_device_ids=local_device_ids)
+
+
+def device_counts() -> tuple[int, int]:
+    """The devices of the run and of this process, as JAX sees them once initialized."""
+    return jax.device_count(), jax.local_device_count()
 
 
 def is_distributed() -> bool:

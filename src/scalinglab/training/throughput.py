@@ -117,6 +117,12 @@ def peak_flops(precision: Precision = Precision.FP32) -> float | None:
     return devices_peak(jax.devices(), precision)
 
 
+def array_peak(x: jax.Array, precision: Precision = Precision.FP32) -> float | None:
+    """Peak FLOP/s of the devices holding `x`, an output of a step: a step run on one device of
+    several is measured against that device alone, not against every device of the process."""
+    return devices_peak(sorted(x.devices(), key=lambda d: d.id), precision)
+
+
 def cpu_peak(precision: Precision = Precision.FP32) -> float:
     """The CPU peak of this process: its cores (os.sched_getaffinity) times one core's peak."""
     per_core = max(core_peak(dtype) for dtype in CPU_DTYPES[precision])

@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from safetensors.numpy import load_file, save_file
 
 from ..store.files import replacing
 
@@ -31,6 +30,8 @@ def named(params) -> dict[str, np.ndarray]:
 
 def save(path: Path, params, run_id: str, write: bool = True) -> None:
     """params -> path (atomically); write: this process writes (the main one)."""
+    from safetensors.numpy import save_file  # noqa: PLC0415  (safetensors only where a run keeps its weights)
+
     tensors = named(params)
     if write:
         with replacing(path) as tmp:
@@ -39,6 +40,8 @@ def save(path: Path, params, run_id: str, write: bool = True) -> None:
 
 def restore(path: Path, like):
     """The parameters saved at path, in the tree (and dtypes) of `like`, a fresh model's."""
+    from safetensors.numpy import load_file  # noqa: PLC0415  (safetensors only where a run keeps its weights)
+
     saved = load_file(str(path))
 
     def leaf(p, x):
