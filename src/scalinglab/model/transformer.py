@@ -221,7 +221,9 @@ class TransformerLM(nnx.Module):
             y_BLD = nnx.merge(graphdef, p)(x_BLD, k)
             return y_BLD, y_BLD if keep_stream else None
 
-        body = jax.checkpoint(layer) if self.remat else layer
+        # prevent_cse guards a rematerialised forward against XLA merging it back into the first;
+        # inside a scan's loop it cannot be merged, and its barriers only cost speed.
+        body = jax.checkpoint(layer, prevent_cse=False) if self.remat else layer
         return jax.lax.scan(body, x_BLD, (params, 2 * jnp.arange(self.n_layers)))
 
     def logits(self, x_BLD: jax.Array) -> jax.Array:
