@@ -7,8 +7,8 @@ non-embedding parameter count is exactly model.counts.count_N (tested).
 Layers run as one lax.scan over stacked parameters (compile time does not grow with depth),
 optionally rematerialised. Attention is chosen once per build by platform and precision
 (attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel on
-NVIDIA GPUs in bf16, XLA's otherwise. Under bf16, attention scores, softmax, logits, the loss and
-LayerNorm statistics are float32.
+NVIDIA GPUs in bf16, XLA's otherwise. Under bf16, attention scores, softmax, the loss (the logits
+are bf16, its softmax float32) and LayerNorm statistics are float32.
 
 On the CPU the forward pass is tuned for XLA (experiments/bench_throughput.py measures it): weight
 gradients put the transposed copy XLA needs on the smaller operand (`dense`), layer norm does its
@@ -227,10 +227,12 @@ class TransformerLM(nnx.Module):
         return jax.lax.scan(body, x_BLD, (params, 2 * jnp.arange(self.n_layers)))
 
     def logits(self, x_BLD: jax.Array) -> jax.Array:
-        """Tied output layer; the logits come out of the matmul in float32, whatever the compute dtype."""
+        """Tied output layer, in the compute dtype (cross_entropy takes them to float32): float32
+        logits from bf16 inputs would make both of the readout's gradient matmuls float32 ones,
+        and the logits and their gradient, vocab_size wide, twice the bytes."""
         embedding_VD = self.embed.embedding[...]
         h_BLD = self.ln_f(x_BLD).astype(embedding_VD.dtype)
-        logits_BLV = jnp.einsum("bld,vd->blv", h_BLD, embedding_VD, preferred_element_type=jnp.float32)
+        logits_BLV = jnp.einsum("bld,vd->blv", h_BLD, embedding_VD)
         return self.r.readout_mult * logits_BLV
 
 
