@@ -1,15 +1,29 @@
-"""What the compiled training step computes in, read off its HLO: under bf16 the tied readout and
-its gradients are bf16 matmuls; remat's recomputation inside the layers' scan carries no
-optimization barrier."""
+"""What the compiled training step communicates and computes in, read off its HLO: under fsdp the
+parameters are gathered, never the batch's activations; under bf16 the tied readout and its
+gradients are bf16 matmuls; remat's recomputation inside the layers' scan carries no
+optimization barrier.
 
+The steps over several devices compile in a child process whose CPU is split into XLA devices
+(as tests/test_devices.py trains)."""
+
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 from conftest import tiny_runs
 from flax import nnx
 
 from scalinglab.model.transformer import build_model
+from scalinglab.store.layout import RunDir
+from scalinglab.sweep.runspec import RunSpec
+from scalinglab.training.loop import Trainer
 from scalinglab.training.optimizer import build_optimizer
 from scalinglab.training.steps import make_loss_fn, make_train_step
 
@@ -51,3 +65,93 @@ def test_the_readout_and_its_gradients_are_bf16_matmuls_under_bf16():
     rate). A CPU's XLA computes bf16 in float32: the lowered HLO is what a GPU's compiles."""
     assert vocab_dots(lowered_step("bf16").as_text(dialect="hlo"), 256) == [("bf16", "bf16", "bf16")] * 3
     assert vocab_dots(lowered_step("fp32").as_text(dialect="hlo"), 256) == [("f32", "f32", "f32")] * 3
+
+
+COLLECTIVE = re.compile(r"^\s*(?:ROOT )?%\S+ = (.+?) (all-gather|all-reduce|reduce-scatter|all-to-all|collective-permute)(?:-start)?\(")
+
+
+def computations(hlo: str) -> dict[str, list[str]]:
+    """The HLO module's computations by name, each its instruction lines."""
+    out: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in hlo.splitlines():
+        if not line.startswith((" ", "}")) and line.endswith("{"):
+            lines = out.setdefault(line.removeprefix("ENTRY ").split()[0].lstrip("%"), [])
+        else:
+            lines.append(line)
+    return out
+
+
+def collectives(hlo: str, where: set[str] | None = None) -> list[tuple[str, list[tuple[int, ...]]]]:
+    """(op, the shapes of its result) of every collective, or only of those in `where`'s computations."""
+    out = []
+    for name, lines in computations(hlo).items():
+        for match in filter(None, map(COLLECTIVE.match, lines)):
+            if where is None or name in where:
+                shapes = [tuple(int(d) for d in dims.split(",") if d) for dims in re.findall(r"\w+\[([\d,]*)\]", match[1])]
+                out.append((match[2], shapes))
+    return out
+
+
+CHILD = """
+import dataclasses, json, sys
+import jax, numpy as np
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_compiled_step import compiled_step
+from scalinglab.sweep.runspec import RunSpec
+run, out = RunSpec.from_record(json.loads(sys.argv[2])), Path(sys.argv[3])
+losses = {}
+for case in json.loads(sys.argv[4]):
+    hlo, losses[case] = compiled_step(dataclasses.replace(run, **json.loads(case)), out / "run")
+    (out / f"{len(losses)}.hlo").write_text(hlo)
+print(json.dumps(losses))
+"""
+
+
+def compiled_step(run: RunSpec, folder: Path) -> tuple[str, float]:
+    """The compiled HLO of the run's training step as the Trainer builds it, on this process's
+    devices, and its loss on a fixed batch."""
+    trainer = Trainer(run, RunDir(folder), log=lambda _: None)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, run.data.vocab_size, (run.batch_size, run.model.seq_len + 1)).astype(np.int32)
+    weights = rng.uniform(0.5, 1.5, (run.batch_size, run.model.seq_len)).astype(np.float32)
+    batch = [jax.device_put(a, trainer.by_row) for a in (tokens[:, :-1], tokens[:, 1:], weights)]
+    hlo = trainer.train_step.lower(trainer.state, *batch).compile().as_text()
+    return hlo, float(trainer.train_step(trainer.state, *batch)[1])
+
+
+def on_two_devices(run: RunSpec, cases: list[dict], tmp_path: Path) -> tuple[list[str], list[float]]:
+    """compiled_step of each case (fields of the run to replace) over two CPU devices."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    keys = [json.dumps(case) for case in cases]
+    args = [str(Path(__file__).parent), json.dumps(run.record()), str(tmp_path), json.dumps(keys)]
+    out = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    losses = json.loads(out.stdout.strip().splitlines()[-1])
+    return [(tmp_path / f"{i + 1}.hlo").read_text() for i in range(len(cases))], [losses[k] for k in keys]
+
+
+def layer_shapes(run: RunSpec) -> set[tuple[int, ...]]:
+    """The shapes of the model's parameters, one layer's of the stacked blocks, and their transposes."""
+    state = nnx.state(nnx.eval_shape(lambda: build_model(run.model, run.seed)), nnx.Param)
+    shapes = {leaf.shape[path[0] == "blocks" :] for path, leaf in nnx.to_flat_state(state)}
+    return shapes | {s[::-1] for s in shapes}
+
+
+def test_fsdp_gathers_parameters_never_the_batch_activations(tmp_path):
+    """Two devices, fsdp 2, the batch's rows split over both: XLA gathers each parameter where it
+    is used; before the stream was held to its rows, every layer gathered the whole batch's
+    activations along d_model. The loss is one device's."""
+    B, L = 8, 48  # sizes no parameter has: an activation's leading dims are recognisable
+    run = tiny_runs(shapes=((2, 80, 2),), model={"seq_len": L}, train={"batch_size": B})[0]
+    hlos, losses = on_two_devices(run, [{"fsdp": 2}, {"fsdp": 2, "microbatch_size": B // 2}], tmp_path)
+    one = compiled_step(run, tmp_path / "one")[1]
+    params = layer_shapes(run)
+    for hlo, rows in zip(hlos, (B, B // 2)):
+        ops = collectives(hlo)
+        gathered = {shape for op, shapes in ops if op == "all-gather" for shape in shapes}
+        assert gathered <= params and {(80, 240), (80, 320), (320, 80)} & gathered, gathered
+        activations = [(op, s) for op, shapes in ops for s in shapes if s[:2] == (rows, L) or s[:1] == (rows * L,)]
+        assert not activations, activations
+    assert losses == pytest.approx([one, one], rel=1e-5)

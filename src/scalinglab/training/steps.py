@@ -11,9 +11,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from ..model.kernels import Precision
 from ..model.transformer import cross_entropy
+from .sharding import on_mesh
 
 
 def make_loss_fn(precision: Precision, graphdef: nnx.GraphDef):
@@ -50,13 +52,15 @@ def accumulated(loss_fn, n_micro: int):
     return value_and_grad
 
 
-def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1, out_shardings=None):
+def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1, out_shardings=None, mesh: Mesh | None = None):
     """The jitted step of every run: (params, opt_state), inputs, targets, weights -> new state, loss.
     The state's buffers are donated: XLA updates them in place. n_micro: gradient accumulation;
-    out_shardings: the new state's and the loss's (the state keeps its layout step after step)."""
+    out_shardings: the new state's and the loss's (the state keeps its layout step after step);
+    mesh: the run's, whose devices split the batch's rows."""
     value_and_grad = accumulated(loss_fn, n_micro)
 
     @partial(jax.jit, donate_argnums=0, out_shardings=out_shardings)
+    @partial(on_mesh, mesh)
     def train_step(train_state, inputs, targets, weights):
         params, opt_state = train_state
         loss, grads = value_and_grad(params, inputs, targets, weights)
