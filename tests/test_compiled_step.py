@@ -1,7 +1,7 @@
 """What the compiled training step communicates and computes in, read off its HLO: under fsdp the
-parameters are gathered, never the batch's activations; under bf16 the tied readout and its
-gradients are bf16 matmuls; remat's recomputation inside the layers' scan carries no
-optimization barrier.
+parameters are gathered, never the batch's activations; with microbatches the data-parallel
+gradients are reduced once a step; under bf16 the tied readout and its gradients are bf16
+matmuls; remat's recomputation inside the layers' scan carries no optimization barrier.
 
 The steps over several devices compile in a child process whose CPU is split into XLA devices
 (as tests/test_devices.py trains)."""
@@ -82,6 +82,20 @@ def computations(hlo: str) -> dict[str, list[str]]:
     return out
 
 
+def inside_loops(hlo: str, trips: int) -> set[str]:
+    """The computations run by the while loops of `trips` iterations, and those they call."""
+    comps = computations(hlo)
+    todo = [re.search(r"body=%([\w.\-]+)", line)[1] for lines in comps.values() for line in lines
+            if " while(" in line and f'"known_trip_count":{{"n":"{trips}"}}' in line]  # fmt: skip
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [c for line in comps[name] for c in re.findall(r"(?:calls|to_apply|body|condition)=%([\w.\-]+)", line)]
+    return seen
+
+
 def collectives(hlo: str, where: set[str] | None = None) -> list[tuple[str, list[tuple[int, ...]]]]:
     """(op, the shapes of its result) of every collective, or only of those in `where`'s computations."""
     out = []
@@ -155,3 +169,16 @@ def test_fsdp_gathers_parameters_never_the_batch_activations(tmp_path):
         activations = [(op, s) for op, shapes in ops for s in shapes if s[:2] == (rows, L) or s[:1] == (rows * L,)]
         assert not activations, activations
     assert losses == pytest.approx([one, one], rel=1e-5)
+
+
+def test_data_parallel_gradients_are_reduced_once_a_step(tmp_path):
+    """Two data-parallel devices, 1, 2 and 4 microbatches: no collective runs in the loop over
+    microbatches; after it, the same reductions whatever their number."""
+    run = tiny_runs(shapes=((3, 64, 2),), train={"batch_size": 8})[0]  # 3 layers: the layers' loop runs 3 times
+    hlos, losses = on_two_devices(run, [{"microbatch_size": 8 // n} for n in (1, 2, 4)], tmp_path)
+    per_step = []
+    for hlo, n_micro in zip(hlos[1:], (2, 4)):
+        assert inside_loops(hlo, n_micro) and not collectives(hlo, inside_loops(hlo, n_micro))
+        per_step.append(sorted((op, shapes) for op, shapes in collectives(hlo) if op == "all-reduce"))
+    assert per_step[0] == per_step[1] and (3, 64, 192) in {s for _, shapes in per_step[0] for s in shapes}  # the layers' gradients
+    assert losses == pytest.approx([losses[0]] * 3, rel=1e-5)
