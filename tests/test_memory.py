@@ -91,7 +91,8 @@ def step_figure(est: memory.Memory) -> int:
 
 
 # (n_layers, d_model, n_heads, seq_len, batch_size), vocab, train settings: the kernel's attention,
-# remat, microbatches, XLA's attention (bf16 on a CPU), all of them, a large vocabulary.
+# remat, microbatches, XLA's attention (bf16 on a CPU), all of them, a large vocabulary (its logits
+# in float32, and in bf16).
 SHAPES = {
     "plain": ((4, 128, 4, 128, 8), None, {}),
     "remat": ((4, 128, 4, 256, 8), None, {"remat": True}),
@@ -99,6 +100,7 @@ SHAPES = {
     "bf16": ((3, 96, 3, 256, 8), None, {"precision": "bf16"}),
     "bf16_remat_microbatch": ((6, 192, 6, 128, 8), None, {"precision": "bf16", "remat": True, "microbatch_size": 2}),
     "vocab": ((2, 64, 2, 64, 16), 4096, {"microbatch_size": 8}),
+    "vocab_bf16": ((2, 64, 2, 128, 8), 8192, {"precision": "bf16"}),  # bf16 logits
 }
 
 

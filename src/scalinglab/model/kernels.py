@@ -23,8 +23,8 @@ class Precision(StrEnum):
 
     FP32 = "fp32"
     BF16 = "bf16"
-    """bfloat16 matmuls and activations; attention scores, softmax, logits, loss and LayerNorm
-    statistics stay float32."""
+    """bfloat16 matmuls and activations, the logits too; attention scores, softmax, the loss (its
+    softmax over the logits) and LayerNorm statistics stay float32."""
 
 
 class Attention(StrEnum):

@@ -9,8 +9,10 @@ scanned program does not grow with depth; XLA's CPU backend runs the unrolled on
 optionally rematerialised. Attention is chosen once per build by platform, precision and head
 width (attention_kind): a C++ kernel on all cores of a CPU (cpu_attention), cuDNN's fused kernel
 on NVIDIA GPUs in bf16 where it runs (Ampere or later, the head widths it takes), XLA's
-otherwise. Under bf16, attention scores, softmax, logits, the loss and LayerNorm statistics are
-float32.
+otherwise. Under bf16, attention scores, softmax, the loss (the logits are bf16, its softmax
+float32) and LayerNorm statistics are float32. Traced under a mesh (a training step's),
+activations keep the batch's rows on their devices (rows): under fsdp XLA gathers the parameters
+where they are used, not the activations.
 
 On the CPU the forward pass is tuned for XLA (experiments/bench_throughput.py measures it): weight
 gradients put the transposed copy XLA needs on the smaller operand (`dense`), layer norm does its
@@ -27,6 +29,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import PartitionSpec
 
 from . import cpu_attention, kernels
 from .parametrization import Rules
@@ -38,8 +41,9 @@ EMBEDDING_PARAMS = ("embed", "pos")  # top-level attributes excluded from N
 
 def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """x @ kernel, as nnx.Linear without bias, in the kernel's (compute) dtype: the residual
-    stream stays float32 under bf16."""
-    return _dense(x.astype(kernel.dtype), kernel)
+    stream stays float32 under bf16. Its input and output keep their rows on their devices (rows):
+    under fsdp the kernel is gathered, not the activations."""
+    return rows(_dense(rows(x.astype(kernel.dtype)), kernel))
 
 
 @jax.custom_vjp
@@ -120,6 +124,20 @@ class LayerNorm(nnx.LayerNorm):
     def __call__(self, x: jax.Array) -> jax.Array:  # type: ignore[override]  # no mask: every LayerNorm here normalises all its features
         assert self.scale is not None and self.bias is not None  # use_scale, use_bias: nnx's defaults, kept here
         return (plain_layer_norm if self.plain else layer_norm)(x, self.scale[...], self.bias[...], self.epsilon)
+
+
+def rows(x: jax.Array) -> jax.Array:
+    """x with its leading (batch) axis split over the mesh in context (a training step's); as it
+    is without one. Left to XLA, the stream of an fsdp step takes the parameters' sharding, along
+    d_model, and every layer gathers the whole batch's activations."""
+    axes = jax.sharding.get_abstract_mesh().auto_axes  # a shard_map's manual axes hold their rows already
+    return jax.lax.with_sharding_constraint(x, PartitionSpec(axes)) if axes else x
+
+
+def whole(x: jax.Array) -> jax.Array:
+    """x on every device of the mesh in context: a parameter fsdp shards, gathered where it is used
+    (a lookup in a table sharded by token would all-reduce the whole batch's embeddings)."""
+    return jax.lax.with_sharding_constraint(x, PartitionSpec()) if jax.sharding.get_abstract_mesh().auto_axes else x
 
 
 def attention_kind(precision: kernels.Precision, devices=None, d_head: int | None = None) -> kernels.Attention:
@@ -229,8 +247,8 @@ class TransformerLM(nnx.Module):
         return self._stack(self.embedding(tokens_BL), keep_stream=False)[0]
 
     def embedding(self, tokens_BL: jax.Array) -> jax.Array:
-        x_BLD = self.embed(tokens_BL) + self.pos[: tokens_BL.shape[1]]
-        return self.r.embed_mult * x_BLD.astype(jnp.float32)  # the residual stream: float32 in any precision
+        x_BLD = jnp.take(whole(self.embed.embedding[...]), tokens_BL, axis=0) + self.pos[: tokens_BL.shape[1]]  # nnx.Embed's lookup
+        return rows(self.r.embed_mult * x_BLD.astype(jnp.float32))  # the residual stream: float32 in any precision
 
     def residual_stream(self, tokens_BL: jax.Array) -> list[jax.Array]:
         """The stream after the embedding and after each block (the coordinate check reads them all)."""
@@ -245,19 +263,23 @@ class TransformerLM(nnx.Module):
 
         def layer(x_BLD, p_k):
             p, k = p_k
-            y_BLD = nnx.merge(graphdef, p)(x_BLD, k)
+            y_BLD = rows(nnx.merge(graphdef, p)(x_BLD, k))
             return y_BLD, y_BLD if keep_stream else None
 
-        body = jax.checkpoint(layer) if self.remat else layer
-        unroll = self.n_layers if self.layers == kernels.Layers.UNROLLED else 1
-        return jax.lax.scan(body, x_BLD, (params, 2 * jnp.arange(self.n_layers)), unroll=unroll)
+        unrolled = self.layers == kernels.Layers.UNROLLED
+        # prevent_cse guards a rematerialised forward against XLA merging it back into the first;
+        # inside a scan's loop it cannot be merged, and its barriers only cost speed.
+        body = jax.checkpoint(layer, prevent_cse=unrolled) if self.remat else layer
+        return jax.lax.scan(body, x_BLD, (params, 2 * jnp.arange(self.n_layers)), unroll=self.n_layers if unrolled else 1)
 
     def logits(self, x_BLD: jax.Array) -> jax.Array:
-        """Tied output layer; the logits come out of the matmul in float32, whatever the compute dtype."""
+        """Tied output layer, in the compute dtype (cross_entropy takes them to float32): float32
+        logits from bf16 inputs would make both of the readout's gradient matmuls float32 ones,
+        and the logits and their gradient, vocab_size wide, twice the bytes."""
         embedding_VD = self.embed.embedding[...]
         h_BLD = self.ln_f(x_BLD).astype(embedding_VD.dtype)
-        logits_BLV = jnp.einsum("bld,vd->blv", h_BLD, embedding_VD, preferred_element_type=jnp.float32)
-        return self.r.readout_mult * logits_BLV
+        logits_BLV = jnp.einsum("bld,vd->blv", h_BLD, embedding_VD)
+        return rows(self.r.readout_mult * logits_BLV)
 
 
 def build_model(config, seed: int, *, precision: kernels.Precision = kernels.Precision.FP32, remat: bool = False) -> TransformerLM:

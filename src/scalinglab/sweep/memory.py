@@ -10,9 +10,9 @@ The training step (training/loop.py) holds on each device, with P the parameters
   accumulator, 4P; under bf16 also the weights' bf16 copy, 2P); what every layer keeps for it
   (KEPT below; with remat only the layer's input, d_model floats); and then the larger of what
   one layer's backward holds (LAYER, with remat REMAT: it recomputes the layer's forward first,
-  and the layer's weight gradients) and the head's (HEAD: the float32 logits, their softmax and
-  gradient). These count tokens of one pass on one device: microbatch_size (or batch_size) rows
-  over the data-parallel devices, times seq_len;
+  and the layer's weight gradients) and the head's (HEAD: the logits, in the compute dtype
+  (logit_bytes), their float32 softmax and gradient). These count tokens of one pass on one
+  device: microbatch_size (or batch_size) rows over the data-parallel devices, times seq_len;
 - in the optimizer's update, once the activations are freed: gradients and updates, 8P.
 Evaluation (the validation loss) runs while the train state stays: the validation windows, and
 a forward pass of up to 63 of them at once (EVAL_LAYER, EVAL_V) on every device; with few
@@ -20,12 +20,13 @@ training rows and a large vocabulary it can take more than the step.
 
 Per-token counts are values of (d_model, d_ff, n_heads x seq_len) width, read off the step's
 jaxpr (the scan's stacked residuals) and XLA's buffer assignment. Under bf16 the stream, layer
-norms, scores, softmax and logits are float32 (model/transformer.py), the matmuls' inputs and the
-MLP's activations bf16 (compute_bytes); but a CPU's XLA computes bf16 in float32 and keeps
-float32 copies, so there they take float32's bytes (measured). The seq_len x seq_len scores
-exist only on XLA's attention path (attention_kind 'xla'); the CPU kernel and cuDNN keep a row
-statistic instead. Measured on a CPU's XLA only: the GPU figures (cuDNN, bf16 buffers) are the
-same count, untested until tests/test_memory.py runs on a GPU.
+norms, scores and softmax are float32 (model/transformer.py), the matmuls' inputs and the MLP's
+activations bf16 (compute_bytes); but a CPU's XLA computes bf16 in float32 and keeps float32
+copies, so there they take float32's bytes (measured), all but the logits the step keeps for
+the backward pass: bf16 there too (evaluation's forward pass counts float32 copies, measured).
+The seq_len x seq_len scores exist only on XLA's attention path (attention_kind 'xla'); the CPU
+kernel and cuDNN keep a row statistic instead. Measured on a CPU's XLA only: the GPU figures
+(cuDNN, bf16 buffers) are the same count, untested until tests/test_memory.py runs on a GPU.
 
 The count is the scanned layers' program (job_layers). A CPU runs shallow models' layers
 unrolled, and XLA then keeps fewer activations (0.67 and 0.72 of the count on two test shapes): the
@@ -48,7 +49,7 @@ GIB = 2**30
 KEPT = {Attention.CPU: ((4, 0, 0), (5, 6, 0)), Attention.CUDNN: ((4, 0, 0), (6, 6, 0)), Attention.XLA: ((4, 0, 1), (6, 6, 1))}
 LAYER = (4, 3, 3)  # live while one layer's backward runs
 REMAT = (13, 4, 4)  # the same with remat, its forward recomputed
-HEAD_V, HEAD_D = 3, 4  # vocab_size- and d_model-wide at the head
+HEAD_V, HEAD_D = 2, 4  # float32 vocab_size- and d_model-wide at the head, besides the logits
 EVAL_LAYER = (4, 1, 3)  # a layer's forward pass
 EVAL_V, EVAL_D = 2, 1  # evaluation's head: logits and softmax
 
@@ -108,6 +109,12 @@ def compute_bytes(run: RunSpec, platform: str) -> int:
     return BF16 if run.precision == Precision.BF16 and platform != "cpu" else F32
 
 
+def logit_bytes(run: RunSpec) -> int:
+    """Bytes of a logit the step keeps: the readout's matmul gives them in the compute dtype, on
+    a CPU too (the loss takes them to float32)."""
+    return BF16 if run.precision == Precision.BF16 else F32
+
+
 def estimate(run: RunSpec, platform: str = "cpu", devices: int = 1, cpu_kernel: bool = True) -> Memory:
     """Bytes per device of `run` on `devices` devices of `platform` (cpu, gpu or tpu), its state
     sharded over run.fsdp of them; cpu_kernel: whether the CPU attention kernel builds here."""
@@ -126,7 +133,7 @@ def estimate(run: RunSpec, platform: str = "cpu", devices: int = 1, cpu_kernel: 
         layer = per_token(run, LAYER, kind)
     kept *= tokens * m.n_layers
     transient = F32 * tokens * layer + F32 * (run.N - 2 * m.d_model) // m.n_layers  # and the layer's weight gradients
-    head = F32 * tokens * (HEAD_V * m.vocab_size + HEAD_D * m.d_model)
+    head = tokens * (m.vocab_size * (logit_bytes(run) + F32 * HEAD_V) + F32 * HEAD_D * m.d_model)
     state, inputs = 3 * F32 * P, 2 * 3 * INT32 * -(-run.batch_size // devices) * m.seq_len
     windows, chunk = validation_windows(run)
     windows, chunk = -(-windows // devices), -(-chunk // devices)  # split over the devices

@@ -113,10 +113,12 @@ class Trainer:
         loss_fn = make_loss_fn(run.precision, graphdef)
         self.scorer = TaskScorer(run, self.corpus, graphdef, self.mesh) if run.eval.tasks else None
         n_micro = run.batch_size // (run.microbatch_size or run.batch_size)
-        self.train_step = make_train_step(loss_fn, tx, n_micro, ((params_sharding, opt_sharding), self.replicated))
+        self.train_step = make_train_step(loss_fn, tx, n_micro, ((params_sharding, opt_sharding), self.replicated), self.mesh)
         self.val = self._val_examples()
         # The examples are an argument, not a constant: sharded over several processes, they must be.
-        self.val_loss = jax.jit(lambda params, val: jax.lax.map(lambda chunk: loss_fn(params, *chunk), val).mean())
+        self.val_loss = jax.jit(
+            sharding.on_mesh(self.mesh, lambda params, val: jax.lax.map(lambda chunk: loss_fn(params, *chunk), val).mean())
+        )
         params = sharding.place(params, params_sharding)
         return params, jax.jit(tx.init, out_shardings=opt_sharding)(params)
 

@@ -15,7 +15,8 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-ROWS = PartitionSpec(("data", "fsdp"))  # a batch's rows over every device
+DATA, FSDP = "data", "fsdp"
+ROWS = PartitionSpec((DATA, FSDP))  # a batch's rows over every device
 
 
 def make_mesh(fsdp: int, devices: list | None = None) -> Mesh:
@@ -24,7 +25,21 @@ def make_mesh(fsdp: int, devices: list | None = None) -> Mesh:
     devices = jax.devices() if devices is None else devices
     if len(devices) % fsdp:
         raise ValueError(f"train.fsdp {fsdp} does not divide the run's {len(devices)} devices")
-    return Mesh(np.array(devices).reshape(len(devices) // fsdp, fsdp), ("data", "fsdp"))
+    return Mesh(np.array(devices).reshape(len(devices) // fsdp, fsdp), (DATA, FSDP))
+
+
+def on_mesh(mesh: Mesh | None, fn):
+    """fn traced with the mesh's axes in context: the model splits its activations' rows over
+    them (model.transformer.rows)."""
+    if mesh is None:
+        return fn
+
+    @functools.wraps(fn)
+    def traced(*args):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return fn(*args)
+
+    return traced
 
 
 def fsdp_axis(shape: tuple[int, ...], fsdp: int, stacked: bool) -> int | None:
