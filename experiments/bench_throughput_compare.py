@@ -122,10 +122,11 @@ def compare(a: Side, b: Side, shape: str, steps: int, pause: float) -> dict:
         loads.append(load_average())
     n_layers, d_model = map(int, shape.split("x"))
     row = {"n_layers": n_layers, "d_model": d_model}
+    peak = info_a["peak"] or info_b["peak"]  # scalinglab's measured CPU peak, whichever side it is (--swap)
     for name, info, times in (("a", info_a, times_a), ("b", info_b, times_b)):
         tokens_per_s = info["tokens_per_step"] / statistics.median(times)
         row[f"{name}_tokens_per_s"] = round(tokens_per_s, 1)
-        row[f"{name}_mfu"] = round(tokens_per_s * info["flops_per_token"] / info_a["peak"], 4)
+        row[f"{name}_mfu"] = round(tokens_per_s * info["flops_per_token"] / peak, 4)
     row["b_over_a_step_time"] = round(statistics.median(tb / ta for ta, tb in zip(times_a, times_b)), 3)
     row["load_avg"] = round(statistics.median(loads), 2)
     return row

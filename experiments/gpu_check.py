@@ -3,7 +3,8 @@
 1. loss agreement of a tiny run trained on the GPU and on the CPU, in fp32 and in bf16;
 2. data parallel over all GPUs against one GPU (when there are several);
 3. tokens/s, MFU (over computed FLOPs and PaLM's convention, against the peak of the one GPU the
-   step runs on), peak memory and compile count of a GPT-2-small-like model (12 layers, d_model
+   step runs on; the goal is 45% or more on an H100 or H200), peak memory beside plan's estimate
+   of it (sweep/memory.py), and compile count of a GPT-2-small-like model (12 layers, d_model
    768, seq 1024, vocab 50,304, bf16, cuDNN attention) trained by the same step a sweep's jobs run
    (build_model, build_optimizer, make_train_step).
 
@@ -41,15 +42,26 @@ def plan(doc: dict):
 
 
 def tiny(precision: str, batch_size: int = 8):
-    return plan({"name": "gpu-check", "data": {"val_tokens": 8192}, "model": {"seq_len": 64},
-                 "grid": {"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 2}], "D": [batch_size * 64 * 100]},
-                 "train": {"batch_size": batch_size, "lr": 3e-3, "precision": precision, "n_evals": 2, "keep_weights": False}})
+    return plan(
+        {
+            "name": "gpu-check",
+            "data": {"val_tokens": 8192},
+            "model": {"seq_len": 64},
+            "grid": {"shapes": [{"n_layers": 2, "d_model": 64, "n_heads": 2}], "D": [batch_size * 64 * 100]},
+            "train": {"batch_size": batch_size, "lr": 3e-3, "precision": precision, "n_evals": 2, "keep_weights": False},
+        }
+    )
 
 
 def train_elsewhere(run, env: dict) -> dict:
     """The run trained by a fresh process with these environment changes."""
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(run.record()), tempfile.mkdtemp()],
-                         env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(run.record()), tempfile.mkdtemp()],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -62,8 +74,11 @@ def agreement() -> None:
         run = tiny(precision)
         here = train(run, tempfile.mkdtemp(), log=lambda _: None)
         cpu = train_elsewhere(run, {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""})
-        print(f"1. tiny run, {precision}: L {here['platform']} {here['L']:.5f} ({here['attention']} attention) · "
-              f"cpu {cpu['L']:.5f} ({cpu['attention']}) · gap {here['L'] / cpu['L'] - 1:+.3%}", flush=True)
+        print(
+            f"1. tiny run, {precision}: L {here['platform']} {here['L']:.5f} ({here['attention']} attention) · "
+            f"cpu {cpu['L']:.5f} ({cpu['attention']}) · gap {here['L'] / cpu['L'] - 1:+.3%}",
+            flush=True,
+        )
 
 
 def data_parallel() -> None:
@@ -78,8 +93,11 @@ def data_parallel() -> None:
     run = tiny("bf16", batch_size=8 * n)
     every = train(run, tempfile.mkdtemp(), log=lambda _: None)
     one = train_elsewhere(run, {"CUDA_VISIBLE_DEVICES": "0"})
-    print(f"2. data parallel: L on {every['n_devices']} GPUs {every['L']:.5f}, on 1 {one['L']:.5f}, "
-          f"gap {every['L'] / one['L'] - 1:+.4%}; tokens/s {every['tokens_per_s']:,.0f} vs {one['tokens_per_s']:,.0f}", flush=True)
+    print(
+        f"2. data parallel: L on {every['n_devices']} GPUs {every['L']:.5f}, on 1 {one['L']:.5f}, "
+        f"gap {every['L'] / one['L'] - 1:+.4%}; tokens/s {every['tokens_per_s']:,.0f} vs {one['tokens_per_s']:,.0f}",
+        flush=True,
+    )
 
 
 def gpt2_small(args) -> None:
@@ -88,15 +106,21 @@ def gpt2_small(args) -> None:
     from flax import nnx  # noqa: PLC0415
 
     from scalinglab.model.transformer import build_model  # noqa: PLC0415
+    from scalinglab.sweep import memory  # noqa: PLC0415
     from scalinglab.training import throughput  # noqa: PLC0415
     from scalinglab.training.optimizer import build_optimizer  # noqa: PLC0415
     from scalinglab.training.steps import make_loss_fn, make_train_step  # noqa: PLC0415
 
     L, d, layers, B, vocab = args.seq_len, args.d_model, args.n_layers, args.batch_size, args.vocab
-    run = plan({"name": "gpt2-small", "data": {"tokenizer": "bpe", "vocab_size": vocab}, "model": {"seq_len": L},
-                "grid": {"shapes": [{"n_layers": layers, "d_model": d, "n_heads": d // 64}], "D": [B * L * 20]},
-                "train": {"batch_size": B, "precision": "bf16", "microbatch_size": args.microbatch, "remat": args.remat,
-                          "keep_weights": False}})
+    run = plan(
+        {
+            "name": "gpt2-small",
+            "data": {"tokenizer": "bpe", "vocab_size": vocab},
+            "model": {"seq_len": L},
+            "grid": {"shapes": [{"n_layers": layers, "d_model": d, "n_heads": d // 64}], "D": [B * L * 20]},
+            "train": {"batch_size": B, "precision": "bf16", "microbatch_size": args.microbatch, "remat": args.remat, "keep_weights": False},
+        }
+    )
     model = build_model(run.model, run.seed, precision=run.precision, remat=run.remat)
     kind = model.blocks.kind
     graphdef, params = nnx.split(model)
@@ -120,11 +144,16 @@ def gpt2_small(args) -> None:
     figures = throughput.mfu_figures(rate, run, throughput.array_peak(loss, run.precision), kind)  # the one GPU it ran on
     stats = jax.local_devices()[0].memory_stats() or {}
     peak_gb = stats.get("peak_bytes_in_use", 0) / 2**30
-    print(f"3. {layers}x{d} seq {L} vocab {vocab} batch {B} bf16, {kind} attention, N {run.N:,} on "
-          f"{jax.local_devices()[0].device_kind}: median step {np.median(times) * 1e3:.1f} ms, "
-          f"{rate:,.0f} tokens/s, MFU {figures['mfu'] or 0:.1%} (PaLM {figures['mfu_palm'] or 0:.1%}), "
-          f"peak memory {peak_gb:.1f} GiB, compile {compile_s:.1f} s, compiled {step._cache_size()} time(s), "
-          f"final loss {float(loss):.3f}", flush=True)
+    planned_gb = memory.estimate(run, jax.default_backend(), 1).step / 2**30  # what plan predicts for the step
+    print(
+        f"3. {layers}x{d} seq {L} vocab {vocab} batch {B} bf16, {kind} attention, N {run.N:,} on "
+        f"{jax.local_devices()[0].device_kind}: median step {np.median(times) * 1e3:.1f} ms, "
+        f"{rate:,.0f} tokens/s, MFU {figures['mfu'] or 0:.1%} (PaLM {figures['mfu_palm'] or 0:.1%}), "
+        f"peak memory {peak_gb:.1f} GiB (plan's estimate {planned_gb:.1f}), compile {compile_s:.1f} s, "
+        f"compiled {step._cache_size()} time(s), "
+        f"final loss {float(loss):.3f}",
+        flush=True,
+    )
 
 
 def main() -> None:
