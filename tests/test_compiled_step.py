@@ -135,9 +135,11 @@ def compiled_step(run: RunSpec, folder: Path) -> tuple[str, float]:
     return hlo, float(trainer.train_step(trainer.state, *batch)[1])
 
 
-def on_two_devices(run: RunSpec, cases: list[dict], tmp_path: Path) -> tuple[list[str], list[float]]:
-    """compiled_step of each case (fields of the run to replace) over two CPU devices."""
+def on_two_devices(run: RunSpec, cases: list[dict], tmp_path: Path, layers: str | None = None) -> tuple[list[str], list[float]]:
+    """compiled_step of each case (fields of the run to replace) over two CPU devices; layers:
+    scan or unrolled (SCALINGLAB_LAYERS), else the CPU's rule's."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env |= {"SCALINGLAB_LAYERS": layers} if layers else {}
     keys = [json.dumps(case) for case in cases]
     args = [str(Path(__file__).parent), json.dumps(run.record()), str(tmp_path), json.dumps(keys)]
     out = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True, timeout=600)
@@ -153,13 +155,15 @@ def layer_shapes(run: RunSpec) -> set[tuple[int, ...]]:
     return shapes | {s[::-1] for s in shapes}
 
 
-def test_fsdp_gathers_parameters_never_the_batch_activations(tmp_path):
+@pytest.mark.parametrize("layers", ["scan", "unrolled"])
+def test_fsdp_gathers_parameters_never_the_batch_activations(tmp_path, layers):
     """Two devices, fsdp 2, the batch's rows split over both: XLA gathers each parameter where it
     is used; before the stream was held to its rows, every layer gathered the whole batch's
-    activations along d_model. The loss is one device's."""
+    activations along d_model. The loss is one device's. Scanned layers (accelerators) and
+    unrolled (a CPU's) alike."""
     B, L = 8, 48  # sizes no parameter has: an activation's leading dims are recognisable
     run = tiny_runs(shapes=((2, 80, 2),), model={"seq_len": L}, train={"batch_size": B})[0]
-    hlos, losses = on_two_devices(run, [{"fsdp": 2}, {"fsdp": 2, "microbatch_size": B // 2}], tmp_path)
+    hlos, losses = on_two_devices(run, [{"fsdp": 2}, {"fsdp": 2, "microbatch_size": B // 2}], tmp_path, layers)
     one = compiled_step(run, tmp_path / "one")[1]
     params = layer_shapes(run)
     for hlo, rows in zip(hlos, (B, B // 2)):
