@@ -70,9 +70,9 @@ def test_attention_and_its_gradients_equal_the_written_out_formula(causal, L, ki
 
 def test_the_kernel_runs_under_vmap():
     assert cpu_attention.available()  # registers the kernel
-    q, k, v = (jax.random.normal(key, (3, 2, 70, 16)) for key in jax.random.split(jax.random.key(0), 3))
-    one = lambda q, k, v: cpu_attention.attention(q, k, v, 0.25, True)  # noqa: E731
-    np.testing.assert_allclose(jax.vmap(one)(q, k, v), jnp.stack([one(*x) for x in zip(q, k, v)]), rtol=1e-6, atol=1e-6)
+    qkv = jax.random.normal(jax.random.key(0), (3, 2, 70, 3, 2, 16))  # vmapped over 3: batch 2, L 70, 2 heads
+    one = lambda qkv: cpu_attention.attention(qkv, 0.25, True)  # noqa: E731
+    np.testing.assert_allclose(jax.vmap(one)(qkv), jnp.stack([one(x) for x in qkv]), rtol=1e-6, atol=1e-6)
 
 
 def test_the_kernel_is_built_per_cpu_feature_set(monkeypatch):

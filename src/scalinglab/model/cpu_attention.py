@@ -1,5 +1,6 @@
 """Softmax attention on CPU by a C++ kernel (cpu_attention.cc): one (batch, head) slice per task on
-XLA's intra-op thread pool, where XLA's batched dots use one thread.
+XLA's intra-op thread pool, where XLA's batched dots use one thread; it reads q, k and v where the
+fused projection put them and writes the output where the next projection reads it.
 
 The kernel is compiled on first use with the system C++ compiler against Eigen and the FFI
 headers jaxlib ships, then cached per source, jaxlib version, compiler and CPU (model and feature
@@ -81,22 +82,25 @@ def _ffi(name: str, results, *args, scale: float, causal: bool):
     return jax.ffi.ffi_call(name, results, vmap_method="broadcast_all")(*args, scale=np.float32(scale), causal=causal)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, causal: bool) -> jax.Array:
-    """softmax(scale q k^T [causal mask]) v over [..., L, K] arrays; model.attention's contract."""
-    return _forward(q, k, v, scale, causal)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def attention(qkv: jax.Array, scale: float, causal: bool) -> jax.Array:
+    """softmax(scale q k^T [causal mask]) v of the fused projection's q, k, v, qkv [..., L, 3, H, K],
+    as [..., L, H, K]: the layouts the model's projections make and take, so nothing is
+    transposed; model.attention's contract."""
+    return _forward(qkv, scale, causal)[0]
 
 
-def _forward(q, k, v, scale, causal):
+def _forward(qkv, scale, causal):
+    *lead, L, _, H, K = qkv.shape
     like = jax.ShapeDtypeStruct
-    o, lse = _ffi(FORWARD, (like(q.shape, q.dtype), like(q.shape[:-1], q.dtype)), q, k, v, scale=scale, causal=causal)
-    return o, (q, k, v, o, lse)
+    results = (like((*lead, L, H, K), qkv.dtype), like((*lead, H, L), qkv.dtype))
+    o, lse = _ffi(FORWARD, results, qkv, scale=scale, causal=causal)
+    return o, (qkv, o, lse)
 
 
 def _backward(scale, causal, res, g):
-    q = res[0]
-    like = jax.ShapeDtypeStruct(q.shape, q.dtype)
-    return tuple(_ffi(BACKWARD, (like, like, like), *res, g, scale=scale, causal=causal))
+    qkv = res[0]
+    return (_ffi(BACKWARD, jax.ShapeDtypeStruct(qkv.shape, qkv.dtype), *res, g, scale=scale, causal=causal),)
 
 
 attention.defvjp(_forward, _backward)

@@ -163,11 +163,8 @@ def _say(why: str, warn: bool) -> None:
 def attention(qkv_BL3HK: jax.Array, scale: float, causal: bool, kind: kernels.Attention = kernels.Attention.XLA) -> jax.Array:
     """Softmax attention of `kind` (attention_kind) over the fused projection's q, k and v (axis
     2), as [B, L, H, K]. μP's 1/d_head (or the standard 1/sqrt(d_head)) is the kernel's own scale."""
-    if kind == kernels.Attention.CPU:
-        # The kernel works heads-major, as XLA's CPU batched dot wants it: one transposing copy
-        # of q, k and v together, not one each.
-        q_BHLK, k_BHLK, v_BHLK = qkv_BL3HK.transpose(2, 0, 3, 1, 4)
-        return jnp.swapaxes(cpu_attention.attention(q_BHLK, k_BHLK, v_BHLK, scale, causal), 1, 2)
+    if kind == kernels.Attention.CPU:  # token-major in and out: no transposing copies
+        return cpu_attention.attention(qkv_BL3HK, scale, causal)
     implementation: Literal["xla", "cudnn"] = "cudnn" if kind == kernels.Attention.CUDNN else "xla"  # CPU returned above
     q_BLHK, k_BLHK, v_BLHK = jnp.unstack(qkv_BL3HK, axis=2)
     return jax.nn.dot_product_attention(q_BLHK, k_BLHK, v_BLHK, scale=scale, is_causal=causal, implementation=implementation)
