@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import data_config, with_sections
 
+from conftest import data_config, with_sections
 from scalinglab.data.corpus import load_corpus
 from scalinglab.errors import SpecError
 from scalinglab.store.layout import RunDir
+from scalinglab.store.records import RunRecord
 from scalinglab.store.runs import write_spec
 from scalinglab.sweep import planner
 from scalinglab.sweep.read import parse
@@ -24,8 +25,10 @@ BASE = {
     "name": "t",
     "data": {"val_tokens": 2048},
     "model": {"seq_len": 32},
-    "grid": {"shapes": [{"n_layers": 1, "d_model": 32, "n_heads": 2}, {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 100}],
-             "D": [7680, 15360, 30720]},
+    "grid": {
+        "shapes": [{"n_layers": 1, "d_model": 32, "n_heads": 2}, {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 100}],
+        "D": [7680, 15360, 30720],
+    },
     "train": {"batch_size": 4, "lr": 1e-2, "n_evals": 3},
 }
 
@@ -43,14 +46,22 @@ KNOWN = [
     (variant(train={"schedule": "linear", "warmup_steps": 5}), 6, "a2a57256041c", "962d63c68d07d4b2"),
     (variant(train={"schedule": "constant", "warmup_steps": 5}), 6, "03a3a10086ed", "80b6c348571793a6"),
     (variant(train={"schedule": "wsd", "warmup_steps": 5}), 6, "d372abb8ad12", "0363c04ab5ff142a"),
-    (variant(train={"schedule": "wsd", "cooldown_branches": True, "cooldown_shape": "linear", "cooldown_fraction": 0.3}),
-     8, "e0f352c19bd4", "40895267bde37203"),
+    (
+        variant(train={"schedule": "wsd", "cooldown_branches": True, "cooldown_shape": "linear", "cooldown_fraction": 0.3}),
+        8,
+        "e0f352c19bd4",
+        "40895267bde37203",
+    ),
     (variant(train={"objective": "masked", "mask_fraction": 0.2}), 6, "66e9c1f8ec01", "3385b43fb1a72993"),
     (variant(train={"objective": "masked"}), 6, "5686532be590", "2a18593e7421f3a1"),
     (variant(model={"parametrization": "mup", "base_width": 32}), 6, "f7e28ed2c94f", "02a313c5e867104e"),
     (variant(model={"parametrization": "u-mup"}), 6, "ee413ea5a873", "30b7ae734fe21c5d"),
-    (variant(train={"precision": "bf16", "b1": 0.8, "weight_decay": 0.0, "grad_clip": 2, "min_lr_ratio": 0.0}),
-     6, "8f13dadba908", "2835fbbc2a6a32be"),
+    (
+        variant(train={"precision": "bf16", "b1": 0.8, "weight_decay": 0.0, "grad_clip": 2, "min_lr_ratio": 0.0}),
+        6,
+        "8f13dadba908",
+        "2835fbbc2a6a32be",
+    ),
     (variant(seeds=[0, 1, 5]), 18, "985da1fbc12e", "47f182b068e65708"),
     (variant(grid={"shapes": None, "N": [2e4, 8e4], "D": None, "tokens_per_param": [2, 4]}), 4, "9e3b8964b09b", "f90eb84c31e2a094"),
     (variant(grid={"shapes": None, "N": [2e4, 8e4, 3e5], "D": None, "C": [1e12, 4e12]}), 6, "51a5049c492c", "7790d3addc4f5b06"),
@@ -66,6 +77,22 @@ def test_run_ids_are_the_ones_results_on_disk_have(sweep, n_runs, first, digest)
     assert (len(ids), ids[0], hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]) == (n_runs, first, digest), ids
     for run in runs:  # run.json holds the record; a job rebuilds the same spec from it
         assert RunSpec.from_record(json.loads(json.dumps(run.record()))) == run
+        assert_a_typed_run_json(run)
+
+
+def assert_a_typed_run_json(run: RunSpec) -> None:
+    """What the planner writes to run.json is what the readers accept (store/records.py), and
+    every key of it has a type there: a new field must be typed before its runs can be read."""
+    record = json.loads(json.dumps(run.record()))
+    assert RunRecord.check(record) is None
+    assert set(record) <= set(RunRecord.model_fields), set(record) - set(RunRecord.model_fields)
+
+
+def test_a_sweep_with_tasks_writes_typed_run_json_too():
+    runs = planner.plan(parse(yaml.safe_load((SWEEPS / "abilities.yaml").read_text())))
+    assert runs[0].eval.tasks
+    for run in runs:
+        assert_a_typed_run_json(run)
 
 
 def corpus_sweep(path: Path) -> dict:

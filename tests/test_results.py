@@ -4,15 +4,22 @@ results: a truncated metrics line, a lost or corrupt summary, a corrupt run.json
 damaged jobs.json. load, fit, plot and status name each damaged file and go on with the rest; run
 rewrites a run.json and trains again the runs that lost their summaries."""
 
+import contextlib
+import io
 import json
+import math
 import multiprocessing
+import os
+import random
+import shutil
 import subprocess
 import sys
 import warnings
 
 import pytest
-from conftest import FIGURES, check_sweep, data_config, law_figures
 
+import damage
+from conftest import FIGURES, check_sweep, data_config, law_figures
 from scalinglab import results
 from scalinglab.analysis.select import fit_inputs
 from scalinglab.cli import main
@@ -20,7 +27,6 @@ from scalinglab.data.corpus import load_corpus
 from scalinglab.launch import jobs
 from scalinglab.store import runs as run_files
 from scalinglab.store.layout import RunDir, SweepDir
-
 
 
 @pytest.fixture
@@ -177,3 +183,214 @@ def test_load_gives_U_the_unique_tokens_each_run_could_see(trained_copy):
     df = results.load(trained_copy)
     assert len(df) == 10 and df["U"].isna().all()
     assert fit_inputs(SweepDir(trained_copy)).runs["U"].isna().all()  # what the fits are given: U, unknown
+
+
+# ---- files damaged in type or shape, files that are not files, random damage ----------------------
+
+
+def _edit(path, change) -> None:
+    """Rewrites a JSON file through change(obj) -> obj (NaN and infinities as Python's json writes them)."""
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def _set(key, value):
+    return lambda obj: {**obj, key: value}
+
+
+TYPE_DAMAGE = [  # (file, change, what the warning says): each leaves its run out, named
+    ("run.json", _set("N", 0), "N: input should be greater than or equal to 1"),
+    ("run.json", _set("N", -5), "N: input should be greater than or equal to 1"),
+    ("run.json", _set("N", math.nan), "N: input should be a valid integer"),
+    ("run.json", _set("N", "12480"), "N: input should be a valid integer"),
+    ("run.json", _set("steps", [40]), "steps: input should be a valid integer"),
+    ("run.json", _set("eval_steps", {"a": 1}), "eval_steps: input should be a valid list"),
+    ("summary.json", _set("L", "abc"), "L: input should be a valid number"),
+    ("summary.json", _set("L", -1.0), "L: a loss must be positive"),
+    ("summary.json", _set("status", "running"), "status running is never written"),
+    ("summary.json", _set("status", "done onmouseover=alert(1)"), "status: input should be"),
+    ("summary.json", lambda obj: [obj], "not a JSON object (list)"),
+    ("summary.json", lambda obj: "done", "not a JSON object (str)"),
+]
+
+
+@pytest.mark.parametrize("name,change,says", TYPE_DAMAGE, ids=[f"{n}:{s.split(':')[0]}" for n, _, s in TYPE_DAMAGE])
+def test_a_file_of_the_wrong_type_or_shape_is_damaged_like_a_broken_one(trained_copy, name, change, says):
+    run = sorted((trained_copy / "runs").iterdir())[3]
+    _edit(run / name, change)
+    with pytest.warns(results.DamagedResults) as caught:
+        df = results.load(trained_copy).set_index("run_id")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and messages[0].startswith(f"{run / name}: ") and says.lower() in messages[0].lower(), messages
+    assert df.loc[run.name, "status"] == "damaged" and (df.drop(run.name)["status"] == "done").all()
+
+
+@pytest.mark.parametrize(
+    "line,says",
+    [
+        ({"step": 20, "tokens": 0, "L": -1.0}, "tokens: input should be greater than or equal to 1"),
+        ({"step": 20, "tokens": 2560, "L": -1.0}, "L: a loss must be positive"),
+        ({"step": "20", "tokens": 2560, "L": 3.0}, "step: input should be a valid integer"),
+        ([20, 2560, 3.0], "not a JSON object (list)"),
+    ],
+)
+def test_an_evaluation_of_the_wrong_type_is_skipped_and_named(trained_copy, line, says):
+    run = sorted((trained_copy / "runs").iterdir())[0]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text(json.dumps(line) + "\n" + lines[1] + "\n")
+    with pytest.warns(results.DamagedResults) as caught:
+        evals = results.load(trained_copy, per_eval=True)
+    [message] = [str(w.message) for w in caught]
+    assert message.startswith(f"{run / 'metrics.jsonl'}: line 1 ") and says.lower() in message.lower()
+    assert evals[evals["run_id"] == run.name]["step"].tolist() == [40] and len(evals) == 19
+
+
+def test_fit_plot_status_and_report_leave_out_and_name_runs_damaged_in_type(trained_copy, capsys):
+    """The issue's cases: a run.json with N = 0 used to make fit skip L(N,D) for the whole sweep
+    unnamed; a metrics line with tokens 0 and L -1 dropped Approach 1 with a false reason; a
+    summary with L "abc", a list for a summary, metrics.jsonl a folder: tracebacks."""
+    r = sorted((trained_copy / "runs").iterdir())
+    _edit(r[0] / "run.json", _set("N", 0))
+    _edit(r[1] / "summary.json", _set("L", "abc"))
+    _edit(r[2] / "summary.json", lambda obj: [obj])
+    (r[3] / "metrics.jsonl").write_text(
+        '{"step": 20, "tokens": 0, "L": -1}\n' + (r[3] / "metrics.jsonl").read_text().splitlines()[1] + "\n"
+    )
+    (r[4] / "metrics.jsonl").unlink()
+    (r[4] / "metrics.jsonl").mkdir()
+    named = [r[0] / "run.json", r[1] / "summary.json", r[2] / "summary.json", r[3] / "metrics.jsonl", r[4] / "metrics.jsonl"]
+    assert main(["fit", str(trained_copy), "--json", "--bootstrap", "0"]) == 0
+    out, err = capsys.readouterr()
+    fit = json.loads(out)
+    assert fit["n_runs"] == 7 and "skipped" not in fit["law"] and "skipped" not in fit["envelope"]  # Approach 1 kept
+    assert all(sum(str(p) in line for line in err.splitlines()) == 1 for p in named), err
+    for args in (["plot", str(trained_copy), "--bootstrap", "0"], ["status", str(trained_copy)], ["report", str(trained_copy)]):
+        assert main(args) == 0, args
+        err = capsys.readouterr().err
+        assert all(line.startswith("scalinglab: warning: ") for line in err.splitlines())
+        assert all(str(p) in err for p in named[:3]), (args, err)  # the runs left out, in every command
+
+
+def test_a_fifo_folder_or_symlink_out_is_never_opened_as_a_results_file(trained_copy, tmp_path):
+    """A FIFO in place of a results file blocked status, fit and report forever; a symlink out of
+    the sweep was followed. The guard's timeout only keeps a regression from hanging the suite."""
+    r = sorted((trained_copy / "runs").iterdir())
+    (r[0] / "summary.json").unlink()
+    os.mkfifo(r[0] / "summary.json")
+    (r[1] / "metrics.jsonl").unlink()
+    os.mkfifo(r[1] / "metrics.jsonl")
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text((r[2] / "run.json").read_text())  # a valid spec: followed, it would be read
+    (r[2] / "run.json").unlink()
+    (r[2] / "run.json").symlink_to(outside)
+    (r[3] / "summary.json").unlink()
+    (r[3] / "summary.json").symlink_to(r[4] / "summary.json")  # inside the sweep: read
+    expect = {
+        r[0] / "summary.json": "a FIFO, not a file",
+        r[1] / "metrics.jsonl": "a FIFO, not a file",
+        r[2] / "run.json": "a symlink out of",
+    }
+    for verb in ("status", "fit", "report"):
+        args = [sys.executable, "-m", "scalinglab.cli", verb, str(trained_copy), *(["--bootstrap", "0"] if verb == "fit" else [])]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        for path, says in expect.items():
+            if verb != "status" or path.name != "metrics.jsonl":  # status reads evaluations of unfinished runs only
+                assert f"{path}: {says}" in proc.stderr, (verb, proc.stderr)
+    (trained_copy / "fit.json").unlink()
+    os.mkfifo(trained_copy / "fit.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "scalinglab.cli", "report", str(trained_copy)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 2 and f"{trained_copy / 'fit.json'}: a FIFO, not a file" in proc.stderr
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"schema": 3, "n_runs": "<script>alert(1)</script>"}', '"fit"'])
+def test_report_refuses_a_fit_json_of_the_wrong_shape_in_one_line_and_plot_repairs_it(trained_copy, capsys, content):
+    from scalinglab.analysis.sweepfit import SCHEMA  # noqa: PLC0415 (the version this scalinglab writes)
+
+    (trained_copy / "fit.json").write_text(content.replace('"schema": 3', f'"schema": {SCHEMA}'))
+    assert main(["report", str(trained_copy)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"scalinglab: error: {trained_copy / 'fit.json'}: ") and "scalinglab plot" in line
+    assert not (trained_copy / "report.html").exists()
+    assert main(["plot", str(trained_copy), "--bootstrap", "0"]) == 0 and main(["report", str(trained_copy)]) == 0
+
+
+def _add_task_scores(study) -> None:
+    """Task scores for every evaluation of every run, as a sweep with a task records them (the
+    trained sweep has none): the fuzz test damages them too."""
+    for run in (study / "runs").iterdir():
+        records = []
+        for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()):
+            for shots in (0, 2):
+                acc = 0.3 + 0.05 * shots + 0.001 * m["step"]
+                demos = [["p1", "p2"]] * 3 if shots else [[], [], []]
+                records.append(
+                    {"step": m["step"], "tokens": m["tokens"], "task": "arith", "kind": "multiple_choice", "shots": shots,
+                     "strategy": "random", "acc": acc, "acc_norm": acc, "task_loss": 1.2, "task_bpb": 1.7, "p_gold": 0.3,
+                     "chance": 0.25, "n_items": 3, "acc_se": 0.05, "items": ["a", "b", "c"], "item_acc": [1, 0, 0],
+                     "item_score": [0.4, 0.2, 0.3], "demos": demos}
+                )  # fmt: skip
+        (run / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _is_damaged(path, study) -> bool:
+    """Whether the readers' own definitions call the file damaged: the oracle for what must be named."""
+    from scalinglab.analysis.sweepfit import SweepFit  # noqa: PLC0415 (analysis only for this test)
+    from scalinglab.errors import InputError  # noqa: PLC0415
+    from scalinglab.store.records import Evaluation, RunRecord, Summary, TaskScore  # noqa: PLC0415
+    from scalinglab.sweep.spec import SweepSpec  # noqa: PLC0415
+
+    if path.is_symlink() or not path.is_file():
+        return path.exists() or path.is_symlink()
+    if path.name == "fit.json":
+        try:
+            SweepFit.read(path)
+        except InputError:
+            return True
+        return False
+    try:
+        objs = [json.loads(line) for line in path.read_text().splitlines()] if path.suffix == ".jsonl" else [json.loads(path.read_text())]
+    except ValueError:
+        return True
+    if path.name == "sweep.json":
+        try:
+            SweepSpec.model_validate(objs[0])
+        except ValueError:
+            return True
+        return False
+    check = {"run.json": RunRecord, "summary.json": Summary, "metrics.jsonl": Evaluation, "tasks.jsonl": TaskScore, "jobs.json": None}[
+        path.name
+    ]
+    if check is None:
+        return jobs._check_jobs(objs[0]) is not None
+    return any(check.check(obj) is not None for obj in objs)
+
+
+def test_fuzz_random_damage_to_every_results_file(trained_copy, tmp_path):
+    """Rounds of three random damages to a copy of a trained study, each in another file: fit,
+    status and report (and every fourth round plot) run without a traceback, and name every file
+    the readers' definitions (store/records.py, SweepSpec, SweepFit) call damaged."""
+    _add_task_scores(trained_copy)
+    rounds, mutations = 16, []
+    for seed in range(rounds):
+        rng, study = random.Random(seed), tmp_path / f"round{seed}"
+        shutil.copytree(trained_copy, study, symlinks=True, ignore=shutil.ignore_patterns("jax_cache", "logs", "weights.safetensors"))
+        done: dict = {}
+        while len(done) < 3:
+            path, what = damage.mutate(study, rng, avoid=set(done))
+            done[path] = what
+        err = io.StringIO()
+        verbs = [["status"], ["report"], ["fit", "--bootstrap", "0"]] + ([["plot", "--bootstrap", "0"]] if seed % 4 == 0 else [])
+        for verb, *flags in verbs:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                assert main([verb, str(study), *flags]) in (0, 2), (verb, done)
+        assert all(line.startswith("scalinglab: ") for line in err.getvalue().splitlines()), err.getvalue()
+        for path, what in done.items():
+            mutations.append(what)
+            run_left_out = path.suffix == ".jsonl" and any(_is_damaged(path.parent / f, study) for f in ("run.json", "summary.json"))
+            if _is_damaged(path, study) and not run_left_out:  # a damaged run's evaluations are not read
+                # a run.json that is not there (a dangling symlink): its folder is "not a run folder"
+                named = str(path.parent) if path.name == "run.json" and not path.exists() else str(path)
+                assert named in err.getvalue(), (path, what, err.getvalue())
+    assert len(mutations) == 3 * rounds

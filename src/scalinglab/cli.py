@@ -13,7 +13,7 @@ import pandas as pd
 from rich.console import Console
 
 from .errors import InputError, UsageError
-from .store.files import DamagedResults
+from .store.files import DamagedResults, NotARegularFile
 from .store.frame import NotASweep
 from .sweep.spec import FitSpec
 from .sweep.types import Executor, LawName, Method
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             module, function = args.command  # imported only when used: `--help` and `fit` start fast
             return getattr(importlib.import_module(f"{__package__}.commands.{module}"), function)(args, console)
-        except (InputError, NotASweep, pd.errors.ParserError) as e:
+        except (InputError, NotASweep, NotARegularFile, pd.errors.ParserError) as e:
             print(f"scalinglab: error: {e}", file=sys.stderr)
             return 2
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ConfigDict, Field, ValidationError
 
 from ..errors import InputError
-from ..store.files import write_text
+from ..store.files import NotARegularFile, read_bytes, write_text
 from ..sweep.types import Method
 from .lawtable import LawChoice
 from .parts import CI, Estimate, LawFit, Part, Skipped
@@ -189,7 +189,9 @@ class SweepFit(Part):
         """fit.json read back; InputError (one line) when it is from another version or damaged."""
         redo = f"regenerate it with `scalinglab plot {Path(path).parent}`"
         try:
-            data = json.loads(Path(path).read_bytes())
+            data = json.loads(read_bytes(path, Path(path).parent) or b"")
+        except NotARegularFile as e:
+            raise InputError(f"{path}: {e}; {redo}") from None
         except ValueError as e:
             raise InputError(f"{path}: not JSON ({e}); {redo}") from None
         version = data.get("schema", 1) if isinstance(data, dict) else None

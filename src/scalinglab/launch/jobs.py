@@ -44,14 +44,23 @@ class Job(TypedDict):
 def read_jobs(sweep: SweepDir) -> dict[str, Job]:
     """run_id -> {"job_id", "executor"} of the latest job submitted for each run. A damaged
     jobs.json is reported and read as empty: runs are then judged by their files and locks."""
-    jobs, problem = read_record(sweep.jobs, set())
-    jobs = jobs or {}
-    if problem is None and not all(isinstance(j, dict) and {"job_id", "executor"} <= j.keys() for j in jobs.values()):
-        problem = "not a table of jobs"
+    jobs, problem = read_record(sweep.jobs, sweep.path, _check_jobs)
     if problem is not None:
         report_damage(sweep.jobs, f"{problem}; ignored")
         return {}
-    return jobs
+    return jobs or {}
+
+
+def _check_jobs(jobs: object) -> str | None:
+    """What is wrong with jobs.json's contents, if anything: run id -> {job_id, executor}."""
+    executors = [e.value for e in Executor]
+    if isinstance(jobs, dict) and all(_is_job(j, executors) for j in jobs.values()):
+        return None
+    return "not a table of jobs (run id -> job_id, executor)"
+
+
+def _is_job(job: object, executors: list[str]) -> bool:
+    return isinstance(job, dict) and isinstance(job.get("job_id"), str) and job["job_id"] != "" and job.get("executor") in executors
 
 
 def record_jobs(sweep: SweepDir, executor: Executor, job_ids: dict[str, str]) -> None:

@@ -10,8 +10,9 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal, overload
 
@@ -48,8 +49,31 @@ def replacing(path: Path):
         raise
 
 
+class NotARegularFile(ValueError):
+    """A results path that scalinglab does not open: a folder, FIFO, socket or device where a file
+    belongs (a FIFO would block the reader forever), or a symlink out of the sweep's folder."""
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
 def write_text(path: Path, text: str) -> None:
-    """Replaces the file atomically, its contents on disk (fsync) before the rename."""
+    """Replaces the file atomically, its contents on disk (fsync) before the rename. A folder, FIFO
+    or device where the file belongs is left as it is: NotARegularFile, naming it."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # a symlink is replaced, never followed
+            raise NotARegularFile(f"{path}: {_kind(mode)} where scalinglab writes a file; move it away and run again")
     with replacing(path) as tmp, open(tmp, "w") as f:
         f.write(text)
         f.flush()
@@ -60,22 +84,44 @@ def write_json(path: Path, obj: dict) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
-def read_json(path: Path) -> dict | None:
+def read_bytes(path: Path, within: Path) -> bytes | None:
+    """A results file's bytes, None if there is none. Only a regular file is opened, and a symlink
+    only where it stays inside the folder `within` (the sweep's); anything else raises
+    NotARegularFile. Opened non-blocking and checked again once open, so a FIFO put in its place
+    meanwhile cannot block the read."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def read_record(path: Path, keys: set[str]) -> tuple[dict | None, str | None]:
-    """A JSON object file that must hold `keys`: (the object, None), (None, None) if there is no
-    such file, or (None, what is wrong with it)."""
     try:
-        obj = read_json(path)
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISLNK(st.st_mode) and not path.resolve().is_relative_to(Path(within).resolve()):
+        raise NotARegularFile(f"a symlink out of {within} (to {path.resolve()}); not read")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotARegularFile("a symlink to nothing") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotARegularFile(f"{_kind(mode)}, not a file")
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def read_record(path: Path, within: Path, check: Callable[[object], str | None]) -> tuple[dict | None, str | None]:
+    """A JSON object file that `check` accepts (a records.Record's check): (the object, None),
+    (None, None) if there is no such file, or (None, what is wrong with it)."""
+    try:
+        data = read_bytes(path, within)
+        if data is None:
+            return None, None
+        obj = json.loads(data)
+    except NotARegularFile as e:
+        return None, str(e)
     except ValueError as e:  # not JSON, or not UTF-8
         return None, f"not JSON ({e})"
-    if obj is None or (isinstance(obj, dict) and keys <= obj.keys()):
-        return obj, None
-    missing = sorted(keys - obj.keys()) if isinstance(obj, dict) else None
-    return None, f"no {', '.join(missing)} in it" if missing else "not a JSON object"
+    problem = check(obj)
+    return (obj, None) if problem is None and isinstance(obj, dict) else (None, problem or "not a JSON object")
 
 
 @overload

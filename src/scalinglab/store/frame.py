@@ -70,6 +70,9 @@ def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: 
     rows = []
     for d in sweep.run_dirs():
         run = RunDir(d)
+        if not d.resolve().is_relative_to(sweep.path.resolve()):
+            report_damage(d, f"a symlink out of {sweep.path} (to {d.resolve()}); ignored")
+            continue
         if not d.is_dir() or not run.spec.exists():
             report_damage(d, "not a run folder (no run.json); ignored")
             continue

@@ -5,40 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-from enum import StrEnum
 from pathlib import Path
 
-from .files import read_record, report_damage, try_lock, write_json, write_text
+from .files import NotARegularFile, read_bytes, read_record, report_damage, try_lock, write_json, write_text
 from .layout import RunDir
+from .records import Evaluation, Record, Requeues, Role, RunRecord, Status, Summary, TaskScore
 
-
-class Status(StrEnum):
-    """A run's state. summary.json records done, diverged, failed or preempted (its job stopped to
-    be requeued); the others are read off the run's files and its job: pending (no summary),
-    running, cancelled (launch/jobs.py), damaged (run.json or summary.json cannot be read)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    PREEMPTED = "preempted"
-    DONE = "done"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    DAMAGED = "damaged"
-
-
-class Role(StrEnum):
-    """A run's part in its sweep, as run.json records it (the planner sets it): run, a point of the
-    grid; trunk, the shared stable phase of cooldown branches, which `load` leaves out of the fits."""
-
-    RUN = "run"
-    TRUNK = "trunk"
+__all__ = ["COMPLETE", "Role", "Status"]  # the vocabulary is records.py's; its users import it from here
 
 
 COMPLETE = (Status.DONE, Status.DIVERGED)  # a re-run would end the same way: skip them
-SPEC_KEYS = {"N", "D", "C", "seed", "steps", "flops_per_token"}  # what fits and status read from run.json
-EVAL_KEYS = {"step", "tokens", "L"}  # what every evaluation record holds
-TASK_KEYS = {"step", "tokens", "task", "shots", "strategy", "acc"}  # what every task record holds
 
 
 # ---- spec and summary -------------------------------------------------------------------------
@@ -50,7 +26,7 @@ def write_spec(run: RunDir, record: dict) -> None:
 
 def read_spec(run: RunDir) -> dict | None:
     """The run's run.json; None if it is missing or damaged (reported: the launcher rewrites it)."""
-    spec, problem = read_record(run.spec, SPEC_KEYS)
+    spec, problem = read_record(run.spec, run.sweep.path, RunRecord.check)
     if problem is not None:
         report_damage(run.spec, f"{problem}; the run counts as damaged until `scalinglab run` rewrites it")
     return spec
@@ -63,7 +39,7 @@ def write_summary(run: RunDir, summary: dict) -> None:
 def read_summary(run: RunDir) -> dict | None:
     """The run's summary.json, None if it has none. One that cannot be read is reported and
     reads as status damaged: not complete, so `scalinglab run` trains the run again."""
-    summary, problem = read_record(run.summary, {"status"})
+    summary, problem = read_record(run.summary, run.sweep.path, Summary.check)
     if problem is None:
         return summary
     report_damage(run.summary, f"{problem}; the run counts as damaged")
@@ -121,26 +97,34 @@ def copy_evaluations(trunk: RunDir, branch: RunDir, upto: int) -> None:
 def read_metrics(run: RunDir) -> list[dict]:
     """The run's evaluations; a line that is not a whole record (truncated, overwritten) is
     reported and skipped."""
-    return _read_lines(run.metrics, EVAL_KEYS, "evaluation")
+    return _read_lines(run, run.metrics, Evaluation)
 
 
 def read_tasks(run: RunDir) -> list[dict]:
     """The run's task scores, one record per (evaluation, task, shots, strategy); damaged lines
     are reported and skipped."""
-    return _read_lines(run.tasks, TASK_KEYS, "task score")
+    return _read_lines(run, run.tasks, TaskScore)
 
 
-def _read_lines(path: Path, keys: set[str], what: str) -> list[dict]:
-    records = []
-    for i, line in enumerate(path.read_bytes().splitlines() if path.exists() else [], 1):
+def _read_lines(run: RunDir, path: Path, kind: type[Record]) -> list[dict]:
+    records: list[dict] = []
+    try:
+        data = read_bytes(path, run.sweep.path) or b""
+    except NotARegularFile as e:
+        report_damage(path, f"{e}; no {kind.what} records read")
+        return []
+    for i, line in enumerate(data.splitlines(), 1):
+        problem: str | None
         try:
             record = json.loads(line)
         except ValueError:  # not JSON, or not UTF-8
-            record = None
-        if isinstance(record, dict) and keys <= record.keys() and isinstance(record["step"], int):
+            problem = "not JSON (truncated?)"
+        else:
+            problem = kind.check(record)
+        if problem is None:
             records.append(record)
         elif line.strip():
-            report_damage(path, f"line {i} is not a whole {what} record (truncated?); skipped")
+            report_damage(path, f"line {i} is not a whole {kind.what} record: {problem}; skipped")
     return records
 
 
@@ -149,7 +133,7 @@ def _read_lines(path: Path, keys: set[str], what: str) -> list[dict]:
 
 def requeue_count(run: RunDir) -> int:
     """How often the run's job was requeued (preempted or timed out); a damaged record is reported, 0."""
-    record, problem = read_record(run.requeues, {"count"})
+    record, problem = read_record(run.requeues, run.sweep.path, Requeues.check)
     if problem is not None:
         report_damage(run.requeues, f"{problem}; counted as 0")
     return record["count"] if record else 0

@@ -5,22 +5,28 @@ it was run, and its corpus may have moved since."""
 
 from __future__ import annotations
 
+import json
+
 from pydantic import ValidationError
 
-from ..store.files import read_record, report_damage
+from ..store.files import NotARegularFile, read_bytes, report_damage
 from ..store.layout import SweepDir
 from .spec import SweepSpec
 
 
 def saved_sweep(sweep: SweepDir) -> SweepSpec | None:
     """The sweep's spec, or None when it has no readable sweep.json."""
-    record, problem = read_record(sweep.sweep_json, {"name", "grid"})
-    if record is not None:
-        try:
-            return SweepSpec.model_validate(record)
-        except ValidationError as e:
-            err = e.errors()[0]
-            problem = f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
-    if problem is not None:
-        report_damage(sweep.sweep_json, f"{problem}; read as if it were absent")
+    try:
+        data = read_bytes(sweep.sweep_json, sweep.path)
+        if data is None:
+            return None
+        return SweepSpec.model_validate(json.loads(data))
+    except ValidationError as e:
+        err = e.errors()[0]
+        problem = f"{'.'.join(str(x) for x in err['loc']) or 'sweep.json'}: {err['msg']}"
+    except NotARegularFile as e:
+        problem = str(e)
+    except ValueError as e:  # not JSON, or not UTF-8
+        problem = f"not JSON ({e})"
+    report_damage(sweep.sweep_json, f"{problem}; read as if it were absent")
     return None
