@@ -3,14 +3,18 @@ Chromium (Debian's, driven by Playwright): no console errors, every figure decod
 link reaches its curve; the law's values are those of fit.json. A folder without a fit, or with
 one of another version, is refused in one line."""
 
+import itertools
 import json
 import shutil
+from enum import Enum
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from playwright.sync_api import sync_playwright
 
 from scalinglab.analysis.sweepfit import SweepFit
+from scalinglab.analysis.taskfit import TaskExtrapolation
 from scalinglab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +69,91 @@ def test_a_sweep_without_a_fit_or_with_an_old_one_is_refused_in_one_line(tmp_pat
     assert err.count("\n") == 1 and "written by another version of scalinglab (schema 1, this one reads 3)" in err
     assert f"regenerate it with `scalinglab plot {tmp_path / 's'}`" in err
     assert not (tmp_path / "s" / "report.html").exists()
+
+
+# Hostile strings: each would run a script or add an element if it reached the page as markup.
+# The page must show them as text, letter for letter.
+PAYLOADS = [
+    "<script>window.pwned=1</script>",
+    "\"><img src=x onerror=\"window.pwned=1\">",
+    "'><svg onload=window.pwned=1>",
+    "done onmouseover=window.pwned=1",
+    "</title></style><iframe srcdoc='<script>parent.pwned=1</script>'></iframe>",
+    "<a href=\"javascript:window.pwned=1\">x</a>",
+    "&lt;b&gt; ` ${'$'} \\ $x^{",
+]
+# Every element the page writes itself; an injected one (iframe, script, form...) is not among them.
+ELEMENTS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "span", "code", "b", "a", "table", "tbody",
+            "tr", "th", "td", "figure", "img", "figcaption", "section", "svg", "polyline", "text"}  # fmt: skip
+INSPECT = """() => {
+    const all = Array.from(document.querySelectorAll('*'));
+    return {
+        pwned: window.pwned === 1,
+        elements: [...new Set(all.map(e => e.localName))],
+        handlers: all.filter(e => Array.from(e.attributes).some(a => a.name.startsWith('on'))).length,
+        hrefs: Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href')),
+        srcs: Array.from(document.images).map(i => i.getAttribute('src').slice(0, 22)),
+        text: document.title + document.body.textContent,
+    };
+}"""
+
+
+def hostile(i: int) -> str:
+    return f"{PAYLOADS[i % len(PAYLOADS)]}#{i}"
+
+
+def inspect(browser, html: Path) -> dict:
+    """The page opened: no dialog, no console error (a script or request the page's policy
+    refused), no script run, nothing but the page's own elements, links and images."""
+    page = browser.new_page()
+    events = []
+    page.on("dialog", lambda d: (events.append(d.message), d.dismiss()))
+    page.on("console", lambda m: events.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: events.append(str(e)))
+    page.goto(html.as_uri())
+    seen = page.evaluate(INSPECT)
+    page.mouse.move(300, 300)  # over the run table: an onmouseover would fire
+    page.close()
+    assert events == [] and not seen["pwned"]
+    assert set(seen["elements"]) <= ELEMENTS and seen["handlers"] == 0
+    assert all(h.startswith("#run-") for h in seen["hrefs"]) and set(seen["srcs"]) <= {"data:image/png;base64,"}
+    return seen
+
+
+def _hostile_fit(model, data, count):
+    """fit.json's data with a hostile string in place of every string that SweepFit admits: every
+    value but an enum's, and every key of a dict that is not a part's fields (parameter and task
+    names). `model`, the SweepFit read from it, tells which is which."""
+    if isinstance(model, BaseModel):
+        return {k: _hostile_fit(getattr(model, k, None), v, count) for k, v in data.items()}
+    if isinstance(data, dict):
+        return {hostile(next(count)): _hostile_fit(model[k], v, count) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_hostile_fit(m, v, count) for m, v in zip(model, data)]
+    return hostile(next(count)) if isinstance(data, str) and not isinstance(model, Enum) else data
+
+
+def test_hostile_names_paths_and_fit_values_stay_text_in_the_page(browser, tmp_path, capsys):
+    """Through the CLI on a copied study: a hostile sweep folder name, run ids, figure file name,
+    task names, and every string of fit.json that SweepFit admits; a summary.json status with a
+    handler in it is refused by the reading layer (that run is left out)."""
+    name = "\"><img src=x onerror=window.pwned=1> '<svg onload=window.pwned=1>"  # no / in a folder name
+    sweep = Path(shutil.copytree(ROOT / "results" / "abilities", tmp_path / name, ignore=shutil.ignore_patterns("jax_cache", "logs")))
+    runs = sorted((sweep / "runs").iterdir())
+    ids = [hostile(i).replace("/", "|") for i in range(len(runs) - 1)]
+    for run, new in zip(runs, ids):
+        run.rename(run.with_name(new))
+    rows = [i for i in ids if json.loads((sweep / "runs" / i / "run.json").read_text())["role"] != "trunk"]  # trunks: no row
+    summary = runs[-1] / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": PAYLOADS[3]}))
+    png = sorted((sweep / "figures").glob("*.png"))[0]
+    png.rename(png.with_name("<img src=x onerror=window.pwned=1>.png"))
+    data = json.loads((sweep / "fit.json").read_text())
+    (sweep / "fit.json").write_text(json.dumps(_hostile_fit(SweepFit.model_validate(data), data, itertools.count())))
+    assert main(["report", str(sweep)]) == 0
+    assert "summary.json" in capsys.readouterr().err
+    text = inspect(browser, sweep / "report.html")["text"]
+    fit = SweepFit.read(sweep / "fit.json")
+    tasks = [k for k, t in fit.tasks.tasks.items() if isinstance(t.extrapolation, TaskExtrapolation)]  # with a held-out row
+    shown = [name, *rows, "<img src=x onerror=window.pwned=1>.png", fit.law.form, fit.laws.why, *(c.name for c in fit.laws.candidates), *tasks, fit.tasks.strategy]
+    assert [s for s in shown if s not in text] == []
