@@ -3,19 +3,24 @@ Chromium (Debian's, driven by Playwright): no console errors, every figure decod
 link reaches its curve; the law's values are those of fit.json. A folder without a fit, or with
 one of another version, is refused in one line."""
 
+import base64
 import itertools
 import json
+import os
 import shutil
 from enum import Enum
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 from playwright.sync_api import sync_playwright
+from pydantic import BaseModel
 
+from scalinglab.analysis.page import page
 from scalinglab.analysis.sweepfit import SweepFit
 from scalinglab.analysis.taskfit import TaskExtrapolation
 from scalinglab.cli import main
+from scalinglab.store.frame import load
+from scalinglab.store.layout import SweepDir
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
@@ -155,5 +160,62 @@ def test_hostile_names_paths_and_fit_values_stay_text_in_the_page(browser, tmp_p
     text = inspect(browser, sweep / "report.html")["text"]
     fit = SweepFit.read(sweep / "fit.json")
     tasks = [k for k, t in fit.tasks.tasks.items() if isinstance(t.extrapolation, TaskExtrapolation)]  # with a held-out row
-    shown = [name, *rows, "<img src=x onerror=window.pwned=1>.png", fit.law.form, fit.laws.why, *(c.name for c in fit.laws.candidates), *tasks, fit.tasks.strategy]
+    laws = [fit.law.form, fit.laws.why, *(c.name for c in fit.laws.candidates)]
+    shown = [name, *rows, "<img src=x onerror=window.pwned=1>.png", *laws, *tasks, fit.tasks.strategy]
     assert [s for s in shown if s not in text] == []
+
+
+def _hostile_part(value, count):
+    """A typed value with a hostile string in place of every value and key, numbers and enums too:
+    what a fit would hold if a wrong type slipped past the reading layer (model_copy checks none)."""
+    if isinstance(value, BaseModel):
+        return value.model_copy(update={k: _hostile_part(v, count) for k, v in value if v is not None})
+    if isinstance(value, dict):
+        return {hostile(next(count)): _hostile_part(v, count) for v in value.values()}
+    if isinstance(value, list | tuple):
+        return type(value)(_hostile_part(v, count) for v in value)
+    return hostile(next(count))
+
+
+def test_hostile_strings_in_every_field_of_the_fit_and_runs_stay_text_in_the_page(browser, tmp_path):
+    """Directly through the page builder: every field of the fit and every column of the runs a
+    hostile string, whatever its type, and so are the run ids and sizes of the loss curves."""
+    sweep = SweepDir(ROOT / "results" / "abilities")
+    count = itertools.count()
+    fit = _hostile_part(SweepFit.read(sweep.fit_json), count)
+    runs = load(sweep.path).astype(object)
+    runs[:] = [[hostile(next(count)) for _ in runs.columns] for _ in range(len(runs))]
+    evals = load(sweep.path, per_eval=True)
+    evals = evals.assign(**{k: [hostile(next(count)) for _ in range(len(evals))] for k in ("run_id", "N", "D")})
+    html = page(hostile(next(count)), fit, runs, evals, {hostile(next(count)): (sweep.figures / "loss_vs_N.png").read_bytes()})
+    (tmp_path / "report.html").write_text(html)
+    text = inspect(browser, tmp_path / "report.html")["text"]
+    assert [s for s in [*runs["run_id"], *runs["status"], *evals["run_id"], fit.law.form, fit.n_runs] if s not in text] == []
+
+
+def test_the_report_embeds_only_png_files_inside_the_sweep(browser, tmp_path, capsys):
+    """figures/ may hold anything: a symlink to a file outside the sweep, a FIFO (which blocked the
+    report forever), a folder, a file that is no PNG; or be a symlink out itself. Each is left out,
+    named in one warning, and the report is written; a symlink to a figure of the sweep is shown."""
+    sweep = Path(shutil.copytree(ROOT / "results" / "abilities", tmp_path / "s", ignore=shutil.ignore_patterns("jax_cache", "logs")))
+    figures = sweep / "figures"
+    pngs = sorted(figures.glob("*.png"))
+    (figures / "zz-out.png").symlink_to("/etc/passwd")
+    os.mkfifo(figures / "zz-fifo.png")
+    (figures / "zz-folder.png").mkdir()
+    (figures / "zz-text.png").write_text("<script>window.pwned=1</script>")
+    (figures / "zz-in.png").symlink_to(pngs[0])
+    assert main(["report", str(sweep)]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "left out of the report" in line]
+    assert len(warned) == 4
+    assert all(sum(f"figures/zz-{name}.png: " in line for line in warned) == 1 for name in ("out", "fifo", "folder", "text"))
+    seen = inspect(browser, sweep / "report.html")
+    assert len(seen["srcs"]) == len(pngs) + 1
+    assert base64.b64encode(Path("/etc/passwd").read_bytes()).decode()[:40] not in (sweep / "report.html").read_text()
+
+    shutil.move(figures, tmp_path / "elsewhere")
+    figures.symlink_to(tmp_path / "elsewhere")
+    assert main(["report", str(sweep)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("a symlink out of") == err.count("left out of the report") == len(list(figures.glob("*.png")))
+    assert inspect(browser, sweep / "report.html")["srcs"] == []
