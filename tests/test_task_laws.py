@@ -252,6 +252,25 @@ def test_task_figures_draw_what_the_report_found(report):
     assert list(task_figures(one, out)) == ["tasks_emergence.png", "tasks_two_step.png"]
 
 
+# Names with a $ pair start mathtext, where a stray backslash or brace fails to draw.
+MATH_NAMES = {"mc": r"$\frac$ mc", "gen": "gen $x^{$ \\", "hard": r"a\$b$c"}
+MATH_STRATEGIES = {"random": r"$\alpha$ random", "similar": "similar $$"}
+
+
+def test_task_and_strategy_names_with_mathtext_are_drawn_letter_for_letter(tmp_path):
+    from matplotlib import cbook  # noqa: PLC0415  (matplotlib only here)
+
+    from scalinglab.analysis.task_plots import plot_tasks, task_figures  # noqa: PLC0415
+
+    frame = sweep_frame().replace({"task": MATH_NAMES, "strategy": MATH_STRATEGIES})
+    out = task_report(frame, FitSpec(bootstrap=4), {"2e+09-20tpp", "2e+09-100tpp"}, shots=5, strategy=MATH_STRATEGIES["random"])
+    texts = [t.get_text() for fig in task_figures(frame, out).values() for ax in fig.axes for t in (ax.title, *ax.get_legend().texts)]
+    assert not any(cbook.is_math_text(t) for t in texts)
+    shown = {t.replace(r"\$", "$") for t in texts}  # as matplotlib shows text with no math in it
+    assert set(MATH_STRATEGIES.values()) <= shown and all(any(t.startswith(name) for t in shown) for name in MATH_NAMES.values())
+    assert [p.name for p in plot_tasks(frame, out, tmp_path)] == ["tasks_emergence.png", "tasks_strategies.png", "tasks_two_step.png"]
+
+
 @pytest.fixture
 def ladder_csv(tmp_path) -> Path:
     path = tmp_path / "ladder.csv"
