@@ -99,6 +99,7 @@ INSPECT = """() => {
         hrefs: Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href')),
         srcs: Array.from(document.images).map(i => i.getAttribute('src').slice(0, 22)),
         text: document.title + document.body.textContent,
+        policy: document.querySelector('meta[http-equiv="Content-Security-Policy"]').content,
     };
 }"""
 
@@ -109,7 +110,8 @@ def hostile(i: int) -> str:
 
 def inspect(browser, html: Path) -> dict:
     """The page opened: no dialog, no console error (a script or request the page's policy
-    refused), no script run, nothing but the page's own elements, links and images."""
+    refused), no script run, nothing but the page's own elements, links and images, and a policy
+    that allows no script."""
     page = browser.new_page()
     events = []
     page.on("dialog", lambda d: (events.append(d.message), d.dismiss()))
@@ -120,6 +122,7 @@ def inspect(browser, html: Path) -> dict:
     page.mouse.move(300, 300)  # over the run table: an onmouseover would fire
     page.close()
     assert events == [] and not seen["pwned"]
+    assert seen["policy"].startswith("default-src 'none';") and "script" not in seen["policy"]  # no script allowed
     assert set(seen["elements"]) <= ELEMENTS and seen["handlers"] == 0
     assert all(h.startswith("#run-") for h in seen["hrefs"]) and set(seen["srcs"]) <= {"data:image/png;base64,"}
     return seen
@@ -139,8 +142,8 @@ def _hostile_fit(model, data, count):
 
 
 def test_hostile_names_paths_and_fit_values_stay_text_in_the_page(browser, tmp_path, capsys):
-    """Through the CLI on a copied study: a hostile sweep folder name, run ids, figure file name,
-    task names, and every string of fit.json that SweepFit admits; a summary.json status with a
+    """Through the CLI on a copied study: a hostile sweep folder name, name in sweep.json, run ids,
+    figure file name, task names, and every string of fit.json that SweepFit admits; a summary.json status with a
     handler in it is refused by the reading layer (that run is left out)."""
     name = "\"><img src=x onerror=window.pwned=1> '<svg onload=window.pwned=1>"  # no / in a folder name
     sweep = Path(shutil.copytree(ROOT / "results" / "abilities", tmp_path / name, ignore=shutil.ignore_patterns("jax_cache", "logs")))
@@ -153,6 +156,8 @@ def test_hostile_names_paths_and_fit_values_stay_text_in_the_page(browser, tmp_p
     summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": PAYLOADS[3]}))
     png = sorted((sweep / "figures").glob("*.png"))[0]
     png.rename(png.with_name("<img src=x onerror=window.pwned=1>.png"))
+    saved = json.loads((sweep / "sweep.json").read_text())
+    (sweep / "sweep.json").write_text(json.dumps({**saved, "name": PAYLOADS[0]}))
     data = json.loads((sweep / "fit.json").read_text())
     (sweep / "fit.json").write_text(json.dumps(_hostile_fit(SweepFit.model_validate(data), data, itertools.count())))
     assert main(["report", str(sweep)]) == 0
