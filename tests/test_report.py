@@ -105,7 +105,7 @@ INSPECT = """() => {
 
 
 def hostile(i: int) -> str:
-    return f"{PAYLOADS[i % len(PAYLOADS)]}#{i}"
+    return f"{PAYLOADS[i % len(PAYLOADS)]}#{i}#"
 
 
 def inspect(browser, html: Path) -> dict:
@@ -195,7 +195,8 @@ def test_hostile_strings_in_every_field_of_the_fit_and_runs_stay_text_in_the_pag
     html = page(hostile(next(count)), fit, runs, evals, {hostile(next(count)): (sweep.figures / "loss_vs_N.png").read_bytes()})
     (tmp_path / "report.html").write_text(html)
     text = inspect(browser, tmp_path / "report.html")["text"]
-    assert [s for s in [*runs["run_id"], *runs["status"], *evals["run_id"], fit.law.form, fit.n_runs] if s not in text] == []
+    numbers = [fit.law.n_bootstrap, fit.extrapolation.n_fit, fit.tasks.shots, *runs["N"], *runs["L"]]  # each a string here
+    assert [s for s in [*runs["run_id"], *runs["status"], *evals["run_id"], fit.law.form, *numbers] if s not in text] == []
 
 
 def test_the_report_embeds_only_png_files_inside_the_sweep(browser, tmp_path, capsys):
