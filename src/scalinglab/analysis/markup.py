@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-VOID = frozenset({"meta", "img", "br"})  # elements with no closing tag
+VOID = frozenset({"meta", "img"})  # the elements of the page with no closing tag
 
 
 class Markup(str):
