@@ -2,6 +2,7 @@
 on the OLMo ladder's real runs, emergence verdicts (Schaeffer et al. 2023), the sweep report and
 its figures, and `scalinglab fit --csv` with task maps."""
 
+import io
 import json
 import subprocess
 import sys
@@ -10,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 from scipy.special import expit
 
 from scalinglab.analysis.emergence import FLAT, VERDICTS, emergence, sharpness
 from scalinglab.analysis.parts import LawFit, Skipped
+from scalinglab.analysis.sweepfit import SweepFit
 from scalinglab.analysis.task_laws import backtest, bootstrap_two_step, fit_two_step, predict_two_step, smoothed, task_columns
 from scalinglab.analysis.task_report import strategy_vs_scale, task_report
 from scalinglab.analysis.taskfit import Emergence, Shape, Spread, TaskExtrapolation, TaskReport, TwoStepFit
+from scalinglab.analysis.text import lines
 from scalinglab.cli import main
 from scalinglab.errors import FitError
 from scalinglab.sweep.spec import FitSpec
@@ -250,6 +254,39 @@ def test_task_figures_draw_what_the_report_found(report):
     one = frame[(frame["strategy"] == "random") & (frame["task"] == "mc")]
     out = out.model_copy(update={"tasks": {"mc": out.tasks["mc"]}, "strategy_vs_scale": strategy_vs_scale(one)})
     assert list(task_figures(one, out)) == ["tasks_emergence.png", "tasks_two_step.png"]
+
+
+# Names with a $ pair start mathtext, where a stray backslash or brace fails to draw.
+MATH_NAMES = {"mc": r"$\frac$ mc", "gen": "gen $x^{$ \\", "hard": r"a\$b$c"}
+MATH_STRATEGIES = {"random": r"$\alpha$ random", "similar": "similar $$"}
+
+
+def test_task_and_strategy_names_with_mathtext_are_drawn_letter_for_letter(tmp_path):
+    from matplotlib import cbook  # noqa: PLC0415  (matplotlib only here)
+
+    from scalinglab.analysis.task_plots import plot_tasks, task_figures  # noqa: PLC0415
+
+    frame = sweep_frame().replace({"task": MATH_NAMES, "strategy": MATH_STRATEGIES})
+    out = task_report(frame, FitSpec(bootstrap=4), {"2e+09-20tpp", "2e+09-100tpp"}, shots=5, strategy=MATH_STRATEGIES["random"])
+    texts = [t.get_text() for fig in task_figures(frame, out).values() for ax in fig.axes for t in (ax.title, *ax.get_legend().texts)]
+    assert not any(cbook.is_math_text(t) for t in texts)
+    shown = {t.replace(r"\$", "$") for t in texts}  # as matplotlib shows text with no math in it
+    assert set(MATH_STRATEGIES.values()) <= shown and all(any(t.startswith(name) for t in shown) for name in MATH_NAMES.values())
+    assert [p.name for p in plot_tasks(frame, out, tmp_path)] == ["tasks_emergence.png", "tasks_strategies.png", "tasks_two_step.png"]
+
+
+def test_task_and_strategy_names_with_rich_tags_are_printed_letter_for_letter():
+    """`fit`, `plot` and `run` print through rich, which read a task named "[/]" as a tag and failed."""
+    data = json.loads((Path(__file__).resolve().parents[1] / "results" / "abilities" / "fit.json").read_text())
+    names = {"cloze": "[/]", "completion": "[bold]x[/bold] [link=https://example.org]y"}
+    for part in ("tasks", "strategy_vs_scale"):
+        data["tasks"][part] = {names.get(k, k): v for k, v in data["tasks"][part].items()}
+    data["tasks"]["strategy"] = "[/random]"
+    console = Console(file=io.StringIO(), width=400)
+    for line in lines(SweepFit.model_validate(data)):
+        console.print(line)
+    printed = console.file.getvalue()
+    assert all(f"  {name}: " in printed for name in names.values()) and "(3-shot, [/random] demonstrations;" in printed
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .laws import Fitted
 
-__all__ = ["Figure", "bars", "finish", "law_title", "plt", "save", "span"]
+__all__ = ["Figure", "bars", "finish", "law_title", "plain", "plt", "save", "span"]
 
 
 def span(values: pd.Series, pad: float = 1.5) -> np.ndarray:
@@ -32,6 +32,13 @@ def bars(values, intervals) -> np.ndarray | None:
         return None
     values, ci = np.asarray(values, dtype=float), np.array(list(intervals), dtype=float)
     return np.clip([values - ci[:, 0], ci[:, 1] - values], 0, None)
+
+
+def plain(name: str) -> str:
+    """A name read from results (a task, a strategy) as a title or label shows it, letter for letter:
+    its $ escaped, as two of them would start mathtext, which fails to draw on a stray backslash.
+    Matplotlib turns each \\$ back into $ in text with no unescaped $."""
+    return str(name).replace("$", r"\$")
 
 
 def law_title(law: Fitted | None) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rich.markup import escape
+
 from ..store.layout import SweepDir
 from ..sweep.spec import FitSpec
 from .analyze import analyze
@@ -38,4 +40,4 @@ def fit_and_draw(sweep: SweepDir, spec: FitSpec, warn: Callable[[str], None]) ->
     """`plot`, and `run` as it ends: fit_sweep and draw; the lines to print, the fit and then a
     line per figure written."""
     inputs, fit = fit_sweep(sweep, spec, warn)
-    return [*lines(fit), *(f"wrote {path}" for path in draw(sweep, inputs, fit))]
+    return [*lines(fit), *(escape(f"wrote {path}") for path in draw(sweep, inputs, fit))]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figstyle import Figure, bars, plt, save, span
+from .figstyle import Figure, bars, plain, plt, save, span
 from .parts import LawFit, Skipped
 from .task_laws import final_rows
 from .task_report import report_rows
@@ -59,8 +59,8 @@ def emergence(rows: pd.DataFrame, report: TaskReport) -> Figure | None:
                     label=f"{part.metric} ({kind}, sharpness {part.sharpness:.2f}: {part.shape})",
                 )
             left.plot(part.N, part.values, color=color, lw=1)
-        _style(left, "N (parameters)", "metric at the final evaluation", f"{task}: {em.verdict}", t.chance)
-        _style(right, "C (FLOPs the runs computed)", "metric at the final evaluation", f"{task} against compute", t.chance)
+        _style(left, "N (parameters)", "metric at the final evaluation", f"{plain(task)}: {em.verdict}", t.chance)
+        _style(right, "C (FLOPs the runs computed)", "metric at the final evaluation", f"{plain(task)} against compute", t.chance)
     return fig
 
 
@@ -88,12 +88,12 @@ def strategies(report: TaskReport) -> Figure | None:
                 ms=4,
                 capsize=3,
                 lw=1,
-                label=curve.strategy,
+                label=plain(curve.strategy),
             )
         spread = next((s for s in report.strategy_vs_scale[task].spread if s.shots == shots), None)
         finding = "" if spread is None else spread.finding if isinstance(spread, Spread) else spread.skipped
         chance = report.tasks[task].chance if task in report.tasks else None
-        _style(ax, "N (parameters)", "accuracy (final evaluation)", f"{task}, {shots}-shot: {finding}", chance)
+        _style(ax, "N (parameters)", "accuracy (final evaluation)", f"{plain(task)}, {shots}-shot: {finding}", chance)
     return fig
 
 
@@ -152,7 +152,7 @@ def two_step(rows: pd.DataFrame, report: TaskReport) -> Figure | None:
         fitted = data[~data["run"].isin(held["run_id"])]
         _step1(left, fitted, held, t.two_step.step1)
         _step2(right, fitted, held, t.two_step.step2, t.chance)
-        left.set_title(f"{task} — {left.get_title()}", fontsize=8)
+        left.set_title(f"{plain(task)} — {left.get_title()}", fontsize=8)
     return fig
 
 

@@ -1,8 +1,11 @@
-"""A SweepFit as the lines `scalinglab fit`, `plot` and `run` print (rich markup allowed). No JAX."""
+"""A SweepFit as the lines `scalinglab fit`, `plot` and `run` print with rich: escaped, as a task
+name or a reason read from results may hold what rich reads as a tag ("[/]" fails to print). No JAX."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
+from rich.markup import escape
 
 from .lawtable import LawChoice
 from .parts import CI, Estimate, LawFit, Skipped
@@ -146,6 +149,10 @@ def task_lines(tasks: TaskReport) -> Iterator[str]:
 
 def lines(fit: SweepFit) -> Iterator[str]:
     """Everything in the fit, as printed."""
+    return map(escape, _lines(fit))
+
+
+def _lines(fit: SweepFit) -> Iterator[str]:
     if fit.hyperparameters is not None:
         yield from hyper_lines(fit.hyperparameters)
     yield from law_lines(fit)

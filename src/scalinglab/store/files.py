@@ -85,16 +85,17 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def read_bytes(path: Path, within: Path) -> bytes | None:
-    """A results file's bytes, None if there is none. Only a regular file is opened, and a symlink
-    only where it stays inside the folder `within` (the sweep's); anything else raises
+    """A results file's bytes, None if there is none. Only a regular file is opened, and through
+    symlinks only where they stay inside the folder `within` (the sweep's); anything else raises
     NotARegularFile. Opened non-blocking and checked again once open, so a FIFO put in its place
     meanwhile cannot block the read."""
     path = Path(path)
     try:
-        st = os.lstat(path)
+        os.lstat(path)  # a dangling symlink exists; no file at all is None
     except (FileNotFoundError, NotADirectoryError):
         return None
-    if stat.S_ISLNK(st.st_mode) and not path.resolve().is_relative_to(Path(within).resolve()):
+    # Any symlink on the way counts, the file's own or a folder's (figures/ -> /etc).
+    if not path.resolve().is_relative_to(Path(within).resolve()):
         raise NotARegularFile(f"a symlink out of {within} (to {path.resolve()}); not read")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
