@@ -25,6 +25,7 @@ from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
 from .spec import SweepSpec
 
 MIN_STEPS = 10  # a grid point with fewer optimizer steps says nothing about its (N, D)
+MAX_STEPS = 2**31 - 1  # optax counts a run's steps in an int32
 
 # Effective training rate of one single-threaded CPU job, in FLOP/s of the convention above. It
 # rises with the model's FLOPs per token f, as fixed costs per step matter less:
@@ -48,7 +49,9 @@ def _warmup(spec: SweepSpec, steps: int) -> int:
 
 
 def _eval_steps(first: int, last: int, n: int) -> tuple[int, ...]:
-    """n evaluations evenly spaced over steps (first, last], the last at `last`."""
+    """n evaluations evenly spaced over steps (first, last], the last at `last`; every step when
+    n is more than the steps (so the loop is no longer than the run)."""
+    n = min(n, last - first)
     return tuple(sorted({max(first + 1, first + round((last - first) * (i + 1) / n)) for i in range(n)}))
 
 
@@ -91,6 +94,8 @@ def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
         asked = [(f"grid.C[{i}]: budget {C:.3g} at N {shape.N:,} ({fpt:,} FLOPs per token)", C / fpt) for i, C in enumerate(g.C)]
     out: dict[int, str] = {}
     for what, D in asked:
+        if not D / tps <= MAX_STEPS:  # past an int32, or past a float (inf)
+            raise SpecError(f"{what} = {D / tps:.3g} {batch}; a run takes at most {MAX_STEPS:,} steps: lower it")
         steps = round(D / tps)
         if steps < MIN_STEPS:
             raise SpecError(
