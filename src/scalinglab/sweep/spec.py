@@ -23,7 +23,6 @@ from .evalspec import EvalSpec
 from .types import Closed, Count, Executor, Float, Int, LawName, Method, OneOf, Positive, Seed
 from .types import Section as _Section
 
-
 # Bounds of the settings that size work (a typo such as 1e9 would run until killed) or shapes
 # (past them the shape rule's arithmetic overflows): far past any real sweep's.
 MAX_BOOTSTRAP = 10_000  # fit.bootstrap and `fit --bootstrap`: refits of the law, each seconds
