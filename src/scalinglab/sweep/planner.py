@@ -23,9 +23,9 @@ from .counts import Shape, point_shape, shapes
 from .evalspec import run_fields
 from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
 from .spec import SweepSpec
+from .types import MAX_COUNT
 
 MIN_STEPS = 10  # a grid point with fewer optimizer steps says nothing about its (N, D)
-MAX_STEPS = 2**31 - 1  # optax counts a run's steps in an int32
 
 # Effective training rate of one single-threaded CPU job, in FLOP/s of the convention above. It
 # rises with the model's FLOPs per token f, as fixed costs per step matter less:
@@ -94,8 +94,8 @@ def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
         asked = [(f"grid.C[{i}]: budget {C:.3g} at N {shape.N:,} ({fpt:,} FLOPs per token)", C / fpt) for i, C in enumerate(g.C)]
     out: dict[int, str] = {}
     for what, D in asked:
-        if not D / tps <= MAX_STEPS:  # past an int32, or past a float (inf)
-            raise SpecError(f"{what} = {D / tps:.3g} {batch}; a run takes at most {MAX_STEPS:,} steps: lower it")
+        if not D <= MAX_COUNT:  # its tokens, FLOPs and steps would overflow the plan's int64 columns (or be inf)
+            raise SpecError(f"{what.split(':')[0]}: {D:.3g} tokens, more than a count can hold ({MAX_COUNT:,}); lower it")
         steps = round(D / tps)
         if steps < MIN_STEPS:
             raise SpecError(
