@@ -278,6 +278,7 @@ class SweepSpec(_Section):
     train: TrainSpec = TrainSpec()
     grid: GridSpec
     seeds: list[Seed] = Field([0], min_length=1)
+    """One run of every grid point per seed (initialization and data order); each in [0, 2^32)."""
     eval: EvalSpec = EvalSpec()
     launch: LaunchSpec = LaunchSpec()
     fit: FitSpec = FitSpec()
