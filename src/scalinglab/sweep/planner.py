@@ -51,7 +51,7 @@ def _warmup(spec: SweepSpec, steps: int) -> int:
 def _eval_steps(first: int, last: int, n: int) -> tuple[int, ...]:
     """n evaluations evenly spaced over steps (first, last], the last at `last`; every step when
     n is more than the steps (so the loop is no longer than the run)."""
-    n = min(n, last - first)
+    n = min(n, max(1, last - first))
     return tuple(sorted({max(first + 1, first + round((last - first) * (i + 1) / n)) for i in range(n)}))
 
 

@@ -28,6 +28,7 @@ from .types import Section as _Section
 MAX_BOOTSTRAP = 10_000  # fit.bootstrap and `fit --bootstrap`: refits of the law, each seconds
 MAX_EVALS = 10_000  # train.n_evals: each evaluation scores data.val_tokens (and eval.tasks)
 MAX_RATIO = 10_000  # model.mlp_ratio, model.aspect_ratio (and 1/MAX_RATIO for aspect_ratio)
+MAX_RUNS = 100_000  # launch.max_runs: planning a run takes about a millisecond, a run's folder some KB
 
 
 class DataSpec(_Section):
@@ -197,7 +198,7 @@ class LaunchSpec(_Section):
     tracking: Closed[Tracking] = Tracking.NONE
     """Also log every evaluation's figures: tensorboard (runs/<id>/tensorboard/), or wandb (offline,
     runs/<id>/wandb/; needs `pip install wandb`)."""
-    max_runs: Int = Field(1000, ge=1)
+    max_runs: Int = Field(1000, ge=1, le=MAX_RUNS)
     """Refuse a grid of more runs than this (a typo such as D: [1e6, 2e6, ...] of 1,000 values)."""
     max_parallel: Int | None = Field(None, ge=1)
     """Jobs at once; default: cores // threads_per_job (local), 1 (debug), unlimited (slurm)."""
