@@ -8,9 +8,9 @@ import typing
 from pathlib import Path
 
 import pytest
-from conftest import with_sections
 from pydantic import BaseModel
 
+from conftest import with_sections
 from scalinglab.cli import main
 from scalinglab.errors import SpecError
 from scalinglab.sweep import planner
@@ -53,7 +53,9 @@ def _nested(keys: list[str], value) -> dict:
 
 GRID = {
     "D-inf": ({"D": [float("inf")]}, r"^grid.D\[0\]: Input should be a finite number"),
-    "tokens_per_param-huge": ({"D": None, "tokens_per_param": [1e300]}, r"^grid.tokens_per_param\[0\]: 9.89e\+304 tokens, more than a count can hold"),
+    "tokens_per_param-huge": (
+        {"D": None, "tokens_per_param": [1e300]}, r"^grid.tokens_per_param\[0\]: 9.89e\+304 tokens, more than a count can hold"
+    ),
     "C-huge": ({"D": None, "C": [1e300]}, r"^grid.C\[0\]: 1.13e\+294 tokens, more than a count can hold"),
     "lr-nan": ({"lr": [float("nan")]}, r"^grid.lr\[0\]: Input should be greater than 0"),
     "batch_size-past-int64": ({"batch_size": [MAX_COUNT + 1]}, r"^grid.batch_size\[0\]: beyond what a count can hold"),

@@ -33,13 +33,21 @@ def _item(**fields) -> bytes:
 BAD_ITEMS = {
     "empty context and choice": (_item(context="", choices=["", "b"]), {}, "field 'context' (doc_to_text) is empty; give it some text"),
     "empty choice": (_item(choices=["a", ""]), {}, r"field 'choices' (doc_to_choice) [1] is empty; give it some text"),
-    "empty target": (_item(target=""), {"output_type": "generate_until", "doc_to_target": "target"}, "field 'target' (doc_to_target) is empty; give it some text"),
+    "empty target": (
+        _item(target=""),
+        {"output_type": "generate_until", "doc_to_target": "target"},
+        "field 'target' (doc_to_target) is empty; give it some text",
+    ),
     "one choice": (_item(choices=["a"]), {}, "field 'choices' (doc_to_choice) has 1 choice(s); give at least 2"),
     "gold past the choices": (_item(gold=2), {}, "field 'gold' (doc_to_target) is 2, out of range for 2 choices (0..1)"),
     "a choice a number": (_item(choices=["a", 3]), {}, "field 'choices' (doc_to_choice) is [\"a\", 3], not a list of strings"),
     "context a list": (_item(context=["q"]), {}, "field 'context' (doc_to_text) is [\"q\"], not a string"),
     "id a list": (_item(id=[1]), {}, "field 'id' is [1]; give a string or an integer"),
-    "Latin-1": ('{"context": "café", "choices": ["a", "b"], "gold": 0}'.encode("latin-1"), {}, "not UTF-8 text (byte 16 of the line); save the file as UTF-8"),
+    "Latin-1": (
+        '{"context": "café", "choices": ["a", "b"], "gold": 0}'.encode("latin-1"),
+        {},
+        "not UTF-8 text (byte 16 of the line); save the file as UTF-8",
+    ),
 }
 
 
