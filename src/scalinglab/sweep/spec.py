@@ -20,7 +20,7 @@ from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES, CooldownShape
 from ..training.tracking import Tracking
 from .evalspec import EvalSpec
-from .types import Closed, Count, Executor, Float, Int, LawName, Method, OneOf, Positive, Seed
+from .types import MAX_COUNT, Closed, Count, Executor, Float, Int, LawName, Method, OneOf, Positive, Seed
 from .types import Section as _Section
 
 # Bounds of the settings that size work (a typo such as 1e9 would run until killed) or shapes
@@ -29,6 +29,7 @@ MAX_BOOTSTRAP = 10_000  # fit.bootstrap and `fit --bootstrap`: refits of the law
 MAX_EVALS = 10_000  # train.n_evals: each evaluation scores data.val_tokens (and eval.tasks)
 MAX_RATIO = 10_000  # model.mlp_ratio, model.aspect_ratio (and 1/MAX_RATIO for aspect_ratio)
 MAX_RUNS = 100_000  # launch.max_runs: planning a run takes about a millisecond, a run's folder some KB
+MAX_MEMORY_GB = MAX_COUNT // 2**30  # launch.device_memory_gb, slurm.mem_gb (GiB): their bytes are counted in an int64
 
 
 class DataSpec(_Section):
@@ -183,7 +184,7 @@ class SlurmSpec(_Section):
     cpus_per_task: Int | None = Field(None, ge=1)
     """CPU cores of each process (--cpus-per-task); default: GPU_TASK_CPUS for a GPU task (host
     work: dispatch, input batches, collectives), 1 on a CPU node."""
-    mem_gb: Float | None = Field(None, gt=0)
+    mem_gb: Float | None = Field(None, gt=0, le=MAX_MEMORY_GB)
     constraint: str | None = None
     setup: list[str] = []
     """Shell lines run before each job, e.g. [module load cuda/12.4, source ~/venv/bin/activate]."""
@@ -209,7 +210,7 @@ class LaunchSpec(_Section):
     jobs_per_gpu: Int = Field(1, ge=1)
     """local, gpus_per_job 1: jobs sharing each GPU, each with 1/jobs_per_gpu of its memory (small
     models leave a big GPU idle)."""
-    device_memory_gb: Positive | None = None
+    device_memory_gb: Float | None = Field(None, gt=0, le=MAX_MEMORY_GB)
     """Memory of one job's device (a GPU's, or the CPU's for CPU jobs), for plan's check that every
     run fits; default: the local GPU's, or this machine's memory (slurm: slurm.mem_gb)."""
     slurm: SlurmSpec = SlurmSpec()
