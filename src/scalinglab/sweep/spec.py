@@ -25,7 +25,7 @@ from .types import Section as _Section
 
 # Bounds of the settings that size work (a typo such as 1e9 would run until killed) or shapes
 # (past them the shape rule's arithmetic overflows): far past any real sweep's.
-MAX_BOOTSTRAP = 10_000  # fit.bootstrap and `fit --bootstrap`: refits of the law, each seconds
+MAX_BOOTSTRAP = 10_000  # fit.bootstrap, `fit --bootstrap`: ~0.3 s a resample on results/cpu-study (2 busy cores), so ~an hour
 MAX_EVALS = 10_000  # train.n_evals: each evaluation scores data.val_tokens (and eval.tasks)
 MAX_RATIO = 10_000  # model.mlp_ratio, model.aspect_ratio (and 1/MAX_RATIO for aspect_ratio)
 MAX_RUNS = 100_000  # launch.max_runs: planning a run takes about a millisecond, a run's folder some KB
