@@ -187,6 +187,11 @@ def test_each_bad_sweep_exits_2_with_one_line_and_writes_nothing(path, verb, tmp
     assert list(tmp_path.iterdir()) == []  # no results/, nothing else
 
 
+def test_the_docs_count_the_bad_sweeps():
+    text = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
+    assert re.search(r"`tests/data/bad_sweeps/` holds (\d+)\s+such files", text)[1] == str(len(BAD_SWEEPS))
+
+
 def test_a_fifo_as_data_path_is_refused_and_one_in_a_folder_is_skipped(tmp_path, capsys, monkeypatch):
     """Reading a FIFO (or a device) never ends: refused as data.path, passed over inside a folder."""
     monkeypatch.chdir(tmp_path)

@@ -15,7 +15,7 @@ from rich.console import Console
 from .errors import InputError, UsageError
 from .store.files import DamagedResults, NotARegularFile
 from .store.frame import NotASweep
-from .sweep.spec import FitSpec
+from .sweep.spec import MAX_BOOTSTRAP, FitSpec
 from .sweep.types import Executor, LawName, Method
 
 DEFAULT_RESULTS = "results"
@@ -32,7 +32,10 @@ def _law_flags(p: argparse.ArgumentParser) -> None:
     fields = FitSpec.model_fields
     p.add_argument("--method", choices=[m.value for m in Method], help=f"L(N,D) solver (default {fields['method'].default})")
     p.add_argument(
-        "--bootstrap", type=int, metavar="K", help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none)"
+        "--bootstrap",
+        type=int,
+        metavar="K",
+        help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none; at most {MAX_BOOTSTRAP:,})",
     )
     p.add_argument("--huber-delta", type=float, help=f"Huber threshold on log-loss residuals (default {fields['huber_delta'].default:g})")
     p.add_argument(

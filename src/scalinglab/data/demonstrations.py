@@ -69,20 +69,35 @@ def _allowed(task: Task, k: int) -> list[np.ndarray]:
     """For each test item, which pool items may be its demonstrations: (P,) booleans."""
     if k < 0:
         raise ValueError(f"k is {k}; give a number of demonstrations >= 0")
-    where: dict[tuple[str, str], list[int]] = {}
-    for j, p in enumerate(task.pool):
-        where.setdefault((p.context, p.answer), []).append(j)
-    allowed = []
-    for t in task.test:
-        a = np.ones(len(task.pool), dtype=bool)
-        a[where.get((t.context, t.answer), [])] = False
+    allowed = _others(task)
+    for t, a in zip(task.test, allowed):
         if a.sum() < k:
             raise ValueError(
                 f"task {task.name}: k = {k} demonstrations but test item {t.id!r} has only {a.sum()} "
                 f"pool items other than itself; lower k or enlarge the pool"
             )
-        allowed.append(a)
     return allowed
+
+
+def fewest_others(task: Task) -> tuple[str, int]:
+    """The test item with the fewest pool items besides itself, and how many: the most
+    demonstrations every prompt of the task can show."""
+    counts = [int(a.sum()) for a in _others(task)]
+    i = int(np.argmin(counts))
+    return task.test[i].id, counts[i]
+
+
+def _others(task: Task) -> list[np.ndarray]:
+    """For each test item, the pool items that are not it (same context and answer): (P,) booleans."""
+    where: dict[tuple[str, str], list[int]] = {}
+    for j, p in enumerate(task.pool):
+        where.setdefault((p.context, p.answer), []).append(j)
+    out = []
+    for t in task.test:
+        a = np.ones(len(task.pool), dtype=bool)
+        a[where.get((t.context, t.answer), [])] = False
+        out.append(a)
+    return out
 
 
 def _random(allowed: np.ndarray, k: int, seed: int, i: int) -> list[int]:

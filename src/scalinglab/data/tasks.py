@@ -16,6 +16,10 @@ from pathlib import Path
 from ..errors import SpecError
 from .sources import json_object
 
+MAX_ITEMS = 100_000
+"""The most items of a task file that are read (eval.test_items and eval.pool_items are bounded by
+it): a task is scored on far fewer, and each item is scored at every task evaluation of every run."""
+
 
 class TaskKind(StrEnum):
     """How a task is scored, as tasks.jsonl records it: multiple_choice, the gold choice among the
@@ -124,6 +128,8 @@ def _read_items(path: Path, fields: tuple[str, str | None, str], limit: int | No
     for n, row in _rows(path):
         if limit is not None and len(items) == limit:
             break
+        if len(items) == MAX_ITEMS:
+            raise SpecError(f"{path}:{n}: more than {MAX_ITEMS:,} items; a task is scored on far fewer, cut the file")
         item = _item(row, path, n, fields)
         if item.id in ids:
             raise SpecError(f"{path}:{n}: id {item.id!r} repeats line {ids[item.id]}; give each line its own id")
@@ -138,9 +144,13 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line."""
     if not path.is_file():
         raise SpecError(f"{path}: no such file; give the path of a JSONL task file")
-    with open(path, encoding="utf-8") as lines:
+    with open(path, "rb") as lines:
         # Lines end at "\n" only: JSON strings may hold U+2028, where str.splitlines() would cut.
-        for n, line in enumerate(lines, 1):
+        for n, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SpecError(f"{path}:{n}: not UTF-8 text (byte {e.start} of the line); save the file as UTF-8") from None
             if not line.strip():
                 continue
             yield n, json_object(line, f"{path}:{n}")
@@ -150,21 +160,38 @@ def _item(row: dict, path: Path, n: int, fields: tuple[str, str | None, str]) ->
     """Line n's item: fields are (doc_to_text, doc_to_choice or None for generation, doc_to_target)."""
     text_field, choice_field, target_field = fields
     where = f"{path}:{n}"
-    context = _field(row, text_field, "doc_to_text", where)
-    if not isinstance(context, str):
-        raise SpecError(f"{where}: field {text_field!r} (doc_to_text) is {json.dumps(context)[:40]}, not a string")
-    item_id = str(row["id"]) if "id" in row else str(n)
+    context = _text(_field(row, text_field, "doc_to_text", where), f"{where}: field {text_field!r} (doc_to_text)")
+    item_id = _item_id(row, n, where)
     target = _field(row, target_field, "doc_to_target", where)
     if choice_field is None:
-        if not isinstance(target, str):
-            raise SpecError(f"{where}: field {target_field!r} (doc_to_target) is {json.dumps(target)[:40]}, not a string")
-        return Item(item_id, context, target=target)
+        return Item(item_id, context, target=_text(target, f"{where}: field {target_field!r} (doc_to_target)"))
     choices = _field(row, choice_field, "doc_to_choice", where)
     if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
         raise SpecError(f"{where}: field {choice_field!r} (doc_to_choice) is {json.dumps(choices)[:40]}, not a list of strings")
     if len(choices) < 2:
         raise SpecError(f"{where}: field {choice_field!r} (doc_to_choice) has {len(choices)} choice(s); give at least 2")
+    for i, choice in enumerate(choices):
+        _text(choice, f"{where}: field {choice_field!r} (doc_to_choice) [{i}]")
     return Item(item_id, context, tuple(choices), _gold(target, choices, f"{where}: field {target_field!r} (doc_to_target)"))
+
+
+def _text(value, where: str) -> str:
+    """A context, choice or target: a string with at least one character, as an empty prompt and
+    continuation make a row of no tokens to score."""
+    if not isinstance(value, str):
+        raise SpecError(f"{where} is {json.dumps(value)[:40]}, not a string")
+    if not value:
+        raise SpecError(f"{where} is empty; give it some text")
+    return value
+
+
+def _item_id(row: dict, n: int, where: str) -> str:
+    """The item's "id" (a string or an integer), or its line number."""
+    if "id" not in row:
+        return str(n)
+    if isinstance(row["id"], bool) or not isinstance(row["id"], str | int):
+        raise SpecError(f"{where}: field 'id' is {json.dumps(row['id'])[:40]}; give a string or an integer")
+    return str(row["id"])
 
 
 def _field(row: dict, field: str, key: str, where: str):

@@ -130,7 +130,7 @@ class RunRecord(Record):
     eval_steps: Annotated[list[Count], Field(min_length=1)]
     val_tokens: Count
     eval_tasks: list[dict[str, Any]] = []
-    eval_task_files: list[list[Text] | None] = []
+    eval_task_files: list[list[Text | None] | None] = []  # [test file, fewshot file or None] of a user task
     task_steps: list[Count] = []
     num_fewshot: list[Index] = []
     strategies: list[Name] = []

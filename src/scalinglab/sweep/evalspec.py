@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ..data.builtin_tasks import BUILTIN
-from ..data.demonstrations import Strategy
+from ..data.demonstrations import Strategy, fewest_others
 from ..data.objectives import OBJECTIVES
-from ..data.tasks import OutputType, load_jsonl_task
+from ..data.tasks import MAX_ITEMS, OutputType, Task, load_jsonl_task
 from ..errors import SpecError
 from .types import Closed, Int, Section
 
@@ -48,9 +48,9 @@ class EvalSpec(Section):
     strategies: list[Closed[Strategy]] = Field([Strategy.RANDOM], min_length=1)
     """How demonstrations are chosen: random, first_n, bm25, embedding (the model's mean hidden
     state), mmr (diversity), difficulty (the model's easiest); with 0 shots there is nothing to choose."""
-    test_items: Int = Field(100, ge=1)
+    test_items: Int = Field(100, ge=1, le=MAX_ITEMS)
     """Test items scored per task (the first of its test split)."""
-    pool_items: Int = Field(64, ge=1)
+    pool_items: Int = Field(64, ge=1, le=MAX_ITEMS)
     """Items of each task's demonstration pool."""
     every: Int = Field(1, ge=1)
     """Score the tasks at every `every`-th validation evaluation, counted back from the last (which
@@ -77,6 +77,11 @@ def check_eval(spec: EvalSpec, objective: str) -> None:
             f"eval.tasks: scored by the likelihood of answers after a prompt, which needs "
             f"train.objective 'causal', not {objective!r}; remove eval.tasks"
         )
+    if spec.tasks and max(spec.num_fewshot) > spec.pool_items:
+        raise SpecError(
+            f"eval.num_fewshot: {max(spec.num_fewshot)} demonstrations but eval.pool_items is "
+            f"{spec.pool_items}; raise pool_items or lower the shots"
+        )
     names = []
     for i, task in enumerate(spec.tasks):
         where = f"eval.tasks[{i}]"
@@ -89,16 +94,22 @@ def check_eval(spec: EvalSpec, objective: str) -> None:
             if path is not None and not Path(path).is_file():
                 raise SpecError(f"{where}.{field}: {path} is not a file; give a JSONL file of the task's items")
         try:
-            load_jsonl_task(**task_arguments(task), n_test=spec.test_items, n_pool=spec.pool_items)
+            _check_pool(load_jsonl_task(**task_arguments(task), n_test=spec.test_items, n_pool=spec.pool_items), spec, task)
         except SpecError as e:
             raise SpecError(f"{where} ({task.name}): {e}") from None
     repeated = {n for n in names if names.count(n) > 1}
     if repeated:
         raise SpecError(f"eval.tasks: {sorted(repeated)[0]!r} is listed twice; give each task once")
-    if spec.tasks and max(spec.num_fewshot) > spec.pool_items:
+
+
+def _check_pool(loaded: Task, spec: EvalSpec, task: TaskEntry) -> None:
+    """Every test item has eval.num_fewshot demonstrations to draw, besides itself; choosing them
+    would otherwise fail at the run's first task evaluation, after training."""
+    item, n = fewest_others(loaded)
+    if n < max(spec.num_fewshot):
         raise SpecError(
-            f"eval.num_fewshot: {max(spec.num_fewshot)} demonstrations but eval.pool_items is "
-            f"{spec.pool_items}; raise pool_items or lower the shots"
+            f"eval.num_fewshot {max(spec.num_fewshot)}: test item {item!r} has {n} demonstration(s) to draw from "
+            f"(the first {spec.pool_items} items of {task.fewshot or task.test}, itself left out); give more items or fewer shots"
         )
 
 

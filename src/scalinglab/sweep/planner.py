@@ -23,6 +23,7 @@ from .counts import Shape, point_shape, shapes
 from .evalspec import run_fields
 from .runspec import DataConfig, EvalConfig, ModelConfig, OptimConfig, RunSpec
 from .spec import SweepSpec
+from .types import MAX_COUNT
 
 MIN_STEPS = 10  # a grid point with fewer optimizer steps says nothing about its (N, D)
 
@@ -48,7 +49,9 @@ def _warmup(spec: SweepSpec, steps: int) -> int:
 
 
 def _eval_steps(first: int, last: int, n: int) -> tuple[int, ...]:
-    """n evaluations evenly spaced over steps (first, last], the last at `last`."""
+    """n evaluations evenly spaced over steps (first, last], the last at `last`; every step when
+    n is more than the steps (so the loop is no longer than the run)."""
+    n = min(n, max(1, last - first))
     return tuple(sorted({max(first + 1, first + round((last - first) * (i + 1) / n)) for i in range(n)}))
 
 
@@ -91,6 +94,8 @@ def _steps(spec: SweepSpec, shape: Shape, fpt: int) -> list[int]:
         asked = [(f"grid.C[{i}]: budget {C:.3g} at N {shape.N:,} ({fpt:,} FLOPs per token)", C / fpt) for i, C in enumerate(g.C)]
     out: dict[int, str] = {}
     for what, D in asked:
+        if not D <= MAX_COUNT:  # its tokens, FLOPs and steps would overflow the plan's int64 columns (or be inf)
+            raise SpecError(f"{what.split(':')[0]}: {D:.3g} tokens, more than a count can hold ({MAX_COUNT:,}); lower it")
         steps = round(D / tps)
         if steps < MIN_STEPS:
             raise SpecError(

@@ -20,8 +20,16 @@ from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES, CooldownShape
 from ..training.tracking import Tracking
 from .evalspec import EvalSpec
-from .types import Closed, Count, Executor, Float, Int, LawName, Method, OneOf, Positive
+from .types import MAX_COUNT, Closed, Count, Executor, Float, Int, LawName, Method, OneOf, Positive, Seed
 from .types import Section as _Section
+
+# Bounds of the settings that size work (a typo such as 1e9 would run until killed) or shapes
+# (past them the shape rule's arithmetic overflows): far past any real sweep's.
+MAX_BOOTSTRAP = 10_000  # fit.bootstrap, `fit --bootstrap`: ~0.3 s a resample on results/cpu-study (2 busy cores), so ~an hour
+MAX_EVALS = 10_000  # train.n_evals: each evaluation scores data.val_tokens (and eval.tasks)
+MAX_RATIO = 10_000  # model.mlp_ratio, model.aspect_ratio (and 1/MAX_RATIO for aspect_ratio)
+MAX_RUNS = 100_000  # launch.max_runs: planning a run takes about a millisecond, a run's folder some KB
+MAX_MEMORY_GB = MAX_COUNT // 2**30  # launch.device_memory_gb, slurm.mem_gb (GiB): their bytes are counted in an int64
 
 
 class DataSpec(_Section):
@@ -50,11 +58,11 @@ class DataSpec(_Section):
 
 class ModelSpec(_Section):
     seq_len: Int = Field(128, ge=2)
-    mlp_ratio: Float = Field(4.0, gt=0)
+    mlp_ratio: Float = Field(4.0, gt=0, le=MAX_RATIO)
     """d_ff = mlp_ratio * d_model unless a shape gives d_ff."""
     d_head: Int = Field(32, ge=1)
     """Shape rule: n_heads = d_model / d_head."""
-    aspect_ratio: Float = Field(32.0, gt=0)
+    aspect_ratio: Float = Field(32.0, ge=1 / MAX_RATIO, le=MAX_RATIO)
     """Shape rule: d_model ~ aspect_ratio * n_layers."""
     parametrization: Annotated[str, OneOf(PARAMETRIZATIONS.names)] = "sp"
     """sp: standard; mup: maximal update (muP), learning rate transfers across width from base_width;
@@ -140,8 +148,9 @@ class TrainSpec(_Section):
     grad_clip: Float = Field(1.0, gt=0)
     b1: Float = Field(0.9, ge=0, lt=1)
     b2: Float = Field(0.95, ge=0, lt=1)
-    n_evals: Int = Field(8, ge=1)
-    """Validation evaluations per run, evenly spaced; the last is at the final step."""
+    n_evals: Int = Field(8, ge=1, le=MAX_EVALS)
+    """Validation evaluations per run, evenly spaced; the last is at the final step (a run of fewer
+    steps is evaluated at every step)."""
     microbatch_size: Int | None = Field(None, ge=1)
     """Rows per forward/backward pass: the batch's gradients are accumulated (in float32) over
     batch_size / microbatch_size passes, one optimizer step; the same step, in less memory."""
@@ -175,7 +184,7 @@ class SlurmSpec(_Section):
     cpus_per_task: Int | None = Field(None, ge=1)
     """CPU cores of each process (--cpus-per-task); default: GPU_TASK_CPUS for a GPU task (host
     work: dispatch, input batches, collectives), 1 on a CPU node."""
-    mem_gb: Float | None = Field(None, gt=0)
+    mem_gb: Float | None = Field(None, gt=0, le=MAX_MEMORY_GB)
     constraint: str | None = None
     setup: list[str] = []
     """Shell lines run before each job, e.g. [module load cuda/12.4, source ~/venv/bin/activate]."""
@@ -190,7 +199,7 @@ class LaunchSpec(_Section):
     tracking: Closed[Tracking] = Tracking.NONE
     """Also log every evaluation's figures: tensorboard (runs/<id>/tensorboard/), or wandb (offline,
     runs/<id>/wandb/; needs `pip install wandb`)."""
-    max_runs: Int = Field(1000, ge=1)
+    max_runs: Int = Field(1000, ge=1, le=MAX_RUNS)
     """Refuse a grid of more runs than this (a typo such as D: [1e6, 2e6, ...] of 1,000 values)."""
     max_parallel: Int | None = Field(None, ge=1)
     """Jobs at once; default: cores // threads_per_job (local), 1 (debug), unlimited (slurm)."""
@@ -201,7 +210,7 @@ class LaunchSpec(_Section):
     jobs_per_gpu: Int = Field(1, ge=1)
     """local, gpus_per_job 1: jobs sharing each GPU, each with 1/jobs_per_gpu of its memory (small
     models leave a big GPU idle)."""
-    device_memory_gb: Positive | None = None
+    device_memory_gb: Float | None = Field(None, gt=0, le=MAX_MEMORY_GB)
     """Memory of one job's device (a GPU's, or the CPU's for CPU jobs), for plan's check that every
     run fits; default: the local GPU's, or this machine's memory (slurm: slurm.mem_gb)."""
     slurm: SlurmSpec = SlurmSpec()
@@ -248,7 +257,7 @@ class FitSpec(_Section):
     law: Annotated[list[Closed[LawName]], BeforeValidator(_listed), AfterValidator(_auto_alone), Field(min_length=1)] = [LawName.AUTO]
     """The law of the loss: auto (every family the runs can fit, the one with the lowest rolling-origin
     backtest error chosen), one family, or a list of families to choose among the same way."""
-    pin_E: Float | None = Field(None, gt=0, allow_inf_nan=False)
+    pin_E: Positive | None = None
     """power_C: its irreducible loss E, pinned at this value instead of fitted."""
     backtest_origins: Int = Field(4, ge=1, le=20)
     """Choosing a law: how many rolling origins (fit on the runs up to one, predict the rest)."""
@@ -256,7 +265,7 @@ class FitSpec(_Section):
     """Huber threshold on log-loss residuals for the L(N,D) fit (Hoffmann et al. 2022)."""
     method: Closed[Method] = Method.VARPRO
     """varpro: variable projection (fast); grid: L-BFGS-B from Hoffmann's 4,500 starts (minutes)."""
-    bootstrap: Int = Field(200, ge=0)
+    bootstrap: Int = Field(200, ge=0, le=MAX_BOOTSTRAP)
     """Bootstrap resamples of the runs for confidence intervals (0: none)."""
     holdout_fraction: Float = Field(0.2, ge=0, lt=1)
     """Extrapolation check: the largest runs by `holdout_by` held out of the fit and predicted."""
@@ -270,7 +279,8 @@ class SweepSpec(_Section):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     grid: GridSpec
-    seeds: list[Int] = Field([0], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
+    """One run of every grid point per seed (initialization and data order); each in [0, 2^32)."""
     eval: EvalSpec = EvalSpec()
     launch: LaunchSpec = LaunchSpec()
     fit: FitSpec = FitSpec()

@@ -19,10 +19,29 @@ def _not_bool(value):
     return value
 
 
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
+MAX_COUNT = 2**63 - 1
+"""The most an integer setting holds: an int64's, which numpy and pandas (plan, the results) read
+it as; far past any real sweep's."""
+
+
+def _count(value):
+    """An integer setting past MAX_COUNT (1e30, or more digits than an int64 has) is refused by one
+    message, whether the YAML wrote it as a float or an int."""
+    value = _not_bool(value)
+    if isinstance(value, int | float) and abs(value) > MAX_COUNT:
+        raise PydanticCustomError("count_too_big", f"beyond what a count can hold (at most {MAX_COUNT:,})")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_count)]
+"""A whole number (its field's Field(ge=...) gives the floor)."""
+Count = Annotated[int, BeforeValidator(_count), Field(ge=1)]
+Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+"""A finite number: .inf or .nan would overflow what is derived from it (steps, shapes, FLOPs)."""
 Positive = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
-Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
+MAX_SEED = 2**32
+Seed = Annotated[int, BeforeValidator(_count), Field(ge=0, lt=MAX_SEED)]
+"""A run's seed: what numpy's generators take."""
 
 
 class Section(BaseModel):
