@@ -18,17 +18,21 @@ def finished_run(path: str | Path) -> tuple[RunSpec, RunDir]:
     """The run at results/<sweep>/runs/<run_id> and its folder; refused (one line) when it is not
     a run folder, its run.json is damaged, or its kept weights are missing or not its model's."""
     run_dir = RunDir(Path(path))
-    record, problem = read_record(run_dir.spec, run_dir.path, RunRecord.check)
-    if record is None and problem is None:
-        raise InputError(f"{path}: not a run folder (no {run_dir.spec.name}); give results/<sweep>/runs/<run_id>")
-    try:
-        run = RunSpec.from_record(record) if record is not None else None
-    except (ValueError, KeyError, TypeError) as e:  # values each valid, together not a run spec
-        problem = str(e)
-    if run is None:
-        raise InputError(f"{run_dir.spec}: damaged ({problem}); retrain the run or restore the file")
+    run = run_spec(run_dir, path)
     check_weights(run, run_dir)
     return run, run_dir
+
+
+def run_spec(run_dir: RunDir, given: str | Path) -> RunSpec:
+    record, problem = read_record(run_dir.spec, run_dir.path, RunRecord.check)
+    if record is None and problem is None:
+        raise InputError(f"{given}: not a run folder (no {run_dir.spec.name}); give results/<sweep>/runs/<run_id>")
+    try:
+        if record is not None:
+            return RunSpec.from_record(record)
+    except (ValueError, KeyError, TypeError) as e:  # each value valid, together not a run spec
+        problem = str(e)
+    raise InputError(f"{run_dir.spec}: damaged ({problem}); retrain the run or restore the file")
 
 
 def check_weights(run: RunSpec, run_dir: RunDir) -> None:
