@@ -37,11 +37,11 @@ def _fitted(sweep: SweepDir, spec: FitSpec, warn: Callable[[str], None], at: Seq
 def check_outputs(sweep: SweepDir) -> None:
     """What fit_and_draw writes, checked before the fit: fit.json a file (or none), figures/ a
     folder (or none), both writable."""
-    new_file(sweep.fit_json, str(sweep.fit_json), force=True)
-    folder(sweep.figures, str(sweep.figures))
+    new_file(sweep.fit_json, str(sweep.fit_json), force=True, fix="move it away and run again")
+    folder(sweep.figures, str(sweep.figures), fix="move it away and run again")
     for name in os.listdir(sweep.figures) if sweep.figures.is_dir() else ():
         if (sweep.figures / name).is_dir():
-            raise Unwritable(f"{sweep.figures / name}: a folder where scalinglab writes a figure; move it away")
+            raise Unwritable(f"{sweep.figures / name}: a folder where scalinglab writes a figure; move it away and run again")
 
 
 def draw(sweep: SweepDir, inputs: FitInputs, fit: SweepFit) -> list[Path]:

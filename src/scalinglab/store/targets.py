@@ -23,34 +23,34 @@ def _nearest(path: Path) -> Path:
     return path
 
 
-def _writable_folder(folder: Path, name: str) -> None:
+def _writable_folder(folder: Path, name: str, fix: str = "give another path") -> None:
     if not folder.is_dir():
-        raise Unwritable(f"{name}: {folder} is not a folder; give another path")
+        raise Unwritable(f"{name}: {folder} is not a folder; {fix}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise Unwritable(f"{name}: cannot write in {folder}; give a folder you may write to")
 
 
-def new_file(path: str | os.PathLike[str], name: str, force: bool = False) -> Path:
-    """A file the command will write. name: what the user wrote, e.g. '--csv out.csv'."""
+def new_file(path: str | os.PathLike[str], name: str, force: bool = False, fix: str = "give another name") -> Path:
+    """A file the command will write. name: what the user wrote, e.g. '--csv out.csv'; fix: what
+    to do when the path cannot be written."""
     path = Path(path)
     parent = Path(os.path.abspath(path)).parent
     if not os.path.lexists(parent):
         raise Unwritable(f"{name}: no folder {parent}; create it first")
-    _writable_folder(parent, name)
+    _writable_folder(parent, name, fix)
     if not os.path.lexists(path):
         return path
     mode = os.stat(path).st_mode if path.exists() else os.lstat(path).st_mode
-    if stat.S_ISDIR(mode):
-        raise Unwritable(f"{name}: a folder; give a file name")
     if not stat.S_ISREG(mode):
-        raise Unwritable(f"{name}: not a regular file; give another name")
+        raise Unwritable(f"{name}: {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}, where a file goes; {fix}")
     if not force:
         raise Unwritable(f"{name}: exists; add --force to replace it, or give another name")
     return path
 
 
-def folder(path: str | os.PathLike[str], name: str) -> Path:
-    """A folder the command will write in, created (with its parents) if absent."""
+def folder(path: str | os.PathLike[str], name: str, fix: str = "give another path") -> Path:
+    """A folder the command will write in, created (with its parents) if absent. fix: what to do
+    when it cannot be (a path scalinglab chose itself cannot be given another)."""
     path = Path(path)
-    _writable_folder(_nearest(path), name)
+    _writable_folder(_nearest(path), name, fix)
     return path
