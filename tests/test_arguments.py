@@ -43,6 +43,7 @@ CASES = {  # argv, the words its one line must hold
         ["suggest", "study", "--target", "C_6ND=1e300", "--bootstrap", "0", "--out", "new.yaml"],
         "--target C_6ND=1e300: every candidate run",
     ),
+    "suggest --budget inf": ([*SUGGEST, "--budget", "inf", "--out", "new.yaml"], "--budget inf: give the FLOPs (6ND) the new runs may spend"),
     "run --results onto a file": (["run", SWEEP, "--results", "afile"], "--results afile: "),
     "run --results under a file": (["run", SWEEP, "--results", "afile/r"], "--results afile/r: "),
     "run --max-parallel 0": (["run", SWEEP, "--max-parallel", "0"], "argument --max-parallel: 0: give a whole number at least 1"),

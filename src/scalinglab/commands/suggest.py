@@ -62,8 +62,8 @@ def main(args, console: Console) -> int:
     C_6ND = At.parse(args.target, "--target").C_6ND
     if C_6ND is None:
         raise UsageError(f"--target {args.target}: expected C_6ND=FLOPS, e.g. --target C_6ND=1e21")
-    if args.budget is not None and not args.budget > 0:
-        raise UsageError(f"--budget {args.budget:g}: give the FLOPs (6ND) the new runs may spend, a positive number")
+    if args.budget is not None and not 0 < args.budget < np.inf:
+        raise UsageError(f"--budget {args.budget:g}: give the FLOPs (6ND) the new runs may spend, a positive finite number")
     sweep = SweepDir(Path(args.path))
     out = _out(args, sweep)
     spec = saved_sweep(sweep)
