@@ -100,3 +100,13 @@ def test_plan_replaces_its_table_only_with_force(here, capsys):
     assert main(["plan", SWEEP, "--csv", "afile", "--force"]) == 0
     assert (here / "afile").read_text().startswith("run_id,")
     assert not [p for p in here.iterdir() if p.name.startswith(".")]  # written beside, then swapped in
+
+
+def test_run_finds_what_its_fit_cannot_write_before_it_trains(here, capsys):
+    (here / "res" / "tiny").mkdir(parents=True)
+    (here / "res" / "tiny" / "figures").write_text("mine\n")
+    before = snapshot(here)
+    assert main(["run", SWEEP, "--results", "res"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "res/tiny/figures: " in err and "is not a folder; move it away" in err, err
+    assert snapshot(here) == before

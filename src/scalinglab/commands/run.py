@@ -29,8 +29,9 @@ def main(args, console: Console) -> int:
     check_memory(spec, runs)  # every run fits its device, before anything is written
     check_data(spec, runs[0], console)
     console.print(f"sweep {spec.name}: {len(runs)} runs -> {sweep.path}/ ({spec.launch.executor} executor)")
+    if sweep.path.is_dir():
+        check_outputs(sweep)  # the fit at the end can write its files: found now, not after training
     write_json(sweep.sweep_json, spec.model_dump(mode="json"))
-    check_outputs(sweep)  # the fit at the end can write its files: found now, not after training
     t0 = time.perf_counter()
     outcome = launch(runs, spec.launch, sweep, console)
     cancelled = f", {outcome.cancelled} cancelled" if outcome.cancelled else ""
