@@ -56,9 +56,6 @@ CASES = {  # argv, the words its one line must hold
     "sample --max-new-tokens 1e9": (["sample", "r", "--prompt", "x", "--max-new-tokens", "1000000000"], "argument --max-new-tokens:"),
     "sample --max-new-tokens 0": (["sample", "r", "--prompt", "x", "--max-new-tokens", "0"], "argument --max-new-tokens: 0:"),
     "sample --top-k -1": (["sample", "r", "--prompt", "x", "--top-k", "-1"], "argument --top-k: -1:"),
-    "fit --chance 1": (["fit", "--csv", "afile", "--chance", "1"], "argument --chance: 1: give a finite number from 0 up to"),
-    "fit --chance -0.5": (["fit", "--csv", "afile", "--chance", "-0.5"], "argument --chance: -0.5:"),
-    "fit --chance nan": (["fit", "--csv", "afile", "--chance", "nan"], "argument --chance: nan:"),
 }
 
 

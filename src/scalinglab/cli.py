@@ -42,17 +42,16 @@ def whole(least: int, most: int | None = None):
     return parse
 
 
-def real(least: float, below: float = math.inf):
-    """An argparse type: a finite number in [least, below)."""
+def real(least: float):
+    """An argparse type: a finite number at least `least` (NaN and infinities are not numbers here)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and least <= value < below):
-            within = f"at least {least:g}" if below == math.inf else f"from {least:g} up to (not including) {below:g}"
-            raise argparse.ArgumentTypeError(f"{text}: give a finite number {within}")
+        if not (math.isfinite(value) and value >= least):
+            raise argparse.ArgumentTypeError(f"{text}: give a finite number at least {least:g}")
         return value
 
     return parse
@@ -148,7 +147,7 @@ def _fit_command(sub) -> None:
         '--map N="Model Size"; task_loss and acc (and run, whose rows are one run\'s checkpoints) fit a '
         "task's accuracy in two steps instead",
     )
-    fit.add_argument("--chance", type=real(0, 1), metavar="P", help="task fit: the chance accuracy, the floor of acc (default 0)")
+    fit.add_argument("--chance", type=float, metavar="P", help="task fit: the chance accuracy, the floor of acc (default 0)")
     fit.add_argument(
         "--predict",
         action="append",
