@@ -107,3 +107,8 @@ def test_run_finds_what_its_fit_cannot_write_before_it_trains(here, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "res/tiny/figures: " in err and "is not a folder; move it away" in err, err
     assert snapshot(here) == before
+
+
+def test_a_file_name_of_rich_markup_is_written_and_named_as_it_is(here, capsys):
+    assert main(["plan", SWEEP, "--csv", "x[bold]y.csv"]) == 0
+    assert (here / "x[bold]y.csv").is_file() and "wrote x[bold]y.csv" in capsys.readouterr().out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..launch.preflight import check_caps, check_memory, job_devices, training_tokens
@@ -141,5 +142,5 @@ def main(args, console: Console) -> int:
     table = plan_table(runs, memories, split, job_devices(sweep.launch)[0])
     for flag, path in tables.items():
         write_text(path, table.to_csv(index=False) if flag == "--csv" else table.to_json(orient="records", indent=1))
-        console.print(f"wrote {path}")
+        console.print(escape(f"wrote {path}"))
     return 0

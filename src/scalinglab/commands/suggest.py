@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.analyze import core
@@ -103,5 +104,5 @@ def main(args, console: Console) -> int:
         f"({sum(p.cost for p in s.picks):.3g} of {budget:.3g} FLOPs of 6ND) are expected to narrow "
         f"its linearised spread by {1 - s.left**0.5:.0%}"
     )
-    console.print(f"wrote {out}: scalinglab plan {out}, then scalinglab run {out} --results {sweep.path.parent}")
+    console.print(escape(f"wrote {out}: scalinglab plan {out}, then scalinglab run {out} --results {sweep.path.parent}"))
     return 0
