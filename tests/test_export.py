@@ -4,13 +4,19 @@ custom code, whose logits equal scalinglab's within 1e-4 for sp/muP and u-muP, b
 masked-LM run is refused with one line."""
 
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_runs
 from flax import nnx
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from scalinglab.cli import main
@@ -118,4 +124,86 @@ def test_sampling_follows_its_seed_and_refuses_bad_flags(trained, capsys):
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] != texts[2]
     assert main(["sample", str(run_dir.path), "--prompt", "x", "--temperature", "-1"]) == 2
-    assert capsys.readouterr().err.startswith("scalinglab: error: --temperature -1: must be at least 0")
+    assert "argument --temperature: -1: give a finite number at least 0" in capsys.readouterr().err
+
+
+def _damage_spec(path, text: str) -> None:
+    path.write_text(text)
+
+
+def _edit_spec(path, key: str, value) -> None:
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(record | {key: value}))
+
+
+def _truncate(path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _reshape(path) -> None:
+    """Weights of another model: the same names, one of another shape (a wider position table)."""
+    weights = load_file(str(path))
+    save_file(weights | {"pos": np.zeros((weights["pos"].shape[0], 48), np.float32)}, str(path))
+
+
+def _drop(path) -> None:
+    weights = load_file(str(path))
+    save_file({k: v for k, v in weights.items() if k != "ln_f.bias"}, str(path))
+
+
+DAMAGE = {  # what is damaged, the file damaged, the words the line says
+    "run.json not JSON": ("run.json", lambda p: _damage_spec(p, "{"), "run.json: damaged"),
+    "run.json a list": ("run.json", lambda p: _damage_spec(p, "[]"), "run.json: damaged"),
+    "run.json d_model a string": ("run.json", lambda p: _edit_spec(p, "d_model", "wide"), "run.json: damaged"),
+    "run.json unknown parametrization": ("run.json", lambda p: _edit_spec(p, "parametrization", "nope"), "run.json: damaged"),
+    "run.json a folder": ("run.json", lambda p: (p.unlink(), p.mkdir()), "run.json: damaged"),
+    "weights truncated": ("weights.safetensors", _truncate, "weights.safetensors: damaged"),
+    "weights empty": ("weights.safetensors", lambda p: p.write_bytes(b""), "weights.safetensors: damaged"),
+    "weights of another shape": ("weights.safetensors", _reshape, "pos should be F32 (32, 32), found F32 (32, 48)"),
+    "weights missing a tensor": ("weights.safetensors", _drop, "ln_f.bias should be F32 (32,), found nothing"),
+    "weights a FIFO": ("weights.safetensors", lambda p: (p.unlink(), os.mkfifo(p)), "not a regular file"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_run_is_one_line_for_export_and_sample(trained, damage, tmp_path, capsys):
+    name, apply, words = DAMAGE[damage]
+    run_dir = shutil.copytree(trained["mup-byte"][1].path, tmp_path / "run")
+    apply(run_dir / name)
+    for argv in (["export", str(run_dir), "--out", str(tmp_path / "hf")], ["sample", str(run_dir), "--prompt", "x"]):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and words in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_export_onto_or_under_a_file_is_one_line_and_the_file_kept(trained, where, tmp_path, capsys):
+    _, run_dir = trained["mup-byte"]
+    (tmp_path / "f").write_text("mine")
+    out = tmp_path / "f" if where == "a file" else tmp_path / "f" / "hf"
+    assert main(["export", str(run_dir.path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {out}: {tmp_path / 'f'} is not a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"] and (tmp_path / "f").read_text() == "mine"
+
+
+def test_a_prompt_of_any_bytes_is_taken_as_bytes_and_refused_by_a_bpe(trained, capsysbinary):
+    """A shell passes bytes: the byte run continues them as they are; a BPE reads text and says so."""
+    prompt = os.fsdecode(b"caf\xe9 \xff")  # Latin-1, not UTF-8: as Python hands argv over
+    assert main(["sample", str(trained["mup-byte"][1].path), "--prompt", prompt, "--max-new-tokens", "5"]) == 0
+    out = capsysbinary.readouterr().out
+    assert out.startswith(b"caf\xe9 \xff") and len(out) == len(b"caf\xe9 \xff") + 5 + 1
+    assert main(["sample", str(trained["umup-bpe"][1].path), "--prompt", prompt]) == 2
+    out, err = capsysbinary.readouterr()
+    assert out == b"" and err == b"scalinglab: error: --prompt: byte 3 is not UTF-8 text, which this run's BPE tokenizer reads; give UTF-8 text\n"
+
+
+def test_sample_streams_each_token_as_it_is_picked(trained):
+    """The first bytes arrive while the rest are still being made: read them, then stop the command."""
+    _, run_dir = trained["mup-byte"]
+    cmd = [sys.executable, "-m", "scalinglab.cli", "sample", str(run_dir.path), "--prompt", "def ", "--max-new-tokens", "100000"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        first = proc.stdout.read(len("def ") + 3)
+        proc.kill()
+    assert first.startswith(b"def ") and len(first) == 7

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import warnings
 
@@ -15,11 +16,45 @@ from rich.console import Console
 from .errors import InputError, UsageError
 from .store.files import DamagedResults, NotARegularFile
 from .store.frame import NotASweep
+from .store.targets import Unwritable
 from .sweep.spec import MAX_BOOTSTRAP, FitSpec
 from .sweep.types import Executor, LawName, Method
 
 DEFAULT_RESULTS = "results"
 EXECUTORS = [e.value for e in Executor]  # argparse lists choices by their repr: the values, not the members
+MAX_NEW_TOKENS = 100_000  # sample: tokens come one model call each; more is a typo, not a request
+MAX_SEED = 2**63 - 1  # JAX's seeds are signed 64-bit integers
+
+
+def whole(least: int, most: int | None = None):
+    """An argparse type: a whole number in [least, most]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least or (most is not None and value > most):
+            within = f"at least {least}" if most is None else f"from {least} to {most}"
+            raise argparse.ArgumentTypeError(f"{text}: give a whole number {within}")
+        return value
+
+    return parse
+
+
+def real(least: float):
+    """An argparse type: a finite number at least `least` (NaN and infinities are not numbers here)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= least):
+            raise argparse.ArgumentTypeError(f"{text}: give a finite number at least {least:g}")
+        return value
+
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +107,7 @@ def _suggest_command(sub) -> None:
         "--budget", type=float, metavar="FLOPS", help="C_6ND (6ND) the new runs may spend together (default: as much as the sweep's runs)"
     )
     suggest.add_argument("--out", metavar="FILE", help="the sweep YAML to write (default: <sweep>-suggest.yaml)")
+    suggest.add_argument("--force", action="store_true", help="replace the --out file if it exists")
     _law_flags(suggest)
     suggest.set_defaults(command=("suggest", "main"))
 
@@ -87,10 +123,16 @@ def _model_commands(sub) -> None:
     sample = sub.add_parser("sample", help="print text continuing a prompt, from a finished run's weights")
     sample.add_argument("run", help="results/<sweep>/runs/<run_id> folder")
     sample.add_argument("--prompt", required=True, metavar="TEXT", help="the text to continue")
-    sample.add_argument("--max-new-tokens", type=int, default=64, metavar="K", help="tokens to add (default 64)")
-    sample.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0: greedy (default); else sample")
-    sample.add_argument("--top-k", type=int, metavar="K", help="sample from the K likeliest tokens only")
-    sample.add_argument("--seed", type=int, default=0, metavar="S", help="random seed for sampling (default 0)")
+    sample.add_argument(
+        "--max-new-tokens",
+        type=whole(1, MAX_NEW_TOKENS),
+        default=64,
+        metavar="K",
+        help=f"tokens to add (default 64; at most {MAX_NEW_TOKENS:,})",
+    )
+    sample.add_argument("--temperature", type=real(0), default=0.0, metavar="T", help="0: greedy (default); else sample")
+    sample.add_argument("--top-k", type=whole(0), default=0, metavar="K", help="sample from the K likeliest tokens only (default 0: all)")
+    sample.add_argument("--seed", type=whole(0, MAX_SEED), default=0, metavar="S", help="random seed for sampling (default 0)")
     sample.set_defaults(command=("sample", "main"))
 
 
@@ -142,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--csv", metavar="FILE", help="also write the run table as CSV")
     plan.add_argument("--json", metavar="FILE", help="also write the run table as JSON")
     plan.add_argument("--executor", choices=EXECUTORS, help="executor for the wall-time estimate")
+    plan.add_argument("--force", action="store_true", help="replace the --csv or --json file if it exists")
     plan.set_defaults(command=("plan", "main"))
 
     prepare = sub.add_parser("prepare", help="tokenize a sweep's corpus into the cache (run does it too, before its jobs)")
@@ -152,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("sweep", help="sweep YAML file")
     run.add_argument("--executor", choices=EXECUTORS, help="override launch.executor")
     run.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help="runs go to DIR/<name>/ (default: results)")
-    run.add_argument("--max-parallel", type=int, metavar="N", help="override launch.max_parallel")
-    run.add_argument("--threads-per-job", type=int, metavar="N", help="override launch.threads_per_job")
+    run.add_argument("--max-parallel", type=whole(1), metavar="N", help="override launch.max_parallel")
+    run.add_argument("--threads-per-job", type=whole(1), metavar="N", help="override launch.threads_per_job")
     run.set_defaults(command=("run", "main"))
 
     status = sub.add_parser(
@@ -196,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             module, function = args.command  # imported only when used: `--help` and `fit` start fast
             return getattr(importlib.import_module(f"{__package__}.commands.{module}"), function)(args, console)
-        except (InputError, NotASweep, NotARegularFile, pd.errors.ParserError) as e:
+        except (InputError, NotASweep, NotARegularFile, Unwritable, pd.errors.ParserError) as e:
             print(f"scalinglab: error: {e}", file=sys.stderr)
             return 2
 

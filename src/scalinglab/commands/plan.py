@@ -4,15 +4,16 @@ device, or a U beyond the training split, is refused (exit 2), here and by `run`
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..launch.preflight import check_caps, check_memory, job_devices, training_tokens
 from ..launch.resources import max_parallel, tpu_device_files
+from ..store.files import write_text
 from ..store.runs import Role
+from ..store.targets import new_file
 from ..sweep import memory, planner
 from ..sweep.memory import GIB
 from ..sweep.read import load, with_launch
@@ -128,6 +129,7 @@ def print_epochs(runs: list[RunSpec], split: int | None, capped: bool, console: 
 
 
 def main(args, console: Console) -> int:
+    tables = {flag: new_file(path, f"{flag} {path}", args.force) for flag, path in (("--csv", args.csv), ("--json", args.json)) if path}
     sweep = with_launch(load(args.sweep), executor=args.executor)
     runs = planner.plan(sweep, tpu=bool(tpu_device_files()))
     if (warning := planner.precision_warning(sweep)) is not None:
@@ -138,10 +140,7 @@ def main(args, console: Console) -> int:
         check_caps(sweep, split)
     print_plan(sweep, runs, memories, device, split, console)
     table = plan_table(runs, memories, split, job_devices(sweep.launch)[0])
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        console.print(f"wrote {args.csv}")
-    if args.json:
-        Path(args.json).write_text(table.to_json(orient="records", indent=1))
-        console.print(f"wrote {args.json}")
+    for flag, path in tables.items():
+        write_text(path, table.to_csv(index=False) if flag == "--csv" else table.to_json(orient="records", indent=1))
+        console.print(escape(f"wrote {path}"))
     return 0

@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from rich.console import Console
 
-from ..analysis.pipeline import fit_and_draw
+from ..analysis.pipeline import check_outputs, fit_and_draw
 from ..errors import FitError
 from ..launch.dispatch import launch
 from ..launch.preflight import check_data, check_gpus, check_memory
 from ..launch.resources import tpu_device_files
 from ..store.files import write_json
 from ..store.layout import SweepDir
+from ..store.targets import folder
 from ..sweep import planner
 from ..sweep.read import load, with_launch
 
 
 def main(args, console: Console) -> int:
+    results = folder(args.results, f"--results {args.results}")
     spec = with_launch(load(args.sweep), executor=args.executor, max_parallel=args.max_parallel, threads_per_job=args.threads_per_job)
+    sweep = SweepDir(folder(results / spec.name, f"--results {args.results}"))
     check_gpus(spec.launch)
     runs = planner.plan(spec, tpu=bool(tpu_device_files()))
     if (warning := planner.precision_warning(spec)) is not None:
         console.print(f"[yellow]warning[/]: {warning}")
     check_memory(spec, runs)  # every run fits its device, before anything is written
     check_data(spec, runs[0], console)
-    sweep = SweepDir(Path(args.results) / spec.name)
     console.print(f"sweep {spec.name}: {len(runs)} runs -> {sweep.path}/ ({spec.launch.executor} executor)")
+    if sweep.path.is_dir():
+        check_outputs(sweep)  # the fit at the end can write its files: found now, not after training
     write_json(sweep.sweep_json, spec.model_dump(mode="json"))
     t0 = time.perf_counter()
     outcome = launch(runs, spec.launch, sweep, console)

@@ -4,10 +4,12 @@ analysis.suggest, written as a sweep YAML of grid.points with the sweep's own se
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..analysis.analyze import core
@@ -19,6 +21,7 @@ from ..analysis.uncertainty import At, predict
 from ..errors import FitError, UsageError
 from ..store.files import write_text
 from ..store.layout import SweepDir
+from ..store.targets import new_file
 from ..sweep.planner import MIN_STEPS
 from ..sweep.saved import saved_sweep
 
@@ -32,13 +35,38 @@ def print_picks(s: Suggestion, console: Console) -> None:
     console.print(table)
 
 
+def _why_none(target: str, spread: float, budget: float) -> str:
+    """Why suggest picked no run: a sweep with no runs is no suggestion."""
+    if not np.isfinite(spread):
+        return f"--target {target}: too far beyond the sweep for its fit to say how uncertain the loss there is; give a smaller C_6ND"
+    if spread == 0:
+        return f"--target {target}: the sweep's runs already fix the loss there; no run would narrow it"
+    return (
+        f"--target {target}: every candidate run within the budget ({budget:.3g} FLOPs of 6ND) is one already done (they span "
+        "the sweep's runs to the target's compute-optimal size on a log grid); give a C_6ND nearer the sweep's or a larger --budget"
+    )
+
+
+def _out(args, sweep: SweepDir) -> Path:
+    """The YAML to write, checked before the fit: never in a results sweep's folder (its
+    sweep.json is the record of what was trained), an existing file only with --force."""
+    out = Path(args.out or f"{sweep.name}-suggest.yaml")
+    name = f"--out {out}" if args.out else f"{out} (the default --out)"
+    new_file(out, name, args.force)
+    inside = next((p for p in Path(os.path.abspath(out)).parents if SweepDir(p).sweep_json.exists()), None)
+    if inside is not None:
+        raise UsageError(f"{name}: inside the results folder {inside}, which scalinglab keeps; write the YAML elsewhere")
+    return out
+
+
 def main(args, console: Console) -> int:
     C_6ND = At.parse(args.target, "--target").C_6ND
     if C_6ND is None:
         raise UsageError(f"--target {args.target}: expected C_6ND=FLOPS, e.g. --target C_6ND=1e21")
-    if args.budget is not None and not args.budget > 0:
-        raise UsageError(f"--budget {args.budget:g}: give the FLOPs (6ND) the new runs may spend, a positive number")
+    if args.budget is not None and not 0 < args.budget < np.inf:
+        raise UsageError(f"--budget {args.budget:g}: give the FLOPs (6ND) the new runs may spend, a positive finite number")
     sweep = SweepDir(Path(args.path))
+    out = _out(args, sweep)
     spec = saved_sweep(sweep)
     if spec is None:
         raise UsageError(f"{sweep.sweep_json}: none readable (scalinglab run writes it); suggest copies the sweep's settings from it")
@@ -57,12 +85,13 @@ def main(args, console: Console) -> int:
             else f"--budget {budget:.3g}: too small for a run of {MIN_STEPS} steps; give more"
         )
     s = suggest(law, runs, C_6ND, budget, N, D)
+    if not s.picks:
+        raise FitError(_why_none(args.target, s.spread, budget))
     if s.unseen:
         console.print(
             f"[yellow]warning[/]: the fit made {', '.join(s.unseen)} vanish (its term is nil at every run), so suggest "
             "cannot see how uncertain it is and these runs ignore it; `scalinglab fit` shows its interval"
         )
-    out = Path(args.out or f"{sweep.name}-suggest.yaml")
     vocab = int(found.runs["vocab_size"].iloc[0])  # the model's (run.json), for the FLOPs a new run will compute
     write_text(
         out, next_yaml(next_spec(spec, s, found.hyperparameters, vocab), s, C_6ND, budget, sweep.path, found.hyperparameters is not None)
@@ -75,5 +104,5 @@ def main(args, console: Console) -> int:
         f"({sum(p.cost for p in s.picks):.3g} of {budget:.3g} FLOPs of 6ND) are expected to narrow "
         f"its linearised spread by {1 - s.left**0.5:.0%}"
     )
-    console.print(f"wrote {out}: scalinglab plan {out}, then scalinglab run {out} --results {sweep.path.parent}")
+    console.print(escape(f"wrote {out}: scalinglab plan {out}, then scalinglab run {out} --results {sweep.path.parent}"))
     return 0

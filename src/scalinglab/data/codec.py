@@ -27,10 +27,27 @@ class Codec:
             return list(text.encode("utf-8"))
         return self.tokenizer.encode(text).ids
 
+    def token_bytes(self, i: int) -> bytes:
+        """The bytes of one id, for output as it comes (a character may span several ids)."""
+        if self.tokenizer is None:
+            return bytes([i])
+        token = self.tokenizer.id_to_token(i) or ""  # None: an id beyond the vocabulary (padding rows)
+        return b"\x00" if token == EOT else bytes(_BYTE_OF[c] for c in token)  # ByteLevel: one stand-in a byte
+
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         if self.tokenizer is None:
             return bytes(np.asarray(ids, dtype=np.uint8)).decode("utf-8", errors="replace")
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False).replace(EOT, "\x00")
+
+
+def byte_unicode() -> list[str]:
+    """GPT-2's printable stand-in for each byte (the ByteLevel pre-tokenizer's alphabet), by byte."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = iter(range(256, 512))
+    return [chr(b) if b in kept else chr(next(shifted)) for b in range(256)]
+
+
+_BYTE_OF = {c: b for b, c in enumerate(byte_unicode())}
 
 
 def open_codec(folder: Path, tokenizer: TokenizerKind) -> Codec:

@@ -24,8 +24,11 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from ..data.codec import byte_unicode
 from ..data.corpus import EOT, TokenizerKind, prepare
 from ..errors import InputError
+from ..store.files import replacing
+from ..store.targets import folder
 from ..sweep.runspec import RunSpec
 from .finished import finished_run
 
@@ -33,20 +36,22 @@ EPS = 1e-6  # the model's LayerNorm epsilon (flax's default)
 
 
 def export_hf(path: str | Path, out: Path) -> Path:
-    """Writes the GPT-2 folder of the run at path into out (created; must be new or empty)."""
+    """Writes the GPT-2 folder of the run at path into out (created; must be new or empty): the
+    whole folder or nothing."""
     run, run_dir = finished_run(path)
     if not run.model.objective.causal:
         raise InputError(
             f"{run_dir.path}: trained with train.objective {run.model.objective.name} (a masked LM); no "
             "transformers class matches its architecture exactly (BERT's blocks are post-LN): only causal runs export"
         )
-    if out.exists() and any(out.iterdir()):
+    if folder(out, f"--out {out}").is_dir() and any(out.iterdir()):
         raise InputError(f"--out {out}: not empty; give a new folder")
     tensors = gpt2_tensors(run, load_file(str(run_dir.weights)))
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    eos_id = write_tokenizer(run, out)
-    (out / "config.json").write_text(json.dumps(gpt2_config(run, eos_id), indent=1) + "\n")
+    with replacing(out) as tmp:  # written whole or not at all (a rename onto the empty folder)
+        tmp.mkdir()
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        eos_id = write_tokenizer(run, tmp)
+        (tmp / "config.json").write_text(json.dumps(gpt2_config(run, eos_id), indent=1) + "\n")
     return out
 
 
@@ -127,13 +132,6 @@ def write_tokenizer(run: RunSpec, out: Path) -> int:
     (out / "tokenizer_config.json").write_text(json.dumps(settings, indent=1) + "\n")
     (out / "special_tokens_map.json").write_text(json.dumps({"bos_token": eos, "eos_token": eos}) + "\n")
     return eos_id
-
-
-def byte_unicode() -> list[str]:
-    """GPT-2's printable stand-in for each byte (the ByteLevel pre-tokenizer's alphabet), by byte."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    shifted = iter(range(256, 512))
-    return [chr(b) if b in kept else chr(next(shifted)) for b in range(256)]
 
 
 def byte_tokenizer():

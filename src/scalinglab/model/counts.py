@@ -20,6 +20,21 @@ def count_N(n_layers: int, d_model: int, d_ff: int) -> int:
     return n_layers * per_layer + 2 * d_model
 
 
+def param_shapes(n_layers: int, d_model: int, d_ff: int, seq_len: int, vocab_size: int) -> dict[str, tuple[int, ...]]:
+    """Each parameter's shape by its name in a run's kept weights (training/weights.py): the
+    layers' stacked along the first axis, as the model scans them."""
+    L, d = n_layers, d_model
+    layer = {"ln1.scale": (d,), "ln1.bias": (d,), "qkv.kernel": (d, 3 * d), "out.kernel": (d, d), "ln2.scale": (d,),
+             "ln2.bias": (d,), "up.kernel": (d, d_ff), "down.kernel": (d_ff, d)}  # fmt: skip
+    return {
+        "embed.embedding": (vocab_size, d),
+        "pos": (seq_len, d),
+        "ln_f.scale": (d,),
+        "ln_f.bias": (d,),
+        **{f"blocks.{name}": (L, *shape) for name, shape in layer.items()},
+    }
+
+
 def count_N_total(N: int, d_model: int, seq_len: int, vocab_size: int) -> int:
     return N + vocab_size * d_model + seq_len * d_model
 

@@ -12,10 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .files import locked, replacing
+from .targets import folder
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SCALINGLAB_CACHE") or Path.home() / ".cache" / "scalinglab")
+    """Checked on each use (a few stats), so a cache that is a file or not writable is one line
+    before the work that needs it, not a traceback inside it."""
+    given = os.environ.get("SCALINGLAB_CACHE")
+    path = Path(given or Path.home() / ".cache" / "scalinglab")
+    return folder(path, f"SCALINGLAB_CACHE={given}" if given else f"the cache {path} (set SCALINGLAB_CACHE to move it)")
 
 
 def build_once(done: Path, build: Callable[[Path], None]) -> Path:

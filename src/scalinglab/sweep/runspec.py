@@ -23,6 +23,7 @@ from ..choices import Choice
 from ..data.corpus import TokenizerKind
 from ..data.objectives import Objective
 from ..data.sources import Source
+from ..model.counts import param_shapes
 from ..model.kernels import Precision
 from ..model.parametrization import Parametrization
 from ..store.runs import Role
@@ -51,6 +52,10 @@ class ModelConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return param_shapes(self.n_layers, self.d_model, self.d_ff, self.seq_len, self.vocab_size)
 
 
 @dataclass(frozen=True)

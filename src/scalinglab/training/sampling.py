@@ -5,6 +5,8 @@ with a key folded from the seed and the token's index."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -21,9 +23,9 @@ def load_model(run, run_dir: RunDir) -> nnx.Module:
 
 
 def sample(
-    model, seq_len: int, prompt: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int | None = None, seed: int = 0
-) -> list[int]:
-    """The ids that follow prompt (at least one id)."""
+    model, seq_len: int, prompt: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0, seed: int = 0
+) -> Iterator[int]:
+    """The ids that follow prompt (at least one id), each as soon as it is picked; top_k 0: all ids."""
     graphdef, params = nnx.split(model)
 
     @jax.jit
@@ -36,14 +38,14 @@ def sample(
         padded = jnp.array([window + [0] * (seq_len - len(window))], dtype=jnp.int32)  # causal: the padding is unseen
         logits = next_logits(params, padded, len(window) - 1)
         ids.append(int(_pick(logits, temperature, top_k, jax.random.fold_in(key, i))))
-    return ids[len(prompt) :]
+        yield ids[-1]
 
 
-def _pick(logits: jax.Array, temperature: float, top_k: int | None, key) -> int:
+def _pick(logits: jax.Array, temperature: float, top_k: int, key) -> int:
     if temperature == 0:
         return int(jnp.argmax(logits))
     logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
+    if 0 < top_k < logits.shape[-1]:
         kth = jnp.sort(logits)[-top_k]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
     return int(jax.random.categorical(key, logits))
