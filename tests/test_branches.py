@@ -1,13 +1,14 @@
 """WSD cooldown branches: one stable-phase trunk per model size, a cooldown branched from it for
 each data size; each branch is its own (N, D) run and equals an independently trained WSD run."""
 
-import pytest
-from conftest import tiny_runs
+import json
 
+import pytest
+
+from conftest import tiny_runs
 from scalinglab import results
 from scalinglab.cli import main
 from scalinglab.store import runs as run_files
-from scalinglab.store.files import read_json
 from scalinglab.store.layout import RunDir
 from scalinglab.sweep import planner
 
@@ -47,10 +48,10 @@ def test_branches_train_and_match_independent_runs(sweep_file, tmp_path, capsys)
         assert a.loc[D, "L"] == pytest.approx(b.loc[D, "L"], rel=1e-5)
     # A branch's history before its branch point is its trunk's.
     run_dirs = [RunDir(p) for p in (tmp_path / "res" / "branched" / "runs").iterdir()]
-    trunk = next(d for d in run_dirs if read_json(d.spec)["role"] == "trunk")
+    trunk = next(d for d in run_dirs if json.loads(d.spec.read_text())["role"] == "trunk")
     trunk_evals = run_files.read_metrics(trunk)
     for run_dir in run_dirs:
-        spec = read_json(run_dir.spec)
+        spec = json.loads(run_dir.spec.read_text())
         if spec["trunk_id"]:
             before = [m for m in run_files.read_metrics(run_dir) if m["step"] <= spec["decay_start"]]
             assert before == [m for m in trunk_evals if m["step"] <= spec["decay_start"]]

@@ -18,7 +18,6 @@ from test_slurm import SLURM, job_process, start_run, wait_for
 
 from scalinglab.launch import jobs
 from scalinglab.store import runs
-from scalinglab.store.files import read_json
 from scalinglab.store.layout import RunDir, SweepDir
 from scalinglab.sweep import planner
 from scalinglab.sweep.read import load
@@ -121,17 +120,17 @@ def test_two_processes_train_like_one_and_resume_together_after_preemption(slurm
     assert "1 trained, 0 already done, 0 failed" in out
     script = (run_dir.sweep.logs / f"{job['job_id'].split('_')[0]}_submission.sh").read_text()
     assert "#SBATCH --ntasks-per-node=2\n" in script and " --kill-on-bad-exit=1 " in script
-    summary, requeues = read_json(run_dir.summary), read_json(run_dir.requeues)
+    summary, requeues = json.loads(run_dir.summary.read_text()), json.loads(run_dir.requeues.read_text())
     assert summary["status"] == "done" and requeues["count"] == 1
     assert (summary["n_processes"], summary["n_devices"], summary["fsdp"]) == (2, 2, 2)
     assert 0 < summary["resumed_from"] == requeues["saved_step"] < 200
     # Process 0 alone wrote the run's files: one record per evaluation, none twice.
     metrics = runs.read_metrics(run_dir)
-    assert [m["step"] for m in metrics] == read_json(run_dir.spec)["eval_steps"]
+    assert [m["step"] for m in metrics] == json.loads(run_dir.spec.read_text())["eval_steps"]
     one = one_process_run(path, tmp_path / "one")
     for two_m, one_m in zip(metrics, runs.read_metrics(one), strict=True):
         assert abs(two_m["L"] - one_m["L"]) < TOL, (two_m["step"], two_m["L"], one_m["L"])
-    assert abs(summary["L"] - read_json(one.summary)["L"]) < TOL
+    assert abs(summary["L"] - json.loads(one.summary.read_text())["L"]) < TOL
 
 
 def test_a_process_that_dies_fails_the_run(slurm_cluster, tmp_path):
@@ -141,5 +140,5 @@ def test_a_process_that_dies_fails_the_run(slurm_cluster, tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out
     assert "0 trained, 0 already done, 1 failed" in out
-    summary = read_json(run_dir.summary)
+    summary = json.loads(run_dir.summary.read_text())
     assert summary["status"] == "failed" and summary.get("L") is None

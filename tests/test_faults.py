@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import finish, start_job, tiny_sweep
 
+from conftest import finish, start_job, tiny_sweep
 from scalinglab import results
 from scalinglab.launch import jobs
 from scalinglab.store import runs
-from scalinglab.store.files import read_json
 from scalinglab.store.layout import RunDir, SweepDir
 
 D = [4 * 32 * 300, 4 * 32 * 400]  # 300 and 400 steps: a few seconds each
@@ -106,9 +105,9 @@ def test_kill_9_of_the_sweep_and_a_job_then_run_again(tmp_path):
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     check_every_file(sweep.path, 4)
-    summary = read_json(victim_dir.summary)
+    summary = json.loads(victim_dir.summary.read_text())
     assert summary["resumed_from"] > 0
 
     # The resumed run ends where an uninterrupted job of the same spec ends.
-    reference = finish(start_job(read_json(victim_dir.spec), tmp_path / "ref" / "runs" / victim))
+    reference = finish(start_job(json.loads(victim_dir.spec.read_text()), tmp_path / "ref" / "runs" / victim))
     assert summary["L"] == pytest.approx(reference["L"], rel=1e-6)

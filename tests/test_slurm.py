@@ -3,6 +3,7 @@ MariaDB on loopback): one job array per sweep, a preempted job that saves, reque
 a job that dies, status, cancel, and a second `scalinglab run` that never trains a run twice."""
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -11,15 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_sweep
 from rich.console import Console
 
+from conftest import tiny_sweep
 from scalinglab.cli import main
 from scalinglab.launch import jobs
 from scalinglab.launch.job import TrainJob
 from scalinglab.launch.scheduler import Scheduler
 from scalinglab.store import runs
-from scalinglab.store.files import read_json
 from scalinglab.store.layout import RunDir, SweepDir
 from scalinglab.sweep import planner
 from scalinglab.sweep.read import load
@@ -65,7 +65,7 @@ def wait_for(condition, what, timeout=180):
 
 
 def run_ids_by_D(sweep: SweepDir) -> dict[int, str]:
-    return {read_json(p)["D"]: p.parent.name for p in sweep.runs.glob("*/run.json")}
+    return {json.loads(p.read_text())["D"]: p.parent.name for p in sweep.runs.glob("*/run.json")}
 
 
 def job_process(job_id: str, rank: int = 0) -> int | None:
@@ -111,12 +111,12 @@ def test_a_sweep_survives_preemption_and_a_dead_job(slurm_cluster, tmp_path, cap
     assert proc.returncode == 1, out  # a run failed
     assert "2 trained, 0 already done, 1 failed" in out
 
-    long = read_json(long_dir.summary)
+    long = json.loads(long_dir.summary.read_text())
     assert long["status"] == "done" and long["resumed_from"] > 0
-    assert read_json(long_dir.requeues)["count"] == 1
-    assert [m["step"] for m in runs.read_metrics(long_dir)] == read_json(long_dir.spec)["eval_steps"]
+    assert json.loads(long_dir.requeues.read_text())["count"] == 1
+    assert [m["step"] for m in runs.read_metrics(long_dir)] == json.loads(long_dir.spec.read_text())["eval_steps"]
     assert long["slurm_job_id"] is not None and long["n_devices"] == 1
-    dead = read_json(sweep.run(run_ids_by_D(sweep)[victim]).summary)
+    dead = json.loads(sweep.run(run_ids_by_D(sweep)[victim]).summary.read_text())
     assert dead["status"] == "failed" and dead["error"]
 
     assert main(["status", str(sweep.path)]) == 0
@@ -200,7 +200,7 @@ def test_requeues_are_bounded(tmp_path):
     delayed = job.checkpoint({}, str(run_dir.path), None)  # first preemption: requeue the same call
     assert isinstance(delayed.function, TrainJob) and delayed.function.max_requeues == 1
     assert delayed.args == ({}, str(run_dir.path), None)
-    assert read_json(run_dir.requeues)["count"] == 1
+    assert json.loads(run_dir.requeues.read_text())["count"] == 1
     with pytest.raises(RuntimeError, match="2 times; launch.slurm.max_requeues is 1"):
         job.checkpoint({}, str(run_dir.path), None)
 
