@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -394,3 +395,15 @@ def test_fuzz_random_damage_to_every_results_file(trained_copy, tmp_path):
                 named = str(path.parent) if path.name == "run.json" and not path.exists() else str(path)
                 assert named in err.getvalue(), (path, what, err.getvalue())
     assert len(mutations) == 3 * rounds
+
+
+def test_a_sweep_under_a_folder_named_like_rich_markup_is_fitted_and_named_as_it_is(trained_sweep, tmp_path, capsys):
+    """A `[/]` in a path is text: rich read it as a closing tag and fit, plot and report failed."""
+    study = Path(shutil.copytree(trained_sweep[1], tmp_path / "a[/]b[bold]" / "tiny"))
+    damaged_spec = sorted((study / "runs").iterdir())[0] / "run.json"
+    _edit(damaged_spec, _set("N", 0))
+    for args in (["fit", str(study), "--bootstrap", "0"], ["plot", str(study), "--bootstrap", "0"], ["report", str(study)]):
+        assert main(args) == 0, args
+        out, err = capsys.readouterr()
+        assert str(damaged_spec) in out + err, args  # the left-out run, named letter for letter
+    assert f"wrote {study / 'report.html'}" in out

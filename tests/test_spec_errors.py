@@ -110,13 +110,11 @@ OVERRIDES = [
      r"--executor local: launch.slurm.nodes: 2 needs launch.executor 'slurm'"),
     (["plan", "run"], ["--executor", "debug"], with_(launch={"gpus_per_job": 1, "jobs_per_gpu": 2}),
      r"--executor debug: launch.jobs_per_gpu: shares a GPU between local jobs; needs launch.executor 'local'"),
-    (["run"], ["--max-parallel", "0"], BASE, r"--max-parallel 0: launch.max_parallel: Input should be greater than or equal to 1"),
-    (["run"], ["--threads-per-job", "0"], BASE, r"--threads-per-job 0: launch.threads_per_job: Input should be greater than or equal to 1"),
 ]
 
 
 @pytest.mark.parametrize("verbs,flags,doc,message", OVERRIDES,
-                         ids=["local-over-2-nodes", "local-over-2-nodes-fsdp-8", "debug-sharing-a-gpu", "max-parallel-0", "threads-0"])
+                         ids=["local-over-2-nodes", "local-over-2-nodes-fsdp-8", "debug-sharing-a-gpu"])
 def test_a_flag_that_breaks_the_spec_exits_2_with_one_line_and_writes_nothing(verbs, flags, doc, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "s.yaml"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from ..analysis.analyze import analyze
 from ..analysis.pipeline import fit_and_draw, fit_sweep
@@ -19,10 +20,7 @@ from ..analysis.text import lines
 from ..analysis.uncertainty import At
 from ..errors import UsageError
 from ..store.layout import SweepDir
-
-
-def _warn(console: Console):
-    return lambda line: console.print(f"[yellow]warning[/]: {line}")
+from .say import warner
 
 
 def _spec(sweep: SweepDir | None, args):
@@ -62,11 +60,11 @@ def main(args, console: Console) -> int:
         if args.map:
             raise UsageError("--map only applies with --csv")
         sweep = SweepDir(Path(args.path))
-        _, fit = fit_sweep(sweep, _spec(sweep, args), _warn(out), at)
+        _, fit = fit_sweep(sweep, _spec(sweep, args), warner(out), at)
     for line in lines(fit):
         out.print(line)
     if args.csv is None:
-        out.print(f"wrote {sweep.fit_json}")
+        out.print(escape(f"wrote {sweep.fit_json}"))
     if args.json:
         print(fit.json_text(), end="")
     return 0
@@ -74,6 +72,6 @@ def main(args, console: Console) -> int:
 
 def plot(args, console: Console) -> int:
     sweep = SweepDir(Path(args.path))
-    for line in fit_and_draw(sweep, _spec(sweep, args), _warn(console)):
+    for line in fit_and_draw(sweep, _spec(sweep, args), warner(console)):
         console.print(line)
     return 0

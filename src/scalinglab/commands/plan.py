@@ -20,6 +20,7 @@ from ..sweep.read import load, with_launch
 from ..sweep.rules import caps
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import SweepSpec
+from .say import warner
 
 
 def role(r: RunSpec) -> str:
@@ -133,7 +134,7 @@ def main(args, console: Console) -> int:
     sweep = with_launch(load(args.sweep), executor=args.executor)
     runs = planner.plan(sweep, tpu=bool(tpu_device_files()))
     if (warning := planner.precision_warning(sweep)) is not None:
-        console.print(f"[yellow]warning[/]: {warning}")
+        warner(console)(warning)
     memories, device = check_memory(sweep, runs)
     split = training_tokens(runs[0].data, console)
     if split is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..analysis.page import report_page
 from ..store.files import write_text
@@ -17,5 +18,5 @@ def main(args, console: Console) -> int:
     if not sweep.runs.is_dir():
         raise NotASweep(f"{args.path}: no {sweep.runs.name}/ folder; is this a results/<sweep> folder?")
     write_text(sweep.report, report_page(sweep))
-    console.print(f"wrote {sweep.report}: open it in a browser, no server needed")
+    console.print(escape(f"wrote {sweep.report}: open it in a browser, no server needed"))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..analysis.pipeline import check_outputs, fit_and_draw
 from ..errors import FitError
@@ -16,6 +17,7 @@ from ..store.layout import SweepDir
 from ..store.targets import folder
 from ..sweep import planner
 from ..sweep.read import load, with_launch
+from .say import warner
 
 
 def main(args, console: Console) -> int:
@@ -25,10 +27,10 @@ def main(args, console: Console) -> int:
     check_gpus(spec.launch)
     runs = planner.plan(spec, tpu=bool(tpu_device_files()))
     if (warning := planner.precision_warning(spec)) is not None:
-        console.print(f"[yellow]warning[/]: {warning}")
+        warner(console)(warning)
     check_memory(spec, runs)  # every run fits its device, before anything is written
     check_data(spec, runs[0], console)
-    console.print(f"sweep {spec.name}: {len(runs)} runs -> {sweep.path}/ ({spec.launch.executor} executor)")
+    console.print(escape(f"sweep {spec.name}: {len(runs)} runs -> {sweep.path}/ ({spec.launch.executor} executor)"))
     if sweep.path.is_dir():
         check_outputs(sweep)  # the fit at the end can write its files: found now, not after training
     write_json(sweep.sweep_json, spec.model_dump(mode="json"))
@@ -39,9 +41,9 @@ def main(args, console: Console) -> int:
         f"{outcome.done} trained, {outcome.skipped} already done, {outcome.failed} failed{cancelled} in {time.perf_counter() - t0:.0f} s"
     )
     try:
-        report = fit_and_draw(sweep, spec.fit, lambda line: console.print(f"[yellow]warning[/]: {line}"))
+        report = fit_and_draw(sweep, spec.fit, warner(console))
     except FitError as e:
-        report = [f"no fit yet: {e}"]
+        report = [escape(f"no fit yet: {e}")]
     for line in report:
         console.print(line)
     return 1 if outcome.failed else 0

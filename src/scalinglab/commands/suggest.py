@@ -24,6 +24,7 @@ from ..store.layout import SweepDir
 from ..store.targets import new_file
 from ..sweep.planner import MIN_STEPS
 from ..sweep.saved import saved_sweep
+from .say import warner
 
 
 def print_picks(s: Suggestion, console: Console) -> None:
@@ -71,7 +72,7 @@ def main(args, console: Console) -> int:
     if spec is None:
         raise UsageError(f"{sweep.sweep_json}: none readable (scalinglab run writes it); suggest copies the sweep's settings from it")
     fit = fit_spec(sweep, huber_delta=args.huber_delta, method=args.method, bootstrap=args.bootstrap, law=args.law, pin_E=args.pin_E)
-    found = core(fit_inputs(sweep, left_out=lambda line: console.print(f"[yellow]warning[/]: {line}")).runs, fit, allocating=True)
+    found = core(fit_inputs(sweep, left_out=warner(console)).runs, fit, allocating=True)
     if isinstance(found.chosen, Skipped):
         raise FitError(f"{sweep.path}: {found.chosen.skipped}; train more runs (a grid of N x D) before asking what to train next")
     runs, law = found.runs, found.chosen.law
