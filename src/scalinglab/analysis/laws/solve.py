@@ -14,6 +14,16 @@ from ...sweep.types import Method
 from .base import Fitted, Law, Loss, Space
 
 SQUARES = Loss()
+# Starts and cells are scored and solved this many (starts x points) at a time: each array of a
+# batch is then ~2 MB whatever the table's size (all 16,384 of farseer's cells over 100,000 rows
+# at once: over 10 GB).
+BATCH_ELEMENTS = 2**18
+
+
+def batches(n_starts: int, n_points: int) -> list[slice]:
+    """Contiguous slices of n_starts starts (or cells), each of at most BATCH_ELEMENTS / n_points."""
+    size = max(1, BATCH_ELEMENTS // max(1, n_points))
+    return [slice(i, i + size) for i in range(0, n_starts, size)]
 
 
 def columns(law: Law, X) -> tuple[np.ndarray, ...]:
@@ -104,8 +114,12 @@ def polish(law: Law, p0, X, observed, loss: Loss) -> np.ndarray:
 def linear_solutions(law: Law, cells, X, y) -> np.ndarray:
     """Per cell, the linear coefficients (cells, K) by least squares on relative residuals
     (pred - y) / y for a law fitted in log space, which approximate its log residuals, or plain
-    residuals otherwise; all cells at once by the normal equations, then those whose solution
-    leaves the coefficients' bounds solved again within them, one by one."""
+    residuals otherwise; a batch of cells at a time by the normal equations, then those whose
+    solution leaves the coefficients' bounds solved again within them, one by one."""
+    return np.concatenate([_linear_solutions(law, cells[b], X, y) for b in batches(len(cells), len(y))])
+
+
+def _linear_solutions(law: Law, cells, X, y) -> np.ndarray:
     offset, basis = law.design(cells, X)
     target = y - offset
     if law.space is Space.LOG:
@@ -158,6 +172,7 @@ def varpro_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
 def best_starts(law: Law, starts: np.ndarray, X, y, loss: Loss) -> np.ndarray:
     """The law's `polish` starting points (S, P) of lowest objective (ties: the first; a start that
     predicts nan or inf scores last)."""
+    observed = law.observed(y)
     with np.errstate(all="ignore"):
-        scores = value(law, starts, X, law.observed(y), loss)
+        scores = np.concatenate([value(law, starts[b], X, observed, loss) for b in batches(len(starts), len(y))])
     return starts[np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[: law.polish]]
