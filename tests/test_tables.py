@@ -13,6 +13,7 @@ import pytest
 
 from scalinglab.analysis.analyze import analyze
 from scalinglab.analysis.laws import LAWS, Loss
+from scalinglab.analysis.laws.bootstrap import BATCH_POINTS, bootstrap
 from scalinglab.analysis.laws.solve import sampled_starts, varpro_starts
 from scalinglab.analysis.select import FitInputs, fit_spec
 from scalinglab.analysis.table import from_columns
@@ -132,11 +133,15 @@ def starts(law: str, search):
 def test_the_search_for_starts_takes_memory_linear_in_the_rows(search):
     """Every cell and start is scored over every row; all at once took over a megabyte a row
     (farseer's 16,384 cells): fit --csv on 100,000 rows, over 10 GB."""
-    small, large = peak_bytes(search(250)), peak_bytes(search(2000))
-    assert large - small < 1750 * 1000  # under 1 kB a row
+    small, large = peak_bytes(search(500)), peak_bytes(search(2000))  # both past one batch
+    assert large - small < 1500 * 1000  # under 1 kB a row
     assert large < 32 * 2**20
 
 
 def test_the_bootstraps_memory_does_not_grow_with_its_resamples():
-    few, many = peak_bytes(fit_table(400, "chinchilla", 16)), peak_bytes(fit_table(400, "chinchilla", 160))
-    assert many < 1.5 * few
+    """Resamples are solved a batch at a time; all at once they held ~200 arrays of the points each."""
+    rows = 4000
+    table, batch = synthetic(rows), BATCH_POINTS // rows
+    X, y = (table["N"].to_numpy(), table["D"].to_numpy()), table["L"].to_numpy()
+    one, four = (peak_bytes(lambda k=k: bootstrap(LAWS["chinchilla"](), X, y, k, Loss(1e-3), workers=1)) for k in (batch, 4 * batch))
+    assert four < 1.3 * one

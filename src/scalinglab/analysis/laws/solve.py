@@ -20,9 +20,9 @@ SQUARES = Loss()
 BATCH_ELEMENTS = 2**18
 
 
-def batches(n_starts: int, n_points: int) -> list[slice]:
-    """Contiguous slices of n_starts starts (or cells), each of at most BATCH_ELEMENTS / n_points."""
-    size = max(1, BATCH_ELEMENTS // max(1, n_points))
+def batches(n_starts: int, n_points: int, elements: int = BATCH_ELEMENTS) -> list[slice]:
+    """Contiguous slices of n_starts starts (or cells, or resamples), each of at most elements / n_points."""
+    size = max(1, elements // max(1, n_points))
     return [slice(i, i + size) for i in range(0, n_starts, size)]
 
 
