@@ -46,6 +46,7 @@ CASES = {
     "latin_1": (text(CHINCHILLA[:3]) + "caf\u00e9,1,2\n".encode("latin-1"), MAPS, "--csv t.csv: line 4 is not UTF-8 text (byte 0xe9)"),
     "empty_cell": (text(cell(CHINCHILLA, 7, 6, "")), MAPS, "row 7, column 'loss' (L): is empty or NaN"),
     "non_finite": (text(cell(CHINCHILLA, 2, 3, "inf")), MAPS, "row 2, column 'Model Size' (N): 'inf' is not finite"),
+    "integer_beyond_a_float": (text(cell(CHINCHILLA, 3, 3, "9" * 400)), MAPS, "row 3, column 'Model Size' (N): 'inf' is not finite"),
     "non_positive": (text(cell(CHINCHILLA, 9, 4, "-1e20")), MAPS, "row 9, column 'Training FLOP' (C_6ND): '-1e+20' is not a positive"),
     "ambiguous_map": (
         text([CHINCHILLA[0] + ",N"] + [line + ",1" for line in CHINCHILLA[1:]]),
@@ -65,6 +66,11 @@ CASES = {
     ),
     "task_table_text": (text(cell(OLMO, 3, 4, "abc")), TASK_MAPS, "row 3, column 'c4_loss' (task_loss): 'abc' is not a number"),
     "task_acc_above_1": (text(cell(OLMO, 2, 6, "7")), TASK_MAPS, "row 2, column 'hellaswag_acc' (acc): 7 is not in [0, 1]"),
+    "task_integer_beyond_a_float": (
+        text(cell(OLMO, 2, 1, "9" * 400)),
+        TASK_MAPS,
+        "row 2, column 'N': '9999999999999999999999999999999999999...' is not finite",
+    ),
     "task_header_only": (text(OLMO[:1]), TASK_MAPS, "--csv t.csv: a header and no rows"),
 }
 

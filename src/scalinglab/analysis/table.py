@@ -4,6 +4,7 @@ to N, D, C, L and U, or to a task's columns. No JAX."""
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -69,15 +70,32 @@ def numbers(df: pd.DataFrame, names: list[str], mapping: dict[str, str], positiv
     """Those columns as floats; FitError naming the first cell that is empty, not a number, not
     finite or (in a column of `positive`) not above zero, by its row (counted from 1 under the
     header) and its column as the table names it."""
-    out = df[names].apply(pd.to_numeric, errors="coerce").astype(float)
+    out = pd.DataFrame({name: _floats(df[name]) for name in names})
     values = out.to_numpy()
     low = np.zeros_like(values, dtype=bool)
     low[:, [i for i, n in enumerate(names) if n in positive]] = True
-    for bad in (np.isnan(values), ~np.isfinite(values), low & (values <= 0)):
-        if bad.any():
-            row, col = (int(i) for i in np.argwhere(bad)[0])
-            raise FitError(f"row {row + 1}, column {label(names[col], mapping)}: {_what(df[names[col]].iloc[row], values[row, col])}")
+    bad = ~np.isfinite(values) | low & (values <= 0)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise FitError(f"row {row + 1}, column {label(names[col], mapping)}: {_what(df[names[col]].iloc[row], values[row, col])}")
     return out
+
+
+def _floats(column: pd.Series) -> pd.Series:
+    """A column's numbers as floats, NaN where not a number."""
+    try:
+        return pd.to_numeric(column, errors="coerce").astype(float)
+    except OverflowError:  # pandas read an integer of hundreds of digits, beyond a float
+        return column.map(_number).astype(float)
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def label(ours: str, mapping: dict[str, str]) -> str:
@@ -89,9 +107,10 @@ def label(ours: str, mapping: dict[str, str]) -> str:
 def _what(raw, value: float) -> str:
     if pd.isna(raw):
         return "is empty or NaN; give a number"
+    text = str(raw) if len(str(raw)) <= 40 else str(raw)[:37] + "..."
     if np.isnan(value):
-        return f"{str(raw)!r} is not a number"
-    return f"{str(raw)!r} is not " + ("finite" if not np.isfinite(value) else "a positive number")
+        return f"{text!r} is not a number"
+    return f"{text!r} is not " + ("finite" if not np.isfinite(value) else "a positive number")
 
 
 def from_columns(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
