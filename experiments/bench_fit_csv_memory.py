@@ -48,9 +48,9 @@ def measure(csv: Path, resamples: int, law: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, nargs="+", default=[20_000, 100_000])
+    p.add_argument("--rows", type=int, nargs="*", default=[20_000, 100_000])
     p.add_argument("--bootstrap-rows", type=int, default=2_000, help="rows of the table the bootstrap is measured on")
-    p.add_argument("--resamples", type=int, nargs="+", default=[10, 100])
+    p.add_argument("--resamples", type=int, nargs="*", default=[10, 100])
     p.add_argument("--law", help="fit --csv's --law (default: its own, auto)")
     args = p.parse_args()
     law = ["--law", args.law] if args.law else []
