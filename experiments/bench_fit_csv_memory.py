@@ -5,6 +5,10 @@ the child's maximum resident set). Prints one line per run: rows, resamples, pea
 Usage: python experiments/bench_fit_csv_memory.py [--rows 20000 100000] [--bootstrap-rows 2000]
 [--resamples 10 100]
 [--law NAME]
+
+Measured on 2 shared, busy cores (--law chinchilla): 100,000 rows, --bootstrap 0: 248 MB peak,
+85 s (main: auto on 20,000 rows passed 10 GB). Of the 85 s: variable projection's search ~58 s,
+the polish ~15 s, printing the 20,000 held-out runs ~18 s.
 """
 
 import argparse
