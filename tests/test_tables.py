@@ -151,3 +151,14 @@ def test_the_bootstraps_memory_does_not_grow_with_its_resamples():
     X, y = (table["N"].to_numpy(), table["D"].to_numpy()), table["L"].to_numpy()
     one, four = (peak_bytes(lambda k=k: bootstrap(LAWS["chinchilla"](), X, y, k, Loss(1e-3), workers=1)) for k in (batch, 4 * batch))
     assert four < 1.3 * one
+
+
+def test_thousands_of_held_out_runs_print_the_worst_and_their_count(tmp_path, capsys):
+    """The printed fit of a 5,000-row table is at most a screen of held-out runs: the worst
+    predicted and how many there are (every one stays in --json)."""
+    synthetic(5000)[["N", "D", "L"]].to_csv(tmp_path / "t.csv", index=False)
+    assert main(["fit", "--csv", str(tmp_path / "t.csv"), "--law", "chinchilla", "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    held = [line for line in out if line.lstrip().startswith("N = ")]
+    assert 0 < len(held) <= 20
+    assert any("of the 1,000 held-out runs" in line for line in out)
