@@ -18,9 +18,9 @@ SQUARES = Loss()
 # batch is then ~2 MB whatever the table's size (all 16,384 of farseer's cells over 100,000 rows
 # at once: over 10 GB).
 BATCH_ELEMENTS = 2**18
-# Tables of more rows search for starts on a subsample of this many (a 100,000-row table's search
-# over every row: ~60 s of a 85 s fit); the fit itself is always polished on every row.
-SEARCH_ROWS = 10_000
+# Tables of more rows search for starts, and polish them, on a subsample of this many (a
+# 100,000-row table's search over every row: ~60 s of a 85 s fit); the fit is polished on every row.
+SEARCH_ROWS = 2_000
 
 
 def batches(n_starts: int, n_points: int, elements: int = BATCH_ELEMENTS) -> list[slice]:
@@ -49,8 +49,9 @@ def value(law: Law, theta, X, observed, loss: Loss):
 
 def objective(law: Law, theta, X, observed, loss: Loss):
     """The loss summed over points and its gradient, for theta (..., P)."""
-    r = law.fitted_value(theta, *X) - observed
-    return loss.value(r).sum(-1), np.einsum("...np,...n->...p", law.jacobian(theta, *X), loss.slope(r))
+    fitted, jacobian = law.value_and_jacobian(theta, *X)
+    r = fitted - observed
+    return loss.value(r).sum(-1), np.einsum("...np,...n->...p", jacobian, loss.slope(r))
 
 
 def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO, warm: np.ndarray | None = None) -> Fitted:
@@ -74,14 +75,16 @@ def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO, wa
 
 
 def _search(law: Law, X, y, loss: Loss, method: Method, warm: np.ndarray | None) -> np.ndarray:
-    """The starts polished on every row. Past SEARCH_ROWS rows, those of a seeded subsample of
-    SEARCH_ROWS rows, polished on it: the search's cost stops growing with the table, and each
-    polish on every row (whose optimum the fit is) starts next to its own."""
+    """The starts polished on every row. Past SEARCH_ROWS rows, the best end of the usual search
+    and polish on a seeded subsample of SEARCH_ROWS rows: their cost stops growing with the table,
+    and the one polish on every row (whose optimum the fit is) starts next to it."""
     if len(y) <= SEARCH_ROWS:
         return _starts(law, X, y, loss, method, warm)
     rows = np.sort(np.random.default_rng(0).choice(len(y), SEARCH_ROWS, replace=False))
     X, y = tuple(x[rows] for x in X), y[rows]
-    return np.array([polish(law, p0, X, law.observed(y), loss) for p0 in _starts(law, X, y, loss, method, warm)])
+    observed = law.observed(y)
+    ends = np.array([polish(law, p0, X, observed, loss) for p0 in _starts(law, X, y, loss, method, warm)])
+    return ends[[np.argmin(value(law, ends, X, observed, loss))]]
 
 
 def _starts(law: Law, X, y, loss: Loss, method: Method, warm: np.ndarray | None) -> np.ndarray:
