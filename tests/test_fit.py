@@ -121,7 +121,7 @@ def test_a_tables_U_column_reaches_the_runs_the_fits_are_given(tmp_path, capsys)
     assert list(runs.columns) == ["N", "D", "C", "L", "U"] and runs["U"].to_numpy() == pytest.approx(runs["D"].to_numpy() / 2)
     assert from_columns(table, {k: v for k, v in mapping.items() if k != "U"})["U"].isna().all()  # a table without U
     table.loc[3, "unique tokens"] = 0
-    with pytest.raises(FitError, match=r"^row 3: N, D, C, L and U must be positive numbers$"):
+    with pytest.raises(FitError, match=r"^row 4, column 'unique tokens' \(U\): '0.0' is not a positive number$"):
         from_columns(table, mapping)
     table.loc[3, "unique tokens"] = 1e9
     table.to_csv(tmp_path / "t.csv", index=False)

@@ -318,7 +318,7 @@ def test_cli_without_bootstrap_has_no_interval(ladder_csv, capsys):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--chance", "1"], "--chance 1: the chance accuracy must be at least 0 and below 1"),
     (["--chance", "-0.1"], "--chance -0.1: the chance accuracy must be at least 0 and below 1"),
-    (["--map", "acc=nope"], "--map acc=nope: the table has no column 'nope'; columns are"),
+    (["--map", "acc=nope"], "--map acc=nope: acc is already mapped to 'accuracy'; give one --map acc=COLUMN"),
     (["--predict", "C_6ND=1e21"], "--predict C_6ND=...: a task fit predicts at N=PARAMS,D=TOKENS"),
 ])
 def test_cli_bad_task_input_is_one_line_and_exit_code_2(ladder_csv, capsys, extra, message):

@@ -81,7 +81,9 @@ def origins(runs: pd.DataFrame, by: str, count: int) -> list[float]:
     """Up to `count` thresholds of `by`, evenly among the distinct values that leave at least
     MIN_FIT_SHARE of the runs in the fit and one run beyond: fit on by <= threshold, predict the rest."""
     values = np.sort(runs[by].unique())
-    usable = [v for v in values[:-1] if (runs[by] <= v).mean() >= MIN_FIT_SHARE - 1e-9]  # 6 of 9 is two thirds
+    # The share of runs at or below each value, by one sort (a pass over the runs per value: 100,000 runs, minutes).
+    share = np.searchsorted(np.sort(runs[by].to_numpy()), values[:-1], side="right") / len(runs)
+    usable = list(values[:-1][share >= MIN_FIT_SHARE - 1e-9])  # 6 of 9 is two thirds
     if not usable:
         return []
     picks = np.unique(np.round(np.linspace(0, len(usable) - 1, min(count, len(usable)))).astype(int))

@@ -49,6 +49,8 @@ def fit_task_csv(
     model = fit_two_step(frame, chance, spec)
     boots = bootstrap_two_step(frame, chance, spec)
     points = [predict_two_step(model, boots, a.N, a.D) for a in at if a.N is not None and a.D is not None]
+    for a, p in zip(at, points):
+        a.refuse_non_finite({"task_loss": p["task_loss"], "acc": p["acc"]}, "the two-step task law")
     found = two_step_fit(model, boots)
     text = [
         f"step 1, task_loss = E + A/N^alpha + B/D^beta over {found.step1.n_points} runs' final checkpoints: " + _show(found.step1),

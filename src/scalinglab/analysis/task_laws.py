@@ -32,6 +32,7 @@ from .laws.chinchilla import CHINCHILLA
 from .laws.sigmoid import Sigmoid
 from .laws.solve import fit
 from .parts import LawFit
+from .table import label, mapped, numbers
 from .taskfit import TaskExtrapolation, TaskHeldOut, TwoStepFit
 
 COLUMNS = ("run", "N", "D", "task_loss", "acc")
@@ -71,22 +72,20 @@ class SingleStep:
 
 def task_columns(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     """A user's table -> columns run, N, D, task_loss, acc. mapping: our name -> their column.
-    Without a run column every row is its own run."""
-    for ours, theirs in mapping.items():
-        if theirs not in df:
-            raise FitError(f"--map {ours}={theirs}: the table has no column {theirs!r}; columns are {list(df.columns)}")
-    renamed = df.rename(columns={theirs: ours for ours, theirs in mapping.items()})
+    Without a run column every row is its own run. FitError naming the first cell that is not a
+    positive number (acc: a number in [0, 1])."""
+    renamed = mapped(df, mapping)
     missing = [c for c in COLUMNS[1:] if c not in renamed]
     if missing:
         raise FitError(
             f"the table has no column for {', '.join(missing)}; columns are {list(df.columns)}; map one with --map {missing[0]}=COLUMN"
         )
-    out = renamed[list(COLUMNS[1:])].apply(pd.to_numeric, errors="coerce")
+    out = numbers(renamed, list(COLUMNS[1:]), mapping, positive=("N", "D", "task_loss"))
+    beyond = np.flatnonzero((out["acc"] < 0) | (out["acc"] > 1))
+    if len(beyond):
+        row = beyond[0]
+        raise FitError(f"row {row + 1}, column {label('acc', mapping)}: {out['acc'].iloc[row]:g} is not in [0, 1]; acc is a share")
     out.insert(0, "run", renamed["run"].astype(str) if "run" in renamed else np.arange(len(out)).astype(str))
-    bad = ~np.isfinite(out[list(COLUMNS[1:])]).all(axis=1) | (out[["N", "D", "task_loss"]] <= 0).any(axis=1)
-    bad |= (out["acc"] < 0) | (out["acc"] > 1)
-    if bad.any():
-        raise FitError(f"row {int(np.flatnonzero(bad)[0])}: N, D and task_loss must be positive numbers, acc a number in [0, 1]")
     return out
 
 

@@ -13,6 +13,8 @@ from .sweepfit import Frontier, Hyperparameters, SweepFit
 from .taskfit import Spread, TaskFit, TaskReport
 from .uncertainty import LOOSE
 
+HELD_OUT_SHOWN = 20  # more held-out runs than this: the worst predicted this many, and the count
+
 
 def _ci(ci: CI | None, fmt: str = ".4g") -> str:
     return f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else ""
@@ -89,7 +91,11 @@ def check_lines(fit: SweepFit) -> Iterator[str]:
         f"extrapolation check: {ext.law.law['law']} (chosen on the {ext.n_fit} runs in the fit) predicted the "
         f"{len(ext.held_out)} largest by {ext.by}: mean |error| {ext.mean_abs_rel_error:.2%}, max {ext.max_abs_rel_error:.2%}"
     )
-    for h in ext.held_out:
+    shown = ext.held_out
+    if len(shown) > HELD_OUT_SHOWN:  # thousands of lines nobody reads (20,000: ~18 s of printing)
+        shown = sorted(shown, key=lambda h: -abs(h.rel_error))[:HELD_OUT_SHOWN]
+        yield f"  the {HELD_OUT_SHOWN} worst predicted of the {len(ext.held_out):,} held-out runs (every one in --json):"
+    for h in shown:
         run = f"; a run's loss: {_ci(h.L_pred_pi, '.4f').strip()}" if h.L_pred_pi else ""
         pred = f"{h.L_pred:.4f}{_ci(h.L_pred_ci, '.4f')}"
         yield f"  N = {h.N:,.0f}, D = {h.D:,.0f}: L = {h.L:.4f}, predicted {pred} ({h.rel_error:+.2%}){run}"

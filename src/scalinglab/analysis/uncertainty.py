@@ -39,6 +39,20 @@ class At:
     N: float | None = None
     D: float | None = None
     U: float | None = None
+    flag: str = "--predict"
+    text: str = ""
+    """As the user wrote it (parse), for messages; else written from the values."""
+
+    def __str__(self) -> str:
+        point = ",".join(f"{k}={v:g}" for k in ("C_6ND", "N", "D", "U") if (v := getattr(self, k)) is not None)
+        return f"{self.flag} {self.text or point}"
+
+    def refuse_non_finite(self, values: dict[str, float], law: str) -> None:
+        """UsageError naming this point where a law's prediction there is not a finite number (an
+        overflow far beyond the runs), rather than printing nan or inf as if it were a prediction."""
+        for k, v in values.items():
+            if not np.isfinite(v):
+                raise UsageError(f"{self}: {law} predicts {k} = {v:g} there, not a finite number; predict nearer the runs' sizes")
 
     @classmethod
     def parse(cls, text: str, flag: str = "--predict") -> At:
@@ -54,7 +68,7 @@ class At:
             )
         if set(point) not in ({"C_6ND"}, {"N", "D"}, {"N", "D", "U"}) or not all(v > 0 and np.isfinite(v) for v in point.values()):
             raise UsageError(f"{flag} {text}: expected C_6ND=FLOPS or N=PARAMS,D=TOKENS[,U=UNIQUE_TOKENS] with positive numbers")
-        return cls(**point)
+        return cls(**point, flag=flag, text=text)
 
 
 def fit_law(runs: pd.DataFrame, spec: FitSpec = FitSpec(), law: Law = CHINCHILLA) -> Fitted:
@@ -141,7 +155,9 @@ def predict(law: Fitted, boots: list[Fitted], at: At, noise: float | None = None
             return {"N_opt": float(n_opt), "D_opt": float(d_opt), "tokens_per_param": float(d_opt / n_opt), "L": float(m.at(n_opt, d_opt))}
         return {"L": float(m.at(at.N, at.D, at.U))}
 
-    point, samples = values(law), [values(m) for m in boots]
+    point = values(law)
+    at.refuse_non_finite(point, law.law.name)
+    samples = [values(m) for m in boots]
     estimates = {k: _estimate(v, [s[k] for s in samples]) for k, v in point.items()}
     L_pi = prediction_interval(point["L"], [s["L"] for s in samples], noise)
     return Prediction(C_6ND=at.C_6ND, N=at.N, D=at.D, U=at.U, law=law.law.name, L_pi=L_pi, **estimates)

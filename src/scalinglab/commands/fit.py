@@ -4,21 +4,22 @@ fit.json, drawn. Imports no JAX."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
 from ..analysis.analyze import analyze
+from ..analysis.parts import Skipped
 from ..analysis.pipeline import fit_and_draw, fit_sweep
 from ..analysis.select import FitInputs, fit_spec
-from ..analysis.table import TASK_MAPS, from_columns, parse_map
+from ..analysis.table import TASK_MAPS, from_columns, parse_map, read_table
 from ..analysis.task_csv import fit_task_csv
 from ..analysis.text import lines
 from ..analysis.uncertainty import At
-from ..errors import UsageError
+from ..errors import FitError, UsageError
 from ..store.layout import SweepDir
 from .say import warner
 
@@ -36,6 +37,29 @@ def _spec(sweep: SweepDir | None, args):
     )
 
 
+def _finite(obj):
+    """The JSON-ready object with each number that is not finite (an interval no resample fixed)
+    as None: strict JSON has no NaN or Infinity."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def _strict_json(obj) -> str:
+    return json.dumps(_finite(obj), indent=1, allow_nan=False) + "\n"
+
+
+def _fit_table(args, mapping: dict[str, str], at: list[At]):
+    """fit --csv's L(N,D): FitError, naming the file, where no law of the loss fits its rows."""
+    table = from_columns(read_table(Path(args.csv)), mapping)
+    fit = analyze(FitInputs(table), _spec(None, args), at)
+    if isinstance(fit.law, Skipped):
+        raise FitError(f"--csv {args.csv}: no law of the loss fits its {len(table)} rows: {fit.law.skipped}")
+    return fit
+
+
 def main(args, console: Console) -> int:
     if (args.path is None) == (args.csv is None):
         raise UsageError("scalinglab fit: give a results/<sweep> folder or --csv FILE, not both or neither")
@@ -49,13 +73,13 @@ def main(args, console: Console) -> int:
         if not Path(args.csv).is_file():
             raise UsageError(f"--csv {args.csv}: no such file")
         if task_fit:
-            points, text = fit_task_csv(pd.read_csv(args.csv), mapping, _spec(None, args), args.chance, at)
+            points, text = fit_task_csv(read_table(Path(args.csv)), mapping, _spec(None, args), args.chance, at)
             for line in text:
                 out.print(line)
             if args.json:
-                print(json.dumps(points, indent=1))
+                print(_strict_json(points), end="")
             return 0
-        fit = analyze(FitInputs(from_columns(pd.read_csv(args.csv), mapping)), _spec(None, args), at)
+        fit = _fit_table(args, mapping, at)
     else:
         if args.map:
             raise UsageError("--map only applies with --csv")
@@ -66,7 +90,7 @@ def main(args, console: Console) -> int:
     if args.csv is None:
         out.print(escape(f"wrote {sweep.fit_json}"))
     if args.json:
-        print(fit.json_text(), end="")
+        print(_strict_json(fit.model_dump(mode="json", by_alias=True)), end="")
     return 0
 
 

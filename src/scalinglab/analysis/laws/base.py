@@ -136,6 +136,10 @@ class Law(Choice):
                 cols.append((self.fitted_value(theta + step, *X) - self.fitted_value(theta - step, *X)) / (2 * h[..., j, None]))
         return np.stack(cols, axis=-1)
 
+    def value_and_jacobian(self, theta, *X) -> tuple[np.ndarray, np.ndarray]:
+        """fitted_value and jacobian together (a law whose two share work gives them in one pass)."""
+        return self.fitted_value(theta, *X), self.jacobian(theta, *X)
+
     def hessian(self, theta, *X) -> np.ndarray:
         """d^2 fitted_value / d theta^2, shape (..., n, P, P); by default central differences of
         the jacobian (entries with a closed form give theirs)."""

@@ -14,7 +14,7 @@ from ...errors import FitError
 from ...sweep.types import Method
 from .base import Fitted, Law, Loss
 from .resample import fit_resamples
-from .solve import SQUARES, columns, fit
+from .solve import SQUARES, batches, columns, fit
 from .terms import TermsLaw
 
 LEVEL = 0.95  # of every interval
@@ -23,6 +23,10 @@ RESAMPLES_PER_WORKER = 100  # fewer do not repay a worker's start (~2 s of impor
 # the same intervals as refitting each, ~20x faster. Small sweeps' objectives have flat valleys
 # where the batched solver and L-BFGS-B stop at different points, so there each is refitted.
 BATCHED_MIN_RUNS = 100
+# Resamples x points solved together: a resample holds ~200 arrays of the points (its shortlisted
+# cells' residuals, resample.SHORTLIST, and its Newton starts' derivatives), so a batch ~200 MB at
+# most. Chinchilla's 240 points: 546 resamples a batch; 100,000 points: 1.
+BATCH_POINTS = 2**17
 
 
 def interval(values, level: float = LEVEL) -> tuple[float, float]:
@@ -80,17 +84,20 @@ def _refits(law: Law, X, y, seed_list: list[int], loss: Loss, method: Method, wa
 
 
 def _batched(law: TermsLaw, X, y, seed_list, loss) -> list[Fitted]:
-    """bootstrap's resamples solved together from variable projection's starts and the full fit."""
+    """bootstrap's resamples solved together from variable projection's starts and the full fit, a
+    batch of them at a time: the memory is the batch's, not the number of resamples'."""
     try:
         full = fit(law, X, y, loss)
     except FitError:  # too few distinct values: so has every resample
         return []
-    c = counts(len(y), seed_list)
-    c = c[[law.problem(tuple(x[row > 0] for x in X)) is None for row in c]]
-    if not len(c):
-        return []
-    p, f = fit_resamples(law, full.theta, X, y, c, loss)
-    return [Fitted(law, theta, float(o), len(y)) for theta, o in zip(p, f)]
+    out = []
+    for batch in batches(len(seed_list), len(y), BATCH_POINTS):
+        c = counts(len(y), seed_list[batch])
+        c = c[[law.problem(tuple(x[row > 0] for x in X)) is None for row in c]]
+        if len(c):
+            p, f = fit_resamples(law, full.theta, X, y, c, loss)
+            out += [Fitted(law, theta, float(o), len(y)) for theta, o in zip(p, f)]
+    return out
 
 
 def seed_chunks(seed_list: list[int], workers: int) -> list[list[int]]:

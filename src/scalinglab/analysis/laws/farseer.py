@@ -59,32 +59,38 @@ class Farseer(Law):
     @staticmethod
     def _logs(nonlinear, X):
         """The two terms' logs without their linear coefficients, s N^q and B N^b - exponent * log D,
-        and the data exponent exp(A N^a + E) (capped)."""
+        the data exponent exp(A N^a + E) (capped), and N^q, N^b, N^a."""
         s, q, B, b, A, a, E = (nonlinear[..., j, None] for j in range(7))
         N, lD = X[0], np.log(X[1])
         with np.errstate(over="ignore", invalid="ignore"):
-            exponent = np.exp(np.minimum(A * N**a + E, EXPONENT_CAP))
-            return s * N**q, B * N**b - exponent * lD, exponent
+            Nq, Nb, Na = N**q, N**b, N**a
+            exponent = np.exp(np.minimum(A * Na + E, EXPONENT_CAP))
+            return s * Nq, B * Nb - exponent * lD, exponent, (Nq, Nb, Na)
 
     def fitted_value(self, theta, *X):
         theta = np.asarray(theta, dtype=float)
-        model, data, _ = self._logs(theta[..., list(NONLINEAR)], X)
+        model, data, _, _ = self._logs(theta[..., list(NONLINEAR)], X)
         return np.logaddexp(model + theta[..., 2, None], data + theta[..., 5, None])
 
     def predict(self, theta, *X):
         return np.exp(self.fitted_value(theta, *X))
 
     def jacobian(self, theta, *X):
-        """Each term's derivatives weighted by its share of the loss (w, 1 - w)."""
+        return self.value_and_jacobian(theta, *X)[1]
+
+    def value_and_jacobian(self, theta, *X):
+        """One pass of the terms for both (the polish's cost): each term's derivatives weighted by
+        its share of the loss (w, 1 - w)."""
         theta = np.asarray(theta, dtype=float)
-        model, data, exponent = self._logs(theta[..., list(NONLINEAR)], X)
-        w = expit((model + theta[..., 2, None]) - (data + theta[..., 5, None]))
-        s, q, B, b, A, a, E = (theta[..., j, None] for j in NONLINEAR)
-        N, lN, lD = X[0], np.log(X[0]), np.log(X[1])
-        live = A * N**a + E < EXPONENT_CAP
+        model, data, exponent, (Nq, Nb, Na) = self._logs(theta[..., list(NONLINEAR)], X)
+        model, data = model + theta[..., 2, None], data + theta[..., 5, None]
+        w = expit(model - data)
+        s, B, A, E = (theta[..., j, None] for j in (0, 3, 6, 8))
+        lN, lD = np.log(X[0]), np.log(X[1])
+        live = A * Na + E < EXPONENT_CAP
         d_exp = np.where(live, -(1 - w) * exponent * lD, 0.0)  # d log L / d (A N^a + E)
-        cols = (w * N**q, w * s * N**q * lN, w, (1 - w) * N**b, (1 - w) * B * N**b * lN, 1 - w, d_exp * N**a, d_exp * A * N**a * lN, d_exp)
-        return np.stack(np.broadcast_arrays(*cols), axis=-1)
+        cols = (w * Nq, w * s * Nq * lN, w, (1 - w) * Nb, (1 - w) * B * Nb * lN, 1 - w, d_exp * Na, d_exp * A * Na * lN, d_exp)
+        return np.logaddexp(model, data), np.stack(np.broadcast_arrays(*cols), axis=-1)
 
     def grid(self, X, y):
         """Random cells scaled at the runs' median N: s N^q in [-2, 4], B N^b in [-3, 3], the data
@@ -99,7 +105,7 @@ class Farseer(Law):
         return np.column_stack([s, q, B, b, A, a, E])
 
     def design(self, cells, X):
-        model, data, _ = self._logs(cells, X)
+        model, data, _, _ = self._logs(cells, X)
         # A cell whose term exceeds e^50 is far off; capped there, its normal equations stay finite.
         basis = np.exp(np.clip(np.nan_to_num(np.stack([model, data], axis=-1), nan=50.0), -700.0, 50.0))
         return np.zeros(basis.shape[:2]), basis

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .base import Law, Loss
+from .solve import batches
 
 SHORTLIST = 16  # cells per resample, by least squares, scored by the objective (all 625 of L(N,D): 10 s)
 ITERATIONS = 100
@@ -49,6 +50,20 @@ def _cell_starts(law, X, y, counts, loss):
     objective. Scoring every cell of every resample is most of the work, so only each resample's
     SHORTLIST cells with the smallest squares are scored."""
     cells = law.grid(X, y)
+    K = len(law.coefficients)
+    parts = [_cell_solutions(law, cells[b], X, y, counts) for b in batches(len(cells), len(y) * K * K)]
+    coef, rss = np.concatenate([c for c, _ in parts]), np.concatenate([r for _, r in parts])
+    short = np.argpartition(rss, min(SHORTLIST, len(cells)) - 1, axis=0)[:SHORTLIST]  # (SHORTLIST, B)
+    cols = np.arange(len(counts))
+    p = law.assemble(coef[short, cols].reshape(-1, K), cells[short].reshape(-1, cells.shape[1])).reshape(*short.shape, -1)
+    r = law.fitted_value(p, *X) - law.observed(y)
+    scores = (counts * loss.value(r)).sum(-1)  # (SHORTLIST, B)
+    order = np.argsort(scores, axis=0, kind="stable")[: law.polish]
+    return p[order, cols].transpose(1, 0, 2)
+
+
+def _cell_solutions(law, cells, X, y, counts):
+    """Per cell and resample, the coefficients by weighted least squares and their squares."""
     _, basis = law.design(cells, X)
     A = basis / y[:, None]  # relative residuals; the target is then 1 at every point
     k, n, K = A.shape
@@ -56,14 +71,7 @@ def _cell_starts(law, X, y, counts, loss):
     AA = (A[..., :, None] * A[..., None, :]).transpose(0, 2, 3, 1).reshape(k * K * K, n)
     G = (AA @ counts.T).reshape(k, K, K, len(counts)).transpose(0, 3, 1, 2)
     h = (A.transpose(0, 2, 1).reshape(k * K, n) @ counts.T).reshape(k, K, len(counts)).transpose(0, 2, 1)
-    coef, rss = _nnls(G, h)
-    short = np.argpartition(rss, min(SHORTLIST, k) - 1, axis=0)[:SHORTLIST]  # (SHORTLIST, B)
-    cols = np.arange(len(counts))
-    p = law.assemble(coef[short, cols].reshape(-1, K), cells[short].reshape(-1, cells.shape[1])).reshape(*short.shape, -1)
-    r = law.fitted_value(p, *X) - law.observed(y)
-    scores = (counts * loss.value(r)).sum(-1)  # (SHORTLIST, B)
-    order = np.argsort(scores, axis=0, kind="stable")[: law.polish]
-    return p[order, cols].transpose(1, 0, 2)
+    return _nnls(G, h)
 
 
 def _nnls(G, h):

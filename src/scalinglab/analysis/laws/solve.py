@@ -14,6 +14,19 @@ from ...sweep.types import Method
 from .base import Fitted, Law, Loss, Space
 
 SQUARES = Loss()
+# Starts and cells are scored and solved this many (starts x points) at a time: each array of a
+# batch is then ~2 MB whatever the table's size (all 16,384 of farseer's cells over 100,000 rows
+# at once: over 10 GB).
+BATCH_ELEMENTS = 2**18
+# Tables of more rows search for starts, and polish them, on a subsample of this many (a
+# 100,000-row table's search over every row: ~60 s of a 85 s fit); the fit is polished on every row.
+SEARCH_ROWS = 2_000
+
+
+def batches(n_starts: int, n_points: int, elements: int = BATCH_ELEMENTS) -> list[slice]:
+    """Contiguous slices of n_starts starts (or cells, or resamples), each of at most elements / n_points."""
+    size = max(1, elements // max(1, n_points))
+    return [slice(i, i + size) for i in range(0, n_starts, size)]
 
 
 def columns(law: Law, X) -> tuple[np.ndarray, ...]:
@@ -36,8 +49,9 @@ def value(law: Law, theta, X, observed, loss: Loss):
 
 def objective(law: Law, theta, X, observed, loss: Loss):
     """The loss summed over points and its gradient, for theta (..., P)."""
-    r = law.fitted_value(theta, *X) - observed
-    return loss.value(r).sum(-1), np.einsum("...np,...n->...p", law.jacobian(theta, *X), loss.slope(r))
+    fitted, jacobian = law.value_and_jacobian(theta, *X)
+    r = fitted - observed
+    return loss.value(r).sum(-1), np.einsum("...np,...n->...p", jacobian, loss.slope(r))
 
 
 def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO, warm: np.ndarray | None = None) -> Fitted:
@@ -50,14 +64,27 @@ def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO, wa
     observed = law.observed(y)
     theta = law.solve_exactly(X, observed, loss)
     if theta is None:
-        starts = _starts(law, X, y, loss, method, warm)
         # One BLAS thread: L-BFGS-B's small products are slower threaded, and on cores busy with
         # training OpenBLAS's threads spin against them (a 4-parameter fit: 3.7 s against 0.3 s).
         with threadpool_limits(1, user_api="blas"):
+            starts = _search(law, X, y, loss, method, warm)
             theta = np.array([polish(law, p0, X, observed, loss) for p0 in starts])
     values = np.atleast_1d(objective(law, theta, X, observed, loss)[0])  # of each end (one exact solution)
     best = int(np.argmin(values))
     return Fitted(law, np.atleast_2d(theta)[best], float(values[best]), len(y))
+
+
+def _search(law: Law, X, y, loss: Loss, method: Method, warm: np.ndarray | None) -> np.ndarray:
+    """The starts polished on every row. Past SEARCH_ROWS rows, the best end of the usual search
+    and polish on a seeded subsample of SEARCH_ROWS rows: their cost stops growing with the table,
+    and the one polish on every row (whose optimum the fit is) starts next to it."""
+    if len(y) <= SEARCH_ROWS:
+        return _starts(law, X, y, loss, method, warm)
+    rows = np.sort(np.random.default_rng(0).choice(len(y), SEARCH_ROWS, replace=False))
+    X, y = tuple(x[rows] for x in X), y[rows]
+    observed = law.observed(y)
+    ends = np.array([polish(law, p0, X, observed, loss) for p0 in _starts(law, X, y, loss, method, warm)])
+    return ends[[np.argmin(value(law, ends, X, observed, loss))]]
 
 
 def _starts(law: Law, X, y, loss: Loss, method: Method, warm: np.ndarray | None) -> np.ndarray:
@@ -104,8 +131,12 @@ def polish(law: Law, p0, X, observed, loss: Loss) -> np.ndarray:
 def linear_solutions(law: Law, cells, X, y) -> np.ndarray:
     """Per cell, the linear coefficients (cells, K) by least squares on relative residuals
     (pred - y) / y for a law fitted in log space, which approximate its log residuals, or plain
-    residuals otherwise; all cells at once by the normal equations, then those whose solution
-    leaves the coefficients' bounds solved again within them, one by one."""
+    residuals otherwise; a batch of cells at a time by the normal equations, then those whose
+    solution leaves the coefficients' bounds solved again within them, one by one."""
+    return np.concatenate([_linear_solutions(law, cells[b], X, y) for b in batches(len(cells), len(y))])
+
+
+def _linear_solutions(law: Law, cells, X, y) -> np.ndarray:
     offset, basis = law.design(cells, X)
     target = y - offset
     if law.space is Space.LOG:
@@ -158,6 +189,7 @@ def varpro_starts(law: Law, X, y, loss: Loss) -> np.ndarray:
 def best_starts(law: Law, starts: np.ndarray, X, y, loss: Loss) -> np.ndarray:
     """The law's `polish` starting points (S, P) of lowest objective (ties: the first; a start that
     predicts nan or inf scores last)."""
+    observed = law.observed(y)
     with np.errstate(all="ignore"):
-        scores = value(law, starts, X, law.observed(y), loss)
+        scores = np.concatenate([value(law, starts[b], X, observed, loss) for b in batches(len(starts), len(y))])
     return starts[np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[: law.polish]]
