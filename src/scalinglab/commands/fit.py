@@ -14,6 +14,7 @@ from rich.markup import escape
 from ..analysis.analyze import analyze
 from ..analysis.parts import Skipped
 from ..analysis.pipeline import fit_and_draw, fit_sweep
+from ..analysis.say import warner
 from ..analysis.select import FitInputs, fit_spec
 from ..analysis.table import TASK_MAPS, from_columns, parse_map, read_table
 from ..analysis.task_csv import fit_task_csv
@@ -21,7 +22,6 @@ from ..analysis.text import lines
 from ..analysis.uncertainty import At
 from ..errors import FitError, UsageError
 from ..store.layout import SweepDir
-from .say import warner
 
 
 def _spec(sweep: SweepDir | None, args):

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..analysis.say import warner
 from ..launch.preflight import check_caps, check_memory, job_devices, training_tokens
 from ..launch.resources import max_parallel, tpu_device_files
 from ..store.files import write_text
@@ -20,7 +21,6 @@ from ..sweep.read import load, with_launch
 from ..sweep.rules import caps
 from ..sweep.runspec import RunSpec
 from ..sweep.spec import SweepSpec
-from .say import warner
 
 
 def role(r: RunSpec) -> str:

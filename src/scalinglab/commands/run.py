@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..analysis.pipeline import check_outputs, fit_and_draw
+from ..analysis.say import warner
 from ..errors import FitError
 from ..launch.dispatch import launch
 from ..launch.preflight import check_data, check_gpus, check_memory
@@ -17,7 +18,6 @@ from ..store.layout import SweepDir
 from ..store.targets import folder
 from ..sweep import planner
 from ..sweep.read import load, with_launch
-from .say import warner
 
 
 def main(args, console: Console) -> int:

@@ -15,6 +15,7 @@ from rich.table import Table
 from ..analysis.analyze import core
 from ..analysis.next_sweep import family, next_spec, next_yaml, realisable
 from ..analysis.parts import Skipped
+from ..analysis.say import warner
 from ..analysis.select import fit_inputs, fit_spec
 from ..analysis.suggest import Suggestion, candidate_grid, suggest
 from ..analysis.uncertainty import At, predict
@@ -24,7 +25,6 @@ from ..store.layout import SweepDir
 from ..store.targets import new_file
 from ..sweep.planner import MIN_STEPS
 from ..sweep.saved import saved_sweep
-from .say import warner
 
 
 def print_picks(s: Suggestion, console: Console) -> None:

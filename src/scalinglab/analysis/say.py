@@ -1,5 +1,6 @@
-"""Lines the commands print through rich: text that came from the user or from files (run ids,
-paths, names) is shown letter for letter, never read as markup (a `[/]` in a path made rich fail)."""
+"""The commands' warning lines, printed through rich: a run id, a path or a reason read from
+results is shown letter for letter, never read as markup (a `[/]` in a path made rich fail).
+Only rich, so that plan starts fast. No JAX."""
 
 from collections.abc import Callable
 
