@@ -18,9 +18,11 @@ SQUARES = Loss()
 # batch is then ~2 MB whatever the table's size (all 16,384 of farseer's cells over 100,000 rows
 # at once: over 10 GB).
 BATCH_ELEMENTS = 2**18
-# Tables of more rows search for starts, and polish them, on a subsample of this many (a
-# 100,000-row table's search over every row: ~60 s of a 85 s fit); the fit is polished on every row.
-SEARCH_ROWS = 2_000
+# Tables of more than SEARCH_PAST rows search for starts, and polish them, on a subsample of
+# SEARCH_ROWS (a 100,000-row table's search over every row: ~60 s of a 85 s fit); the fit is then
+# polished on every row. Up to SEARCH_PAST (every published table here) all rows are searched.
+SEARCH_PAST = 2_000
+SEARCH_ROWS = 1_000
 
 
 def batches(n_starts: int, n_points: int, elements: int = BATCH_ELEMENTS) -> list[slice]:
@@ -75,10 +77,10 @@ def fit(law: Law, X, y, loss: Loss = SQUARES, method: Method = Method.VARPRO, wa
 
 
 def _search(law: Law, X, y, loss: Loss, method: Method, warm: np.ndarray | None) -> np.ndarray:
-    """The starts polished on every row. Past SEARCH_ROWS rows, the best end of the usual search
+    """The starts polished on every row. Past SEARCH_PAST rows, the best end of the usual search
     and polish on a seeded subsample of SEARCH_ROWS rows: their cost stops growing with the table,
     and the one polish on every row (whose optimum the fit is) starts next to it."""
-    if len(y) <= SEARCH_ROWS:
+    if len(y) <= SEARCH_PAST:
         return _starts(law, X, y, loss, method, warm)
     rows = np.sort(np.random.default_rng(0).choice(len(y), SEARCH_ROWS, replace=False))
     X, y = tuple(x[rows] for x in X), y[rows]
