@@ -63,7 +63,8 @@ _KINDS = (
 )
 
 
-def _kind(mode: int) -> str:
+def kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words (from its stat mode)."""
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
@@ -73,7 +74,7 @@ def write_text(path: Path, text: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         mode = os.lstat(path).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # a symlink is replaced, never followed
-            raise NotARegularFile(f"{path}: {_kind(mode)} where scalinglab writes a file; move it away and run again")
+            raise NotARegularFile(f"{path}: {kind(mode)} where scalinglab writes a file; move it away and run again")
     with replacing(path) as tmp, open(tmp, "w") as f:
         f.write(text)
         f.flush()
@@ -104,7 +105,7 @@ def read_bytes(path: Path, within: Path) -> bytes | None:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise NotARegularFile(f"{_kind(mode)}, not a file")
+        raise NotARegularFile(f"{kind(mode)}, not a file")
     with os.fdopen(fd, "rb") as f:
         return f.read()
 

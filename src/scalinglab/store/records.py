@@ -143,20 +143,25 @@ class RunRecord(Record):
     tracking: Name = "none"
 
 
-class Summary(Record):
-    """summary.json: how the run ended (training.loop's summary, or a recorded failure)."""
+class Measured(Record):
+    """What an evaluation measures, and the summary repeats for the run's last one."""
 
-    what = "summary.json"
-    status: Status
-    L: Loss | None = None
     bpb: Loss | None = None
     train_loss: AnyFloat | None = None
     tokens_per_s: NonNegative | None = None
     mfu: NonNegative | None = None
     mfu_palm: NonNegative | None = None
+    task_s: NonNegative | None = None
+
+
+class Summary(Measured):
+    """summary.json: how the run ended (training.loop's summary, or a recorded failure)."""
+
+    what = "summary.json"
+    status: Status
+    L: Loss | None = None
     peak_flops: Positive | None = None
     compile_s: NonNegative | None = None
-    task_s: NonNegative | None = None
     wall_s: NonNegative | None = None
     resumed_from: Index | None = None
     val_tokens_scored: Index | None = None
@@ -185,20 +190,14 @@ class Summary(Record):
         return self
 
 
-class Evaluation(Record):
+class Evaluation(Measured):
     """One line of metrics.jsonl."""
 
     what = "evaluation"
     step: Count
     tokens: Count
     L: Loss
-    bpb: Loss | None = None
-    train_loss: AnyFloat | None = None
-    tokens_per_s: NonNegative | None = None
-    mfu: NonNegative | None = None
-    mfu_palm: NonNegative | None = None
     elapsed_s: NonNegative | None = None
-    task_s: NonNegative | None = None
 
 
 class TaskScore(Record):

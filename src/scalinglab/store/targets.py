@@ -9,6 +9,8 @@ import os
 import stat
 from pathlib import Path
 
+from .files import kind
+
 
 class Unwritable(ValueError):
     """A path the user gave (or the environment names) that the command cannot write; the message
@@ -42,7 +44,7 @@ def new_file(path: str | os.PathLike[str], name: str, force: bool = False, fix: 
         return path
     mode = os.stat(path).st_mode if path.exists() else os.lstat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise Unwritable(f"{name}: {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}, where a file goes; {fix}")
+        raise Unwritable(f"{name}: {kind(mode)}, where a file goes; {fix}")
     if not force:
         raise Unwritable(f"{name}: exists; add --force to replace it, or give another name")
     return path
