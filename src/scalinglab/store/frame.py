@@ -54,13 +54,17 @@ def _task_rows(run: RunDir, row: dict, items: bool) -> list[dict]:
     return out
 
 
-def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: bool = False, items: bool = False) -> pd.DataFrame:
+def load(
+    path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: bool = False, items: bool = False, curves: bool = False
+) -> pd.DataFrame:
     """A sweep's runs as a tidy DataFrame: one row per run (spec, status and final metrics, U the
     unique training tokens it could see); with
     per_eval one row per evaluation (the run's columns repeated beside step, tokens, loss); with
     tasks one row per scored (evaluation, task, shots, strategy): task, kind, shots, strategy, acc,
     acc_norm, task_loss, task_bpb, p_gold, exact_match, token_acc, chance, n_items, acc_se; with
-    tasks and items one row per test item of those (item, item_acc, item_score, demos).
+    tasks and items one row per test item of those (item, item_acc, item_score, demos); with
+    curves one row per point of the training curve (step, tokens, lr, train_loss: the mean over
+    the n_steps steps up to step, train_loss_ema: smoothed); a cooldown branch's includes its trunk's up to the branch point.
     Cooldown trunks are left out unless `trunks`: they are shared stable phases, not grid points.
     Damaged and foreign files are reported as DamagedResults warnings, each naming its file;
     a run whose run.json or summary.json cannot be read has status "damaged"."""
@@ -79,9 +83,11 @@ def load(path: str | Path, per_eval: bool = False, trunks: bool = False, tasks: 
         row = {"run_id": run.run_id, **_read_run(run)}
         if row.get("role") == runs.Role.TRUNK and not trunks:
             continue
-        if row["status"] == runs.Status.DAMAGED and (per_eval or tasks):
+        if row["status"] == runs.Status.DAMAGED and (per_eval or tasks or curves):
             continue
-        if tasks:
+        if curves:
+            rows += [{**row, **m} for m in runs.read_curve(run)]
+        elif tasks:
             rows += _task_rows(run, row, items)
         elif per_eval:
             rows += [{**row, **m} for m in runs.read_metrics(run)]

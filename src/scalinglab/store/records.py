@@ -141,6 +141,7 @@ class RunRecord(Record):
     fsdp: Count = 1
     keep_weights: bool = True
     tracking: Name = "none"
+    log_every: Count | None = None
 
 
 class Measured(Record):
@@ -191,13 +192,28 @@ class Summary(Measured):
 
 
 class Evaluation(Measured):
-    """One line of metrics.jsonl."""
+    """A line of metrics.jsonl with a validation loss L."""
 
     what = "evaluation"
     step: Count
     tokens: Count
     L: Loss
+    lr: NonNegative | None = None
     elapsed_s: NonNegative | None = None
+
+
+class CurvePoint(Record):
+    """A line of metrics.jsonl without L: a point of the training curve (train.log_every)."""
+
+    what = "curve point"
+    step: Count
+    tokens: Count
+    lr: NonNegative
+    train_loss: AnyFloat
+    """The mean training loss of the n_steps steps up to this one."""
+    train_loss_ema: AnyFloat
+    """The training loss smoothed over about one interval (bias-corrected exponential average)."""
+    n_steps: Count
 
 
 class TaskScore(Record):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .files import NotARegularFile, read_bytes, read_record, report_damage, try_lock, write_json, write_text
 from .layout import RunDir
-from .records import Evaluation, Record, Requeues, Role, RunRecord, Status, Summary, TaskScore
+from .records import CurvePoint, Evaluation, Record, Requeues, Role, RunRecord, Status, Summary, TaskScore
 
 __all__ = ["COMPLETE", "Role", "Status"]  # the vocabulary is records.py's; its users import it from here
 
@@ -65,7 +66,7 @@ def is_complete(run: RunDir) -> bool:
 
 
 def append_metrics(run: RunDir, record: dict) -> None:
-    """Adds one evaluation; the file is rewritten whole so a reader never sees half a line."""
+    """Adds one evaluation or curve point; the file is rewritten whole so a reader never sees half a line."""
     _append(run.metrics, [record])
 
 
@@ -82,14 +83,15 @@ def _append(path: Path, records: list[dict]) -> None:
 def keep_metrics(run: RunDir, keep) -> None:
     """Drops the evaluations and task scores for which keep(record) is false (those a resumed
     run will redo)."""
-    for path, read in ((run.metrics, read_metrics), (run.tasks, read_tasks)):
+    for path, read in ((run.metrics, _metric_lines), (run.tasks, read_tasks)):
         if path.exists():
             write_text(path, "".join(json.dumps(m, sort_keys=True) + "\n" for m in read(run) if keep(m)))
 
 
 def copy_evaluations(trunk: RunDir, branch: RunDir, upto: int) -> None:
-    """A cooldown branch's history up to its branch point is its trunk's: evaluations and task scores."""
-    _append(branch.metrics, [m for m in read_metrics(trunk) if m["step"] <= upto])
+    """A cooldown branch's history up to its branch point is its trunk's: evaluations, its training
+    curve and task scores."""
+    _append(branch.metrics, [m for m in _metric_lines(trunk) if m["step"] <= upto])
     if trunk.tasks.exists():
         _append(branch.tasks, [t for t in read_tasks(trunk) if t["step"] <= upto])
 
@@ -97,34 +99,47 @@ def copy_evaluations(trunk: RunDir, branch: RunDir, upto: int) -> None:
 def read_metrics(run: RunDir) -> list[dict]:
     """The run's evaluations; a line that is not a whole record (truncated, overwritten) is
     reported and skipped."""
-    return _read_lines(run, run.metrics, Evaluation)
+    return [m for m in _metric_lines(run) if "L" in m]
+
+
+def read_curve(run: RunDir) -> list[dict]:
+    """The run's training curve: its points (CurvePoint) in step order; damaged lines are
+    reported and skipped."""
+    return [m for m in _metric_lines(run) if "L" not in m]
+
+
+def _metric_lines(run: RunDir) -> list[dict]:
+    """metrics.jsonl holds evaluations (with a validation loss L) and points of the training curve."""
+    return _read_lines(run, run.metrics, "metrics", lambda line: Evaluation if isinstance(line, dict) and "L" in line else CurvePoint)
 
 
 def read_tasks(run: RunDir) -> list[dict]:
     """The run's task scores, one record per (evaluation, task, shots, strategy); damaged lines
     are reported and skipped."""
-    return _read_lines(run, run.tasks, TaskScore)
+    return _read_lines(run, run.tasks, TaskScore.what, lambda line: TaskScore)
 
 
-def _read_lines(run: RunDir, path: Path, kind: type[Record]) -> list[dict]:
+def _read_lines(run: RunDir, path: Path, what: str, kind: Callable[[object], type[Record]]) -> list[dict]:
+    """The records of a JSON-lines file, each checked as the type kind(line) gives."""
     records: list[dict] = []
     try:
         data = read_bytes(path, run.sweep.path) or b""
     except NotARegularFile as e:
-        report_damage(path, f"{e}; no {kind.what} records read")
+        report_damage(path, f"{e}; no {what} records read")
         return []
     for i, line in enumerate(data.splitlines(), 1):
         problem: str | None
+        label = what
         try:
             record = json.loads(line)
         except ValueError:  # not JSON, or not UTF-8
             problem = "not JSON (truncated?)"
         else:
-            problem = kind.check(record)
+            problem, label = kind(record).check(record), kind(record).what
         if problem is None:
             records.append(record)
         elif line.strip():
-            report_damage(path, f"line {i} is not a whole {kind.what} record: {problem}; skipped")
+            report_damage(path, f"line {i} is not a whole {label} record: {problem}; skipped")
     return records
 
 

@@ -156,9 +156,17 @@ def _branched(spec: SweepSpec, shape: Shape, data: DataConfig, all_steps: list[i
 
 
 def tuned(spec: SweepSpec) -> list[SweepSpec]:
-    """The sweep once per (lr, batch_size) of grid.lr x grid.batch_size (or of grid.points that give
-    their own), each with that setting as its train.lr and train.batch_size; the sweep itself when
-    none is given."""
+    """The sweep once per (lr, batch_size, schedule) of grid.lr x grid.batch_size x grid.schedules
+    (or per (lr, batch_size) of grid.points that give their own), each with that setting as its
+    train settings; the sweep itself when none is given."""
+    specs = _tuned(spec)
+    if spec.grid.schedules is None:
+        return specs
+    return [s.model_copy(update={"train": s.train.model_copy(update=e.overrides())}) for s in specs for e in spec.grid.schedules]
+
+
+def _tuned(spec: SweepSpec) -> list[SweepSpec]:
+    """The sweep once per (lr, batch_size) of grid.lr x grid.batch_size (or of grid.points)."""
     g, t = spec.grid, spec.train
     if g.points is not None and any(p.lr or p.batch_size for p in g.points):  # each point's own, grouped
 

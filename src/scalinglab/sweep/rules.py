@@ -39,7 +39,7 @@ _USED_ONLY_WITH = (
     ("model", "base_width", "parametrization", PARAMETRIZATIONS.having("base_width")),
     ("train", "mask_fraction", "objective", OBJECTIVES.having("mask_fraction")),
     ("train", "min_lr_ratio", "schedule", SCHEDULES.having("min_lr_ratio")),
-    ("train", "cooldown_fraction", "schedule", (WSD.name,)),  # the planner's decay_start of a WSD schedule
+    ("train", "cooldown_fraction", "schedule", SCHEDULES.having("decay_start")),  # the planner's decay_start
     ("train", "cooldown_shape", "schedule", SCHEDULES.having("cooldown_shape")),
 )
 
@@ -48,11 +48,21 @@ def _check_unused(spec: SweepSpec) -> None:
     for section, field, chooser, users in _USED_ONLY_WITH:
         s = getattr(spec, section)
         if is_set(s, field) and getattr(s, chooser) not in users:
-            only = ", ".join(f"'{u}'" for u in users[:-1]) + " or " * (len(users) > 1) + f"'{users[-1]}'"
             raise SpecError(
                 f"{section}.{field}: not used with {section}.{chooser} '{getattr(s, chooser)}', "
-                f"only with {only}; remove it or change {section}.{chooser}"
+                f"only with {_either(users)}; remove it or change {section}.{chooser}"
             )
+    for i, entry in enumerate(spec.grid.schedules or []):
+        for section, field, chooser, users in _USED_ONLY_WITH:
+            if section == "train" and chooser == "schedule" and getattr(entry, field) is not None and entry.schedule not in users:
+                raise SpecError(
+                    f"grid.schedules[{i}].{field}: not used with schedule '{entry.schedule}', only with "
+                    f"{_either(users)}; remove it or change grid.schedules[{i}].schedule"
+                )
+
+
+def _either(names) -> str:
+    return ", ".join(f"'{u}'" for u in names[:-1]) + " or " * (len(names) > 1) + f"'{names[-1]}'"
 
 
 def _check_points(spec: SweepSpec) -> None:
@@ -213,6 +223,8 @@ def check(spec: SweepSpec) -> None:
         raise SpecError("launch.jobs_per_gpu: shares a GPU between local jobs; needs launch.executor 'local' and launch.gpus_per_job 1")
     if spec.train.cooldown_branches and spec.train.schedule != WSD.name:
         raise SpecError("train.cooldown_branches: needs train.schedule 'wsd' (a stable phase to branch from)")
+    if spec.train.cooldown_branches and spec.grid.schedules is not None:
+        raise SpecError("grid.schedules: not with train.cooldown_branches (its branches are WSD's); remove one of them")
     check_extra(spec.launch.slurm.extra)
     if spec.launch.tracking == Tracking.WANDB and importlib.util.find_spec("wandb") is None:
         raise SpecError("launch.tracking: wandb is not installed here; pip install wandb (it logs offline), or use tensorboard")

@@ -114,7 +114,10 @@ class EvalConfig:
 
 
 # Record keys that do not change what a run computes: left out of its id.
-NOT_IDENTITY = ("checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp", "eval_task_files", "keep_weights", "tracking")
+NOT_IDENTITY = (
+    "checkpoint_interval_s", "data_path", "microbatch_size", "remat", "fsdp", "eval_task_files", "keep_weights", "tracking",
+    "log_every",
+)  # fmt: skip
 # A run without tasks has the id it had before tasks existed: these keys then stay out of it.
 TASK_KEYS = ("eval_tasks", "task_steps", "num_fewshot", "strategies", "test_items", "pool_items")
 # Keys every record had before the nesting, for choices that no longer hold them (a constant
@@ -160,10 +163,18 @@ class RunSpec:
     """Keep the finished run's parameters (runs/<id>/weights.safetensors)."""
     tracking: Tracking = Tracking.NONE
     """launch.tracking: where each evaluation's figures are also logged."""
+    log_every: int | None = field(default=None, metadata={"only_when_set": True})
+    """train.log_every: steps between two points of the training curve; None: curve_every's default."""
 
     @property
     def steps(self) -> int:
         return self.optim.schedule.steps
+
+    @property
+    def curve_every(self) -> int:
+        """Steps between two points of the training curve in metrics.jsonl: train.log_every, or
+        about 1% of the run's steps."""
+        return self.log_every or max(1, round(self.steps / 100))
 
     @property
     def start_step(self) -> int:

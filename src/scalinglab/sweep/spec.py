@@ -91,6 +91,19 @@ class Point(_Section):
     """This run's batch size, instead of train.batch_size."""
 
 
+class ScheduleSetting(_Section):
+    """One entry of grid.schedules: a schedule and the settings it reads, each defaulting to train's."""
+
+    schedule: Annotated[str, OneOf(SCHEDULES.names)]
+    min_lr_ratio: Float | None = Field(None, ge=0, le=1)
+    cooldown_fraction: Float | None = Field(None, gt=0, le=0.5)
+    cooldown_shape: Closed[CooldownShape] | None = None
+
+    def overrides(self) -> dict[str, object]:
+        """The train settings this entry sets (those it leaves unset stay train's)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class GridSpec(_Section):
     N: list[Positive] | None = None
     """Target non-embedding parameter counts; the shape rule picks (n_layers, d_model, n_heads)."""
@@ -112,6 +125,10 @@ class GridSpec(_Section):
     U: list[Count] | None = None
     """Unique training tokens to try at every (N, D), instead of data.U: each run's training split
     cut to its first U tokens, so the fits see repeated data (D/U epochs)."""
+    schedules: list[ScheduleSetting] | None = None
+    """Learning-rate schedules to train at every (N, D), instead of train.schedule, each with its own
+    min_lr_ratio, cooldown_fraction and cooldown_shape (default: train's): the runs whose whole
+    training curves `scalinglab fit --curves` fits one curve law to per size."""
 
 
 class TrainSpec(_Section):
@@ -123,14 +140,15 @@ class TrainSpec(_Section):
     lr: Float = Field(3e-3, gt=0)
     """Peak learning rate (base learning rate under mup and u-mup)."""
     schedule: Annotated[str, OneOf(SCHEDULES.names)] = "cosine"
-    """After warmup: cosine or linear decay to lr * min_lr_ratio, constant, or warmup-stable-decay."""
+    """After warmup: cosine or linear decay to lr * min_lr_ratio, constant, warmup-stable-decay, or
+    step (two stages: the peak rate, then lr * min_lr_ratio for the last cooldown_fraction of the steps)."""
     warmup_fraction: Float = Field(0.05, ge=0, lt=1)
     warmup_steps: Int | None = Field(None, ge=0)
     """Warmup length in steps, instead of warmup_fraction of each run's steps."""
     min_lr_ratio: Float = Field(0.1, ge=0, le=1)
     """Decay ends at lr * min_lr_ratio."""
     cooldown_fraction: Float = Field(0.2, gt=0, le=0.5)
-    """wsd: the final share of steps in which the learning rate decays."""
+    """wsd: the final share of steps in which the learning rate decays; step: at the lower rate."""
     cooldown_shape: Closed[CooldownShape] = CooldownShape.ONE_SQRT
     """wsd: decay shape; 1-sqrt is Hagele et al. 2024's."""
     cooldown_branches: bool = False
@@ -151,6 +169,9 @@ class TrainSpec(_Section):
     n_evals: Int = Field(8, ge=1, le=MAX_EVALS)
     """Validation evaluations per run, evenly spaced; the last is at the final step (a run of fewer
     steps is evaluated at every step)."""
+    log_every: Int | None = Field(None, ge=1)
+    """Steps between two points of the training curve in metrics.jsonl (the learning rate, the mean
+    training loss since the last point and a smoothed one); default: about 1% of each run's steps."""
     microbatch_size: Int | None = Field(None, ge=1)
     """Rows per forward/backward pass: the batch's gradients are accumulated (in float32) over
     batch_size / microbatch_size passes, one optimizer step; the same step, in less memory."""

@@ -5,6 +5,7 @@ batch is built ahead by a thread (training.feed)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -32,9 +33,9 @@ from .steps import enable_compile_cache, make_loss_fn, make_train_step
 from .task_scoring import TaskScorer
 from .tracking import open_tracker
 
-# What save_for_requeue saves (_take_snapshot): the (params, optimizer state), the step, the loss
-# sum and count, the pending losses and how many of them belong.
-Snapshot = tuple[Any, int, float, int, list[jax.Array], int]
+# What save_for_requeue saves (_take_snapshot): the (params, optimizer state), the step, the
+# counters, the pending losses and how many of them belong.
+Snapshot = tuple[Any, int, "Counters", list[jax.Array], int]
 AGREE_EVERY = 10  # steps between the processes' agreements on a time-based checkpoint
 
 
@@ -46,15 +47,33 @@ class Counters:
         self.step = meta.get("step", 0)
         self.loss_sum = meta.get("loss_sum", 0.0)  # training losses since the last evaluation
         self.loss_count = meta.get("loss_count", 0)
+        self.curve_sum = meta.get("curve_sum", 0.0)  # since the last point of the training curve
+        self.curve_count = meta.get("curve_count", 0)
+        self.ema = meta.get("ema", 0.0)  # the smoothed training loss, before its bias correction
+        self.ema_weight = meta.get("ema_weight", 0.0)  # 1 - decay^(steps seen): the bias correction
         self.rates = meta.get("rates", [])
         self.compile_s = meta.get("compile_s")
         self.wall_s = meta.get("wall_s", 0.0)  # spent in earlier sessions of this run
+
+    def absorb(self, losses: np.ndarray, decay: float) -> None:
+        """Adds the training losses of the steps since the last call, in order."""
+        self.loss_sum += float(losses.sum())
+        self.loss_count += len(losses)
+        self.curve_sum += float(losses.sum())
+        self.curve_count += len(losses)
+        for x in losses:  # one float operation a step, on the host, only when losses are fetched anyway
+            self.ema = decay * self.ema + (1 - decay) * float(x)
+            self.ema_weight = decay * self.ema_weight + (1 - decay)
 
     def meta(self, wall_now: float) -> dict:
         return {
             "step": self.step,
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
+            "curve_sum": self.curve_sum,
+            "curve_count": self.curve_count,
+            "ema": self.ema,
+            "ema_weight": self.ema_weight,
             "rates": self.rates,
             "compile_s": self.compile_s,
             "wall_s": self.wall_s + wall_now,
@@ -91,7 +110,10 @@ class Trainer:
         self.state = self._build_steps()  # fresh; train() replaces it with what it resumes from
         self.peak = throughput.peak_flops(run.precision)
         evals, branch_points = set(run.eval.steps), set(run.branch_steps)
+        # The smoothed loss forgets with a time constant of one curve interval.
+        self.ema_decay = 1 - 1 / run.curve_every
         self.hooks = [
+            Hook("curve", lambda step: step % run.curve_every == 0 or step == run.steps, self._log_curve),
             Hook("evaluate", evals.__contains__, self._evaluate),
             Hook("branch point", branch_points.__contains__, partial(self._save, self.dir.branch_points, keep=None)),
             Hook("checkpoint", self._checkpoint_due, partial(self._save, self.dir.resume, keep=1)),
@@ -188,8 +210,7 @@ class Trainer:
         """What save_for_requeue saves: the state after `step`, the counters and the pending losses
         (the list and how many of its entries belong). Replaced whole, so a signal handler between
         two bytecodes sees one consistent snapshot."""
-        c = self.counters
-        self._snapshot = (self.state, step, c.loss_sum, c.loss_count, self.pending, len(self.pending))
+        self._snapshot = (self.state, step, copy.copy(self.counters), self.pending, len(self.pending))
 
     def _checkpoint_due(self, step: int) -> bool:
         """Every checkpoint_interval_s, and at branch points; never at the last step (nothing to
@@ -210,8 +231,7 @@ class Trainer:
         if not np.all(np.isfinite(losses)):
             self.log(f"step {step}: training loss is {losses[~np.isfinite(losses)][0]}; stopping")
             return False
-        self.counters.loss_sum += float(losses.sum())
-        self.counters.loss_count += len(losses)
+        self.counters.absorb(losses, self.ema_decay)
         return True
 
     # ---- hooks ---------------------------------------------------------------------------------
@@ -236,11 +256,32 @@ class Trainer:
             "elapsed_s": c.wall_s + self.elapsed(),
         }
         if self.main:
-            runs.append_metrics(self.dir, record)
-        self.tracker.evaluation(step, record, float(run.optim.schedule.lr(run.optim.lr, step - 1, np)))
+            runs.append_metrics(self.dir, {**record, "lr": self._lr(step)})
+        self.tracker.evaluation(step, record, self._lr(step))
         self.log(f"step {step}/{run.steps}  L {L:.4f}  train {record['train_loss']:.4f}  tokens/s {rate or 0:,.0f}")
         c.loss_sum, c.loss_count = 0.0, 0
         self.t_interval, self.steps_in_interval = time.perf_counter(), 0
+
+    def _lr(self, step: int) -> float:
+        """The (base) learning rate of the step's update."""
+        return float(self.run.optim.schedule.lr(self.run.optim.lr, step - 1, np))
+
+    def _log_curve(self, step: int) -> None:
+        """A point of the training curve: the rate, the mean training loss since the last point
+        and the smoothed loss; from losses fetched once per point, never per step."""
+        c = self.counters
+        point = {
+            "step": step,
+            "tokens": step * self.run.batch_size * self.run.model.seq_len,
+            "lr": self._lr(step),
+            "train_loss": c.curve_sum / c.curve_count,
+            "train_loss_ema": c.ema / c.ema_weight,
+            "n_steps": c.curve_count,
+        }
+        if self.main:
+            runs.append_metrics(self.dir, point)
+        self.tracker.curve(step, point)
+        c.curve_sum, c.curve_count = 0.0, 0
 
     def _score_tasks(self, step: int, tokens: int) -> dict:
         """The run's tasks at this evaluation, if it is one they are scored at: their records go to
@@ -268,19 +309,15 @@ class Trainer:
         periodic checkpoint."""
         if self._snapshot is None or self._in_hooks:
             return None
-        state, step, loss_sum, loss_count, pending, n = self._snapshot
+        state, step, counters, pending, n = self._snapshot
         if any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):  # donated to the step under way
             return None
         losses = np.asarray(jax.device_get(pending[:n]), dtype=np.float64)
         if not np.all(np.isfinite(losses)):
             return None
-        meta = {
-            **self.counters.meta(self.elapsed()),
-            "step": step,
-            "loss_sum": loss_sum + float(losses.sum()),
-            "loss_count": loss_count + n,
-        }
-        checkpoint.save(self.dir.resume, step, state, meta)
+        counters = copy.copy(counters)
+        counters.absorb(losses, self.ema_decay)
+        checkpoint.save(self.dir.resume, step, state, {**counters.meta(self.elapsed()), "step": step})
         return step
 
     # ---- resume and summary ----------------------------------------------------------------------

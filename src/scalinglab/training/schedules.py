@@ -104,3 +104,17 @@ class WSD(Schedule):
         frac = self.decay_fraction(step, self.decay_start, xp)
         shape = 1 - xp.sqrt(frac) if self.cooldown_shape == CooldownShape.ONE_SQRT else 1 - frac
         return end + (peak - end) * shape
+
+
+@SCHEDULES.register("step")
+@dataclass(frozen=True)
+class Step(Schedule):
+    """Two stages: the peak rate until decay_start, then peak * min_lr_ratio to the end at once
+    (the two-stage schedule of Luo et al. 2025's multi-power law fits). decay_start comes from
+    train.cooldown_fraction, as WSD's does."""
+
+    min_lr_ratio: float
+    decay_start: int
+
+    def after_warmup(self, peak, step, xp):
+        return xp.where(step <= self.decay_start, peak, peak * self.min_lr_ratio)

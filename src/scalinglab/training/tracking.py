@@ -38,6 +38,10 @@ class Tracker:
         values = {tag: record.get(key) for key, tag in EVALUATION.items()} | {"train/lr": lr}
         self.scalars(step, {tag: float(v) for tag, v in values.items() if v is not None and math.isfinite(v)})
 
+    def curve(self, step: int, point: dict) -> None:
+        """A point of the training curve (training.loop): its rate and losses."""
+        self.scalars(step, {"train/lr": point["lr"], "train/loss_interval": point["train_loss"], "train/loss_ema": point["train_loss_ema"]})
+
     def tasks(self, step: int, records: list[dict]) -> None:
         self.scalars(
             step,
