@@ -42,6 +42,6 @@ def _branch_of(rows: pd.DataFrame, present: set[Hashable]) -> bool:
 
 
 def _curve(run_id: Hashable, rows: pd.DataFrame, loss_column: str) -> Curve:
-    lr, warmup = lr_per_step_from_run(rows.iloc[0].to_dict())
+    lr, warmup = lr_per_step_from_run({str(k): v for k, v in rows.iloc[0].items()})
     steps = rows["step"].to_numpy(dtype=int)
     return Curve(str(run_id), float(rows["N"].iloc[0]), lr, steps, rows[loss_column].to_numpy(dtype=float), warmup)
