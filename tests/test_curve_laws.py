@@ -134,6 +134,8 @@ def test_fixed_parameters_stay_at_their_values():
     assert fitted.params["alpha"] == pytest.approx(0.5, rel=1e-12)
     assert fitted.params["C"] == pytest.approx(2e-4, rel=1e-12)
     assert fitted.law.pinned == {"C": 2e-4, "alpha": 0.5}
+    slower = fit_curves(curves, CURVE_LAWS["annealing"](decay=0.99), fixed={"alpha": 0.5})  # an entry's setting kept
+    assert slower.law.decay == 0.99 and slower.law.pinned == {"alpha": 0.5} and slower.objective > fitted.objective / 10
     mp = fit_curves(synthetic("multi_power", KINDS[:3], np.random.default_rng(4)), "multi_power", fixed={"gamma": 0.5})
     assert mp.params["gamma"] == pytest.approx(0.5, rel=1e-12)
     assert mp.params["L0"] == pytest.approx(2.5, rel=0.01)
@@ -218,6 +220,8 @@ def test_curves_from_a_sweep_of_cooldown_branches():
     assert len(trunk.steps) == 10 and branch.steps.min() > 5000
     assert branch.lr[4999] == pytest.approx(3e-3) and branch.lr[-1] == pytest.approx(3e-4)
     assert len(curves_from_frame(df, shared=True)[1].steps) > len(curves[1].steps)
+    train = df[df.run_id == trunk.run].sort_values("step").train_loss
+    assert np.array_equal(curves_from_frame(df, loss_column="train_loss")[0].loss, train)
     by_size: dict[float, list[Curve]] = {}
     for c in curves:
         by_size.setdefault(c.size, []).append(c)
