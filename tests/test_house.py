@@ -114,7 +114,7 @@ ALLOWED = {
     "training": {"choices", "data", "model", "store"},
     "sweep": {"choices", "data", "errors", "model", "store", "training"},
     "launch": {"data", "errors", "model", "store", "sweep", "training"},
-    "analysis": {"choices", "data", "errors", "model", "store", "sweep"},
+    "analysis": {"choices", "data", "errors", "model", "store", "sweep", "training"},
     "interop": {"data", "errors", "store", "sweep"},
     "results": {"store"},
     "commands": {"analysis", "data", "errors", "interop", "launch", "store", "sweep", "training"},
@@ -123,7 +123,8 @@ ALLOWED = {
 # Arrows that only some modules may take: JAX's packages through their one door, or only their pure modules.
 ONLY_FROM = {("launch", "training"): {"scalinglab.launch.job"},  # the job body, inside the job
              ("commands", "training"): {"scalinglab.commands.sample"}}  # when it runs
-PURE_ONLY = {("sweep", "model"), ("sweep", "training"), ("launch", "model"), ("analysis", "model"), ("analysis", "data")}  # the planner builds their types without JAX
+PURE_ONLY = {("sweep", "model"), ("sweep", "training"), ("launch", "model"), ("analysis", "model"), ("analysis", "data"),
+             ("analysis", "training")}  # the planner builds their types without JAX
 
 
 def module_imports() -> dict[str, set[str]]:
