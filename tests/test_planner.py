@@ -311,3 +311,23 @@ def test_plan_does_not_tokenize_a_bpe_corpus_to_count_it(sweep_file, tmp_path, c
     assert main(["plan", str(path), "--json", str(tmp_path / "p.json")]) == 0
     split = len(load_corpus(planner.data_config(read.load(path))).train)
     assert {r["U"] for r in json.loads((tmp_path / "p.json").read_text())} == {split}
+
+
+def test_grid_schedules_train_every_schedule_at_every_point_with_its_own_settings():
+    doc = {
+        "name": "s",
+        "grid": {
+            "N": [2e4, 8e4],
+            "D": [4e5],
+            "schedules": [{"schedule": "constant"}, {"schedule": "step", "cooldown_fraction": 0.3, "min_lr_ratio": 0.2}, {"schedule": "wsd"}],
+        },
+        "train": {"cooldown_fraction": 0.1},
+    }
+    runs = planner.plan(parse(doc))
+    assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
+    by = {(r.N, r.optim.schedule.name): r.optim.schedule for r in runs}
+    step, wsd = by[(runs[0].N, "step")], by[(runs[0].N, "wsd")]
+    assert (step.min_lr_ratio, step.decay_start) == (0.2, step.steps - round(0.3 * step.steps))
+    assert (wsd.min_lr_ratio, wsd.decay_start) == (0.1, wsd.steps - round(0.1 * wsd.steps))  # train's where unset
+    alone = planner.plan(parse({**doc, "grid": {**doc["grid"], "schedules": [{"schedule": "wsd"}]}, "train": {"schedule": "wsd", "cooldown_fraction": 0.1}}))
+    assert [r.run_id for r in alone] == [r.run_id for r in runs if r.optim.schedule.name == "wsd"]  # the same runs as train.schedule's

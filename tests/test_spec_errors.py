@@ -49,6 +49,15 @@ CASES = [
     ({"grid": {"N": [1e5], "D": [1e6]}}, r"^name: required, but missing$"),
     (with_(data={"source": "text", "path": "/nonexistent/corpus"}), r"data.path: /nonexistent/corpus does not exist"),
     (with_(seeds=[0, 0]), r"seeds: \[0, 0\] repeats a seed"),
+    (with_(grid={"N": [1e5], "D": [1e6], "schedules": [{"schedule": "cosine"}, {"schedule": "constant", "min_lr_ratio": 0.2}]}),
+     r"^grid.schedules\[1\].min_lr_ratio: not used with schedule 'constant', only with .*; remove it or change grid.schedules\[1\].schedule$"),
+    (with_(grid={"N": [1e5], "D": [1e6], "schedules": [{"schedule": "cosine", "cooldown_fraction": 0.1}]}),
+     r"^grid.schedules\[0\].cooldown_fraction: not used with schedule 'cosine', only with 'wsd' or 'step'"),
+    (with_(grid={"N": [1e5], "D": [1e6], "schedules": [{"schedule": "wsd"}]}, train={"schedule": "wsd", "cooldown_branches": True}),
+     r"^grid.schedules: not with train.cooldown_branches"),
+    (with_(grid={"N": [1e5], "D": [1e6], "schedules": [{"schedule": "warmup-only"}]}), r"^grid.schedules\[0\].schedule: Input should be 'constant', 'cosine', 'linear', 'wsd' or 'step'"),
+    (with_(grid={"N": [1e5], "D": [1e6], "schedules": [{"schedule": "cosine"}]}, train={"cooldown_fraction": 0.1}),
+     r"^train.cooldown_fraction: not used by any of grid.schedules, only by 'wsd' or 'step'; remove it$"),
 ]
 
 

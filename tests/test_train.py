@@ -11,13 +11,13 @@ from flax import nnx
 from scalinglab.model.parametrization import param_kind
 from scalinglab.model.transformer import build_model
 from scalinglab.store.layout import RunDir
-from scalinglab.training.loop import Hook, Trainer, train
+from scalinglab.training.loop import Counters, Hook, Trainer, train
 from scalinglab.training.steps import accumulated, make_loss_fn, make_train_step
 from scalinglab.training.optimizer import build_optimizer, state_keys
 
 
 def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
-    run = tiny_runs()[0]
+    run = tiny_runs(train={"log_every": 4})[0]
     trainer = Trainer(run, RunDir(tmp_path), log=lambda _: None)
     # A preemption signal while hooks run (here: at an evaluation) saves nothing: counters,
     # metrics and checkpoints are changing; the requeued run resumes from its last checkpoint.
@@ -26,8 +26,18 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     summary = trainer.train()
     assert during_hooks == [None]
     assert trainer.save_for_requeue() is None  # nor once the run has ended: no checkpoint reappears
-    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    metrics, curve = [m for m in lines if "L" in m], [m for m in lines if "L" not in m]
     assert [m["step"] for m in metrics] == [20, 40, 60]
+    # The training curve: a point every 4 steps with the step's rate and the mean loss of the 4
+    # steps up to it; an evaluation's training loss is the mean of the points since the last one.
+    assert [p["step"] for p in curve] == list(range(4, 61, 4)) and {p["n_steps"] for p in curve} == {4}
+    np.testing.assert_allclose([p["lr"] for p in curve], _lrs(run)[3::4], rtol=1e-6)
+    np.testing.assert_allclose([m["lr"] for m in metrics], _lrs(run)[[19, 39, 59]], rtol=1e-6)
+    since_20 = [p["train_loss"] for p in curve if 20 < p["step"] <= 40]
+    assert metrics[1]["train_loss"] == pytest.approx(np.mean(since_20), rel=1e-9)
+    means = [p["train_loss"] for p in curve]
+    assert all(min(means) <= p["train_loss_ema"] <= max(means) for p in curve)
     assert summary["status"] == "done"
     assert summary["L"] == metrics[-1]["L"] < metrics[0]["L"] < math.log(256)  # below uniform guessing
     assert summary["bpb"] == summary["L"] / math.log(2)
@@ -35,6 +45,16 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     assert 0 < summary["mfu"] <= summary["mfu_palm"] < 1 and summary["peak_flops"] > 1e9
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "summary.json", "weights.safetensors"}  # no checkpoint left
+
+
+def test_the_smoothed_training_loss_is_a_bias_corrected_exponential_average():
+    counters = Counters()
+    counters.absorb(np.array([4.0, 2.0]), decay=0.5)
+    counters.absorb(np.array([1.0]), decay=0.5)  # the losses of a later point continue the same average
+    # (0.25 * 4 + 0.5 * 2 + 1 * 1) * 0.5, over the weights' sum 1 - 0.5^3
+    assert counters.ema / counters.ema_weight == pytest.approx(1.5 / 0.875)
+    assert (counters.curve_sum, counters.curve_count, counters.loss_sum, counters.loss_count) == (7.0, 3, 7.0, 3)
+    assert Counters(counters.meta(0.0)).ema == counters.ema  # saved with checkpoints
 
 
 def test_a_branch_without_its_trunk_checkpoint_fails_and_keeps_its_evaluations(tmp_path):
@@ -51,7 +71,7 @@ def _lrs(run):
     return np.array(run.optim.schedule.lr(run.optim.lr, np.arange(run.steps), np))  # index i: the lr of step i + 1
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant", "wsd"])
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant", "wsd", "step"])
 def test_schedules_warm_up_then_follow_their_shape(schedule):
     run = tiny_runs(D=(4 * 32 * 100,), train={"schedule": schedule, "lr": 1.0, "warmup_steps": 10, "min_lr_ratio": 0.1})[0]
     lr = _lrs(run)
@@ -62,6 +82,10 @@ def test_schedules_warm_up_then_follow_their_shape(schedule):
         assert np.all(np.diff(lr[9:]) < 0) and lr[-1] == pytest.approx(0.1)
         mid = lr[9 + 45]  # halfway through the decay
         assert mid == pytest.approx(0.55, abs=0.02)  # both pass the mean of peak and end there
+    elif schedule == "step":  # the peak to step 80 (cooldown_fraction 0.2), then the end value at once
+        assert run.optim.schedule.decay_start == 80
+        np.testing.assert_allclose(lr[10:80], 1.0)
+        np.testing.assert_allclose(lr[80:], 0.1, rtol=1e-6)
     else:  # wsd: stable to step 80 (cooldown_fraction 0.2), then 1-sqrt down to the end value
         assert run.optim.schedule.decay_start == 80
         np.testing.assert_allclose(lr[10:80], 1.0)

@@ -45,14 +45,18 @@ _USED_ONLY_WITH = (
 
 
 def _check_unused(spec: SweepSpec) -> None:
+    entries = spec.grid.schedules
     for section, field, chooser, users in _USED_ONLY_WITH:
         s = getattr(spec, section)
-        if is_set(s, field) and getattr(s, chooser) not in users:
+        if entries is not None and (section, chooser) == ("train", "schedule"):  # train's: a default for the entries
+            if is_set(s, field) and not any(e.schedule in users for e in entries):
+                raise SpecError(f"train.{field}: not used by any of grid.schedules, only by {_either(users)}; remove it")
+        elif is_set(s, field) and getattr(s, chooser) not in users:
             raise SpecError(
                 f"{section}.{field}: not used with {section}.{chooser} '{getattr(s, chooser)}', "
                 f"only with {_either(users)}; remove it or change {section}.{chooser}"
             )
-    for i, entry in enumerate(spec.grid.schedules or []):
+    for i, entry in enumerate(entries or []):
         for section, field, chooser, users in _USED_ONLY_WITH:
             if section == "train" and chooser == "schedule" and getattr(entry, field) is not None and entry.schedule not in users:
                 raise SpecError(
