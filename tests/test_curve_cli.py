@@ -13,7 +13,9 @@ import pytest
 
 from scalinglab.analysis.curves import lr_per_step_from_table
 from scalinglab.analysis.curves.fit import law_of, predict
+from scalinglab.analysis.curves.sweep import sweep_curves
 from scalinglab.cli import main
+from scalinglab.results import load
 from scalinglab.store.layout import SweepDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +163,10 @@ def fitted_sweep(path: Path, *flags: str) -> dict:
 
 
 def test_a_trained_sweep_fits_its_training_curves_per_size(trained_copy, capsys):
+    runs = load(trained_copy, trunks=True).set_index("run_id")
+    for curve in sweep_curves(trained_copy).curves:  # the peak rate is run.json's lr, not a curve point's own lr
+        assert curve.lr.max() == pytest.approx(runs.loc[curve.run, "lr"], rel=1e-6)
+        assert len(curve.lr) == runs.loc[curve.run, "steps"]
     report = fitted_sweep(trained_copy)
     assert report["loss"] == "train" and len(report["sizes"]) + len(report["skipped"]) == 2
     assert all(r["points"] > 5 for s in report["sizes"] for r in s["runs"])
