@@ -62,15 +62,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _law_flags(p: argparse.ArgumentParser) -> None:
-    """Overrides of the sweep's fit section for L(N,D) and its bootstrap."""
+def _law_flags(p: argparse.ArgumentParser, curves: bool = False) -> None:
+    """Overrides of the sweep's fit section for L(N,D) and its bootstrap (curves: fit's, which
+    also fits the curve laws)."""
+    with_curves = "; with --curves: multi_power (the default) or annealing" if curves else ""
     fields = FitSpec.model_fields
     p.add_argument("--method", choices=[m.value for m in Method], help=f"L(N,D) solver (default {fields['method'].default})")
     p.add_argument(
         "--bootstrap",
         type=int,
         metavar="K",
-        help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none; at most {MAX_BOOTSTRAP:,})",
+        help=f"bootstrap resamples for intervals (default {fields['bootstrap'].default}; 0: none; at most {MAX_BOOTSTRAP:,})"
+        + ("; with --curves: whole runs resampled (default 0)" if curves else ""),
     )
     p.add_argument("--huber-delta", type=float, help=f"Huber threshold on log-loss residuals (default {fields['huber_delta'].default:g})")
     p.add_argument(
@@ -78,14 +81,14 @@ def _law_flags(p: argparse.ArgumentParser) -> None:
         type=lambda text: text.split(","),
         metavar="NAME[,NAME...]",
         help=f"the law of the loss: auto (the default), one of {', '.join(n for n in LawName if n != LawName.AUTO)}, "
-        "or several to choose among by backtest",
+        f"or several to choose among by backtest{with_curves}",
     )
     p.add_argument("--pin-E", dest="pin_E", type=float, metavar="E", help="power_C: pin its irreducible loss at E instead of fitting it")
 
 
-def _fit_flags(p: argparse.ArgumentParser) -> None:
+def _fit_flags(p: argparse.ArgumentParser, curves: bool = False) -> None:
     """Overrides of the sweep's fit section (or of the defaults, for --csv)."""
-    _law_flags(p)
+    _law_flags(p, curves)
     p.add_argument(
         "--holdout",
         type=float,
@@ -148,7 +151,8 @@ def _fit_command(sub) -> None:
         metavar="X=COLUMN",
         help="CSV column for N, D, C_6ND (6ND FLOPs: gives D), C (the FLOPs the runs computed), L or U (unique training tokens), e.g. "
         '--map N="Model Size"; task_loss and acc (and run, whose rows are one run\'s checkpoints) fit a '
-        "task's accuracy in two steps instead",
+        "task's accuracy in two steps instead; with --curves: run, step, lr and loss (one row per logged step of a run; "
+        "the rate is interpolated between listed steps, and rises linearly from 0 before the first) and optionally N",
     )
     fit.add_argument("--chance", type=float, metavar="P", help="task fit: the chance accuracy, the floor of acc (default 0)")
     fit.add_argument(
@@ -159,8 +163,33 @@ def _fit_command(sub) -> None:
         help="N_opt, D_opt and loss at the law's compute C_6ND = 6ND, or the loss at (N, D), with intervals; repeatable",
     )
     fit.add_argument("--json", action="store_true", help="print the fit as JSON (fit.json's SweepFit: law, frontier, predictions, ...)")
-    _fit_flags(fit)
+    _fit_flags(fit, curves=True)
+    _curve_flags(fit)
     fit.set_defaults(command=("fit", "main"))
+
+
+def _curve_flags(fit: argparse.ArgumentParser) -> None:
+    """fit --curves: a curve law over each run's steps, per model size N (docs/curves.md)."""
+    fit.add_argument(
+        "--curves",
+        action="store_true",
+        help="fit a curve law (the loss along each run's steps under its learning-rate schedule) jointly to each size N's runs; "
+        "writes curves.json and figures/curves_N<N>.png of a sweep",
+    )
+    fit.add_argument(
+        "--curve-loss",
+        choices=["train", "val"],
+        help="with --curves, a sweep's loss: train, the dense training curve (the default where every run logged one), "
+        "or val, the validation evaluations (the default otherwise)",
+    )
+    fit.add_argument(
+        "--schedule",
+        metavar="FILE",
+        help="with --curves: a CSV of columns step and lr (rates between listed steps interpolated, a linear warmup from 0 "
+        "before the first); prints the loss each fitted size reaches at each listed step",
+    )
+    fit.add_argument("--out", metavar="FILE", help="with --schedule: also write the predicted losses as CSV")
+    fit.add_argument("--force", action="store_true", help="replace the --out file if it exists")
 
 
 def _figure_commands(sub) -> None:

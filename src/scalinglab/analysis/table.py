@@ -13,7 +13,8 @@ import pandas as pd
 from ..errors import FitError, UsageError
 
 TASK_MAPS = ("task_loss", "acc")  # with both mapped, `fit --csv` fits a task's two steps instead of L(N,D)
-MAP_KEYS = ("N", "D", "C", "C_6ND", "L", "U", *TASK_MAPS, "run")
+CURVE_MAPS = ("step", "lr", "loss")  # `fit --curves --csv`: one row per logged step of a run
+MAP_KEYS = ("N", "D", "C", "C_6ND", "L", "U", *TASK_MAPS, "run", *CURVE_MAPS)
 
 
 def parse_map(items: list[str]) -> dict[str, str]:
@@ -32,23 +33,23 @@ def parse_map(items: list[str]) -> dict[str, str]:
     return mapping
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A --csv file: UTF-8 text (a byte order mark allowed) with a header and at least one row;
-    UsageError naming the file otherwise."""
+def read_table(path: Path, flag: str = "--csv") -> pd.DataFrame:
+    """A --csv file (or another flag's table): UTF-8 text (a byte order mark allowed) with a header
+    and at least one row; UsageError naming the flag and the file otherwise."""
     data = Path(path).read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise UsageError(f"--csv {path}: line {line} is not UTF-8 text (byte 0x{data[e.start]:02x}); save the table as UTF-8") from None
+        raise UsageError(f"{flag} {path}: line {line} is not UTF-8 text (byte 0x{data[e.start]:02x}); save the table as UTF-8") from None
     try:
         table = pd.read_csv(io.StringIO(text))
     except pd.errors.EmptyDataError:
-        raise UsageError(f"--csv {path}: the file is empty; expected a header line, then one row per run") from None
+        raise UsageError(f"{flag} {path}: the file is empty; expected a header line, then one row per run") from None
     except pd.errors.ParserError as e:
-        raise UsageError(f"--csv {path}: not a CSV table: {str(e).strip().splitlines()[0]}") from None
+        raise UsageError(f"{flag} {path}: not a CSV table: {str(e).strip().splitlines()[0]}") from None
     if table.empty:
-        raise UsageError(f"--csv {path}: a header and no rows; expected one row per run under the header")
+        raise UsageError(f"{flag} {path}: a header and no rows; expected one row per run under the header")
     return table
 
 

@@ -4,6 +4,7 @@ results/<sweep>/
   sweep.json                 the resolved sweep (every default filled in)
   jobs.json                  each run's latest job id and executor
   fit.json, figures/         the fitted laws and their figures; report.html, the page of them all
+  curves.json                the curve laws fitted per size (fit --curves), figures/curves_N<N>.png
   logs/                      submitit's job scripts and logs
   jax_cache/                 compiled steps shared by the sweep's jobs
   runs/<run_id>/run.json     the run spec (a flat record; RunSpec.record)
@@ -132,6 +133,15 @@ class SweepDir:
     @property
     def fit_json(self) -> Path:
         return self.path / "fit.json"
+
+    @property
+    def curves_json(self) -> Path:
+        """The curve laws fitted to the runs' loss curves, per size (`scalinglab fit --curves`)."""
+        return self.path / "curves.json"
+
+    def curve_figure(self, N: float) -> Path:
+        """The figure of one size's curves and their fitted law."""
+        return self.figures / f"curves_N{round(N)}.png"
 
     @property
     def report(self) -> Path:

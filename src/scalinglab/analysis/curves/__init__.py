@@ -8,6 +8,8 @@ from .fit import CurveFit, fit_curves
 from .frame import curves_from_frame
 from .law import CURVE_LAWS, CurveLaw, CurveLawName
 from .rates import lr_per_step_from_run, lr_per_step_from_table
+from .sizes import CurveLoss, CurveReport, SizeCurveFit, fit_sizes, predict_schedule
+from .sweep import fit_sweep_curves
 
 __all__ = [
     "CURVE_LAWS",
@@ -16,9 +18,15 @@ __all__ = [
     "CurveIntervals",
     "CurveLaw",
     "CurveLawName",
+    "CurveLoss",
+    "CurveReport",
+    "SizeCurveFit",
     "bootstrap_curves",
     "curves_from_frame",
     "fit_curves",
+    "fit_sizes",
+    "fit_sweep_curves",
     "lr_per_step_from_run",
     "lr_per_step_from_table",
+    "predict_schedule",
 ]
