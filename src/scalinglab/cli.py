@@ -18,7 +18,7 @@ from .store.files import DamagedResults, NotARegularFile
 from .store.frame import NotASweep
 from .store.targets import Unwritable
 from .sweep.spec import MAX_BOOTSTRAP, FitSpec
-from .sweep.types import Executor, LawName, Method
+from .sweep.types import CurvePoints, Executor, LawName, Method
 
 DEFAULT_RESULTS = "results"
 EXECUTORS = [e.value for e in Executor]  # argparse lists choices by their repr: the values, not the members
@@ -94,6 +94,13 @@ def _fit_flags(p: argparse.ArgumentParser, curves: bool = False) -> None:
         type=float,
         metavar="FRACTION",
         help=f"extrapolation check: share of the largest runs held out (default {FitSpec.model_fields['holdout_fraction'].default})",
+    )
+    p.add_argument(
+        "--curve-points",
+        dest="curve_points",
+        choices=[c.value for c in CurvePoints],
+        help="add each size's curve-law predictions between its trained D to the L(N,D) fit: off (default), on, "
+        "or auto (kept only where they lower the backtest error)",
     )
 
 

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..sweep.spec import FitSpec
+from ..sweep.types import CurvePoints
 from .approaches import fit_envelope, fit_isoflop, power_laws
 from .choose import Chosen, choose
+from .curvepoints import CurveSource, choose_with_points
 from .hparams import tune, tuned_axes
 from .parts import Skipped
 from .select import FitInputs
-from .sweepfit import Hyperparameters, SweepFit
+from .sweepfit import CurvePointsFit, Hyperparameters, SweepFit
 from .task_report import task_report
 from .uncertainty import At, attempt, extrapolation, frontier, held_out_rows, main_law, predict
 
@@ -30,14 +32,20 @@ class Core:
     runs: pd.DataFrame
     hyperparameters: Hyperparameters | None
     chosen: Chosen | Skipped
+    curve_points: CurvePointsFit | Skipped | None = None
+    """What fit.curve_points did (None: off)."""
 
 
-def core(runs: pd.DataFrame, spec: FitSpec, allocating: bool = False) -> Core:
-    """allocating: the law must be one of N and D (suggest plans an allocation)."""
+def core(runs: pd.DataFrame, spec: FitSpec, allocating: bool = False, curves: CurveSource | None = None) -> Core:
+    """allocating: the law must be one of N and D (suggest plans an allocation); curves: what
+    curve-law points are made from, where fit.curve_points is on or auto."""
     hyper = None
-    if tuned_axes(runs):
+    tuned = bool(tuned_axes(runs))
+    if tuned:
         runs, hyper = tune(runs, spec.bootstrap)
-    return Core(runs, hyper, attempt(choose, runs, spec, True, allocating))
+    if spec.curve_points == CurvePoints.OFF:
+        return Core(runs, hyper, attempt(choose, runs, spec, True, allocating))
+    return Core(runs, hyper, *choose_with_points(runs, spec, curves, tuned, allocating))
 
 
 def fitted_runs(runs: pd.DataFrame, fit: SweepFit) -> pd.DataFrame:
@@ -52,9 +60,9 @@ def analyze(inputs: FitInputs, spec: FitSpec = FitSpec(), at: Sequence[At] = (),
     (optional): one row per evaluation with run_id, N, C_seen, flops_per_token, L, for Approach 1;
     inputs.tasks (optional): results.load(tasks=True), fitted at task_setting (shots, strategy),
     the runs the extrapolation check holds out held out of the task laws too. at: where to predict."""
-    c = core(inputs.runs, spec)
+    c = core(inputs.runs, spec, curves=inputs.curves)
     runs, chosen = c.runs, c.chosen
-    parts: dict = {"law": chosen}
+    parts: dict = {"law": chosen, "curve_points": c.curve_points}
     if isinstance(chosen, Chosen):
         law, boots = chosen.law, chosen.boots
         parts.update(

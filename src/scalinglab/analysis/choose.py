@@ -90,20 +90,36 @@ def origins(runs: pd.DataFrame, by: str, count: int) -> list[float]:
     return [float(usable[i]) for i in picks]
 
 
-def backtest(law: Law, runs: pd.DataFrame, by: str, cuts: list[float], spec: FitSpec) -> list[float | None]:
+def backtest(
+    law: Law, runs: pd.DataFrame, by: str, cuts: list[float], spec: FitSpec, derived: pd.DataFrame | None = None
+) -> list[float | None]:
     """Per origin: the mean |relative error| of the law's prediction of the runs beyond it (None:
-    the runs up to it cannot fit the law)."""
+    the runs up to it cannot fit the law). Derived points (analysis.curvepoints) are never
+    predicted; they join the fit at an origin that holds every trained run of their size."""
     errors: list[float | None] = []
     for cut in cuts:
         inside, beyond = runs[runs[by] <= cut], runs[runs[by] > cut]
         try:
-            fitted = fit_on(law, inside, spec)
+            fitted = fit_on(law, with_derived(inside, derived_within(runs, derived, by, cut)), spec)
         except FitError:
             errors.append(None)
             continue
         pred = predict_runs(fitted, beyond)
         errors.append(float(np.mean(np.abs(pred / beyond["L"].to_numpy(float) - 1))))
     return errors
+
+
+def with_derived(runs: pd.DataFrame, derived: pd.DataFrame | None) -> pd.DataFrame:
+    """The runs and the derived points as one frame to fit (the runs alone without points)."""
+    return runs if derived is None or derived.empty else pd.concat([runs, derived], ignore_index=True)
+
+
+def derived_within(runs: pd.DataFrame, derived: pd.DataFrame | None, by: str, cut: float) -> pd.DataFrame | None:
+    """The derived points of the sizes whose trained runs all lie at or below the origin: a size's
+    points come from a curve law fitted on all its runs, so a size with a run beyond would leak it."""
+    if derived is None or derived.empty:
+        return derived
+    return derived[derived["N"].map(runs.groupby("N")[by].max()) <= cut]
 
 
 @dataclass(frozen=True)
@@ -128,10 +144,35 @@ class Chosen:
     runner_up: Fitted | None
 
 
-def choose(runs: pd.DataFrame, spec: FitSpec, all_intervals: bool = True, allocating: bool = False) -> Chosen:
+@dataclass(frozen=True)
+class Scored:
+    """Every candidate fitted over the runs (and any derived points) and backtested, best first."""
+
+    cuts: list[float]
+    fits: dict[str, Fitted]
+    scores: dict[str, Scores]
+    skipped: dict[str, Skipped]
+    order: list[str]
+    why: str
+
+    @property
+    def score(self) -> float | None:
+        """The backtest error of the law ranked first (None: no backtest could score it)."""
+        return self.scores[self.order[0]].score
+
+
+def choose(
+    runs: pd.DataFrame, spec: FitSpec, all_intervals: bool = True, allocating: bool = False, derived: pd.DataFrame | None = None
+) -> Chosen:
     """The candidates of spec.law (laws of N and D alone where allocating) fitted, backtested and
     one chosen; FitError when none fits. Bootstrap intervals for the chosen law, and for every
-    candidate with all_intervals."""
+    candidate with all_intervals. derived: points the laws are also fitted on, never scored on."""
+    return settle(score_laws(runs, spec, allocating, derived), runs, spec, all_intervals, derived)
+
+
+def score_laws(runs: pd.DataFrame, spec: FitSpec, allocating: bool = False, derived: pd.DataFrame | None = None) -> Scored:
+    """Each candidate fitted over the runs and the derived points, backtested on the runs, ranked;
+    FitError when none fits. AICc and the residual scale are of the trained runs."""
     by = spec.holdout_by
     cuts = origins(runs, by, spec.backtest_origins)
     fits: dict[str, Fitted] = {}
@@ -139,32 +180,39 @@ def choose(runs: pd.DataFrame, spec: FitSpec, all_intervals: bool = True, alloca
     skipped: dict[str, Skipped] = {}
     for law in candidates(spec, allocating):
         try:
-            full = fits[law.name] = fit_on(law, runs, spec)
+            full = fits[law.name] = fit_on(law, with_derived(runs, derived), spec)
         except FitError as e:
             skipped[law.name] = Skipped(skipped=str(e))
             continue
-        errors = backtest(law, runs, by, cuts, spec)
+        errors = backtest(law, runs, by, cuts, spec, derived)
         score = float(np.mean([e for e in errors if e is not None])) if cuts and None not in errors else None
         scores[law.name] = Scores(errors, score, aicc(full, runs), noise(full, runs))
     if not fits:
         raise FitError("; ".join(s.skipped for s in skipped.values()))
     order, why = rank(scores, by, len(cuts))
-    L, loss = runs["L"].to_numpy(float), Loss(spec.huber_delta)
+    return Scored(cuts, fits, scores, skipped, order, why)
+
+
+def settle(scored: Scored, runs: pd.DataFrame, spec: FitSpec, all_intervals: bool = True, derived: pd.DataFrame | None = None) -> Chosen:
+    """The scored choice with its bootstrap intervals (over the rows it was fitted on) and its table."""
+    by, cuts, fits, scores, order = spec.holdout_by, scored.cuts, scored.fits, scored.scores, scored.order
+    rows_fitted = with_derived(runs, derived)
+    L, loss = rows_fitted["L"].to_numpy(float), Loss(spec.huber_delta)
     boots = {
-        n: bootstrap(fits[n].law, law_inputs(fits[n].law, runs), L, spec.bootstrap, loss, spec.method)
+        n: bootstrap(fits[n].law, law_inputs(fits[n].law, rows_fitted), L, spec.bootstrap, loss, spec.method)
         for n in order[: None if all_intervals else 1]
     }
     rows = [
         Candidate(name=n, fit=LawFit.of(fits[n], boots.get(n, [])), errors=s.errors, score=s.score, aicc=s.aicc, noise=s.noise)
         for n, s in scores.items()
-    ] + [Candidate(name=n, fit=s, errors=[]) for n, s in skipped.items()]
+    ] + [Candidate(name=n, fit=s, errors=[]) for n, s in scored.skipped.items()]
     table = LawChoice(
         by=by,
         origins=[Origin(at=c, n_fit=int((runs[by] <= c).sum()), n_held=int((runs[by] > c).sum())) for c in cuts],
         candidates=rows,
         chosen=order[0],
         runner_up=order[1] if len(order) > 1 else None,
-        why=why,
+        why=scored.why,
     )
     return Chosen(table, fits[order[0]], boots[order[0]], scores[order[0]].noise, fits[order[1]] if len(order) > 1 else None)
 

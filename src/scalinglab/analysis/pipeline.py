@@ -13,6 +13,7 @@ from rich.markup import escape
 from ..store.layout import SweepDir
 from ..store.targets import Unwritable, folder, new_file
 from ..sweep.spec import FitSpec
+from ..sweep.types import CurvePoints
 from .analyze import analyze
 from .select import FitInputs, fit_inputs, task_setting
 from .sweepfit import SweepFit
@@ -29,7 +30,7 @@ def fit_sweep(sweep: SweepDir, spec: FitSpec, warn: Callable[[str], None], at: S
 
 def _fitted(sweep: SweepDir, spec: FitSpec, warn: Callable[[str], None], at: Sequence[At]) -> tuple[FitInputs, SweepFit]:
     """The fit, once the sweep is read and where it goes checked; nothing written."""
-    inputs = fit_inputs(sweep, left_out=warn)
+    inputs = fit_inputs(sweep, left_out=warn, curves=spec.curve_points != CurvePoints.OFF)
     check_outputs(sweep)
     return inputs, analyze(inputs, spec, at, task_setting(sweep))
 

@@ -17,6 +17,7 @@ from ..store.runs import Status
 from ..sweep.evalspec import EvalSpec
 from ..sweep.saved import saved_sweep
 from ..sweep.spec import FitSpec
+from .curvepoints import CurveSource
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,14 @@ class FitInputs:
     """Their evaluations with C_seen (training FLOPs so far); None when every record is damaged."""
     tasks: pd.DataFrame | None = None
     """Their task scores (results.load(tasks=True)); None without eval.tasks."""
+    curves: CurveSource | None = None
+    """Their evaluations and their trunks', for curve-law points (None: fit.curve_points off)."""
 
 
-def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: None) -> FitInputs:
-    """The done runs of a sweep with a usable final loss, and their evaluations. Diverged runs and
-    runs whose loss is not a positive number are left out, each kind named in one line passed to
-    left_out. FitError if none is left."""
+def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: None, curves: bool = False) -> FitInputs:
+    """The done runs of a sweep with a usable final loss, and their evaluations (with curves, also
+    their trunks', for curve-law points). Diverged runs and runs whose loss is not a positive number
+    are left out, each kind named in one line passed to left_out. FitError if none is left."""
     df = load(sweep.path)
     status = df["status"] if "status" in df else pd.Series(Status.PENDING, index=df.index)
     diverged = df[status == Status.DIVERGED]
@@ -58,11 +61,20 @@ def fit_inputs(sweep: SweepDir, left_out: Callable[[str], None] = lambda line: N
     scores = load(sweep.path, tasks=True)
     tasks = scores[scores["run_id"].isin(done["run_id"])] if len(scores) else None
     evals = load(sweep.path, per_eval=True)
+    source = curve_source(sweep, done) if curves else None
     if evals.empty:  # every evaluation record damaged: the final losses still fit
-        return FitInputs(done, None, tasks)
+        return FitInputs(done, None, tasks, source)
     evals = evals[evals["run_id"].isin(done["run_id"])].copy()
     evals["C_seen"] = evals["tokens"] * evals["flops_per_token"]
-    return FitInputs(done, evals, tasks)
+    return FitInputs(done, evals, tasks, source)
+
+
+def curve_source(sweep: SweepDir, done: pd.DataFrame) -> CurveSource:
+    """The evaluations of the done runs and of their trunks, and train.cooldown_fraction."""
+    rows = load(sweep.path, per_eval=True, trunks=True)
+    keep = set(done["run_id"]) | (set(done["trunk_id"].dropna()) if "trunk_id" in done else set())
+    saved = saved_sweep(sweep)
+    return CurveSource(rows[rows["run_id"].isin(keep)] if len(rows) else rows, saved.train.cooldown_fraction if saved else None)
 
 
 def task_setting(sweep: SweepDir) -> tuple[int, str]:

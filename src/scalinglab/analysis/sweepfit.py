@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from ..errors import InputError
 from ..store.files import NotARegularFile, read_bytes, write_text
-from ..sweep.types import Method
+from ..sweep.types import CurvePoints, Method
 from .lawtable import LawChoice
 from .parts import CI, Estimate, LawFit, Part, Skipped
 from .taskfit import TaskReport
@@ -160,6 +160,28 @@ class Hyperparameters(Part):
     cells: list[Cell]
 
 
+class CurvePointsFit(Part):
+    """fit.curve_points: the final losses each size's curve law predicted at lengths between its
+    trained D (analysis.curvepoints), and whether the law of the loss was fitted with them."""
+
+    setting: CurvePoints
+    curve_law: str
+    used: bool
+    n_points: int
+    """Points predicted (used or not)."""
+    sizes: int
+    """Sizes whose curve law gave points."""
+    error_with: float | None = None
+    """The chosen law's mean backtest error with the points (None: not scored)."""
+    error_without: float | None = None
+    """auto: the chosen law's mean backtest error on the trained runs alone."""
+    chosen_with: str | None = None
+    chosen_without: str | None = None
+    why: str
+    left_out: list[str] = []
+    """Sizes that gave no points, and why."""
+
+
 class SweepFit(Part):
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants", populate_by_name=True)
 
@@ -177,9 +199,11 @@ class SweepFit(Part):
     extrapolation: Extrapolation | Skipped
     hyperparameters: Hyperparameters | None = None
     tasks: TaskReport | None = None
+    curve_points: CurvePointsFit | Skipped | None = None
+    """None: fit.curve_points off (and the key left out of fit.json, as before it existed)."""
 
     def json_text(self) -> str:
-        return self.model_dump_json(by_alias=True, indent=1) + "\n"
+        return self.model_dump_json(by_alias=True, indent=1, exclude={"curve_points"} if self.curve_points is None else None) + "\n"
 
     def write(self, path: Path) -> None:
         write_text(path, self.json_text())

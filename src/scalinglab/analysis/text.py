@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from .lawtable import LawChoice
 from .parts import CI, Estimate, LawFit, Skipped
-from .sweepfit import Frontier, Hyperparameters, SweepFit
+from .sweepfit import CurvePointsFit, Frontier, Hyperparameters, SweepFit
 from .taskfit import Spread, TaskFit, TaskReport
 from .uncertainty import LOOSE
 
@@ -63,6 +63,23 @@ def table_lines(choice: LawChoice) -> Iterator[str]:
         aicc = "-" if c.aicc is None else f"{c.aicc:.1f}"
         yield f"  {c.name:<16}{mark} {errors}{mean:>9}{aicc:>9}"
     yield f"  chosen: {choice.why}"
+
+
+def curve_points_line(points: CurvePointsFit | Skipped) -> str:
+    """Whether the law of the loss was fitted with curve-law points, how many, and (auto) both backtest errors."""
+    if isinstance(points, Skipped):
+        return f"curve points: none; {points.skipped}"
+    used = "used" if points.used else "not used"
+    both = ", ".join(
+        f"{what} {'-' if err is None else f'{err:.2%}'} ({law or 'no law fitted'})"
+        for what, err, law in (("with", points.error_with, points.chosen_with), ("without", points.error_without, points.chosen_without))
+        if law is not None or err is not None
+    )
+    left = f"; no points for {'; '.join(points.left_out)}" if points.left_out else ""
+    return (
+        f"curve points ({points.setting}): {points.n_points} from {points.sizes} sizes' {points.curve_law} laws, {used}; "
+        f"chosen law's backtest error {both}{left}"
+    )
 
 
 def _power_law(law: LawFit, at: str) -> str:
@@ -164,6 +181,8 @@ def _lines(fit: SweepFit) -> Iterator[str]:
     yield from law_lines(fit)
     if fit.laws is not None:
         yield from table_lines(fit.laws)
+    if fit.curve_points is not None:
+        yield curve_points_line(fit.curve_points)
     yield from approach_lines(fit)
     yield from check_lines(fit)
     yield from prediction_lines(fit)

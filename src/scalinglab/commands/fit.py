@@ -40,6 +40,7 @@ def _spec(sweep: SweepDir | None, args):
         holdout_fraction=args.holdout,
         law=args.law,
         pin_E=args.pin_E,
+        curve_points=args.curve_points,
     )
 
 
@@ -143,6 +144,10 @@ def main(args, console: Console) -> int:
     if args.csv:
         if not Path(args.csv).is_file():
             raise UsageError(f"--csv {args.csv}: no such file")
+        if args.curve_points not in (None, "off"):
+            raise UsageError(
+                f"--curve-points {args.curve_points}: needs a results/<sweep> folder's loss curves; a --csv table has final losses only"
+            )
         if task_fit:
             points, text = fit_task_csv(read_table(Path(args.csv)), mapping, _spec(None, args), args.chance, at)
             for line in text:

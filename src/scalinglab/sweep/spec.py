@@ -20,7 +20,7 @@ from ..model.parametrization import PARAMETRIZATIONS
 from ..training.schedules import SCHEDULES, CooldownShape
 from ..training.tracking import Tracking
 from .evalspec import EvalSpec
-from .types import MAX_COUNT, Closed, Count, Executor, Float, Int, LawName, Method, OneOf, Positive, Seed
+from .types import MAX_COUNT, Closed, Count, CurvePoints, Executor, Float, Int, LawName, Method, OneOf, Positive, Seed
 from .types import Section as _Section
 
 # Bounds of the settings that size work (a typo such as 1e9 would run until killed) or shapes
@@ -291,6 +291,10 @@ class FitSpec(_Section):
     holdout_fraction: Float = Field(0.2, ge=0, lt=1)
     """Extrapolation check: the largest runs by `holdout_by` held out of the fit and predicted."""
     holdout_by: Literal["C", "N", "D"] = "C"
+    curve_points: Closed[CurvePoints] = CurvePoints.OFF
+    """off; on: each size's multi-power curve law (fitted to its runs' validation-loss curves) adds
+    predicted final losses at lengths between its trained ones to the L(N,D) fit; auto: only where
+    they lower the chosen law's backtest error (docs/fitting.md, Curve-law points)."""
 
 
 class SweepSpec(_Section):

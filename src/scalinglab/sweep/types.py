@@ -115,3 +115,15 @@ class Method(StrEnum):
     """Variable projection over (alpha, beta), the linear E, A, B solved at each: fast."""
     GRID = "grid"
     """L-BFGS-B from Hoffmann et al.'s 4,500 starts: the published recipe, minutes."""
+
+
+class CurvePoints(StrEnum):
+    """fit.curve_points: whether the L(N,D) fit also reads final losses that each size's curve law
+    predicts for runs of lengths between its trained ones (analysis.curvepoints)."""
+
+    OFF = "off"
+    """Trained runs only."""
+    ON = "on"
+    """The trained runs and the predicted points."""
+    AUTO = "auto"
+    """The points kept only where they lower the chosen law's backtest error."""
