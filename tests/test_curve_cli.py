@@ -130,6 +130,8 @@ BAD = {
     "out exists": (None, [*MAPS, "--schedule", "linear.csv", "--out", "linear.csv"], "--out linear.csv: exists; add --force"),
     "schedule missing": (None, [*MAPS, "--schedule", "nosuch.csv"], "--schedule nosuch.csv: no such file"),
     "predict with curves": (None, [*MAPS, "--predict", "C_6ND=1e20"], "--predict: applies to the fit of L(N,D), not to --curves"),
+    "skip all": (None, [*MAPS, "--skip-early", "1"], "--skip-early 1: give a share of each run's steps, from 0 up to"),
+    "skip without curves": (None, ["--map", "N=Params", "--skip-early", "0.2"], "--skip-early: applies only with --curves"),
 }
 
 
@@ -168,7 +170,11 @@ def test_a_trained_sweep_fits_its_training_curves_per_size(trained_copy, capsys)
         assert curve.lr.max() == pytest.approx(runs.loc[curve.run, "lr"], rel=1e-6)
         assert len(curve.lr) == runs.loc[curve.run, "steps"]
     report = fitted_sweep(trained_copy)
-    assert report["loss"] == "train" and len(report["sizes"]) + len(report["skipped"]) == 2
+    assert report["loss"] == "train" and len(report["sizes"]) + len(report["skipped"]) == 2 and report["skip_early"] == 0.1
+    curves = sweep_curves(trained_copy).curves  # a point, the mean of its n_steps, sits at their middle
+    points = load(trained_copy, curves=True, trunks=True)
+    first = points[points["run_id"] == curves[0].run].iloc[0]
+    assert curves[0].steps[0] == first["step"] - (first["n_steps"] - 1) // 2
     assert all(r["points"] > 5 for s in report["sizes"] for r in s["runs"])
     val = fitted_sweep(trained_copy, "--curve-loss", "val", "--law", "annealing")
     assert val["loss"] == "val" and val["law"] == "annealing"

@@ -220,3 +220,13 @@ def test_curves_from_a_sweep_of_cooldown_branches():
     for group in by_size.values():
         fitted = fit_curves(group, "multi_power")
         assert min(fitted.r2) > 0.9 and max(fitted.max_rel_error) < 0.03
+
+
+def test_skipping_leaves_the_first_share_of_steps_out_of_the_fit():
+    lr, W = schedule("constant", np.random.default_rng(0))
+    steps = observed()
+    curve = Curve("r", 1.0, lr, steps, np.full(len(steps), 2.0), W)
+    assert curve.fitted.tolist() == (steps > W).tolist()
+    later = curve.skipping(0.25)
+    assert later.skip == 1000 and later.fitted.tolist() == (steps > max(W, 1000)).tolist()
+    assert curve.skipping(0.0).fitted.tolist() == curve.fitted.tolist()  # warmup still left out

@@ -195,6 +195,13 @@ def _curve_flags(fit: argparse.ArgumentParser) -> None:
         help="with --curves: a CSV of columns step and lr (rates between listed steps interpolated, a linear warmup from 0 "
         "before the first); prints the loss each fitted size reaches at each listed step",
     )
+    fit.add_argument(
+        "--skip-early",
+        type=real(0),
+        metavar="SHARE",
+        help="with --curves: leave the points of each run's first SHARE of steps out of the fit (a small model's fast early "
+        "phase, which the laws do not describe); default 0.1",
+    )
     fit.add_argument("--out", metavar="FILE", help="with --schedule: also write the predicted losses as CSV")
     fit.add_argument("--force", action="store_true", help="replace the --out file if it exists")
 

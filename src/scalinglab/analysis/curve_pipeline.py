@@ -20,7 +20,7 @@ from ..store.layout import SweepDir
 from ..store.targets import new_file
 from .curve_csv import table_curves
 from .curve_text import size_name
-from .curves.sizes import HUBER_DELTA, CurveReport, SizeCurveFit, SkippedSize, fit_sizes, predict_schedule
+from .curves.sizes import HUBER_DELTA, SKIP_EARLY, CurveReport, SizeCurveFit, SkippedSize, fit_sizes, predict_schedule
 from .curves.sweep import fit_sweep_curves
 from .pipeline import check_outputs
 from .table import read_table
@@ -34,6 +34,8 @@ class CurveSettings:
     schedule: tuple[np.ndarray, np.ndarray] | None = None
     """(steps, rates) to predict the loss along."""
     schedule_name: str = ""
+    skip_early: float = SKIP_EARLY
+    """The share of each run's first steps whose points are not fitted (Curve.skipping)."""
 
 
 def _report(source: str, loss: str, s: CurveSettings, fits: list[SizeCurveFit], skipped: list[SkippedSize]) -> CurveReport:
@@ -41,13 +43,14 @@ def _report(source: str, loss: str, s: CurveSettings, fits: list[SizeCurveFit], 
         why = "; ".join(f"{size_name(k.N)}: {k.skipped}" for k in skipped)
         raise FitError(f"{source}: no size's curves can be fitted with {s.law}: {why}")
     predictions = predict_schedule(fits, *s.schedule) if s.schedule is not None else []
-    return CurveReport(source=source, loss=loss, law=s.law, sizes=[f.record() for f in fits], skipped=skipped, predictions=predictions)
+    sizes = [f.record() for f in fits]
+    return CurveReport(source=source, loss=loss, law=s.law, skip_early=s.skip_early, sizes=sizes, skipped=skipped, predictions=predictions)
 
 
 def table_report(path: str, mapping: dict[str, str], s: CurveSettings) -> CurveReport:
     """A table's curves fitted per N (all runs as one group without --map N)."""
     curves, sized = table_curves(read_table(Path(path)), mapping)
-    fits, skipped = fit_sizes(curves, s.law, s.bootstrap, s.huber_delta, sized)
+    fits, skipped = fit_sizes(curves, s.law, s.bootstrap, s.huber_delta, sized, s.skip_early)
     return _report(path, mapping["loss"], s, fits, skipped)
 
 
@@ -56,7 +59,7 @@ def sweep_report(sweep: SweepDir, loss: str | None, s: CurveSettings, warn: Call
     file written)."""
     check_outputs(sweep)
     new_file(sweep.curves_json, str(sweep.curves_json), force=True, fix="move it away and run again")
-    fits, skipped, used = fit_sweep_curves(sweep.path, s.law, loss, s.bootstrap, s.huber_delta, warn)
+    fits, skipped, used = fit_sweep_curves(sweep.path, s.law, loss, s.bootstrap, s.huber_delta, warn, s.skip_early)
     report = _report(str(sweep.path), used.value, s, fits, skipped)
     figures = draw(sweep, fits, used.value)
     write_text(sweep.curves_json, report.json_text())

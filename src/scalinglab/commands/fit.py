@@ -16,6 +16,7 @@ from ..analysis.curve_csv import read_schedule
 from ..analysis.curve_pipeline import CurveSettings, sweep_report, table_report, write_predictions
 from ..analysis.curve_text import prediction_table, report_tables
 from ..analysis.curves import CurveLawName
+from ..analysis.curves.sizes import SKIP_EARLY
 from ..analysis.parts import Skipped
 from ..analysis.pipeline import fit_and_draw, fit_sweep
 from ..analysis.say import warner
@@ -67,7 +68,7 @@ def _fit_table(args, mapping: dict[str, str], at: list[At]):
     return fit
 
 
-CURVE_ONLY = ("curve_loss", "schedule", "out", "force")
+CURVE_ONLY = ("curve_loss", "schedule", "out", "force", "skip_early")
 NOT_WITH_CURVES = ("predict", "chance", "method", "holdout", "pin_E")
 
 
@@ -90,8 +91,11 @@ def _curve_settings(args) -> CurveSettings:
         raise UsageError(f"--huber-delta {args.huber_delta:g}: give a positive, finite threshold")
     if args.out and not args.schedule:
         raise UsageError(f"--out {args.out}: writes the losses predicted along --schedule FILE; give one")
+    if args.skip_early is not None and not 0 <= args.skip_early < 1:
+        raise UsageError(f"--skip-early {args.skip_early:g}: give a share of each run's steps, from 0 up to (not including) 1")
     schedule = read_schedule(args.schedule) if args.schedule else None
-    return CurveSettings(laws[0], bootstrap, args.huber_delta or 1e-3, schedule, args.schedule or "")
+    skip = SKIP_EARLY if args.skip_early is None else args.skip_early
+    return CurveSettings(laws[0], bootstrap, args.huber_delta or 1e-3, schedule, args.schedule or "", skip)
 
 
 def curves(args, console: Console) -> int:

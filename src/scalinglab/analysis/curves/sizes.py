@@ -21,6 +21,7 @@ from .rates import lr_per_step_from_table
 
 SCHEMA = 1
 HUBER_DELTA = 1e-3
+SKIP_EARLY = 0.1  # share of each run's steps whose points are not fitted (Curve.skipping)
 
 
 class CurveLoss(StrEnum):
@@ -82,6 +83,8 @@ class CurveReport(Part):
     loss: str
     """train, val (a sweep's) or the table's loss column."""
     law: str
+    skip_early: float = 0.0
+    """The share of each run's first steps whose points were not fitted."""
     sizes: list[SizeCurves]
     skipped: list[SkippedSize] = Field(default_factory=list)
     predictions: list[SchedulePoint] = Field(default_factory=list)
@@ -130,13 +133,19 @@ def by_size(curves: Sequence[Curve]) -> dict[float, list[Curve]]:
 
 
 def fit_sizes(
-    curves: Sequence[Curve], law: str = "multi_power", bootstrap: int = 0, huber_delta: float = HUBER_DELTA, sized: bool = True
+    curves: Sequence[Curve],
+    law: str = "multi_power",
+    bootstrap: int = 0,
+    huber_delta: float = HUBER_DELTA,
+    sized: bool = True,
+    skip_early: float = SKIP_EARLY,
 ) -> tuple[list[SizeCurveFit], list[SkippedSize]]:
     """The law fitted jointly to each size's curves (sized=False: the curves are one group, N
-    None); a size the law cannot be fitted to (too few points after warmup, ...) is skipped with
-    FitError's reason. bootstrap: resamples for intervals (bootstrap_curves, seed 0), 0 none."""
+    None), the points of each run's first skip_early of steps left out (Curve.skipping); a size
+    the law cannot be fitted to (too few points after warmup, ...) is skipped with FitError's
+    reason. bootstrap: resamples for intervals (bootstrap_curves, seed 0), 0 none."""
     fits, skipped = [], []
-    for size, group in by_size(curves).items():
+    for size, group in by_size([c.skipping(skip_early) for c in curves]).items():
         N = size if sized else None
         try:
             if bootstrap:

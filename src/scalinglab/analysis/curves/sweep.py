@@ -16,7 +16,7 @@ from ...store.frame import load
 from ...store.runs import Status
 from .curve import Curve
 from .frame import curves_from_frame
-from .sizes import HUBER_DELTA, CurveLoss, SizeCurveFit, SkippedSize, fit_sizes
+from .sizes import HUBER_DELTA, SKIP_EARLY, CurveLoss, SizeCurveFit, SkippedSize, fit_sizes
 
 COLUMN = {CurveLoss.TRAIN: "train_loss", CurveLoss.VAL: "L"}
 LEFT_OUT = (Status.DIVERGED, Status.DAMAGED)  # a diverged run's losses leave any law; a damaged one's cannot be read
@@ -37,7 +37,8 @@ def sweep_curves(path: str | Path, loss: CurveLoss | None = None, warn: Callable
     if len(usable) < len(runs):
         warn(f"{len(runs) - len(usable)} diverged or damaged runs left out of the curve fits")
     evals = _points(load(path, per_eval=True, trunks=True), usable, "L")
-    points = _points(load(path, curves=True, trunks=True), usable, "train_loss")
+    points = _centred(load(path, curves=True, trunks=True))
+    points = _points(points, usable, "train_loss")
     measured = set(evals.get("run_id", ())) | set(points.get("run_id", ()))
     has_points = set(points.get("run_id", ()))
     if loss is None:
@@ -49,6 +50,14 @@ def sweep_curves(path: str | Path, loss: CurveLoss | None = None, warn: Callable
     if loss == CurveLoss.TRAIN and measured - has_points:
         warn(f"{len(measured - has_points)} runs have no curve points (trained before curves were logged); left out")
     return SweepCurves(curves_from_frame(table, COLUMN[loss]), loss)
+
+
+def _centred(points: pd.DataFrame) -> pd.DataFrame:
+    """Curve points at the middle of the steps each averages: a mean over a falling stretch is
+    the loss at its middle, not at its end (at its end, a cooldown's points would read high)."""
+    if points.empty or "n_steps" not in points:
+        return points
+    return points.assign(step=points["step"] - (points["n_steps"] - 1) // 2)
 
 
 def _points(df: pd.DataFrame, runs: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -68,9 +77,10 @@ def fit_sweep_curves(
     bootstrap: int = 0,
     huber_delta: float = HUBER_DELTA,
     warn: Callable[[str], None] = lambda line: None,
+    skip_early: float = SKIP_EARLY,
 ) -> tuple[list[SizeCurveFit], list[SkippedSize], CurveLoss]:
     """The curve law fitted jointly per model size N to a sweep's runs (loss: train, val or None
     for the default, see sweep_curves): (the sizes fitted, those skipped and why, the loss used)."""
     found = sweep_curves(path, None if loss is None else CurveLoss(loss), warn)
-    fits, skipped = fit_sizes(found.curves, law, bootstrap, huber_delta)
+    fits, skipped = fit_sizes(found.curves, law, bootstrap, huber_delta, skip_early=skip_early)
     return fits, skipped, found.loss
