@@ -33,8 +33,10 @@ def check_every_file(sweep_dir, n_runs):
         run = json.loads((run_dir / "run.json").read_text())
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "done"
-        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        assert steps == run["eval_steps"]
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [m["step"] for m in lines if "L" in m] == run["eval_steps"]
+        curve = [m["step"] for m in lines if "L" not in m]  # the training curve's points, each once
+        assert curve == sorted(set(curve)) and curve[-1] == run["steps"]
         assert not RunDir(run_dir).resume.exists()
     assert len(results.load(sweep_dir)) == n_runs
 

@@ -30,7 +30,7 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path):
     assert [m["step"] for m in runs.read_metrics(run_dir)] == list(run.eval.steps)  # each evaluation exactly once
     resumed, uninterrupted = runs.read_curve(run_dir), runs.read_curve(RunDir(tmp_path / "a" / "runs" / "ref"))
     assert [p["step"] for p in resumed] == [p["step"] for p in uninterrupted] == list(range(3, 301, 3))  # each point once
-    for key in ("lr", "train_loss", "train_loss_ema"):
+    for key in ("step_lr", "train_loss", "train_loss_ema"):
         assert [p[key] for p in resumed] == pytest.approx([p[key] for p in uninterrupted], rel=1e-6)
     assert not run_dir.resume.exists()  # finished: the checkpoint is gone
 

@@ -100,7 +100,7 @@ def test_a_resumed_run_drops_the_task_scores_it_will_redo_and_a_branch_copies_it
     trunk, branch = RunDir(tmp_path / "trunk"), RunDir(tmp_path / "branch")
     trunk.path.mkdir()
     for step in (10, 20, 30):
-        runs.append_metrics(trunk, {"step": step, "tokens": 100 * step, "L": 3.0})
+        runs.append_metrics(trunk, [{"step": step, "tokens": 100 * step, "L": 3.0}])
         runs.append_tasks(trunk, [{"step": step, "tokens": 100 * step, "task": t, "shots": 0, "strategy": "random", "acc": 0.5}
                                   for t in ("cloze", "recall")])
     branch.path.mkdir()

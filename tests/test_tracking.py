@@ -30,6 +30,9 @@ def test_tensorboard_event_files_hold_every_evaluation_and_task_score(tmp_path):
     metrics = runs.read_metrics(run_dir)
     assert [e.step for e in events.Scalars("val/loss")] == [m["step"] for m in metrics] == list(run.eval.steps)
     np.testing.assert_allclose([e.value for e in events.Scalars("val/loss")], [m["L"] for m in metrics], rtol=1e-6)
+    curve = runs.read_curve(run_dir)  # every point of the training curve, beside the evaluations
+    assert [e.step for e in events.Scalars("train/loss_interval")] == [p["step"] for p in curve]
+    np.testing.assert_allclose([e.value for e in events.Scalars("train/loss_ema")], [p["train_loss_ema"] for p in curve], rtol=1e-6)
     lr = [e.value for e in events.Scalars("train/lr")]
     assert lr[-1] == pytest.approx(float(run.optim.schedule.lr(run.optim.lr, run.steps - 1, np)), rel=1e-6)
     scores = {(t["step"], t["shots"]): t["acc"] for t in runs.read_tasks(run_dir) if t["strategy"] == "random"}

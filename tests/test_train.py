@@ -11,7 +11,8 @@ from flax import nnx
 from scalinglab.model.parametrization import param_kind
 from scalinglab.model.transformer import build_model
 from scalinglab.store.layout import RunDir
-from scalinglab.training.loop import Counters, Hook, Trainer, train
+from scalinglab.training.counters import Counters
+from scalinglab.training.loop import Hook, Trainer, train
 from scalinglab.training.steps import accumulated, make_loss_fn, make_train_step
 from scalinglab.training.optimizer import build_optimizer, state_keys
 
@@ -32,8 +33,8 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     # The training curve: a point every 4 steps with the step's rate and the mean loss of the 4
     # steps up to it; an evaluation's training loss is the mean of the points since the last one.
     assert [p["step"] for p in curve] == list(range(4, 61, 4)) and {p["n_steps"] for p in curve} == {4}
-    np.testing.assert_allclose([p["lr"] for p in curve], _lrs(run)[3::4], rtol=1e-6)
-    np.testing.assert_allclose([m["lr"] for m in metrics], _lrs(run)[[19, 39, 59]], rtol=1e-6)
+    np.testing.assert_allclose([p["step_lr"] for p in curve], _lrs(run)[3::4], rtol=1e-6)
+    np.testing.assert_allclose([m["step_lr"] for m in metrics], _lrs(run)[[19, 39, 59]], rtol=1e-6)
     since_20 = [p["train_loss"] for p in curve if 20 < p["step"] <= 40]
     assert metrics[1]["train_loss"] == pytest.approx(np.mean(since_20), rel=1e-9)
     means = [p["train_loss"] for p in curve]

@@ -63,7 +63,7 @@ def load(
     tasks one row per scored (evaluation, task, shots, strategy): task, kind, shots, strategy, acc,
     acc_norm, task_loss, task_bpb, p_gold, exact_match, token_acc, chance, n_items, acc_se; with
     tasks and items one row per test item of those (item, item_acc, item_score, demos); with
-    curves one row per point of the training curve (step, tokens, lr, train_loss: the mean over
+    curves one row per point of the training curve (step, tokens, step_lr, train_loss: the mean over
     the n_steps steps up to step, train_loss_ema: smoothed); a cooldown branch's includes its trunk's up to the branch point.
     Cooldown trunks are left out unless `trunks`: they are shared stable phases, not grid points.
     Damaged and foreign files are reported as DamagedResults warnings, each naming its file;

@@ -198,7 +198,8 @@ class Evaluation(Measured):
     step: Count
     tokens: Count
     L: Loss
-    lr: NonNegative | None = None
+    step_lr: NonNegative | None = None
+    """The (base) learning rate of this step's update; `lr` in run.json is the peak."""
     elapsed_s: NonNegative | None = None
 
 
@@ -208,7 +209,8 @@ class CurvePoint(Record):
     what = "curve point"
     step: Count
     tokens: Count
-    lr: NonNegative
+    step_lr: NonNegative
+    """The (base) learning rate of this step's update."""
     train_loss: AnyFloat
     """The mean training loss of the n_steps steps up to this one."""
     train_loss_ema: AnyFloat

@@ -65,9 +65,9 @@ def is_complete(run: RunDir) -> bool:
 # ---- evaluations ------------------------------------------------------------------------------
 
 
-def append_metrics(run: RunDir, record: dict) -> None:
-    """Adds one evaluation or curve point; the file is rewritten whole so a reader never sees half a line."""
-    _append(run.metrics, [record])
+def append_metrics(run: RunDir, records: list[dict]) -> None:
+    """Adds evaluations and curve points; the file is rewritten whole so a reader never sees half a line."""
+    _append(run.metrics, records)
 
 
 def append_tasks(run: RunDir, records: list[dict]) -> None:

@@ -28,6 +28,7 @@ from ..store import runs
 from ..store.layout import RunDir
 from ..store.runs import Status
 from . import checkpoint, distributed, feed, sharding, throughput, weights
+from .counters import Counters
 from .optimizer import build_optimizer
 from .steps import enable_compile_cache, make_loss_fn, make_train_step
 from .task_scoring import TaskScorer
@@ -35,49 +36,8 @@ from .tracking import open_tracker
 
 # What save_for_requeue saves (_take_snapshot): the (params, optimizer state), the step, the
 # counters, the pending losses and how many of them belong.
-Snapshot = tuple[Any, int, "Counters", list[jax.Array], int]
+Snapshot = tuple[Any, int, Counters, list[jax.Array], int]
 AGREE_EVERY = 10  # steps between the processes' agreements on a time-based checkpoint
-
-
-class Counters:
-    """What the step loop carries besides params and optimizer state; saved with checkpoints."""
-
-    def __init__(self, meta: dict | None = None):
-        meta = meta or {}
-        self.step = meta.get("step", 0)
-        self.loss_sum = meta.get("loss_sum", 0.0)  # training losses since the last evaluation
-        self.loss_count = meta.get("loss_count", 0)
-        self.curve_sum = meta.get("curve_sum", 0.0)  # since the last point of the training curve
-        self.curve_count = meta.get("curve_count", 0)
-        self.ema = meta.get("ema", 0.0)  # the smoothed training loss, before its bias correction
-        self.ema_weight = meta.get("ema_weight", 0.0)  # 1 - decay^(steps seen): the bias correction
-        self.rates = meta.get("rates", [])
-        self.compile_s = meta.get("compile_s")
-        self.wall_s = meta.get("wall_s", 0.0)  # spent in earlier sessions of this run
-
-    def absorb(self, losses: np.ndarray, decay: float) -> None:
-        """Adds the training losses of the steps since the last call, in order."""
-        self.loss_sum += float(losses.sum())
-        self.loss_count += len(losses)
-        self.curve_sum += float(losses.sum())
-        self.curve_count += len(losses)
-        for x in losses:  # one float operation a step, on the host, only when losses are fetched anyway
-            self.ema = decay * self.ema + (1 - decay) * float(x)
-            self.ema_weight = decay * self.ema_weight + (1 - decay)
-
-    def meta(self, wall_now: float) -> dict:
-        return {
-            "step": self.step,
-            "loss_sum": self.loss_sum,
-            "loss_count": self.loss_count,
-            "curve_sum": self.curve_sum,
-            "curve_count": self.curve_count,
-            "ema": self.ema,
-            "ema_weight": self.ema_weight,
-            "rates": self.rates,
-            "compile_s": self.compile_s,
-            "wall_s": self.wall_s + wall_now,
-        }
 
 
 @dataclass(frozen=True)
@@ -186,9 +146,9 @@ class Trainer:
                 try:
                     for hook in due:
                         hook.fn(step)
+                    self._take_snapshot(step)  # before a save is allowed again: the counters after the hooks
                 finally:
                     self._in_hooks = False
-                self._take_snapshot(step)
                 if preempted:
                     self.log(f"preempted: saved step {step} on every process")
                     return {"status": Status.PREEMPTED, "step": step}
@@ -256,7 +216,8 @@ class Trainer:
             "elapsed_s": c.wall_s + self.elapsed(),
         }
         if self.main:
-            runs.append_metrics(self.dir, {**record, "lr": self._lr(step)})
+            runs.append_metrics(self.dir, [*c.points, {**record, "step_lr": self._lr(step)}])
+        c.points = ()
         self.tracker.evaluation(step, record, self._lr(step))
         self.log(f"step {step}/{run.steps}  L {L:.4f}  train {record['train_loss']:.4f}  tokens/s {rate or 0:,.0f}")
         c.loss_sum, c.loss_count = 0.0, 0
@@ -273,13 +234,12 @@ class Trainer:
         point = {
             "step": step,
             "tokens": step * self.run.batch_size * self.run.model.seq_len,
-            "lr": self._lr(step),
+            "step_lr": self._lr(step),
             "train_loss": c.curve_sum / c.curve_count,
             "train_loss_ema": c.ema / c.ema_weight,
             "n_steps": c.curve_count,
         }
-        if self.main:
-            runs.append_metrics(self.dir, point)
+        c.points = (*c.points, point)
         self.tracker.curve(step, point)
         c.curve_sum, c.curve_count = 0.0, 0
 
@@ -353,8 +313,9 @@ class Trainer:
             runs.keep_metrics(self.dir, lambda m: False)
             runs.copy_evaluations(trunk, self.dir, start)
         self.log(f"branching from trunk {run.trunk_id} at step {start}")
-        # Its step count and pending training losses continue the trunk's; its timings are its own.
-        return state, Counters({**meta, "rates": [], "compile_s": None, "wall_s": 0.0})
+        # Its step count and pending training losses continue the trunk's; its timings are its own,
+        # and the trunk's curve points are in the trunk's metrics.jsonl, copied above.
+        return state, Counters({**meta, "rates": [], "compile_s": None, "wall_s": 0.0, "points": []})
 
     def _remove_checkpoint(self) -> None:
         if self.main:
@@ -363,6 +324,8 @@ class Trainer:
 
     def _finish(self, status: Status, resumed_from: int) -> dict:
         self._snapshot = None  # a preemption signal from now on saves nothing
+        if self.main and self.counters.points:  # a diverged run's curve up to where it diverged
+            runs.append_metrics(self.dir, list(self.counters.points))
         if status == Status.DONE and self.run.keep_weights:
             weights.save(self.dir.weights, self.state[0], self.run.run_id, write=self.main)
         self._remove_checkpoint()  # finished: nothing left to resume

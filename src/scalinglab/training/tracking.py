@@ -40,7 +40,8 @@ class Tracker:
 
     def curve(self, step: int, point: dict) -> None:
         """A point of the training curve (training.loop): its rate and losses."""
-        self.scalars(step, {"train/lr": point["lr"], "train/loss_interval": point["train_loss"], "train/loss_ema": point["train_loss_ema"]})
+        values = {"train/lr": "step_lr", "train/loss_interval": "train_loss", "train/loss_ema": "train_loss_ema"}
+        self.scalars(step, {tag: float(point[key]) for tag, key in values.items()})
 
     def tasks(self, step: int, records: list[dict]) -> None:
         self.scalars(
