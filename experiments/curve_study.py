@@ -6,7 +6,7 @@ the first --skip-early share of its steps, which are not fitted) and the error o
 final loss; and the figure of measured against predicted curves.
 
     .venv/bin/python experiments/curve_study.py results/schedules [--law multi_power] [--loss val|train]
-        [--fit-on constant,cosine,step] [--figure docs/curves_schedules.png]
+        [--fit-on constant,cosine,step] [--skip-early 0.1] [--figure docs/curves_schedules.png]
 """
 
 from __future__ import annotations
@@ -21,17 +21,11 @@ from scalinglab.analysis.curves import Curve, fit_curves
 from scalinglab.analysis.curves.sizes import SKIP_EARLY, CurveLoss, by_size
 from scalinglab.analysis.curves.sweep import sweep_curves
 from scalinglab.analysis.figstyle import plt, save
-from scalinglab.results import load
 
 
-def schedule_names(path: str) -> dict[str, str]:
-    """run_id -> its schedule as the study names it: wsd 10%, wsd 30%, step, cosine, constant."""
-    runs = load(path).set_index("run_id")
-    names = {}
-    for run_id, r in runs.iterrows():
-        share = f" {round(100 * (1 - r['decay_start'] / r['steps']))}%" if r["schedule"] == "wsd" else ""
-        names[str(run_id)] = f"{r['schedule']}{share}"
-    return names
+def kind(curve: Curve) -> str:
+    """The schedule's family: the first word of its label (wsd for every cooldown length)."""
+    return curve.label.split(",")[0].split(" ")[0]
 
 
 def r2(curve: Curve, predicted: np.ndarray) -> float:
@@ -49,25 +43,25 @@ def main() -> None:
     p.add_argument("--figure", type=Path)
     args = p.parse_args()
     warnings.simplefilter("ignore")
-    names, fit_on = schedule_names(args.path), set(args.fit_on.split(","))
+    fit_on = set(args.fit_on.split(","))
     sizes = by_size([c.skipping(args.skip_early) for c in sweep_curves(args.path, CurveLoss(args.loss)).curves])
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.8), squeeze=False)
     errors = []
     for ax, (N, curves) in zip(axes[0], sizes.items(), strict=True):
-        fit = fit_curves([c for c in curves if names[c.run] in fit_on], args.law)
+        fit = fit_curves([c for c in curves if kind(c) in fit_on], args.law)
         print(f"N {N:,.0f}: {args.law} on {', '.join(sorted(fit_on))} ({args.loss} loss)")
-        for curve in sorted(curves, key=lambda c: names[c.run]):
-            role = "fitted" if names[curve.run] in fit_on else "predicted"
+        for curve in sorted(curves, key=lambda c: c.label):
+            role = "fitted" if kind(curve) in fit_on else "predicted"
             pred = fit.predict(curve.lr, curve.steps)
             err = pred[-1] / curve.loss[-1] - 1
             if role == "predicted":
                 errors.append(err)
             final = f"final {curve.loss[-1]:.4f} vs {pred[-1]:.4f} ({100 * err:+.2f}%)"
-            print(f"  {names[curve.run]:10s} {role:9s} R2 {r2(curve, pred):.4f}  {final}")
-            line = np.arange(curve.warmup + 1, len(curve.lr) + 1)
+            print(f"  {curve.label:30s} {role:9s} R2 {r2(curve, pred):.4f}  {final}")
+            line = np.arange(max(curve.warmup, curve.skip) + 1, len(curve.lr) + 1)
             shown = ax.plot(curve.steps[curve.fitted], curve.loss[curve.fitted], ".", ms=2, alpha=0.5)[0]
             ax.plot(line, fit.predict(curve.lr, line), "-" if role == "fitted" else "--", lw=1.2, color=shown.get_color(),
-                    label=f"{names[curve.run]} ({role})")  # fmt: skip
+                    label=f"{curve.label} ({role})")  # fmt: skip
         ax.set_title(f"N = {N:,.0f}", fontsize=9)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)

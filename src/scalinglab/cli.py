@@ -186,8 +186,8 @@ def _curve_flags(fit: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--curve-loss",
         choices=["train", "val"],
-        help="with --curves, a sweep's loss: train, the dense training curve (the default where every run logged one), "
-        "or val, the validation evaluations (the default otherwise)",
+        help="with --curves, a sweep's loss: val, the validation evaluations (the default where every run has 16 or more, "
+        "or some run has no training curve), or train, the dense training curve (the default otherwise)",
     )
     fit.add_argument(
         "--schedule",

@@ -22,8 +22,9 @@ def plot_size(size: SizeCurveFit, path: Path, loss: str) -> Path:
     for i, (curve, r2) in enumerate(zip(size.curves, size.fit.r2, strict=True)):
         color = colors(i % 10)
         after = curve.fitted
-        line = np.unique(np.linspace(curve.warmup + 1, len(curve.lr), LINE_POINTS).astype(int))
-        top.plot(curve.steps[after], curve.loss[after], ".", ms=3, color=color, alpha=0.6, label=f"{plain(curve.run)} (R² {r2:.3f})")
+        line = np.unique(np.linspace(max(curve.warmup, curve.skip) + 1, len(curve.lr), LINE_POINTS).astype(int))
+        name = plain(curve.label or curve.run)
+        top.plot(curve.steps[after], curve.loss[after], ".", ms=3, color=color, alpha=0.6, label=f"{name} (R² {r2:.3f})")
         top.plot(curve.steps[~after], curve.loss[~after], ".", ms=3, color=color, alpha=0.15)
         top.plot(line, size.fit.predict(curve.lr, line), "-", lw=1.2, color=color)
         bottom.plot(np.arange(1, len(curve.lr) + 1), curve.lr, "-", lw=1, color=color)

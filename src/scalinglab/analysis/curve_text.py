@@ -29,11 +29,11 @@ def size_table(size: SizeCurves, loss: str) -> Table:
         caption=escape(f"L = {size.form}; {_params(size)}"),
         caption_justify="left",
     )
-    for col in ("run", "points", "R²", "max rel. error", "final step", "final loss", "fitted", "error"):
-        table.add_column(col, justify="left" if col == "run" else "right")
+    for col in ("run", "schedule", "points", "R²", "max rel. error", "final step", "final loss", "fitted", "error"):
+        table.add_column(col, justify="left" if col in ("run", "schedule") else "right")
     for r in size.runs:
         error = r.final_fitted / r.final_loss - 1
-        table.add_row(escape(r.run), f"{r.points}", f"{r.r2:.4f}", f"{r.max_rel_error:.2%}", f"{r.final_step:,}",
+        table.add_row(escape(r.run), escape(r.schedule), f"{r.points}", f"{r.r2:.4f}", f"{r.max_rel_error:.2%}", f"{r.final_step:,}",
                       f"{r.final_loss:.4f}", f"{r.final_fitted:.4f}", f"{error:+.2%}")  # fmt: skip
     return table
 

@@ -36,6 +36,13 @@ class Schedule(Choice):
     def after_warmup(self, peak: float, step, xp):
         raise NotImplementedError
 
+    def label(self) -> str:
+        """A few words that tell this schedule from its family's others (figures, tables)."""
+        return self.name
+
+    def _cooldown(self) -> str:
+        return f"last {1 - self.decay_start / max(self.steps, 1):.0%}"
+
     if TYPE_CHECKING:  # declared for the checker only: a runtime property would be WSD's field's default
 
         @property
@@ -80,6 +87,9 @@ class Cosine(_Decay):
         end = peak * self.min_lr_ratio
         return end + (peak - end) * 0.5 * (1 + xp.cos(math.pi * self.decay_fraction(step, self.warmup_steps, xp)))
 
+    def label(self) -> str:
+        return f"cosine to {self.min_lr_ratio:g}x"
+
 
 @SCHEDULES.register("linear")
 @dataclass(frozen=True)
@@ -87,6 +97,9 @@ class Linear(_Decay):
     def after_warmup(self, peak, step, xp):
         end = peak * self.min_lr_ratio
         return peak - (peak - end) * self.decay_fraction(step, self.warmup_steps, xp)
+
+    def label(self) -> str:
+        return f"linear to {self.min_lr_ratio:g}x"
 
 
 @SCHEDULES.register("wsd")
@@ -105,6 +118,9 @@ class WSD(Schedule):
         shape = 1 - xp.sqrt(frac) if self.cooldown_shape == CooldownShape.ONE_SQRT else 1 - frac
         return end + (peak - end) * shape
 
+    def label(self) -> str:
+        return f"wsd, {self.cooldown_shape} cooldown {self._cooldown()}"
+
 
 @SCHEDULES.register("step")
 @dataclass(frozen=True)
@@ -118,3 +134,6 @@ class Step(Schedule):
 
     def after_warmup(self, peak, step, xp):
         return xp.where(step <= self.decay_start, peak, peak * self.min_lr_ratio)
+
+    def label(self) -> str:
+        return f"step, {self.min_lr_ratio:g}x for the {self._cooldown()}"

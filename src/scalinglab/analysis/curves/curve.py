@@ -27,6 +27,8 @@ class Curve:
     """Steps of warmup: the points at or before it are not fitted."""
     skip: int = 0
     """Steps at the start whose points are not fitted either (skipping's early phase)."""
+    label: str = ""
+    """Its schedule in a few words (a sweep's runs: Schedule.label), for tables and figures."""
 
     def __post_init__(self) -> None:
         lr, steps, loss = (np.asarray(x, dtype=float) for x in (self.lr, self.steps, self.loss))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ...errors import FitError
 from .curve import Curve
-from .rates import lr_per_step_from_run
+from .rates import lr_per_step_from_run, schedule_of
 
 NEEDED = ("run_id", "N", "step")
 
@@ -42,6 +42,7 @@ def _branch_of(rows: pd.DataFrame, present: set[Hashable]) -> bool:
 
 
 def _curve(run_id: Hashable, rows: pd.DataFrame, loss_column: str) -> Curve:
-    lr, warmup = lr_per_step_from_run({str(k): v for k, v in rows.iloc[0].items()})
-    steps = rows["step"].to_numpy(dtype=int)
-    return Curve(str(run_id), float(rows["N"].iloc[0]), lr, steps, rows[loss_column].to_numpy(dtype=float), warmup)
+    record = {str(k): v for k, v in rows.iloc[0].items()}
+    lr, warmup = lr_per_step_from_run(record)
+    steps, loss = rows["step"].to_numpy(dtype=int), rows[loss_column].to_numpy(dtype=float)
+    return Curve(str(run_id), float(rows["N"].iloc[0]), lr, steps, loss, warmup, label=schedule_of(record).label())

@@ -10,24 +10,31 @@ from typing import Any
 import numpy as np
 
 from ...errors import FitError
-from ...training.schedules import SCHEDULES
+from ...training.schedules import SCHEDULES, Schedule
 
 
 def lr_per_step_from_run(record: Mapping[str, Any]) -> tuple[np.ndarray, int]:
     """(the rate at steps 1..steps, warmup steps) of a run.json-like mapping: schedule, lr,
     warmup_steps, steps and the schedule's own fields (decay_start, min_lr_ratio, cooldown_shape),
     computed as training computes them (float32, optax's count t = step - 1)."""
+    schedule = schedule_of(record)
+    try:
+        peak = float(record["lr"])
+    except KeyError as e:
+        raise FitError(f"a run's record lacks {e.args[0]!r}, which its schedule needs") from None
+    lr = np.asarray(schedule.lr(peak, np.arange(schedule.steps), np), dtype=float)
+    return lr, int(schedule.warmup_steps)
+
+
+def schedule_of(record: Mapping[str, Any]) -> Schedule:
+    """The schedule a run.json-like mapping describes."""
     try:
         cls = SCHEDULES[record["schedule"]]
-        fields = {f.name: _plain(record[f.name]) for f in dataclasses.fields(cls)}
-        peak = float(record["lr"])
+        return cls(**{f.name: _plain(record[f.name]) for f in dataclasses.fields(cls)})
     except KeyError as e:
         raise FitError(f"a run's record lacks {e.args[0]!r}, which its schedule needs") from None
     except ValueError as e:  # an unknown schedule
         raise FitError(str(e)) from None
-    schedule = cls(**fields)
-    lr = np.asarray(schedule.lr(peak, np.arange(schedule.steps), np), dtype=float)
-    return lr, int(schedule.warmup_steps)
 
 
 def _plain(value: Any) -> Any:

@@ -33,6 +33,8 @@ class CurveLoss(StrEnum):
 
 class RunCurveFit(Part):
     run: str
+    schedule: str = ""
+    """The run's schedule in a few words (empty for a table's runs)."""
     points: int
     """Observed points after warmup: those fitted."""
     r2: float
@@ -108,7 +110,7 @@ class SizeCurveFit:
             last = int(curve.steps[-1])
             fitted = float(self.fit.predict(curve.lr, [last])[0])
             points = int(curve.fitted.sum())
-            runs.append(RunCurveFit(run=curve.run, points=points, r2=r2, max_rel_error=worst, final_step=last,
+            runs.append(RunCurveFit(run=curve.run, schedule=curve.label, points=points, r2=r2, max_rel_error=worst, final_step=last,
                                     final_loss=float(curve.loss[-1]), final_fitted=fitted))  # fmt: skip
         ci = self.intervals.params if self.intervals is not None and len(self.intervals.thetas) else None
         return SizeCurves(

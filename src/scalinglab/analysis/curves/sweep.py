@@ -19,6 +19,12 @@ from .frame import curves_from_frame
 from .sizes import HUBER_DELTA, SKIP_EARLY, CurveLoss, SizeCurveFit, SkippedSize, fit_sizes
 
 COLUMN = {CurveLoss.TRAIN: "train_loss", CurveLoss.VAL: "L"}
+# A run's evaluations make a better curve than its training curve from this many on: they score
+# the same held-out text each time, while a curve point's batches differ in difficulty (on the
+# built-in corpus 1.3% from one point to the next). results/schedules (32 evaluations, 100 curve
+# points a run): WSD's final loss predicted within 0.2-2.0% from its evaluations, 4-7% from its
+# training curve.
+MIN_EVALUATIONS = 16
 LEFT_OUT = (Status.DIVERGED, Status.DAMAGED)  # a diverged run's losses leave any law; a damaged one's cannot be read
 
 
@@ -29,9 +35,9 @@ class SweepCurves:
 
 
 def sweep_curves(path: str | Path, loss: CurveLoss | None = None, warn: Callable[[str], None] = lambda line: None) -> SweepCurves:
-    """Every usable run's curve. loss None: train where every run that has evaluations also has
-    curve points, else val (sweeps trained before curves were logged). FitError, saying what to
-    do, where the chosen loss has no points."""
+    """Every usable run's curve. loss None: val where every run has MIN_EVALUATIONS evaluations or
+    some run has no curve points (sweeps trained before curves were logged), else train. FitError,
+    saying what to do, where the chosen loss has no points."""
     runs = load(path, trunks=True)
     usable = runs[~runs["status"].isin(LEFT_OUT)]
     if len(usable) < len(runs):
@@ -42,7 +48,8 @@ def sweep_curves(path: str | Path, loss: CurveLoss | None = None, warn: Callable
     measured = set(evals.get("run_id", ())) | set(points.get("run_id", ()))
     has_points = set(points.get("run_id", ()))
     if loss is None:
-        loss = CurveLoss.TRAIN if has_points and measured <= has_points else CurveLoss.VAL
+        dense = bool(has_points) and measured <= has_points
+        loss = CurveLoss.VAL if not dense or _evaluations_each(evals) >= MIN_EVALUATIONS else CurveLoss.TRAIN
     table = points if loss == CurveLoss.TRAIN else evals
     if table.empty:
         fix = "use --curve-loss val (its evaluations)" if loss == CurveLoss.TRAIN else "train its runs first"
@@ -50,6 +57,11 @@ def sweep_curves(path: str | Path, loss: CurveLoss | None = None, warn: Callable
     if loss == CurveLoss.TRAIN and measured - has_points:
         warn(f"{len(measured - has_points)} runs have no curve points (trained before curves were logged); left out")
     return SweepCurves(curves_from_frame(table, COLUMN[loss]), loss)
+
+
+def _evaluations_each(evals: pd.DataFrame) -> int:
+    """The fewest evaluations any run has (0 for none)."""
+    return int(evals.groupby("run_id").size().min()) if not evals.empty else 0
 
 
 def _centred(points: pd.DataFrame) -> pd.DataFrame:
