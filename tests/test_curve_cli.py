@@ -76,7 +76,7 @@ def test_a_table_of_curves_fits_per_size_and_predicts_a_held_out_schedule(tables
     for size in report["sizes"]:
         assert set(size["params"]) == set(TRUE[1e6]) and len(size["runs"]) == 3
         assert all(r["r2"] > 0.99 and r["max_rel_error"] < 0.01 for r in size["runs"])
-        assert {"run", "points", "r2", "max_rel_error", "final_step", "final_loss", "final_fitted"} == set(size["runs"][0])
+        assert {"run", "schedule", "points", "r2", "max_rel_error", "final_step", "final_loss", "final_fitted"} == set(size["runs"][0])
     for N in TRUE:
         final = next(p for p in report["predictions"] if p["N"] == N and p["step"] == T)
         assert final["loss"] == pytest.approx(truth(N, "linear")[-1], rel=0.005)

@@ -2,6 +2,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import pandas as pd
 import pytest
 from conftest import data_config, model_config
 from flax import nnx
@@ -331,3 +332,11 @@ def test_grid_schedules_train_every_schedule_at_every_point_with_its_own_setting
     assert (wsd.min_lr_ratio, wsd.decay_start) == (0.1, wsd.steps - round(0.1 * wsd.steps))  # train's where unset
     alone = planner.plan(parse({**doc, "grid": {**doc["grid"], "schedules": [{"schedule": "wsd"}]}, "train": {"schedule": "wsd", "cooldown_fraction": 0.1}}))
     assert [r.run_id for r in alone] == [r.run_id for r in runs if r.optim.schedule.name == "wsd"]  # the same runs as train.schedule's
+
+
+def test_plan_shows_each_runs_schedule_when_the_grid_has_several(tmp_path, capsys):
+    doc = {"name": "s", "grid": {"N": [2e4], "D": [4e5], "schedules": [{"schedule": "constant"}, {"schedule": "wsd", "cooldown_fraction": 0.1}]}}
+    (tmp_path / "s.yaml").write_text(json.dumps(doc))
+    assert main(["plan", str(tmp_path / "s.yaml"), "--csv", str(tmp_path / "plan.csv")]) == 0
+    assert "┃ schedule ┃" in " ".join(capsys.readouterr().out.split()).replace("┃ ", "┃ ")
+    assert pd.read_csv(tmp_path / "plan.csv")["schedule"].tolist() == ["constant", "wsd, 1-sqrt cooldown last 10%"]

@@ -62,6 +62,7 @@ def plan_table(runs: list[RunSpec], memories: list[memory.Memory], split: int | 
                 "seed": r.seed,
                 "lr": r.optim.lr,
                 "batch_size": r.batch_size,
+                "schedule": r.optim.schedule.label(),
                 "role": role(r),
                 "flops_per_token": r.flops_per_token,
                 "C": r.C,
@@ -80,14 +81,15 @@ def print_plan(
     """device: check_memory's line naming the devices the runs' memory was held to; split: the
     training split's tokens (training_tokens)."""
     table = Table(title=f"sweep {sweep.name}: {len(runs)} runs")
-    tuned = [k for k in ("lr", "batch_size") if getattr(sweep.grid, k) is not None]  # columns only where they vary
+    tuned = [k for k in ("lr", "batch_size", "schedules") if getattr(sweep.grid, k) is not None]  # columns only where they vary
     capped = ["U"] if caps(sweep) else []
-    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", *capped, "D/U", "steps", *tuned, "seed", "role",
+    axes = [k.removesuffix("s") for k in tuned]  # grid.schedules: a run's schedule
+    for col in ("run_id", "n_layers", "d_model", "n_heads", "N", "N_total", "D", "D/N", *capped, "D/U", "steps", *axes, "seed", "role",
                 "C", "memory"):  # fmt: skip
         table.add_column(col, justify="right")
     for r, mem in zip(runs, memories):
         m, e = r.model, epochs(r, split)
-        hyper = {"lr": f"{r.optim.lr:.3g}", "batch_size": str(r.batch_size)}
+        hyper = {"lr": f"{r.optim.lr:.3g}", "batch_size": str(r.batch_size), "schedules": r.optim.schedule.label()}
         table.add_row(
             r.run_id, str(m.n_layers), str(m.d_model), str(m.n_heads), f"{r.N:,}", f"{r.N_total:,}",
             f"{r.D:,}", f"{r.D / r.N:.1f}", *([f"{r.data.U:,}"] if capped else []), "?" if e is None else f"{e:.3g}",
