@@ -21,6 +21,7 @@ from ..sweep.types import CurvePoints
 from ..training.schedules import SCHEDULES
 from .choose import Chosen, Scored, choose, score_laws, settle
 from .curves import curves_from_frame, fit_curves, lr_per_step_from_run
+from .curves.sizes import SKIP_EARLY
 from .parts import Skipped
 from .sweepfit import CurvePointsFit
 from .uncertainty import attempt
@@ -70,7 +71,7 @@ def derived_points(runs: pd.DataFrame, source: CurveSource) -> Derived:
 
 def size_points(own: pd.DataFrame, evals: pd.DataFrame, cooldown_fraction: float | None) -> pd.DataFrame:
     """One size's points: its curve law's final loss at each D' of between(its trained D)."""
-    curves = curves_from_frame(evals, "L")
+    curves = [c.skipping(SKIP_EARLY) for c in curves_from_frame(evals, "L")]
     if len(curves) < MIN_CURVES:
         raise FitError(f"{len(curves)} loss curve(s); a curve law needs {MIN_CURVES} (3 runs, or a trunk and 2 branches)")
     law = fit_curves(curves, LAW)
