@@ -48,6 +48,12 @@ def test_a_few_training_steps_lower_the_validation_loss(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "summary.json", "weights.safetensors"}  # no checkpoint left
 
 
+def test_curve_points_are_counted_back_from_the_last_step():
+    run = tiny_runs(train={"log_every": 7})[0]  # 60 steps
+    assert [s for s in range(1, run.steps + 1) if run.is_curve_step(s)] == list(range(4, 61, 7))
+    assert tiny_runs(D=(4 * 32 * 1000,))[0].curve_every == 10  # about 1% of the steps by default
+
+
 def test_the_smoothed_training_loss_is_a_bias_corrected_exponential_average():
     counters = Counters()
     counters.absorb(np.array([4.0, 2.0]), decay=0.5)

@@ -171,7 +171,8 @@ class TrainSpec(_Section):
     steps is evaluated at every step)."""
     log_every: Int | None = Field(None, ge=1)
     """Steps between two points of the training curve in metrics.jsonl (the learning rate, the mean
-    training loss since the last point and a smoothed one); default: about 1% of each run's steps."""
+    training loss since the last point and a smoothed one), counted back from the last step;
+    default: about 1% of each run's steps."""
     microbatch_size: Int | None = Field(None, ge=1)
     """Rows per forward/backward pass: the batch's gradients are accumulated (in float32) over
     batch_size / microbatch_size passes, one optimizer step; the same step, in less memory."""

@@ -73,7 +73,7 @@ class Trainer:
         # The smoothed loss forgets with a time constant of one curve interval.
         self.ema_decay = 1 - 1 / run.curve_every
         self.hooks = [
-            Hook("curve", lambda step: step % run.curve_every == 0 or step == run.steps, self._log_curve),
+            Hook("curve", run.is_curve_step, self._log_curve),
             Hook("evaluate", evals.__contains__, self._evaluate),
             Hook("branch point", branch_points.__contains__, partial(self._save, self.dir.branch_points, keep=None)),
             Hook("checkpoint", self._checkpoint_due, partial(self._save, self.dir.resume, keep=1)),
