@@ -130,6 +130,20 @@ def test_the_committed_lr_study_is_what_its_sweep_plans():
     assert len(runs) == 72 and {r.run_id for r in runs} == {d.name for d in (SWEEPS.parent / "results" / "lr-study" / "runs").iterdir()}
 
 
+@pytest.mark.parametrize("study", ["schedules", "cpu-study-curves"])
+def test_the_committed_curve_studies_are_what_their_sweeps_plan(study, tmp_path):
+    """results/schedules (grid.schedules) and results/cpu-study-curves: the same runs, each
+    run.json as the planner writes it now."""
+    committed = SWEEPS.parent / "results" / study / "runs"
+    runs = planner.plan(parse(yaml.safe_load((SWEEPS / f"{study}.yaml").read_text())))
+    assert {r.run_id for r in runs} == {d.name for d in committed.iterdir()} and len(runs) == 15
+    for run in runs:
+        run_dir = RunDir(tmp_path / run.run_id)
+        run_dir.path.mkdir()
+        write_spec(run_dir, run.record())
+        assert run_dir.spec.read_bytes() == (committed / run.run_id / "run.json").read_bytes()
+
+
 def test_run_json_is_written_byte_for_byte_as_the_committed_lr_studys(tmp_path):
     """results/lr-study's run.json files were written when precision, role, tracking, data source,
     tokenizer and strategies were plain strings in the run spec; written now, with them as enums,
