@@ -342,7 +342,7 @@ def _is_damaged(path, study) -> bool:
     """Whether the readers' own definitions call the file damaged: the oracle for what must be named."""
     from scalinglab.analysis.sweepfit import SweepFit  # noqa: PLC0415 (analysis only for this test)
     from scalinglab.errors import InputError  # noqa: PLC0415
-    from scalinglab.store.records import Evaluation, RunRecord, Summary, TaskScore  # noqa: PLC0415
+    from scalinglab.store.records import CurvePoint, Evaluation, RunRecord, Summary, TaskScore  # noqa: PLC0415
     from scalinglab.sweep.spec import SweepSpec  # noqa: PLC0415
 
     if path.is_symlink() or not path.is_file():
@@ -368,6 +368,8 @@ def _is_damaged(path, study) -> bool:
     ]
     if check is None:
         return jobs._check_jobs(objs[0]) is not None
+    if check is Evaluation:  # metrics.jsonl: evaluations (with L) and the training curve's points
+        return any((Evaluation if isinstance(obj, dict) and "L" in obj else CurvePoint).check(obj) is not None for obj in objs)
     return any(check.check(obj) is not None for obj in objs)
 
 
