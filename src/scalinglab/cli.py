@@ -206,6 +206,31 @@ def _curve_flags(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--force", action="store_true", help="replace the --out file if it exists")
 
 
+def _compare_command(sub) -> None:
+    """compare: sweeps, or a table's groups, as a compute multiplier of the first (docs/compare.md)."""
+    compare = sub.add_parser("compare", help="compare sweeps as a compute multiplier k of the first (the baseline)")
+    compare.add_argument("paths", nargs="*", help="results/<sweep> folders, the first the baseline A")
+    compare.add_argument("--csv", metavar="FILE", help="compare the groups of one table instead (with --map group=COLUMN)")
+    compare.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="X=COLUMN",
+        help="CSV column for group (each row's sweep; required with --csv), N, D (or C_6ND), L, and optionally U or C",
+    )
+    compare.add_argument("--baseline", metavar="NAME", help="with --csv: the group to compare the others with (default: the first row's)")
+    compare.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="C_6ND=X",
+        help="also report at this compute C_6ND = 6ND (besides the runs' lowest, middle and highest); repeatable",
+    )
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    _law_flags(compare)
+    compare.set_defaults(command=("compare", "main"))
+
+
 def _figure_commands(sub) -> None:
     """The verbs that draw a sweep from disk: report, plot."""
     report = sub.add_parser("report", help="write results/<sweep>/report.html: figures, laws, held-out checks, runs")
@@ -254,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _fit_command(sub)
     _suggest_command(sub)
+    _compare_command(sub)
     _model_commands(sub)
     _figure_commands(sub)
     return p

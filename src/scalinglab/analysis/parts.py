@@ -4,6 +4,8 @@ and a fitted law as fit.json keeps it. No JAX."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -52,3 +54,18 @@ class LawFit(Part):
         ci = {k: interval([b[k] for b in boots]) for k in law.values} if boots else {}
         record = {k: list(v) if isinstance(v, tuple) else v for k, v in law.law.record().items()}  # as JSON reads it back
         return cls(law=record, form=law.law.form, params=law.values, ci=ci, objective=law.objective, n_points=law.n_points, **extra)
+
+
+def _finite(obj):
+    """The JSON-ready object with each number that is not finite (an interval no resample fixed)
+    as None: strict JSON has no NaN or Infinity."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def strict_json(obj) -> str:
+    """A model_dump(mode="json") as the commands print it with --json: strict JSON, indented."""
+    return json.dumps(_finite(obj), indent=1, allow_nan=False) + "\n"

@@ -3,7 +3,6 @@ fit.json, drawn. Imports no JAX."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from ..analysis.curve_pipeline import CurveSettings, sweep_report, table_report,
 from ..analysis.curve_text import prediction_table, report_tables
 from ..analysis.curves import CurveLawName
 from ..analysis.curves.sizes import SKIP_EARLY
-from ..analysis.parts import Skipped
+from ..analysis.parts import Skipped, strict_json
 from ..analysis.pipeline import fit_and_draw, fit_sweep
 from ..analysis.say import warner
 from ..analysis.select import FitInputs, fit_spec
@@ -43,20 +42,6 @@ def _spec(sweep: SweepDir | None, args):
         pin_E=args.pin_E,
         curve_points=args.curve_points,
     )
-
-
-def _finite(obj):
-    """The JSON-ready object with each number that is not finite (an interval no resample fixed)
-    as None: strict JSON has no NaN or Infinity."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
-
-
-def _strict_json(obj) -> str:
-    return json.dumps(_finite(obj), indent=1, allow_nan=False) + "\n"
 
 
 def _fit_table(args, mapping: dict[str, str], at: list[At]):
@@ -124,7 +109,7 @@ def curves(args, console: Console) -> int:
     for line in written:
         out.print(line)
     if args.json:
-        print(_strict_json(report.model_dump(mode="json", by_alias=True)), end="")
+        print(strict_json(report.model_dump(mode="json", by_alias=True)), end="")
     return 0
 
 
@@ -157,7 +142,7 @@ def main(args, console: Console) -> int:
             for line in text:
                 out.print(line)
             if args.json:
-                print(_strict_json(points), end="")
+                print(strict_json(points), end="")
             return 0
         fit = _fit_table(args, mapping, at)
     else:
@@ -170,7 +155,7 @@ def main(args, console: Console) -> int:
     if args.csv is None:
         out.print(escape(f"wrote {sweep.fit_json}"))
     if args.json:
-        print(_strict_json(fit.model_dump(mode="json", by_alias=True)), end="")
+        print(strict_json(fit.model_dump(mode="json", by_alias=True)), end="")
     return 0
 
 

@@ -1,0 +1,47 @@
+"""A CompareReport as the lines `scalinglab compare` prints with rich: each sweep's law, per sweep
+against the baseline a table of compute-optimal losses and multipliers, the trend and the verdict.
+Names (folders, a table's groups) escaped: rich would read "[x]" as markup. No JAX."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rich.markup import escape
+from rich.table import Table
+
+from .compare import AtCompute, CompareReport, Comparison
+from .parts import Estimate
+
+WHERE = {"runs_low": "runs' lowest", "runs_mid": "runs' middle", "runs_high": "runs' highest", "at": "--at"}
+
+
+def _cell(e: Estimate, fmt: str) -> str:
+    value = "inf" if e.value == float("inf") else f"{e.value:{fmt}}"
+    return value + (f" [{e.ci[0]:{fmt}}, {e.ci[1]:{fmt}}]" if e.ci else "")
+
+
+def _row(p: AtCompute) -> list[str]:
+    return [WHERE[p.where], f"{p.C_6ND:.3g}", _cell(p.L_A, ".4f"), _cell(p.L_B, ".4f"), _cell(p.dL, "+.4f"), _cell(p.k, ".3g")]
+
+
+def comparison_table(c: Comparison, level: float) -> Table:
+    A, B = escape(c.baseline), escape(c.sweep)
+    intervals = f", {level:.0%} intervals over {c.n_bootstrap} resample pairs" if c.n_bootstrap else ""
+    t = Table(title=f"{B} against {A}{intervals}", title_justify="left")
+    for name in ("C_6ND at", "C_6ND", f"L*_A ({A})", f"L*_B ({B})", "L*_B - L*_A", "k"):
+        t.add_column(name, justify="left" if name == "C_6ND at" else "right")
+    for p in c.points:
+        t.add_row(*_row(p))
+    return t
+
+
+def compare_lines(report: CompareReport) -> Iterator[str | Table]:
+    yield escape(report.convention)
+    for s in report.sweeps:
+        yield escape(f"{s.name}: {s.law.law['law']} over {s.n_runs} runs ({s.why})")
+    for c in report.comparisons:
+        yield comparison_table(c, report.level)
+        lo, hi = c.C_6ND_range
+        ci = f" [{c.slope.ci[0]:.3g}, {c.slope.ci[1]:.3g}]" if c.slope.ci else ""
+        yield f"d ln k / d ln C_6ND over C_6ND {lo:.3g} to {hi:.3g}: {c.slope.value:.3g}{ci}"
+        yield escape(c.verdict)

@@ -1,0 +1,128 @@
+"""`scalinglab compare`: sweeps (results folders, or the groups of one table) compared as a compute
+multiplier (analysis/compare.py), printed, or with --json printed as JSON. Writes nothing. Imports
+no JAX."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from ..analysis.compare import SweepLaw, compare, sweep_law
+from ..analysis.compare_text import compare_lines
+from ..analysis.parts import strict_json
+from ..analysis.say import warner
+from ..analysis.select import fit_inputs, fit_spec
+from ..analysis.table import from_columns, parse_map, read_table
+from ..analysis.uncertainty import At
+from ..errors import FitError, UsageError
+from ..store.layout import SweepDir
+from ..sweep.spec import FitSpec
+from ..sweep.types import CurvePoints
+
+LOSS_MAPS = ("N", "D", "C_6ND", "C", "L", "U")  # the columns of L(N,D)'s runs (table.from_columns)
+
+
+def _spec(sweep: SweepDir | None, args) -> FitSpec:
+    """The sweep's fit section (or the defaults) with the law flags on top; no curve-law points."""
+    return fit_spec(
+        sweep,
+        law=args.law,
+        bootstrap=args.bootstrap,
+        method=args.method,
+        huber_delta=args.huber_delta,
+        pin_E=args.pin_E,
+        curve_points=CurvePoints.OFF.value,
+    )
+
+
+def _computes(texts: list[str]) -> list[float]:
+    """--at C_6ND=X values (At.parse's checks; a point (N, D) refused: compare reports at computes)."""
+    out = []
+    for text in texts:
+        point = At.parse(text, "--at")
+        if point.C_6ND is None:
+            raise UsageError(f"--at {text}: compare reports at a compute; write --at C_6ND=FLOPS (the law's compute, 6ND)")
+        out.append(point.C_6ND)
+    return out
+
+
+def _folders(args, console: Console) -> list[SweepLaw]:
+    """Each folder's runs read (every folder before any fit: a bad one fails fast), then fitted."""
+    if len(args.paths) < 2:
+        raise UsageError(
+            "scalinglab compare: give two or more results/<sweep> folders (the first is the baseline), or --csv FILE --map group=COLUMN"
+        )
+    if args.map or args.baseline:
+        flag = "--map" if args.map else "--baseline"
+        raise UsageError(f"{flag} applies only with --csv; with folders, the first folder is the baseline")
+    sweeps = [SweepDir(Path(p)) for p in args.paths]
+    warn = warner(console)
+
+    def runs(path: str, sweep: SweepDir) -> pd.DataFrame:
+        return fit_inputs(sweep, left_out=lambda line: warn(f"{path}: {line}")).runs
+
+    read = [(p, runs(p, s), _spec(s, args)) for p, s in zip(args.paths, sweeps)]
+    return [sweep_law(p, runs, spec, seed) for seed, (p, runs, spec) in enumerate(read)]
+
+
+def _split_maps(items: list[str]) -> tuple[str, dict[str, str]]:
+    """--map group=COLUMN apart from the loss's columns (table.parse_map's checks)."""
+    groups = [m for m in items if m.partition("=")[0] == "group"]
+    if len(groups) != 1:
+        raise UsageError("--csv: give the column that names each row's sweep once, as --map group=COLUMN")
+    column = groups[0].partition("=")[2]
+    mapping = parse_map([m for m in items if m not in groups])
+    other = next((k for k in mapping if k not in LOSS_MAPS), None)
+    if other is not None:
+        raise UsageError(f"--map {other}={mapping[other]}: compare fits the loss L(N,D); map only {', '.join(LOSS_MAPS)} and group")
+    twin = next((k for k, v in mapping.items() if v == column), None)
+    if twin is not None:
+        raise UsageError(f"--map group={column}: column {column!r} is already mapped to {twin}; map each column once")
+    return column, mapping
+
+
+def groups(table: pd.DataFrame, column: str, mapping: dict[str, str], baseline: str | None) -> list[tuple[str, pd.DataFrame]]:
+    """The table's runs by group, in order of first appearance (--baseline's group first); every
+    cell checked over the whole table first, so a bad one is named by its row in the file."""
+    if column not in table:
+        raise FitError(f"--map group={column}: the table has no column {column!r}; columns are {list(table.columns)}")
+    runs = from_columns(table, mapping)
+    empty = table[column].isna().to_numpy()
+    if empty.any():
+        raise FitError(f"row {int(empty.argmax()) + 1}, column {column!r}: is empty; give each row the name of its sweep")
+    names = table[column].astype(str).to_numpy()
+    order = list(dict.fromkeys(names))
+    if len(order) < 2:
+        raise FitError(f"--map group={column}: every row is in group {order[0]!r}; compare needs two groups or more")
+    if baseline is not None:
+        if baseline not in order:
+            raise UsageError(f"--baseline {baseline}: no such group in column {column!r}; groups are {', '.join(order)}")
+        order.remove(baseline)
+        order.insert(0, baseline)
+    return [(g, runs[names == g].reset_index(drop=True)) for g in order]
+
+
+def _table(args) -> list[SweepLaw]:
+    if args.paths:
+        raise UsageError("scalinglab compare: give results/<sweep> folders or --csv FILE, not both")
+    if not Path(args.csv).is_file():
+        raise UsageError(f"--csv {args.csv}: no such file")
+    column, mapping = _split_maps(args.map)
+    spec = _spec(None, args)
+    parts = groups(read_table(Path(args.csv)), column, mapping, args.baseline)
+    return [sweep_law(name, runs, spec, seed) for seed, (name, runs) in enumerate(parts)]
+
+
+def main(args, console: Console) -> int:
+    at = _computes(args.at)
+    out = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115  (closed with the process)
+    sweeps = _table(args) if args.csv else _folders(args, out)
+    report = compare(sweeps, at)
+    for line in compare_lines(report):
+        out.print(line)
+    if args.json:
+        print(strict_json(report.model_dump(mode="json")), end="")
+    return 0
