@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.analysis.compare import compute_for, frontier_loss, multiplier, slope
+from scalinglab.analysis.compare import _estimate, compute_for, frontier_loss, multiplier, slope
 from scalinglab.analysis.laws import Fitted
 from scalinglab.analysis.laws.chinchilla import CHINCHILLA
 from scalinglab.cli import main
@@ -62,6 +62,7 @@ def test_the_multiplier_inverts_the_frontier_and_is_infinite_below_the_irreducib
     )
     assert np.isinf(compute_for(A, [TRUTH["E"] * 0.99], [1e15])[0])  # below A's E: A never reaches it
     assert compute_for(A, [1e4], [1e15])[0] == 0.0  # a loss A beat long before
+    assert _estimate(1.5, [1.0, 2.0, np.inf] * 10).ci == (1.0, np.inf)  # resamples of infinite k: an open end, not NaN
 
 
 def test_a_constant_multiplier_is_recovered_within_its_interval(tmp_path, capsys):

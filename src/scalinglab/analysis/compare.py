@@ -157,7 +157,13 @@ def compute_span(a: pd.DataFrame, b: pd.DataFrame) -> CI:
 
 
 def _estimate(value: float, resampled: Sequence[float] | np.ndarray) -> Estimate:
-    return Estimate(value=float(value), ci=interval(resampled) if len(resampled) else None)
+    """The value with its interval; resamples whose k is infinite count as the largest values
+    (the quantiles would interpolate inf - inf to NaN), and an end among them is inf."""
+    if not len(resampled):
+        return Estimate(value=float(value))
+    big = np.finfo(float).max
+    lo, hi = interval(np.where(np.isposinf(resampled), big, resampled))
+    return Estimate(value=float(value), ci=(lo, math.inf if hi > big / 4 else hi))
 
 
 def _points(A: SweepLaw, B: SweepLaw, computes: list[tuple[float, Where]]) -> list[AtCompute]:
