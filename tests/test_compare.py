@@ -167,3 +167,14 @@ def test_bad_input_is_one_line_naming_what_to_fix_with_exit_2(tmp_path, capsys, 
     captured = capsys.readouterr()
     assert message in captured.err and captured.err.count("\n") == 1 and captured.out == "", captured.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_the_figure_draws_each_sweep_and_k_and_an_existing_file_needs_force(tmp_path, capsys):
+    truth = law()
+    table = write_table(tmp_path / "t.csv", {"A": draw(truth, 0), "B": draw(truth, 1, scale=2.0)})
+    figure = tmp_path / "compare.png"
+    args = ["compare", "--csv", str(table), *MAPS, *FAST, "--figure", str(figure)]
+    assert main(args) == 0 and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
+    before = figure.read_bytes()
+    assert main(args) == 2 and "exists" in capsys.readouterr().err and figure.read_bytes() == before  # refused before any fit
+    assert main([*args, "--force"]) == 0

@@ -227,6 +227,10 @@ def _compare_command(sub) -> None:
         help="also report at this compute C_6ND = 6ND (besides the runs' lowest, middle and highest); repeatable",
     )
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.add_argument(
+        "--figure", metavar="FILE", help="also draw the comparison into FILE (PNG): loss against compute per sweep, and k(C), with bands"
+    )
+    compare.add_argument("--force", action="store_true", help="replace the --figure file if it exists")
     _law_flags(compare)
     compare.set_defaults(command=("compare", "main"))
 

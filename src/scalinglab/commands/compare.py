@@ -1,6 +1,6 @@
 """`scalinglab compare`: sweeps (results folders, or the groups of one table) compared as a compute
-multiplier (analysis/compare.py), printed, or with --json printed as JSON. Writes nothing. Imports
-no JAX."""
+multiplier (analysis/compare.py), printed, or with --json printed as JSON; with --figure, drawn
+(analysis/compare_plots.py). Writes nothing else. Imports no JAX."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from ..analysis.compare import SweepLaw, compare, sweep_law
 from ..analysis.compare_text import compare_lines
@@ -19,6 +20,7 @@ from ..analysis.table import from_columns, parse_map, read_table
 from ..analysis.uncertainty import At
 from ..errors import FitError, UsageError
 from ..store.layout import SweepDir
+from ..store.targets import new_file
 from ..sweep.spec import FitSpec
 from ..sweep.types import CurvePoints
 
@@ -118,11 +120,18 @@ def _table(args) -> list[SweepLaw]:
 
 def main(args, console: Console) -> int:
     at = _computes(args.at)
+    if args.force and not args.figure:
+        raise UsageError("--force: replaces the --figure file; give --figure FILE")
+    figure = new_file(args.figure, f"--figure {args.figure}", args.force) if args.figure else None  # checked before any work
     out = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115  (closed with the process)
     sweeps = _table(args) if args.csv else _folders(args, out)
     report = compare(sweeps, at)
     for line in compare_lines(report):
         out.print(line)
+    if figure is not None:
+        from ..analysis.compare_plots import plot_comparison  # noqa: PLC0415  (matplotlib only when a figure is asked for)
+
+        out.print(escape(f"wrote {plot_comparison(sweeps, figure)}"))
     if args.json:
         print(strict_json(report.model_dump(mode="json")), end="")
     return 0
