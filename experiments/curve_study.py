@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from scalinglab.analysis.curves import Curve, fit_curves
+from scalinglab.analysis.curves.fit import r_squared
 from scalinglab.analysis.curves.sizes import SKIP_EARLY, CurveLoss, by_size
 from scalinglab.analysis.curves.sweep import sweep_curves
 from scalinglab.analysis.figstyle import plt, save
@@ -29,8 +30,8 @@ def kind(curve: Curve) -> str:
 
 
 def r2(curve: Curve, predicted: np.ndarray) -> float:
-    y, after = curve.loss, curve.fitted
-    return float(1 - np.sum((y[after] - predicted[after]) ** 2) / np.sum((y[after] - y[after].mean()) ** 2))
+    """R^2 over the points a fit reads (after warmup and the skipped start)."""
+    return r_squared(curve.loss[curve.fitted], predicted[curve.fitted])
 
 
 def main() -> None:

@@ -111,13 +111,18 @@ def fit_curves(
     return summarise(entry, fitted.theta, scale, fitted.objective, curves, data)
 
 
+def r_squared(y: np.ndarray, predicted: np.ndarray) -> float:
+    """R^2 of predicted losses against measured ones; NaN where the measured do not vary."""
+    total = np.sum((y - y.mean()) ** 2)
+    return float(1 - np.sum((y - predicted) ** 2) / total) if total > 0 else float("nan")
+
+
 def summarise(law: CurveLaw, theta: np.ndarray, scale: float, objective: float, curves: Sequence[Curve], data: Rows) -> CurveFit:
     pred = law.predict(theta, *data.X)
     r2, worst = [], []
     for i in range(len(curves)):
         y, p = data.loss[data.curve == i], pred[data.curve == i]
-        total = np.sum((y - y.mean()) ** 2)
-        r2.append(float(1 - np.sum((y - p) ** 2) / total) if total > 0 else float("nan"))
+        r2.append(r_squared(y, p))
         worst.append(float(np.max(np.abs(p / y - 1))) if len(y) else float("nan"))
     params = MappingProxyType(law.values(theta))
     return CurveFit(law, params, scale, objective, tuple(c.run for c in curves), tuple(r2), tuple(worst))
