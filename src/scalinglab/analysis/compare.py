@@ -14,20 +14,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ..errors import FitError
 from ..sweep.spec import FitSpec
 from ..sweep.types import CurvePoints
 from .analyze import core
 from .choose import Chosen
+from .compare_points import Where, estimate
+from .compare_tasks import SweepTasks, TaskComparison, compare_tasks
 from .laws import Fitted
-from .laws.bootstrap import LEVEL, interval
+from .laws.bootstrap import LEVEL
 from .laws.optimum import compute_optimal
-from .parts import CI, Estimate, LawFit, Part
+from .parts import CI, Estimate, LawFit, Part, Skipped
 from .uncertainty import bootstrap_law
 
 CONVENTION = (
@@ -39,16 +41,6 @@ HALVINGS = 64  # bisection steps in ln C_6ND: the 55-wide bracket to 3e-18
 SLOPE_POINTS = 9  # C_6ND values, evenly in ln C_6ND over the runs' range, that d ln k / d ln C_6ND is fitted on
 
 
-class Where(StrEnum):
-    """Why a compute is reported: the lowest, geometric middle or highest C_6ND = 6ND of the two
-    sweeps' runs, or a --at point."""
-
-    RUNS_LOW = "runs_low"
-    RUNS_MID = "runs_mid"
-    RUNS_HIGH = "runs_high"
-    AT = "at"
-
-
 @dataclass(frozen=True)
 class SweepLaw:
     """One sweep's chosen law of N and D, fitted on its runs, and the law refitted on resamples."""
@@ -58,6 +50,8 @@ class SweepLaw:
     law: Fitted
     boots: list[Fitted]
     why: str
+    tasks: SweepTasks | None = None
+    """Its task laws, where it scores tasks (results folders; a table's groups have none)."""
 
 
 class SweepSummary(Part):
@@ -92,6 +86,8 @@ class Comparison(Part):
     n_bootstrap: int
     """Resample pairs the intervals are made of (each sweep's runs resampled on their own)."""
     verdict: str
+    tasks: dict[str, TaskComparison | Skipped] = Field(default_factory=dict)
+    """Per task either sweep scores: B's accuracy against A's at the same computes, or why not."""
 
 
 class CompareReport(Part):
@@ -156,16 +152,6 @@ def compute_span(a: pd.DataFrame, b: pd.DataFrame) -> CI:
     return float(C.min()), float(C.max())
 
 
-def _estimate(value: float, resampled: Sequence[float] | np.ndarray) -> Estimate:
-    """The value with its interval; resamples whose k is infinite count as the largest values
-    (the quantiles would interpolate inf - inf to NaN), and an end among them is inf."""
-    if not len(resampled):
-        return Estimate(value=float(value))
-    big = np.finfo(float).max
-    lo, hi = interval(np.where(np.isposinf(resampled), big, resampled))
-    return Estimate(value=float(value), ci=(lo, math.inf if hi > big / 4 else hi))
-
-
 def _points(A: SweepLaw, B: SweepLaw, computes: list[tuple[float, Where]]) -> list[AtCompute]:
     """Each compute's losses, difference and multiplier, with intervals from the resample pairs."""
     C = np.array([c for c, _ in computes])
@@ -179,7 +165,7 @@ def _points(A: SweepLaw, B: SweepLaw, computes: list[tuple[float, Where]]) -> li
     boots = np.stack([values(a, b) for a, b in pairs]) if pairs else np.empty((0, *full.shape))
     out = []
     for i, (c, where) in enumerate(computes):
-        L_A, L_B, dL, k = (_estimate(full[j, i], boots[:, j, i]) for j in range(4))
+        L_A, L_B, dL, k = (estimate(full[j, i], boots[:, j, i]) for j in range(4))
         out.append(AtCompute(C_6ND=c, where=where, L_A=L_A, L_B=L_B, dL=dL, k=k))
     return out
 
@@ -190,10 +176,17 @@ def compare_pair(A: SweepLaw, B: SweepLaw, at: Sequence[float] = ()) -> Comparis
     mid = math.sqrt(span[0] * span[1])
     computes = [(span[0], Where.RUNS_LOW), (mid, Where.RUNS_MID), (span[1], Where.RUNS_HIGH), *((c, Where.AT) for c in at)]
     points = _points(A, B, computes)
-    s = _estimate(slope(A.law, B.law, span), [slope(a, b, span) for a, b in zip(A.boots, B.boots)])
+    s = estimate(slope(A.law, B.law, span), [slope(a, b, span) for a, b in zip(A.boots, B.boots)])
     n = min(len(A.boots), len(B.boots))
     return Comparison(
-        baseline=A.name, sweep=B.name, C_6ND_range=span, points=points, slope=s, n_bootstrap=n, verdict=verdict(A, B, points[1], s)
+        baseline=A.name,
+        sweep=B.name,
+        C_6ND_range=span,
+        points=points,
+        slope=s,
+        n_bootstrap=n,
+        verdict=verdict(A, B, points[1], s),
+        tasks=compare_tasks((A.name, A.tasks), (B.name, B.tasks), computes, middle=1),
     )
 
 

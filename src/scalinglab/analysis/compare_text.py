@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .compare import AtCompute, CompareReport, Comparison
-from .parts import Estimate
+from .compare_tasks import TaskComparison
+from .parts import Estimate, Skipped
 
 WHERE = {"runs_low": "runs' lowest", "runs_mid": "runs' middle", "runs_high": "runs' highest", "at": "--at"}
 
@@ -35,6 +36,29 @@ def comparison_table(c: Comparison, level: float) -> Table:
     return t
 
 
+def task_table(task: str, c: Comparison, t: TaskComparison, level: float) -> Table:
+    """One task's accuracies at the comparison's computes, each the best the sweep's two-step law
+    offers there, and their difference in points."""
+    A, B = escape(c.baseline), escape(c.sweep)
+    intervals = f", {level:.0%} intervals over {t.n_bootstrap} resample pairs" if t.n_bootstrap else ""
+    title = f"{escape(task)} ({t.shots} shots, {escape(t.strategy)}): accuracy at equal compute{intervals}"
+    table = Table(title=title, title_justify="left")
+    for name in ("C_6ND at", "C_6ND", f"acc*_A ({A})", f"acc*_B ({B})", "B - A, points"):
+        table.add_column(name, justify="left" if name == "C_6ND at" else "right")
+    for p in t.points:
+        table.add_row(WHERE[p.where], f"{p.C_6ND:.3g}", _cell(p.acc_A, ".3f"), _cell(p.acc_B, ".3f"), _cell(p.d_points, "+.2f"))
+    return table
+
+
+def _task_lines(c: Comparison, level: float) -> Iterator[str | Table]:
+    for task, t in c.tasks.items():
+        if isinstance(t, Skipped):
+            yield escape(f"{task}: not compared: {t.skipped}")
+        else:
+            yield task_table(task, c, t, level)
+            yield escape(t.verdict)
+
+
 def compare_lines(report: CompareReport) -> Iterator[str | Table]:
     yield escape(report.convention)
     for s in report.sweeps:
@@ -45,3 +69,4 @@ def compare_lines(report: CompareReport) -> Iterator[str | Table]:
         ci = f" [{c.slope.ci[0]:.3g}, {c.slope.ci[1]:.3g}]" if c.slope.ci else ""
         yield f"d ln k / d ln C_6ND over C_6ND {lo:.3g} to {hi:.3g}: {c.slope.value:.3g}{ci}"
         yield escape(c.verdict)
+        yield from _task_lines(c, report.level)

@@ -5,6 +5,7 @@ multiplier (analysis/compare.py), printed, or with --json printed as JSON; with 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -12,10 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..analysis.compare import SweepLaw, compare, sweep_law
+from ..analysis.compare_tasks import sweep_tasks
 from ..analysis.compare_text import compare_lines
 from ..analysis.parts import strict_json
 from ..analysis.say import warner
-from ..analysis.select import fit_inputs, fit_spec
+from ..analysis.select import FitInputs, fit_inputs, fit_spec, task_setting
 from ..analysis.table import from_columns, parse_map, read_table
 from ..analysis.uncertainty import At
 from ..errors import FitError, UsageError
@@ -63,11 +65,19 @@ def _folders(args, console: Console) -> list[SweepLaw]:
     sweeps = [SweepDir(Path(p)) for p in args.paths]
     warn = warner(console)
 
-    def runs(path: str, sweep: SweepDir) -> pd.DataFrame:
-        return fit_inputs(sweep, left_out=lambda line: warn(f"{path}: {line}")).runs
+    def read(path: str, sweep: SweepDir) -> FitInputs:
+        return fit_inputs(sweep, left_out=lambda line: warn(f"{path}: {line}"))
 
-    read = [(p, runs(p, s), _spec(s, args)) for p, s in zip(args.paths, sweeps)]
-    return [sweep_law(p, runs, spec, seed) for seed, (p, runs, spec) in enumerate(read)]
+    every = [(p, s, read(p, s), _spec(s, args)) for p, s in zip(args.paths, sweeps)]
+    return [_fitted(path, sweep, inputs, spec, seed) for seed, (path, sweep, inputs, spec) in enumerate(every)]
+
+
+def _fitted(path: str, sweep: SweepDir, inputs: FitInputs, spec: FitSpec, seed: int) -> SweepLaw:
+    """A folder's law of the loss and, where it scores tasks, its task laws (the same seed: the
+    loss's and the tasks' resamples are of the same sweep)."""
+    scores = inputs.tasks
+    tasks = sweep_tasks(scores, task_setting(sweep), spec, seed) if scores is not None and len(scores) else None
+    return replace(sweep_law(path, inputs.runs, spec, seed), tasks=tasks)
 
 
 def _split_maps(items: list[str]) -> tuple[str, dict[str, str]]:

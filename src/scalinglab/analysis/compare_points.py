@@ -1,0 +1,34 @@
+"""The pieces every part of a comparison is reported in (analysis/compare.py's losses and
+multipliers, compare_tasks.py's accuracies): where a compute comes from, and a value with its
+bootstrap interval. No JAX."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import StrEnum
+
+import numpy as np
+
+from .laws.bootstrap import interval
+from .parts import Estimate
+
+
+class Where(StrEnum):
+    """Why a compute is reported: the lowest, geometric middle or highest C_6ND = 6ND of the two
+    sweeps' runs, or a --at point."""
+
+    RUNS_LOW = "runs_low"
+    RUNS_MID = "runs_mid"
+    RUNS_HIGH = "runs_high"
+    AT = "at"
+
+
+def estimate(value: float, resampled: Sequence[float] | np.ndarray) -> Estimate:
+    """The value with its interval; resamples whose k is infinite count as the largest values
+    (the quantiles would interpolate inf - inf to NaN), and an end among them is inf."""
+    if not len(resampled):
+        return Estimate(value=float(value))
+    big = np.finfo(float).max
+    lo, hi = interval(np.where(np.isposinf(resampled), big, resampled))
+    return Estimate(value=float(value), ci=(lo, math.inf if hi > big / 4 else hi))
