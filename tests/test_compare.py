@@ -215,6 +215,20 @@ def test_bad_input_is_one_line_naming_what_to_fix_with_exit_2(tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
+def test_marins_three_pretraining_datasets_compared_from_the_public_isoflop_table(tmp_path, capsys):
+    """Marin's IsoFLOP runs on three datasets, loss on one evaluation set (Paloma), from Open-Athena's
+    compiled table (tests/data/README.md), the pipeline's outliers left out: against DCLM, Nemotron-CC
+    is worth more compute and Comma (openly licensed text) less, each interval clear of 1."""
+    table = pd.read_csv(ROOT / "tests" / "data" / "openathena_isoflop.csv")
+    marin = table[~table["outlier"] & table["group"].str.startswith("marin_202603__")]
+    marin.to_csv(tmp_path / "marin.csv", index=False)
+    maps = ["--map", "group=group", "--map", "N=N", "--map", "D=D", "--map", "L=L"]
+    dclm = "marin_202603__dclm__llama_2"
+    report = compare_json(capsys, "--csv", str(tmp_path / "marin.csv"), *maps, "--bootstrap", "20", "--baseline", dclm)
+    k = {c["sweep"].split("__")[1]: point(report, "runs_mid", i)["k"] for i, c in enumerate(report["comparisons"])}
+    assert k["nemotron"]["ci"][0] > 1.1 and k["comma"]["ci"][1] < 0.5, k
+
+
 def test_the_figure_draws_each_sweep_and_k_and_an_existing_file_needs_force(tmp_path, capsys):
     truth = law()
     table = write_table(tmp_path / "t.csv", {"A": draw(truth, 0), "B": draw(truth, 1, scale=2.0)})
