@@ -167,8 +167,10 @@ def test_task_accuracy_at_equal_compute_recovers_a_known_difference(tmp_path, ca
         assert abs(p["d_points"]["value"] - truth) < 4, (p["where"], p["d_points"], truth)
     mid = next(p for p in tasks["cloze"]["points"] if p["where"] == "runs_mid")
     assert mid["d_points"]["ci"][0] > 0 and "(B higher)" in tasks["cloze"]["verdict"].replace(str(b), "B")
-    assert main(["compare", str(a), str(b), "--law", "chinchilla", "--bootstrap", "0"]) == 0
+    page = tmp_path / "compare.html"
+    assert main(["compare", str(a), str(b), "--law", "chinchilla", "--bootstrap", "0", "--html", str(page)]) == 0
     assert "cloze (3 shots, random): accuracy at equal compute" in capsys.readouterr().out
+    assert "<h3>cloze: accuracy at equal compute</h3>" in page.read_text()
 
 
 def test_two_results_folders_compare_end_to_end_and_nothing_is_written(tmp_path, capsys):

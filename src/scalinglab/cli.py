@@ -230,7 +230,10 @@ def _compare_command(sub) -> None:
     compare.add_argument(
         "--figure", metavar="FILE", help="also draw the comparison into FILE (PNG): loss against compute per sweep, and k(C), with bands"
     )
-    compare.add_argument("--force", action="store_true", help="replace the --figure file if it exists")
+    compare.add_argument(
+        "--html", metavar="FILE", help="also write the comparison into FILE, one page that opens from disk: laws, tables, verdicts, figure"
+    )
+    compare.add_argument("--force", action="store_true", help="replace the --figure or --html file if it exists")
     _law_flags(compare)
     compare.set_defaults(command=("compare", "main"))
 

@@ -9,7 +9,6 @@ Content-Security-Policy forbids scripts besides."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 
 import numpy as np
@@ -19,19 +18,12 @@ from ..errors import InputError
 from ..store.files import NotARegularFile, read_bytes, report_damage
 from ..store.frame import load
 from ..store.layout import SweepDir
-from .markup import Markup, join, tag
-from .parts import CI, Skipped
+from .markup import Markup, document, figure, interval, join, num, pct, table, tag
+from .parts import Skipped
 from .sweepfit import Extrapolation, MainLaw, SweepFit
 from .taskfit import TaskExtrapolation
 from .uncertainty import LOOSE
 
-STYLE = Markup("""body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border-bottom:1px solid #ddd;padding:3px 9px;text-align:right}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
-.done{color:#17803d}.failed,.diverged,.damaged{color:#b42318}section.run{display:inline-block;margin:0 1em 1em 0}
-code{background:#f4f4f4;padding:0 3px}""")
-# No script, no request: the page's own style and images in data: URLs only.
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 PNG = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
 
 
@@ -63,15 +55,8 @@ def figures(sweep: SweepDir) -> dict[str, bytes]:
 def page(name: str, fit: SweepFit, runs: pd.DataFrame, evals: pd.DataFrame, images: dict[str, bytes]) -> str:
     """The page of a sweep called `name`: its fit, runs (store.frame.load), evaluations
     (per_eval=True) and PNG figures by file name."""
-    head = tag(
-        "head",
-        tag("meta", charset="utf-8"),
-        tag("meta", http_equiv="Content-Security-Policy", content=CSP),
-        tag("title", f"{name}: scalinglab report"),
-        tag("style", STYLE),
-    )
-    body = tag(
-        "body",
+    return document(
+        f"{name}: scalinglab report",
         tag("h1", name),
         _counts(runs),
         _law(fit),
@@ -82,27 +67,6 @@ def page(name: str, fit: SweepFit, runs: pd.DataFrame, evals: pd.DataFrame, imag
         _run_table(runs),
         _curves(evals),
     )
-    return "<!doctype html>" + tag("html", head, body, lang="en") + "\n"
-
-
-def _table(header: list[str], rows: list[list]) -> Markup:
-    return tag("table", tag("tr", *(tag("th", h) for h in header)), *(tag("tr", *(tag("td", c) for c in row)) for row in rows))
-
-
-def _num(x: object, fmt: str = ".4g") -> str:
-    """A number as the page writes it; a value that is not a number is shown as it is."""
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "–"
-    return format(x, fmt) if isinstance(x, int | float | np.number) else str(x)
-
-
-def _pct(x: object, fmt: str = ".2f") -> str:
-    """A fraction as a percentage."""
-    return _num(100 * x, fmt) + "%" if isinstance(x, int | float | np.number) and np.isfinite(x) else _num(x)
-
-
-def _ci(ci: CI | None, fmt: str = ".4g") -> str:
-    return f"[{_num(ci[0], fmt)}, {_num(ci[1], fmt)}]" if ci else ""
 
 
 def _counts(runs: pd.DataFrame) -> Markup:
@@ -122,17 +86,17 @@ def _law(fit: SweepFit) -> Markup:
         return join(tag("h2", "Fitted law"), tag("p", f"Not fitted: {law.skipped}"))
     loose = law.loose  # None without a bootstrap: no column
     rows = [
-        [p, _num(v), _ci(law.ci.get(p))] + (["not pinned" if p in loose else ""] if loose is not None else [])
+        [p, num(v), interval(law.ci.get(p))] + (["not pinned" if p in loose else ""] if loose is not None else [])
         for p, v in law.params.items()
     ]
-    laws = [[p.form, p.at, _num(p.params.get("a")), _num(p.params.get("b"))] for p in fit.power_laws]
-    level = _num(law.level, ".0%")
+    laws = [[p.form, p.at, num(p.params.get("a")), num(p.params.get("b"))] for p in fit.power_laws]
+    level = num(law.level, ".0%")
     about = f" over {law.n_points} runs ({law.method}, {level} bootstrap intervals over {law.n_bootstrap} resamples)"
     return join(
         tag("h2", "Fitted law"),
         tag("p", f"{law.law.get('law')}: ", tag("code", law.form), about),
-        _table(["parameter", "value", f"{level} interval"] + ([f"reaches 0 or spans > {LOOSE:g}x"] if loose is not None else []), rows),
-        _table(["power law", "along", "a", "b"], laws) if laws else "",
+        table(["parameter", "value", f"{level} interval"] + ([f"reaches 0 or spans > {LOOSE:g}x"] if loose is not None else []), rows),
+        table(["power law", "along", "a", "b"], laws) if laws else "",
     )
 
 
@@ -147,14 +111,14 @@ def _law_table(fit: SweepFit) -> Markup:
         if isinstance(c.fit, Skipped):
             rows.append([name, c.fit.skipped] + [""] * (len(choice.origins) + 2))
             continue
-        errors = [_pct(e) for e in c.errors]
-        rows.append([name, _pct(c.score), *errors, _num(c.aicc, ".1f"), _num(c.noise, ".2%")])
-    heads = [f"{choice.by} ≤ {_num(o.at, '.3g')} ({o.n_held} held)" for o in choice.origins]
+        errors = [pct(e) for e in c.errors]
+        rows.append([name, pct(c.score), *errors, num(c.aicc, ".1f"), num(c.noise, ".2%")])
+    heads = [f"{choice.by} ≤ {num(o.at, '.3g')} ({o.n_held} held)" for o in choice.origins]
     why = (
         f"Backtested: each fitted on the runs up to an origin of {choice.by}, the rest predicted (mean |relative error|). "
         f"Chosen: {choice.why}."
     )
-    return join(tag("h2", "Laws of the loss"), tag("p", why), _table(["law", "mean", *heads, "AICc", "scatter"], rows))
+    return join(tag("h2", "Laws of the loss"), tag("p", why), table(["law", "mean", *heads, "AICc", "scatter"], rows))
 
 
 def _held_out(fit: SweepFit) -> Markup:
@@ -162,17 +126,25 @@ def _held_out(fit: SweepFit) -> Markup:
     if not isinstance(ex, Extrapolation):
         return join(tag("h2", "Held-out check"), tag("p", f"None: {ex.skipped}"))
     rows = [
-        [_num(h.N, ",.0f"), _num(h.D, ",.0f"), _num(h.L), _num(h.L_pred), _ci(h.L_pred_ci), _ci(h.L_pred_pi), _pct(h.rel_error, "+.2f")]
+        [
+            num(h.N, ",.0f"),
+            num(h.D, ",.0f"),
+            num(h.L),
+            num(h.L_pred),
+            interval(h.L_pred_ci),
+            interval(h.L_pred_pi),
+            pct(h.rel_error, "+.2f"),
+        ]
         for h in ex.held_out
     ]
     about = (
         f"{ex.law.law.get('law')}, chosen and fitted on {ex.n_fit} runs; the largest by {ex.by} predicted: "
-        f"mean |error| {_pct(ex.mean_abs_rel_error)}, max {_pct(ex.max_abs_rel_error)}."
+        f"mean |error| {pct(ex.mean_abs_rel_error)}, max {pct(ex.max_abs_rel_error)}."
     )
     return join(
         tag("h2", "Held-out check"),
         tag("p", about),
-        _table(["N", "D", "L", "predicted", "law's interval", "a run's interval", "error"], rows),
+        table(["N", "D", "L", "predicted", "law's interval", "a run's interval", "error"], rows),
     )
 
 
@@ -182,12 +154,12 @@ def _tasks(fit: SweepFit) -> Markup:
     rows = [
         [
             name,
-            _num(h.N, ",.0f"),
-            _num(h.D, ",.0f"),
-            _num(h.acc, ".3f"),
-            _num(h.acc_pred, ".3f"),
-            _ci(h.acc_pred_ci, ".3f"),
-            _num(h.error_points, "+.1f"),
+            num(h.N, ",.0f"),
+            num(h.D, ",.0f"),
+            num(h.acc, ".3f"),
+            num(h.acc_pred, ".3f"),
+            interval(h.acc_pred_ci, ".3f"),
+            num(h.error_points, "+.1f"),
         ]
         for name, t in fit.tasks.tasks.items()
         if isinstance(t.extrapolation, TaskExtrapolation)
@@ -200,19 +172,12 @@ def _tasks(fit: SweepFit) -> Markup:
         "accuracy from task loss) fitted without these runs."
     )
     return join(
-        tag("h2", "Task accuracy, held out"), tag("p", about), _table(["task", "N", "D", "acc", "predicted", "interval", "points"], rows)
+        tag("h2", "Task accuracy, held out"), tag("p", about), table(["task", "N", "D", "acc", "predicted", "interval", "points"], rows)
     )
 
 
 def _figures(images: dict[str, bytes]) -> Markup:
-    shown = [
-        tag(
-            "figure",
-            tag("img", alt=name.removesuffix(".png"), src=f"data:image/png;base64,{base64.b64encode(data).decode()}"),
-            tag("figcaption", name),
-        )
-        for name, data in images.items()
-    ]
+    shown = [figure(data, name.removesuffix(".png"), name) for name, data in images.items()]
     return (
         join(tag("h2", "Figures"), *shown)
         if shown
@@ -225,17 +190,17 @@ def _run_table(runs: pd.DataFrame) -> Markup:
     rows = [
         [
             tag("a", r["run_id"], href=f"#run-{r['run_id']}"),
-            _num(r.get("N"), ",.0f"),
-            _num(r.get("D"), ",.0f"),
-            _num(r.get("C"), ".3g"),
+            num(r.get("N"), ",.0f"),
+            num(r.get("D"), ",.0f"),
+            num(r.get("C"), ".3g"),
             tag("span", r["status"], class_=r["status"]),
-            _num(r.get("L")),
-            _num(r.get("bpb")),
-            _num(r.get("tokens_per_s"), ",.0f"),
+            num(r.get("L")),
+            num(r.get("bpb")),
+            num(r.get("tokens_per_s"), ",.0f"),
         ]
         for r in records
     ]
-    return join(tag("h2", "Runs"), _table(["run", "N", "D", "C", "status", "L", "bpb", "tokens/s"], rows))
+    return join(tag("h2", "Runs"), table(["run", "N", "D", "C", "status", "L", "bpb", "tokens/s"], rows))
 
 
 def _curves(evals: pd.DataFrame) -> Markup:
@@ -245,7 +210,7 @@ def _curves(evals: pd.DataFrame) -> Markup:
         tag(
             "section",
             tag("h3", key),
-            tag("p", f"N {_num(e['N'].iloc[0], ',.0f')}, D {_num(e['D'].iloc[0], ',.0f')}"),
+            tag("p", f"N {num(e['N'].iloc[0], ',.0f')}, D {num(e['D'].iloc[0], ',.0f')}"),
             _svg(e["tokens"], e["L"]),
             class_="run",
             id=f"run-{key}",

@@ -1,6 +1,7 @@
 """`scalinglab compare`: sweeps (results folders, or the groups of one table) compared as a compute
 multiplier (analysis/compare.py), printed, or with --json printed as JSON; with --figure, drawn
-(analysis/compare_plots.py). Writes nothing else. Imports no JAX."""
+(analysis/compare_plots.py); with --html, a page (analysis/compare_page.py). Writes nothing else.
+Imports no JAX."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..analysis.compare import SweepLaw, compare, sweep_law
+from ..analysis.compare_page import compare_page, comparison_png
 from ..analysis.compare_tasks import sweep_tasks
 from ..analysis.compare_text import compare_lines
 from ..analysis.parts import strict_json
@@ -21,6 +23,7 @@ from ..analysis.select import FitInputs, fit_inputs, fit_spec, task_setting
 from ..analysis.table import from_columns, parse_map, read_table
 from ..analysis.uncertainty import At
 from ..errors import FitError, UsageError
+from ..store.files import write_text
 from ..store.layout import SweepDir
 from ..store.targets import new_file
 from ..sweep.spec import FitSpec
@@ -130,9 +133,10 @@ def _table(args) -> list[SweepLaw]:
 
 def main(args, console: Console) -> int:
     at = _computes(args.at)
-    if args.force and not args.figure:
-        raise UsageError("--force: replaces the --figure file; give --figure FILE")
+    if args.force and not (args.figure or args.html):
+        raise UsageError("--force: replaces the --figure or --html file; give --figure FILE or --html FILE")
     figure = new_file(args.figure, f"--figure {args.figure}", args.force) if args.figure else None  # checked before any work
+    html = new_file(args.html, f"--html {args.html}", args.force) if args.html else None
     out = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115  (closed with the process)
     sweeps = _table(args) if args.csv else _folders(args, out)
     report = compare(sweeps, at)
@@ -142,6 +146,9 @@ def main(args, console: Console) -> int:
         from ..analysis.compare_plots import plot_comparison  # noqa: PLC0415  (matplotlib only when a figure is asked for)
 
         out.print(escape(f"wrote {plot_comparison(sweeps, figure)}"))
+    if html is not None:
+        write_text(html, compare_page(report, comparison_png(sweeps)))
+        out.print(escape(f"wrote {html}: open it in a browser, no server needed"))
     if args.json:
         print(strict_json(report.model_dump(mode="json")), end="")
     return 0
