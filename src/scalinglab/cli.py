@@ -231,6 +231,11 @@ def _compare_command(sub) -> None:
         "--figure", metavar="FILE", help="also draw the comparison into FILE (PNG): loss against compute per sweep, and k(C), with bands"
     )
     compare.add_argument("--force", action="store_true", help="replace the --figure file if it exists")
+    compare.add_argument(
+        "--shared-exponents",
+        action="store_true",
+        help="also fit every sweep together with Chinchilla's alpha and beta shared, and compare again on that fit",
+    )
     _law_flags(compare)
     compare.set_defaults(command=("compare", "main"))
 
