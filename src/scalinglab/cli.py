@@ -234,6 +234,11 @@ def _compare_command(sub) -> None:
         "--html", metavar="FILE", help="also write the comparison into FILE, one page that opens from disk: laws, tables, verdicts, figure"
     )
     compare.add_argument("--force", action="store_true", help="replace the --figure or --html file if it exists")
+    compare.add_argument(
+        "--shared-exponents",
+        action="store_true",
+        help="also fit every sweep together with Chinchilla's alpha and beta shared, and compare again on that fit",
+    )
     _law_flags(compare)
     compare.set_defaults(command=("compare", "main"))
 

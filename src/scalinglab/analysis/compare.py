@@ -90,11 +90,37 @@ class Comparison(Part):
     """Per task either sweep scores: B's accuracy against A's at the same computes, or why not."""
 
 
+class SharedSweep(Part):
+    """One sweep's own parameters in the fit with shared exponents."""
+
+    name: str
+    n_runs: int
+    E: Estimate
+    A: Estimate
+    B: Estimate
+
+
+class SharedExponents(Part):
+    """--shared-exponents: every sweep's runs fitted together with Chinchilla's form, alpha and beta
+    shared (analysis/compare_shared.py), and the comparisons made again with each sweep's part."""
+
+    form: str
+    alpha: Estimate
+    beta: Estimate
+    sweeps: list[SharedSweep]
+    n_bootstrap: int
+    """Joint resamples (each sweep's runs resampled on their own, then refitted together)."""
+    comparisons: list[Comparison]
+
+
 class CompareReport(Part):
     convention: str = CONVENTION
     level: float = LEVEL
     sweeps: list[SweepSummary]
     comparisons: list[Comparison]
+    """Each sweep's own law against the baseline's."""
+    shared: SharedExponents | None = None
+    """With --shared-exponents: the same comparisons with alpha and beta shared (else None)."""
 
 
 def sweep_law(name: str, runs: pd.DataFrame, spec: FitSpec, seed: int) -> SweepLaw:

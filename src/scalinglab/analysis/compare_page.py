@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .compare import AtCompute, CompareReport, Comparison, SweepLaw, SweepSummary
+from .compare import AtCompute, CompareReport, Comparison, SharedExponents, SweepLaw, SweepSummary
 from .compare_tasks import TaskComparison
 from .compare_text import WHERE
 from .markup import Markup, document, figure, interval, join, num, table, tag
@@ -42,6 +42,7 @@ def compare_page(report: CompareReport, png: bytes | None) -> str:
         tag("h2", "Laws"),
         *(_sweep(s, report.level) for s in report.sweeps),
         *(_comparison(c, report.level) for c in report.comparisons),
+        _shared(report.shared, report.level) if report.shared else "",
         join(tag("h2", "Figure"), figure(png, "loss against compute per sweep, and k", CAPTION)) if png else "",
     )
 
@@ -70,14 +71,14 @@ def _row(p: AtCompute) -> list[str]:
     return [WHERE[p.where], num(p.C_6ND, ".3g"), _cell(p.L_A, ".4f"), _cell(p.L_B, ".4f"), _cell(p.dL, "+.4f"), _cell(p.k, ".3g")]
 
 
-def _comparison(c: Comparison, level: float) -> Markup:
+def _comparison(c: Comparison, level: float, label: str = "") -> Markup:
     """One sweep against the baseline: the table of compare's printout, the slope and the verdict."""
     intervals = f"{level:.0%} intervals over {c.n_bootstrap} resample pairs." if c.n_bootstrap else "No resamples: no intervals."
     header = ["C_6ND at", "C_6ND", f"L*_A ({c.baseline})", f"L*_B ({c.sweep})", "L*_B - L*_A", "k"]
     lo, hi = c.C_6ND_range
     trend = f"d ln k / d ln C_6ND over C_6ND {num(lo, '.3g')} to {num(hi, '.3g')}: {_cell(c.slope, '.3g')}."
     return join(
-        tag("h2", f"{c.sweep} against {c.baseline}"),
+        tag("h2", f"{label}{c.sweep} against {c.baseline}"),
         tag("p", intervals),
         table(header, [_row(p) for p in c.points]),
         tag("p", trend),
@@ -101,4 +102,23 @@ def _task(name: str, c: Comparison, t: TaskComparison | Skipped, level: float) -
         tag("p", f"{t.shots} shots, {t.strategy}; each sweep's best accuracy at the compute (its task loss's optimal N and D).{intervals}"),
         table(header, rows),
         tag("p", tag("b", t.verdict)),
+    )
+
+
+def _shared(shared: SharedExponents, level: float) -> Markup:
+    """--shared-exponents: the joint fit's exponents and each sweep's own parameters, then every
+    comparison again on that fit."""
+    intervals = f" {level:.0%} intervals over {shared.n_bootstrap} joint resamples." if shared.n_bootstrap else ""
+    rows = [[s.name, s.n_runs, _cell(s.E, ".4g"), _cell(s.A, ".4g"), _cell(s.B, ".4g")] for s in shared.sweeps]
+    return join(
+        tag("h2", "Shared exponents"),
+        tag(
+            "p",
+            "Every sweep fitted together, ",
+            tag("code", shared.form),
+            f": alpha = {_cell(shared.alpha, '.3g')}, ",
+            f"beta = {_cell(shared.beta, '.3g')}.{intervals}",
+        ),
+        table(["sweep", "runs", "E", "A", "B"], rows),
+        *(_comparison(c, level, "Shared exponents: ") for c in shared.comparisons),
     )

@@ -1,5 +1,6 @@
 """A CompareReport as the lines `scalinglab compare` prints with rich: each sweep's law, per sweep
-against the baseline a table of compute-optimal losses and multipliers, the trend and the verdict.
+against the baseline a table of compute-optimal losses and multipliers, the trend and the verdict;
+with --shared-exponents, then the joint fit and the same again on it, labelled.
 Names (folders, a table's groups) escaped: rich would read "[x]" as markup. No JAX."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from rich.markup import escape
 from rich.table import Table
 
-from .compare import AtCompute, CompareReport, Comparison
+from .compare import AtCompute, CompareReport, Comparison, SharedExponents
 from .compare_tasks import TaskComparison
 from .parts import Estimate, Skipped
 
@@ -59,14 +60,36 @@ def _task_lines(c: Comparison, level: float) -> Iterator[str | Table]:
             yield escape(t.verdict)
 
 
+def slope_line(c: Comparison) -> str:
+    lo, hi = c.C_6ND_range
+    ci = f" [{c.slope.ci[0]:.3g}, {c.slope.ci[1]:.3g}]" if c.slope.ci else ""
+    return f"d ln k / d ln C_6ND over C_6ND {lo:.3g} to {hi:.3g}: {c.slope.value:.3g}{ci}"
+
+
 def compare_lines(report: CompareReport) -> Iterator[str | Table]:
     yield escape(report.convention)
     for s in report.sweeps:
         yield escape(f"{s.name}: {s.law.law['law']} over {s.n_runs} runs ({s.why})")
     for c in report.comparisons:
         yield comparison_table(c, report.level)
-        lo, hi = c.C_6ND_range
-        ci = f" [{c.slope.ci[0]:.3g}, {c.slope.ci[1]:.3g}]" if c.slope.ci else ""
-        yield f"d ln k / d ln C_6ND over C_6ND {lo:.3g} to {hi:.3g}: {c.slope.value:.3g}{ci}"
+        yield slope_line(c)
         yield escape(c.verdict)
         yield from _task_lines(c, report.level)
+    if report.shared is not None:
+        yield from shared_lines(report.shared, report.level)
+
+
+def shared_lines(shared: SharedExponents, level: float) -> Iterator[str | Table]:
+    """--shared-exponents' part after the separate fits': the joint fit's exponents, each sweep's
+    own parameters, then the comparisons again, each table titled as the shared exponents'."""
+    yield f"Shared exponents: every sweep fitted together, {escape(shared.form)}:"
+    intervals = f" ({level:.0%} intervals over {shared.n_bootstrap} joint resamples)" if shared.n_bootstrap else ""
+    yield f"  alpha = {_cell(shared.alpha, '.3g')}, beta = {_cell(shared.beta, '.3g')}{intervals}"
+    for s in shared.sweeps:
+        yield escape(f"  {s.name}: E = {_cell(s.E, '.4g')}, A = {_cell(s.A, '.4g')}, B = {_cell(s.B, '.4g')} over {s.n_runs} runs")
+    for c in shared.comparisons:
+        table = comparison_table(c, level)
+        table.title = f"Shared exponents: {table.title}"
+        yield table
+        yield f"shared exponents: {slope_line(c)}"
+        yield escape(c.verdict)

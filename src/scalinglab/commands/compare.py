@@ -1,5 +1,6 @@
 """`scalinglab compare`: sweeps (results folders, or the groups of one table) compared as a compute
-multiplier (analysis/compare.py), printed, or with --json printed as JSON; with --figure, drawn
+multiplier (analysis/compare.py), printed, or with --json printed as JSON; with --shared-exponents,
+compared again with Chinchilla's exponents shared (analysis/compare_shared.py); with --figure, drawn
 (analysis/compare_plots.py); with --html, a page (analysis/compare_page.py). Writes nothing else.
 Imports no JAX."""
 
@@ -13,8 +14,9 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from ..analysis.compare import SweepLaw, compare, sweep_law
+from ..analysis.compare import SharedExponents, SweepLaw, compare, sweep_law
 from ..analysis.compare_page import compare_page, comparison_png
+from ..analysis.compare_shared import shared_exponents
 from ..analysis.compare_tasks import sweep_tasks
 from ..analysis.compare_text import compare_lines
 from ..analysis.parts import strict_json
@@ -27,7 +29,7 @@ from ..store.files import write_text
 from ..store.layout import SweepDir
 from ..store.targets import new_file
 from ..sweep.spec import FitSpec
-from ..sweep.types import CurvePoints
+from ..sweep.types import CurvePoints, LawName
 
 LOSS_MAPS = ("N", "D", "C_6ND", "C", "L", "U")  # the columns of L(N,D)'s runs (table.from_columns)
 
@@ -131,8 +133,25 @@ def _table(args) -> list[SweepLaw]:
     return [sweep_law(name, runs, spec, seed) for seed, (name, runs) in enumerate(parts)]
 
 
+def _refuse_shared(args) -> None:
+    """--shared-exponents shares Chinchilla's exponents: refused (before any fit) beside a --law
+    that forces another family on every sweep."""
+    if args.shared_exponents and args.law is not None and not set(args.law) <= {LawName.AUTO, LawName.CHINCHILLA}:
+        raise UsageError(
+            f"--shared-exponents with --law {','.join(args.law)}: the shared exponents are Chinchilla's alpha and beta; "
+            "give --law chinchilla or auto, or leave out --shared-exponents"
+        )
+
+
+def _shared(args, sweeps: list[SweepLaw], at: list[float]) -> SharedExponents:
+    """The comparisons again with exponents shared, under the baseline's fit settings."""
+    baseline = None if args.csv else SweepDir(Path(args.paths[0]))
+    return shared_exponents(sweeps, _spec(baseline, args), at)
+
+
 def main(args, console: Console) -> int:
     at = _computes(args.at)
+    _refuse_shared(args)
     if args.force and not (args.figure or args.html):
         raise UsageError("--force: replaces the --figure or --html file; give --figure FILE or --html FILE")
     figure = new_file(args.figure, f"--figure {args.figure}", args.force) if args.figure else None  # checked before any work
@@ -140,6 +159,8 @@ def main(args, console: Console) -> int:
     out = Console(file=open(os.devnull, "w")) if args.json else console  # noqa: SIM115  (closed with the process)
     sweeps = _table(args) if args.csv else _folders(args, out)
     report = compare(sweeps, at)
+    if args.shared_exponents:
+        report = report.model_copy(update={"shared": _shared(args, sweeps, at)})
     for line in compare_lines(report):
         out.print(line)
     if figure is not None:
