@@ -84,7 +84,8 @@ def summary(name: str, rows: list[tuple[str, float, float, float, float]], log: 
         width = np.log(hi / lo) if positive else hi - lo
         unit = "ln" if positive else "abs"
         error, width = np.median(error), np.median(width)
-        print(f"  {name}, {what}: truth {np.median(truth):.3g}; held {held:.0%} of {len(v)}; |error| ({unit}) {error:.3g}; width {width:.3g}")
+        held_of = f"held {held:.0%} of {len(v)}"
+        print(f"  {name}, {what}: truth {np.median(truth):.3g}; {held_of}; |error| ({unit}) {error:.3g}; width {width:.3g}")
 
 
 def run() -> None:
