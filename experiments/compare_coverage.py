@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from scalinglab.analysis.compare import multiplier, slope  # noqa: E402  (after the path, as the next)
-from scalinglab.analysis.compare_tasks import best_accuracy  # noqa: E402
+from scalinglab.analysis.compare.multiplier import multiplier, slope  # noqa: E402  (after the path, as the next)
+from scalinglab.analysis.compare.tasks import best_accuracy  # noqa: E402
 from scalinglab.cli import main  # noqa: E402
 from test_compare import CLOZE, MAPS, TRUTH, M, _set_tasks, draw, law, write_table  # noqa: E402  (the tests' truths and writers)
 

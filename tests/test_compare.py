@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.analysis.compare import compute_for, frontier_loss, multiplier, slope
-from scalinglab.analysis.compare_points import estimate
-from scalinglab.analysis.compare_tasks import best_accuracy
+from scalinglab.analysis.compare.multiplier import compute_for, frontier_loss, multiplier, slope
+from scalinglab.analysis.compare.points import estimate
+from scalinglab.analysis.compare.tasks import best_accuracy
 from scalinglab.analysis.laws import Fitted
 from scalinglab.analysis.laws.chinchilla import CHINCHILLA
 from scalinglab.analysis.laws.sigmoid import Sigmoid
@@ -152,7 +152,7 @@ def _set_tasks(folder: Path, seed: int, scale: float) -> None:
 def test_task_accuracy_at_equal_compute_recovers_a_known_difference(tmp_path, capsys):
     """B's runs score as A's would at sqrt(2) times their N and tokens: its best accuracy at a compute
     is A's at twice it. The difference in points is recovered within its interval. One draw of the
-    noise: over 20 draws the intervals held the truth in the share experiments/compare_tasks.py
+    noise: over 20 draws the intervals held the truth in the share experiments/compare_coverage.py
     reports (docs/compare.md), as step 1's E is loosely pinned by 18 runs."""
     a, b = tmp_path / "A", tmp_path / "B"
     for folder, seed, scale in ((a, 5, 1.0), (b, 6, M)):

@@ -5,8 +5,8 @@ its exponents (B is A's law at (sqrt 2 N, sqrt 2 D): k = 2 at every compute)."""
 import numpy as np
 import pytest
 
-from scalinglab.analysis.compare import multiplier
-from scalinglab.analysis.compare_shared import resample_rows
+from scalinglab.analysis.compare.multiplier import multiplier
+from scalinglab.analysis.compare.shared import resample_rows
 from scalinglab.analysis.laws import Fitted
 from scalinglab.analysis.laws.bootstrap import draw as draw_rows
 from scalinglab.analysis.laws.bootstrap import seeds

@@ -1,7 +1,7 @@
 """`scalinglab compare`: sweeps (results folders, or the groups of one table) compared as a compute
-multiplier (analysis/compare.py), printed, or with --json printed as JSON; with --shared-exponents,
-compared again with Chinchilla's exponents shared (analysis/compare_shared.py); with --figure, drawn
-(analysis/compare_plots.py); with --html, a page (analysis/compare_page.py). Writes nothing else.
+multiplier (analysis/compare/), printed, or with --json printed as JSON; with --shared-exponents,
+compared again with Chinchilla's exponents shared (analysis/compare/shared.py); with --figure, drawn
+(analysis/compare/plots.py); with --html, a page (analysis/compare/page.py). Writes nothing else.
 Imports no JAX."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 
-from ..analysis.compare import SharedExponents, SweepLaw, compare, sweep_law
-from ..analysis.compare_page import compare_page, comparison_png
-from ..analysis.compare_shared import shared_exponents
-from ..analysis.compare_tasks import sweep_tasks
-from ..analysis.compare_text import compare_lines
+from ..analysis.compare.multiplier import SharedExponents, SweepLaw, compare, sweep_law
+from ..analysis.compare.page import compare_page, comparison_png
+from ..analysis.compare.shared import shared_exponents
+from ..analysis.compare.tasks import sweep_tasks
+from ..analysis.compare.text import compare_lines
 from ..analysis.parts import strict_json
 from ..analysis.say import warner
 from ..analysis.select import FitInputs, fit_inputs, fit_spec, task_setting
@@ -164,7 +164,7 @@ def main(args, console: Console) -> int:
     for line in compare_lines(report):
         out.print(line)
     if figure is not None:
-        from ..analysis.compare_plots import plot_comparison  # noqa: PLC0415  (matplotlib only when a figure is asked for)
+        from ..analysis.compare.plots import plot_comparison  # noqa: PLC0415  (matplotlib only when a figure is asked for)
 
         out.print(escape(f"wrote {plot_comparison(sweeps, figure)}"))
     if html is not None:

@@ -12,18 +12,18 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .compare import AtCompute, CompareReport, Comparison, SharedExponents, SweepLaw, SweepSummary
-from .compare_tasks import TaskComparison
-from .compare_text import WHERE
-from .markup import Markup, document, figure, interval, join, num, table, tag
-from .parts import Estimate, Skipped
+from ..markup import Markup, document, figure, interval, join, num, table, tag
+from ..parts import Estimate, Skipped
+from .multiplier import AtCompute, CompareReport, Comparison, SharedExponents, SweepLaw, SweepSummary
+from .tasks import TaskComparison
+from .text import WHERE
 
 CAPTION = "Left: each sweep's runs and compute-optimal loss L*(C_6ND) with its band; right: k(C_6ND) against the baseline with its band."
 
 
 def comparison_png(sweeps: Sequence[SweepLaw]) -> bytes:
     """The figure of `compare --figure`, drawn for the page alone: no file is left beside it."""
-    from .compare_plots import plot_comparison  # noqa: PLC0415  (matplotlib only when a page or figure is asked for)
+    from .plots import plot_comparison  # noqa: PLC0415  (matplotlib only when a page or figure is asked for)
 
     with tempfile.TemporaryDirectory() as tmp:
         return plot_comparison(sweeps, Path(tmp) / "compare.png").read_bytes()

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from rich.markup import escape
 from rich.table import Table
 
-from .compare import AtCompute, CompareReport, Comparison, SharedExponents
-from .compare_tasks import TaskComparison
-from .parts import Estimate, Skipped
+from ..parts import Estimate, Skipped
+from .multiplier import AtCompute, CompareReport, Comparison, SharedExponents
+from .tasks import TaskComparison
 
 WHERE = {"runs_low": "runs' lowest", "runs_mid": "runs' middle", "runs_high": "runs' highest", "at": "--at"}
 

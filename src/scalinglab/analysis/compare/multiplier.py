@@ -19,18 +19,18 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from ..errors import FitError
-from ..sweep.spec import FitSpec
-from ..sweep.types import CurvePoints
-from .analyze import core
-from .choose import Chosen
-from .compare_points import Where, estimate
-from .compare_tasks import SweepTasks, TaskComparison, compare_tasks
-from .laws import Fitted
-from .laws.bootstrap import LEVEL
-from .laws.optimum import compute_optimal
-from .parts import CI, Estimate, LawFit, Part, Skipped
-from .uncertainty import bootstrap_law
+from ...errors import FitError
+from ...sweep.spec import FitSpec
+from ...sweep.types import CurvePoints
+from ..analyze import core
+from ..choose import Chosen
+from ..laws import Fitted
+from ..laws.bootstrap import LEVEL
+from ..laws.optimum import compute_optimal
+from ..parts import CI, Estimate, LawFit, Part, Skipped
+from ..uncertainty import bootstrap_law
+from .points import Where, estimate
+from .tasks import SweepTasks, TaskComparison, compare_tasks
 
 CONVENTION = (
     "k(C_6ND) = C_A(L*_B(C_6ND)) / C_6ND: how many times the compute the baseline A needs to reach the loss "
@@ -102,7 +102,7 @@ class SharedSweep(Part):
 
 class SharedExponents(Part):
     """--shared-exponents: every sweep's runs fitted together with Chinchilla's form, alpha and beta
-    shared (analysis/compare_shared.py), and the comparisons made again with each sweep's part."""
+    shared (analysis/compare/shared.py), and the comparisons made again with each sweep's part."""
 
     form: str
     alpha: Estimate

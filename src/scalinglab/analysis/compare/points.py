@@ -1,6 +1,6 @@
-"""The pieces every part of a comparison is reported in (analysis/compare.py's losses and
-multipliers, compare_tasks.py's accuracies): where a compute comes from, and a value with its
-bootstrap interval. No JAX."""
+"""The pieces every part of a comparison is reported in (multiplier.py's losses and multipliers,
+tasks.py's accuracies): where a compute comes from, and a value with its bootstrap interval. No
+JAX."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from .laws.bootstrap import interval
-from .parts import Estimate
+from ..laws.bootstrap import interval
+from ..parts import Estimate
 
 
 class Where(StrEnum):

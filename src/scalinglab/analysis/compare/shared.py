@@ -16,14 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import FitError
-from ..sweep.spec import FitSpec
-from .compare import Comparison, SharedExponents, SharedSweep, SweepLaw, compare_pair
-from .laws import Fitted, Loss
-from .laws.bootstrap import RESAMPLES_PER_WORKER, draw, in_processes, interval, seed_chunks, seeds
-from .laws.chinchilla_shared import COEFFICIENTS, SharedChinchilla
-from .laws.solve import fit
-from .parts import Estimate
+from ...errors import FitError
+from ...sweep.spec import FitSpec
+from ..laws import Fitted, Loss
+from ..laws.bootstrap import RESAMPLES_PER_WORKER, draw, in_processes, interval, seed_chunks, seeds
+from ..laws.chinchilla_shared import COEFFICIENTS, SharedChinchilla
+from ..laws.solve import fit
+from ..parts import Estimate
+from .multiplier import Comparison, SharedExponents, SharedSweep, SweepLaw, compare_pair
 
 WHY = "Chinchilla's form with alpha and beta shared across the sweeps"
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray]

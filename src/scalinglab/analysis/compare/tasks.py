@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import FitError
-from ..sweep.spec import FitSpec
-from .compare_points import Where, estimate
-from .laws.optimum import compute_optimal
-from .parts import Estimate, Part, Skipped
-from .task_laws import TwoStep, bootstrap_two_step, fit_two_step
-from .task_report import report_rows
+from ...errors import FitError
+from ...sweep.spec import FitSpec
+from ..laws.optimum import compute_optimal
+from ..parts import Estimate, Part, Skipped
+from ..task_laws import TwoStep, bootstrap_two_step, fit_two_step
+from ..task_report import report_rows
+from .points import Where, estimate
 
 
 class TaskAtCompute(Part):

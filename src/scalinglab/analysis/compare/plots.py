@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import SweepLaw, frontier_loss, multiplier
-from .figstyle import plain, plt, save
-from .laws.bootstrap import LEVEL
+from ..figstyle import plain, plt, save
+from ..laws.bootstrap import LEVEL
+from .multiplier import SweepLaw, frontier_loss, multiplier
 
 GRID = 30  # computes the lines and bands are drawn through
 BANDS = 100  # resamples (pairs) a band is made of, at most: each k is a bisection per compute
