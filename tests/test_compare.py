@@ -173,6 +173,14 @@ def test_task_accuracy_at_equal_compute_recovers_a_known_difference(tmp_path, ca
     assert "<h3>cloze: accuracy at equal compute</h3>" in page.read_text()
 
 
+def test_a_task_only_one_folder_scores_is_named_and_not_compared(capsys):
+    study, abilities = (str(ROOT / "results" / s) for s in ("cpu-study", "abilities"))
+    report = compare_json(capsys, study, abilities, "--law", "chinchilla", "--bootstrap", "0")
+    tasks = report["comparisons"][0]["tasks"]
+    assert sorted(tasks) == ["cloze", "completion", "copy", "recall"]
+    assert all(t["skipped"] == f"only {abilities} scores {name}" for name, t in tasks.items())
+
+
 def test_two_results_folders_compare_end_to_end_and_nothing_is_written(tmp_path, capsys):
     a, b = tmp_path / "A", tmp_path / "B"
     shutil.copytree(ROOT / "results" / "cpu-study", a)

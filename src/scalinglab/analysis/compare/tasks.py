@@ -115,8 +115,11 @@ def compare_tasks(
     computes[middle]), or why not (one sweep does not score it, different shots or strategy, or a
     law that cannot be fitted)."""
     (a_name, a), (b_name, b) = A, B
-    if a is None or b is None:
+    scored = a if a is not None else b
+    if scored is None:
         return {}
+    # A sweep that scores no task: each task of the other is named as scored by one sweep only.
+    a, b = (s if s is not None else SweepTasks(scored.shots, scored.strategy, {}) for s in (a, b))
     out: dict[str, TaskComparison | Skipped] = {}
     for task in sorted(set(a.laws) | set(b.laws)):
         why = _why_not(task, (a_name, a), (b_name, b))
