@@ -153,8 +153,8 @@ def test_task_accuracy_at_equal_compute_recovers_a_known_difference(tmp_path, ca
     """B's runs score as A's would at sqrt(2) times their N and tokens: its best accuracy at a compute
     is A's at twice it. The difference in points is recovered within its interval. One draw of the
     noise (seeds 5 and 6, draw 2 of experiments/compare_coverage.py): over its 20 draws the
-    intervals held the truth 18 to 19 times (docs/compare.md); the first draw misses at the middle
-    compute, as step 1's E is loosely pinned by 18 runs."""
+    intervals held the truth 18 to 19 times (docs/compare.md): step 1's E is loosely pinned by 18
+    runs, and a draw can land several points off."""
     a, b = tmp_path / "A", tmp_path / "B"
     for folder, seed, scale in ((a, 5, 1.0), (b, 6, M)):
         shutil.copytree(ROOT / "results" / "abilities", folder)
