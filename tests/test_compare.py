@@ -182,6 +182,15 @@ def test_a_task_only_one_folder_scores_is_named_and_not_compared(capsys):
     assert all(t["skipped"] == f"only {abilities} scores {name}" for name, t in tasks.items())
 
 
+def test_without_resamples_the_verdict_does_not_call_a_sweep_better_or_worse(capsys):
+    """The same folder twice has k = 1 up to rounding: without intervals that is no verdict either way."""
+    study = str(ROOT / "results" / "cpu-study")
+    c = compare_json(capsys, study, study, "--law", "chinchilla", "--bootstrap", "0")["comparisons"][0]
+    assert point({"comparisons": [c]}, "runs_mid")["k"]["value"] == pytest.approx(1.0, rel=1e-9)
+    assert "no interval to tell better from worse: --bootstrap 0" in c["verdict"] and "worse)" not in c["verdict"]
+    assert "without an interval" in c["verdict"]
+
+
 def test_two_results_folders_compare_end_to_end_and_nothing_is_written(tmp_path, capsys):
     a, b = tmp_path / "A", tmp_path / "B"
     shutil.copytree(ROOT / "results" / "cpu-study", a)

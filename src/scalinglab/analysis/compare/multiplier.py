@@ -235,8 +235,10 @@ def verdict(A: SweepLaw, B: SweepLaw, p: AtCompute, s: Estimate) -> str:
     if not p.k.value > 0:
         tiny = f"under 1/{SPAN:g} of the compute"
         return f"{B.name} vs {A.name} {where}: {A.name} reaches {B.name}'s loss {p.L_B.value:.4g} with {tiny}; k is 0"
-    lo, hi = p.k.ci if p.k.ci else (p.k.value, p.k.value)
-    better = "better" if lo > 1 else "worse" if hi < 1 else "no different within the interval"
+    better = "no interval to tell better from worse: --bootstrap 0"
+    if p.k.ci:
+        lo, hi = p.k.ci
+        better = "better" if lo > 1 else "worse" if hi < 1 else "no different within the interval"
     line = (
         f"{B.name} vs {A.name} {where}: {A.name} needs {p.k.value:.3g}x{_ci(p.k, '.3g')} the compute to reach "
         f"the loss {B.name} reaches ({B.name} {better})"
@@ -247,5 +249,5 @@ def verdict(A: SweepLaw, B: SweepLaw, p: AtCompute, s: Estimate) -> str:
     if s.ci and (s.ci[0] > 0 or s.ci[1] < 0):
         trend = "grows with compute" if s.ci[0] > 0 else "shrinks with compute"
     elif not s.ci:
-        trend = "trend with compute"
+        trend = "changes with compute as the slope says, without an interval"
     return f"{line}; k {trend} (d ln k / d ln C_6ND = {s.value:.3g}{_ci(s, '.3g')})"

@@ -101,10 +101,11 @@ def _pair(A: TaskLaw, B: TaskLaw, computes: list[tuple[float, Where]]) -> list[T
 def task_verdict(task: str, A: str, B: str, p: TaskAtCompute) -> str:
     """One line at one compute: B's accuracy against A's, in points, and whether the interval
     settles which is higher."""
-    d = p.d_points
-    lo, hi = d.ci if d.ci else (d.value, d.value)
-    which = f"{B} higher" if lo > 0 else f"{B} lower" if hi < 0 else "no different within the interval"
-    ci = f" [{lo:+.2f}, {hi:+.2f}]" if d.ci else ""
+    d, which, ci = p.d_points, "no interval to tell: --bootstrap 0", ""
+    if d.ci:
+        lo, hi = d.ci
+        which = f"{B} higher" if lo > 0 else f"{B} lower" if hi < 0 else "no different within the interval"
+        ci = f" [{lo:+.2f}, {hi:+.2f}]"
     return f"{task} at C_6ND = {p.C_6ND:.3g}: {B} {p.acc_B.value:.3f} against {A} {p.acc_A.value:.3f}, {d.value:+.2f} points{ci} ({which})"
 
 
