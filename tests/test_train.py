@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -13,7 +14,7 @@ from scalinglab.model.transformer import build_model
 from scalinglab.store.layout import RunDir
 from scalinglab.training.counters import Counters
 from scalinglab.training.loop import Hook, Trainer, train
-from scalinglab.training.steps import accumulated, make_loss_fn, make_train_step
+from scalinglab.training.steps import accumulated, enable_compile_cache, make_loss_fn, make_train_step
 from scalinglab.training.optimizer import build_optimizer, state_keys
 
 
@@ -204,3 +205,15 @@ def test_a_checkpoint_of_another_layout_is_set_aside_and_the_run_trains_from_the
     summary = train(tiny_runs()[0], tmp_path, log=logged.append)
     assert summary["status"] == "done" and summary["resumed_from"] == 0
     assert any("does not fit this run's state" in line and "training from the start" in line for line in logged), logged
+
+
+def test_the_compile_cache_folder_is_made_absolute(tmp_path, monkeypatch):
+    """A sweep run in process under a relative results folder, then a chdir (as tests and notebooks
+    do): the cache setting, which outlives the run, still names the folder the run used."""
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.chdir(tmp_path)
+    try:
+        enable_compile_cache(Path("res") / "jax_cache")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "res" / "jax_cache")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

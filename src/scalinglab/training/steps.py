@@ -86,7 +86,9 @@ def make_train_step(loss_fn, tx: optax.GradientTransformation, n_micro: int = 1,
 
 
 def enable_compile_cache(directory: Path) -> None:
-    """Share compiled steps between the jobs of a sweep: same shapes, same executable."""
-    jax.config.update("jax_compilation_cache_dir", str(directory))
+    """Share compiled steps between the jobs of a sweep: same shapes, same executable. The folder
+    is made absolute: the setting outlives the call, and a relative one would follow the working
+    directory (a sweep under results/ run in process, then a chdir, wrote its cache nowhere)."""
+    jax.config.update("jax_compilation_cache_dir", str(Path(directory).resolve()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
