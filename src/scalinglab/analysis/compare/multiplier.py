@@ -29,7 +29,7 @@ from ..laws.bootstrap import LEVEL
 from ..laws.optimum import compute_optimal
 from ..parts import CI, Estimate, LawFit, Part, Skipped
 from ..uncertainty import bootstrap_law
-from .points import Where, estimate
+from .points import Where, estimate, paired
 from .tasks import SweepTasks, TaskComparison, compare_tasks
 
 CONVENTION = (
@@ -173,27 +173,22 @@ def slope(A: Fitted, B: Fitted, span: CI) -> float:
     return float(np.polyfit(np.log(C), np.log(k), 1)[0])
 
 
-def compute_span(a: pd.DataFrame, b: pd.DataFrame) -> CI:
-    C = 6 * pd.concat([a["N"] * a["D"], b["N"] * b["D"]]).to_numpy(float)
+def compute_span(*runs: pd.DataFrame) -> CI:
+    """The lowest and highest C_6ND = 6ND of these sweeps' runs."""
+    C = 6 * pd.concat([r["N"] * r["D"] for r in runs]).to_numpy(float)
     return float(C.min()), float(C.max())
 
 
 def _points(A: SweepLaw, B: SweepLaw, computes: list[tuple[float, Where]]) -> list[AtCompute]:
     """Each compute's losses, difference and multiplier, with intervals from the resample pairs."""
     C = np.array([c for c, _ in computes])
-    pairs = list(zip(A.boots, B.boots))
 
     def values(a: Fitted, b: Fitted) -> np.ndarray:
         LA, LB = frontier_loss(a, C), frontier_loss(b, C)
         return np.stack([LA, LB, LB - LA, multiplier(a, b, C)])
 
-    full = values(A.law, B.law)
-    boots = np.stack([values(a, b) for a, b in pairs]) if pairs else np.empty((0, *full.shape))
-    out = []
-    for i, (c, where) in enumerate(computes):
-        L_A, L_B, dL, k = (estimate(full[j, i], boots[:, j, i]) for j in range(4))
-        out.append(AtCompute(C_6ND=c, where=where, L_A=L_A, L_B=L_B, dL=dL, k=k))
-    return out
+    rows = paired(values, (A.law, B.law), zip(A.boots, B.boots))
+    return [AtCompute(C_6ND=c, where=where, L_A=L_A, L_B=L_B, dL=dL, k=k) for (c, where), (L_A, L_B, dL, k) in zip(computes, rows)]
 
 
 def compare_pair(A: SweepLaw, B: SweepLaw, at: Sequence[float] = ()) -> Comparison:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..figstyle import plain, plt, save
 from ..laws.bootstrap import LEVEL
-from .multiplier import SweepLaw, frontier_loss, multiplier
+from .multiplier import SweepLaw, compute_span, frontier_loss, multiplier
 
 GRID = 30  # computes the lines and bands are drawn through
 BANDS = 100  # resamples (pairs) a band is made of, at most: each k is a bisection per compute
@@ -28,8 +28,7 @@ def _band(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def plot_comparison(sweeps: Sequence[SweepLaw], path: Path) -> Path:
-    computes = np.concatenate([6 * s.runs["N"].to_numpy(float) * s.runs["D"].to_numpy(float) for s in sweeps])
-    C = np.geomspace(computes.min(), computes.max(), GRID)
+    C = np.geomspace(*compute_span(*(s.runs for s in sweeps)), GRID)
     fig, (loss, ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.get_cmap("tab10")
     for i, s in enumerate(sweeps):

@@ -5,8 +5,9 @@ JAX."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,3 +33,15 @@ def estimate(value: float, resampled: Sequence[float] | np.ndarray) -> Estimate:
     big = np.finfo(float).max
     lo, hi = interval(np.where(np.isposinf(resampled), big, resampled))
     return Estimate(value=float(value), ci=(lo, math.inf if hi > big / 4 else hi))
+
+
+Fit = TypeVar("Fit")
+
+
+def paired(values: Callable[[Fit, Fit], np.ndarray], full: tuple[Fit, Fit], resampled: Iterable[tuple[Fit, Fit]]) -> list[list[Estimate]]:
+    """values(a, b), an array (quantity, compute), on the two full fits and on each pair of
+    resamples: per compute, each quantity with its interval over the pairs."""
+    at_full = values(*full)
+    pairs = [values(a, b) for a, b in resampled]
+    boots = np.stack(pairs) if pairs else np.empty((0, *at_full.shape))
+    return [[estimate(at_full[j, i], boots[:, j, i]) for j in range(at_full.shape[0])] for i in range(at_full.shape[1])]

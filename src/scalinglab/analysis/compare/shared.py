@@ -19,11 +19,12 @@ import numpy as np
 from ...errors import FitError
 from ...sweep.spec import FitSpec
 from ..laws import Fitted, Loss
-from ..laws.bootstrap import RESAMPLES_PER_WORKER, draw, in_processes, interval, seed_chunks, seeds
+from ..laws.bootstrap import RESAMPLES_PER_WORKER, draw, in_processes, seed_chunks, seeds
 from ..laws.chinchilla_shared import COEFFICIENTS, SharedChinchilla
 from ..laws.solve import fit
 from ..parts import Estimate
 from .multiplier import Comparison, SharedExponents, SharedSweep, SweepLaw, compare_pair
+from .points import estimate
 
 WHY = "Chinchilla's form with alpha and beta shared across the sweeps"
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -70,10 +71,6 @@ def joint_bootstrap(law: SharedChinchilla, sweeps: Sequence[SweepLaw], spec: Fit
     return in_processes(_refits, [(law, X, y, [rows[b] for b in c], Loss(spec.huber_delta), spec.method) for c in chunks])
 
 
-def _estimate(full: Fitted, boots: Sequence[Fitted], name: str) -> Estimate:
-    return Estimate(value=full[name], ci=interval([b[name] for b in boots]) if boots else None)
-
-
 def shared_exponents(sweeps: Sequence[SweepLaw], spec: FitSpec, at: Sequence[float] = ()) -> SharedExponents:
     """The joint fit with its intervals, and every sweep against the first (sweeps[0]) on their
     parts of it, each verdict labelled as the shared exponents'. spec: the baseline's fit settings
@@ -88,12 +85,16 @@ def shared_exponents(sweeps: Sequence[SweepLaw], spec: FitSpec, at: Sequence[flo
     sizes = [len(s.runs) for s in sweeps]
     parts = [law.per_sweep(f, sizes) for f in (full, *boots)]
     shared = [SweepLaw(s.name, s.runs, parts[0][g], [p[g] for p in parts[1:]], WHY) for g, s in enumerate(sweeps)]
+
+    def param(name: str) -> Estimate:
+        return estimate(full[name], [b[name] for b in boots])
+
     return SharedExponents(
         form=law.form,
-        alpha=_estimate(full, boots, "alpha"),
-        beta=_estimate(full, boots, "beta"),
+        alpha=param("alpha"),
+        beta=param("beta"),
         sweeps=[
-            SharedSweep(name=s.name, n_runs=n, **{c: _estimate(full, boots, f"{c}_{g + 1}") for c in COEFFICIENTS})
+            SharedSweep(name=s.name, n_runs=n, **{c: param(f"{c}_{g + 1}") for c in COEFFICIENTS})
             for g, (s, n) in enumerate(zip(sweeps, sizes))
         ],
         n_bootstrap=len(boots),

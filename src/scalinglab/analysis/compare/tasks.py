@@ -21,7 +21,7 @@ from ..laws.optimum import compute_optimal
 from ..parts import Estimate, Part, Skipped
 from ..task_laws import TwoStep, bootstrap_two_step, fit_two_step
 from ..task_report import report_rows
-from .points import Where, estimate
+from .points import Where, paired
 
 
 class TaskAtCompute(Part):
@@ -88,14 +88,10 @@ def _pair(A: TaskLaw, B: TaskLaw, computes: list[tuple[float, Where]]) -> list[T
         acc_A, acc_B = best_accuracy(a, C), best_accuracy(b, C)
         return np.stack([acc_A, acc_B, 100 * (acc_B - acc_A)])
 
-    full = values(A.model, B.model)
-    pairs = list(zip(A.boots, B.boots))
-    boots = np.stack([values(a, b) for a, b in pairs]) if pairs else np.empty((0, *full.shape))
-    out = []
-    for i, (c, where) in enumerate(computes):
-        acc_A, acc_B, d = (estimate(full[j, i], boots[:, j, i]) for j in range(3))
-        out.append(TaskAtCompute(C_6ND=c, where=where, acc_A=acc_A, acc_B=acc_B, d_points=d))
-    return out
+    rows = paired(values, (A.model, B.model), zip(A.boots, B.boots))
+    return [
+        TaskAtCompute(C_6ND=c, where=where, acc_A=acc_A, acc_B=acc_B, d_points=d) for (c, where), (acc_A, acc_B, d) in zip(computes, rows)
+    ]
 
 
 def task_verdict(task: str, A: str, B: str, p: TaskAtCompute) -> str:

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from .base import Fitted, Param
-from .chinchilla import CHINCHILLA, PARAMS, VARPRO_GRID, sizes_problem
+from .chinchilla import CHINCHILLA, PARAMS, sizes_problem
 from .terms import TermsLaw
 
 COEFFICIENTS = ("E", "A", "B")  # each sweep's, in this order in theta
@@ -84,8 +84,7 @@ class SharedChinchilla(TermsLaw):
         return offset, spread.reshape(len(cells), len(X[0]), 3 * self.groups)
 
     def grid(self, X, y):
-        alpha, beta = np.meshgrid(VARPRO_GRID, VARPRO_GRID, indexing="ij")
-        return np.column_stack([alpha.ravel(), beta.ravel()])
+        return CHINCHILLA.grid(X, y)  # the same (alpha, beta) cells
 
     def per_sweep(self, law: Fitted, n_points: list[int]) -> list[Fitted]:
         """Each sweep's part of a fit as Chinchilla's own law (its E, A, B and the shared alpha,
