@@ -228,3 +228,19 @@ def _close_figures():
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         pyplot.close("all")
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real headless Chromium (Debian's, driven by Playwright) that the pages are opened in."""
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415  (only the page tests need it)
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()

@@ -7,24 +7,16 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from playwright.sync_api import sync_playwright
 
 from scalinglab.cli import main
 from test_compare import MAPS, draw, law, write_table
-from test_report import CHROMIUM, FLAGS, PAYLOADS, inspect
+from test_report import PAYLOADS, inspect
 
 QUICK = ["--law", "chinchilla", "--bootstrap", "20"]
 FAR = 1e22  # a compute where a sweep of lower irreducible loss reaches what the baseline never does: k is inf
 CELLS = "Array.from(document.querySelectorAll('table')).map(t => Array.from(t.rows).map(r => Array.from(r.cells).map(c => c.textContent)))"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 def opened(browser, html: Path) -> dict:

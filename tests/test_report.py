@@ -12,7 +12,6 @@ from enum import Enum
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 from pydantic import BaseModel
 
 from scalinglab.analysis.page import page
@@ -23,17 +22,6 @@ from scalinglab.store.frame import load
 from scalinglab.store.layout import SweepDir
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.mark.parametrize("study", ["cpu-study", "abilities"])
