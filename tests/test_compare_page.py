@@ -3,6 +3,7 @@ real headless Chromium (as tests/test_report.py opens report.html): no console e
 decodes, the k shown is the --json report's; hostile group names stay text; an existing file needs
 --force and bad input writes nothing."""
 
+import base64
 import json
 from pathlib import Path
 
@@ -15,8 +16,6 @@ from test_report import PAYLOADS, inspect
 QUICK = ["--law", "chinchilla", "--bootstrap", "20"]
 FAR = 1e22  # a compute where a sweep of lower irreducible loss reaches what the baseline never does: k is inf
 CELLS = "Array.from(document.querySelectorAll('table')).map(t => Array.from(t.rows).map(r => Array.from(r.cells).map(c => c.textContent)))"
-
-
 
 
 def opened(browser, html: Path) -> dict:
@@ -53,8 +52,10 @@ def test_the_page_opens_from_disk_and_shows_the_json_reports_numbers(browser, tm
     assert main(args) == 0
     assert f"wrote {html}" in capsys.readouterr().out.replace("\n", "")
     first = opened(browser, html)
-    assert main([*args, "--json", "--force"]) == 0  # the same seeds: the same numbers; the JSON alone on stdout
+    figure = tmp_path / "compare.png"
+    assert main([*args, "--json", "--force", "--figure", str(figure)]) == 0  # the same seeds: the same numbers; the JSON alone on stdout
     report = json.loads(capsys.readouterr().out)
+    assert base64.b64encode(figure.read_bytes()).decode() in html.read_text()  # the page embeds --figure's own drawing
     again = opened(browser, html)
     assert first["errors"] == again["errors"] == [] and first["decoded"] == [True]
     assert first["tables"] == again["tables"]

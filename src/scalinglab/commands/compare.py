@@ -167,8 +167,8 @@ def main(args, console: Console) -> int:
         from ..analysis.compare.plots import plot_comparison  # noqa: PLC0415  (matplotlib only when a figure is asked for)
 
         out.print(escape(f"wrote {plot_comparison(sweeps, figure)}"))
-    if html is not None:
-        write_text(html, compare_page(report, comparison_png(sweeps)))
+    if html is not None:  # the figure drawn once: --figure's file, read back, or one for the page alone
+        write_text(html, compare_page(report, figure.read_bytes() if figure is not None else comparison_png(sweeps)))
         out.print(escape(f"wrote {html}: open it in a browser, no server needed"))
     if args.json:
         print(strict_json(report.model_dump(mode="json")), end="")
